@@ -1,0 +1,164 @@
+"""The checked model: names resolved, sizes known, defaults filled in.
+
+Every later stage reads only this (never the syntax tree). Layers are in topological order and a layer's
+``index`` is its position in ``Model.layers``; spans are kept so that ``explain`` and later errors can point at the
+spec line a layer came from.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Union
+
+from boltc.diagnostics import Span
+
+
+class InputKind(enum.Enum):
+    DENSE = "dense"
+    SPARSE = "sparse"
+
+
+class TargetKind(enum.Enum):
+    CLASSES = "classes"
+    MULTILABEL = "multilabel"
+
+
+class Activation(enum.Enum):
+    RELU = "relu"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+    SOFTMAX = "softmax"
+    LINEAR = "linear"
+
+
+class LossKind(enum.Enum):
+    CROSS_ENTROPY = "cross_entropy"
+    BINARY_CROSS_ENTROPY = "binary_cross_entropy"
+
+
+class OptimizerKind(enum.Enum):
+    ADAM = "adam"
+    SGD = "sgd"
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    index: int
+    name: str
+    kind: InputKind
+    dim: int
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    kind: TargetKind
+    dim: int
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    """Where a layer reads from: model input ``index`` or layer ``index``."""
+
+    is_input: bool
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sparsity:
+    """The user's request: ``None`` for a dense layer, a fraction in (0, 1], or ``auto`` (decided by the plan)."""
+
+    fraction: float | None
+    auto: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DenseLayer:
+    index: int
+    name: str
+    source: NodeRef
+    in_dim: int
+    units: int
+    activation: Activation
+    sparsity: Sparsity
+    bias: bool
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ConcatLayer:
+    index: int
+    name: str
+    sources: tuple[NodeRef, ...]
+    dim: int
+    span: Span
+
+
+Layer = Union[DenseLayer, ConcatLayer]
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    kind: LossKind
+    output: int  # index of the layer whose outputs the loss reads
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Optimizer:
+    kind: OptimizerKind
+    learning_rate: float
+    beta1: float
+    beta2: float
+    eps: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    batch_size: int
+    epochs: int
+    seed: int
+    threads: int | None  # None: as many as the machine has
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    name: str  # accuracy | loss | precision | recall
+    k: int | None
+
+    @property
+    def label(self) -> str:
+        return self.name if self.k is None else f"{self.name}@{self.k}"
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    name: str
+    path: str
+    source: str
+    inputs: tuple[Input, ...]
+    target: Target
+    layers: tuple[Layer, ...]
+    loss: Loss
+    optimizer: Optimizer
+    train: TrainConfig
+    metrics: tuple[Metric, ...]
+    span: Span
+
+    @property
+    def output(self) -> DenseLayer:
+        layer = self.layers[self.loss.output]
+        assert isinstance(layer, DenseLayer)
+        return layer
+
+    def node_dim(self, ref: NodeRef) -> int:
+        if ref.is_input:
+            return self.inputs[ref.index].dim
+        layer = self.layers[ref.index]
+        return layer.units if isinstance(layer, DenseLayer) else layer.dim
+
+    def node_name(self, ref: NodeRef) -> str:
+        return self.inputs[ref.index].name if ref.is_input else self.layers[ref.index].name

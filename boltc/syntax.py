@@ -1,0 +1,115 @@
+"""The parsed spec: frozen dataclasses that mirror the text, each node with its span.
+
+Nothing here is interpreted yet; names are still strings and values still literals. ``check`` turns a ``Spec``
+into an ``ir.Model``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from boltc.diagnostics import Span
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    value: int | float
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class String:
+    value: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Argument:
+    """``value`` or ``keyword=value`` inside a call, or ``keyword = value`` in a train block."""
+
+    keyword: Name | None
+    value: "Value"
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    func: Name
+    args: tuple[Argument, ...]
+    span: Span
+
+
+Value = Union[Name, Number, String, Call]
+
+
+@dataclass(frozen=True, slots=True)
+class InputDecl:
+    name: Name
+    kind: Name
+    size: Number
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class TargetDecl:
+    name: Name
+    kind: Name
+    size: Number
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class LayerDecl:
+    name: Name
+    call: Call
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class LossDecl:
+    call: Call
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class OptimizerDecl:
+    call: Call
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class TrainDecl:
+    settings: tuple[Argument, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRef:
+    name: Name
+    k: Number | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsDecl:
+    metrics: tuple[MetricRef, ...]
+    span: Span
+
+
+Statement = Union[InputDecl, TargetDecl, LayerDecl, LossDecl, OptimizerDecl, TrainDecl, MetricsDecl]
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    path: str
+    source: str
+    name: Name
+    statements: tuple[Statement, ...]
+    span: Span
