@@ -1,0 +1,465 @@
+"""``syntax.Spec`` -> ``ir.Model``: resolve names and sizes, fill defaults, and report every mistake at once.
+
+The checker never stops at the first error: each problem is collected with its span and ``SpecErrors`` is raised
+at the end, sorted by position, so one edit-compile cycle fixes them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from boltc import ir, syntax
+from boltc.diagnostics import Span, SpecError, SpecErrors, did_you_mean
+
+MAX_UNITS = 2**31 - 1
+MAX_BATCH = 65536
+DENSE_ARGS = ("input", "units")
+DENSE_OPTIONS = ("activation", "sparsity", "bias")
+LAYER_KINDS = ("dense", "concat")
+TRAIN_SETTINGS = ("batch_size", "epochs", "seed", "threads")
+OPTIMIZER_PARAMS = {
+    ir.OptimizerKind.ADAM: ("learning_rate", "beta1", "beta2", "eps"),
+    ir.OptimizerKind.SGD: ("learning_rate",),
+}
+DEFAULT_OPTIMIZER = ir.Optimizer(ir.OptimizerKind.ADAM, learning_rate=0.001, beta1=0.9, beta2=0.999, eps=1e-7)
+DEFAULT_TRAIN = ir.TrainConfig(batch_size=256, epochs=1, seed=0, threads=None)
+METRICS_WITH_K = ("precision", "recall")
+METRICS_WITHOUT_K = ("accuracy", "loss")
+LOSS_ACTIVATION = {
+    ir.LossKind.CROSS_ENTROPY: ir.Activation.SOFTMAX,
+    ir.LossKind.BINARY_CROSS_ENTROPY: ir.Activation.SIGMOID,
+}
+# Weights plus Adam's two moments; gradients are never materialised for a whole layer (see templates).
+BYTES_PER_PARAMETER = 4 * 3
+
+
+def _choices(values: Iterable[str]) -> str:
+    values = list(values)
+    return ", ".join(values[:-1]) + f" or {values[-1]}" if len(values) > 1 else values[0]
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.1f} GiB"
+
+
+@dataclass
+class _Checker:
+    spec: syntax.Spec
+    memory_bytes: int | None
+    problems: list[SpecError] = field(default_factory=list)
+
+    def error(self, span: Span, message: str, hint: str = "") -> None:
+        self.problems.append(SpecError(span, message, hint=hint, source=self.spec.source))
+
+    # -- small value readers: each returns None after reporting, so callers can carry on -----------------
+
+    def integer(self, value: syntax.Value, what: str, minimum: int, maximum: int | None = None) -> int | None:
+        if not isinstance(value, syntax.Number) or not isinstance(value.value, int):
+            self.error(value.span, f"{what} must be an integer")
+            return None
+        if value.value < minimum or (maximum is not None and value.value > maximum):
+            bound = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            self.error(value.span, f"{what} must be {bound}, got {value.value}")
+            return None
+        return value.value
+
+    def number(self, value: syntax.Value, what: str, valid: Callable[[float], bool], rule: str) -> float | None:
+        if not isinstance(value, syntax.Number):
+            self.error(value.span, f"{what} must be a number")
+            return None
+        if not valid(float(value.value)):
+            self.error(value.span, f"{what} must be {rule}, got {value.value}")
+            return None
+        return float(value.value)
+
+    def word(self, value: syntax.Value, what: str, choices: Iterable[str]) -> str | None:
+        choices = tuple(choices)
+        if isinstance(value, syntax.Name) and value.text in choices:
+            return value.text
+        found = f"'{value.text}'" if isinstance(value, syntax.Name) else "a value of another kind"
+        hint = did_you_mean(value.text, choices) if isinstance(value, syntax.Name) else ""
+        self.error(value.span, f"{what} must be {_choices(choices)}, got {found}", hint)
+        return None
+
+    def bind(self, call: syntax.Call, positional: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, syntax.Argument]:
+        """Match a call's arguments to parameter names the way Python does, reporting every misuse."""
+        bound: dict[str, syntax.Argument] = {}
+        func = call.func.text
+        for position, arg in enumerate(call.args):
+            if arg.keyword is None:
+                if position >= len(positional):
+                    self.error(arg.span, f"{func}() takes {len(positional)} positional argument"
+                               f"{'s' if len(positional) != 1 else ''}; pass the others by name")
+                    continue
+                name = positional[position]
+            else:
+                name = arg.keyword.text
+                if name not in positional + optional:
+                    self.error(arg.keyword.span, f"{func}() has no parameter '{name}'",
+                               did_you_mean(name, positional + optional))
+                    continue
+            if name in bound:
+                self.error(arg.span, f"{func}() got '{name}' twice")
+                continue
+            bound[name] = arg
+        for name in positional:
+            if name not in bound:
+                self.error(call.span, f"{func}() needs '{name}'")
+        return bound
+
+    # -- statements ------------------------------------------------------------------------------------
+
+    def run(self) -> ir.Model | None:
+        statements = self.spec.statements
+        inputs_decl = [s for s in statements if isinstance(s, syntax.InputDecl)]
+        targets_decl = [s for s in statements if isinstance(s, syntax.TargetDecl)]
+        layers_decl = [s for s in statements if isinstance(s, syntax.LayerDecl)]
+
+        self.check_unique_names(inputs_decl + targets_decl + layers_decl)
+        inputs = tuple(self.input_of(i, d) for i, d in enumerate(inputs_decl))
+        target = self.target_of(targets_decl)
+        loss_decl = self.single(statements, syntax.LossDecl, "loss")
+        optimizer_decl = self.single(statements, syntax.OptimizerDecl, "optimizer")
+        train_decl = self.single(statements, syntax.TrainDecl, "train")
+        metrics_decl = self.single(statements, syntax.MetricsDecl, "metrics")
+
+        layers, complete = self.layers_of(inputs_decl, targets_decl, layers_decl, inputs)
+        loss = self.loss_of(loss_decl, layers, targets_decl)
+        optimizer = self.optimizer_of(optimizer_decl)
+        train = self.train_of(train_decl)
+        if loss is not None:
+            self.check_output(layers[loss.output], loss, target)
+            if complete:
+                self.check_usage(inputs, layers, loss)
+                self.check_memory(layers, optimizer)
+        output_dim = layers[loss.output].units if loss is not None else None
+        metrics = self.metrics_of(metrics_decl, target, output_dim)
+        if self.problems:
+            return None
+        assert target is not None and loss is not None
+        return ir.Model(self.spec.name.text, self.spec.path, self.spec.source, inputs, target, layers, loss,
+                        optimizer, train, metrics, self.spec.name.span)
+
+    def single(self, statements, kind, word: str):
+        found = [s for s in statements if isinstance(s, kind)]
+        for extra in found[1:]:
+            self.error(extra.span, f"a model has one {word} statement; the first is at line {found[0].span.line}")
+        return found[0] if found else None
+
+    def check_unique_names(self, decls) -> None:
+        first: dict[str, syntax.Name] = {}
+        for decl in decls:
+            name = decl.name
+            if name.text in first:
+                self.error(name.span, f"duplicate name '{name.text}' (first defined at line {first[name.text].span.line})")
+            else:
+                first[name.text] = name
+
+    def input_of(self, index: int, decl: syntax.InputDecl) -> ir.Input:
+        kind = self.word(decl.kind, "an input's kind", [k.value for k in ir.InputKind])
+        dim = self.integer(decl.size, "an input's size", 1, MAX_UNITS)
+        return ir.Input(index, decl.name.text, ir.InputKind(kind or "dense"), dim or 1, decl.span)
+
+    def target_of(self, decls: list[syntax.TargetDecl]) -> ir.Target | None:
+        if not decls:
+            self.error(self.spec.name.span, "model has no target: declare one, e.g. 'target label: classes[10]'")
+            return None
+        for extra in decls[1:]:
+            self.error(extra.span, f"a model has one target; the first is at line {decls[0].span.line}")
+        decl = decls[0]
+        kind = self.word(decl.kind, "a target's kind", [k.value for k in ir.TargetKind])
+        dim = self.integer(decl.size, "a target's size", 1, MAX_UNITS)
+        if kind is None or dim is None:
+            return None
+        return ir.Target(decl.name.text, ir.TargetKind(kind), dim, decl.span)
+
+    # -- layers ----------------------------------------------------------------------------------------
+
+    def layers_of(self, inputs_decl, targets_decl, layers_decl, inputs) -> tuple[tuple[ir.Layer, ...], bool]:
+        """The layers that could be built, in topological order, and whether that is all of them."""
+        by_name = {d.name.text: d for d in layers_decl}
+        input_index = {d.name.text: i for i, d in enumerate(inputs_decl)}
+        target_names = {d.name.text for d in targets_decl}
+        known = list(input_index) + list(by_name)
+        order: list[str] = []
+        state: dict[str, str] = {}  # name -> "visiting" | "done"
+        built: dict[str, ir.Layer | None] = {}
+
+        def resolve(ref: syntax.Value) -> ir.NodeRef | None:
+            if not isinstance(ref, syntax.Name):
+                self.error(ref.span, "expected the name of an input or a layer")
+                return None
+            if ref.text in input_index:
+                return ir.NodeRef(True, input_index[ref.text])
+            if ref.text in target_names:
+                self.error(ref.span, f"'{ref.text}' is the target; a layer reads inputs or other layers")
+                return None
+            if ref.text not in by_name:
+                self.error(ref.span, f"undefined name '{ref.text}'", did_you_mean(ref.text, known))
+                return None
+            visit(by_name[ref.text], ref)
+            if built.get(ref.text) is None:
+                return None
+            return ir.NodeRef(False, order.index(ref.text))
+
+        def visit(decl: syntax.LayerDecl, used_at: syntax.Name | None) -> None:
+            name = decl.name.text
+            if state.get(name) == "done":
+                return
+            if state.get(name) == "visiting":
+                cycle = " -> ".join(stack[stack.index(name):] + [name])
+                self.error(decl.name.span, f"layers form a cycle: {cycle}")
+                built[name] = None
+                return
+            state[name] = "visiting"
+            stack.append(name)
+            layer = self.layer_of(decl, resolve, lambda ref: self.node_dim(ref, built, order, inputs))
+            stack.pop()
+            state[name] = "done"
+            built[name] = layer
+            if layer is not None:
+                order.append(name)
+                built[name] = _reindex(layer, len(order) - 1)
+
+        stack: list[str] = []
+        for decl in layers_decl:
+            visit(decl, None)
+        complete = all(built.get(d.name.text) is not None for d in layers_decl)
+        return tuple(built[name] for name in order), complete
+
+    def node_dim(self, ref: ir.NodeRef, built, order, inputs) -> int:
+        if ref.is_input:
+            return inputs[ref.index].dim
+        layer = built[order[ref.index]]
+        return layer.units if isinstance(layer, ir.DenseLayer) else layer.dim
+
+    def layer_of(self, decl: syntax.LayerDecl, resolve, dim_of) -> ir.Layer | None:
+        kind = decl.call.func
+        if kind.text == "dense":
+            return self.dense_of(decl, resolve, dim_of)
+        if kind.text == "concat":
+            return self.concat_of(decl, resolve, dim_of)
+        self.error(kind.span, f"unknown layer kind '{kind.text}'; expected {_choices(LAYER_KINDS)}",
+                   did_you_mean(kind.text, LAYER_KINDS))
+        return None
+
+    def dense_of(self, decl: syntax.LayerDecl, resolve, dim_of) -> ir.DenseLayer | None:
+        args = self.bind(decl.call, DENSE_ARGS, DENSE_OPTIONS)
+        source = resolve(args["input"].value) if "input" in args else None
+        units = self.integer(args["units"].value, "units", 1, MAX_UNITS) if "units" in args else None
+        activation = ir.Activation.LINEAR
+        if "activation" in args:
+            word = self.word(args["activation"].value, "activation", [a.value for a in ir.Activation])
+            activation = ir.Activation(word) if word else activation
+        sparsity = ir.Sparsity(None)
+        if "sparsity" in args:
+            sparsity = self.sparsity_of(args["sparsity"].value)
+        bias = True
+        if "bias" in args:
+            bias = self.word(args["bias"].value, "bias", ("true", "false")) != "false"
+        if source is None or units is None:
+            return None
+        return ir.DenseLayer(-1, decl.name.text, source, dim_of(source), units, activation, sparsity, bias, decl.span)
+
+    def sparsity_of(self, value: syntax.Value) -> ir.Sparsity:
+        if isinstance(value, syntax.Name) and value.text == "auto":
+            return ir.Sparsity(None, auto=True)
+        if isinstance(value, syntax.Name):
+            self.error(value.span, f"sparsity must be a fraction in (0, 1] or auto, got '{value.text}'",
+                       did_you_mean(value.text, ["auto"]))
+            return ir.Sparsity(None)
+        fraction = self.number(value, "sparsity", lambda x: 0.0 < x <= 1.0, "a fraction in (0, 1]")
+        return ir.Sparsity(None if fraction is None or fraction == 1.0 else fraction)
+
+    def concat_of(self, decl: syntax.LayerDecl, resolve, dim_of) -> ir.ConcatLayer | None:
+        call = decl.call
+        for arg in call.args:
+            if arg.keyword is not None:
+                self.error(arg.keyword.span, "concat() takes only the names of the layers or inputs it joins")
+        parts = [arg.value for arg in call.args if arg.keyword is None]
+        if len(parts) < 2:
+            self.error(call.span, "concat() needs at least two layers or inputs")
+        sources = [resolve(part) for part in parts]
+        if len(parts) < 2 or any(s is None for s in sources):
+            return None
+        return ir.ConcatLayer(-1, decl.name.text, tuple(sources), sum(dim_of(s) for s in sources), decl.span)
+
+    # -- the loss, the output and whole-model rules ----------------------------------------------------
+
+    def loss_of(self, decl: syntax.LossDecl | None, layers, targets_decl) -> ir.Loss | None:
+        if decl is None:
+            self.error(self.spec.name.span, "model has no loss: add e.g. 'loss cross_entropy(scores, label)'")
+            return None
+        call = decl.call
+        kind = self.word(call.func, "the loss", [k.value for k in ir.LossKind])
+        args = self.bind(call, ("output", "target"), ())
+        if kind is None or len(args) < 2:
+            return None
+        output, target = args["output"].value, args["target"].value
+        if not targets_decl or not isinstance(target, syntax.Name) or target.text != targets_decl[0].name.text:
+            name = targets_decl[0].name.text if targets_decl else None
+            found = f"'{target.text}'" if isinstance(target, syntax.Name) else "a value"
+            self.error(target.span, f"the loss's second argument must be the target '{name}', got {found}"
+                       if name else "the loss needs a declared target")
+            return None
+        names = [layer.name for layer in layers]
+        if not isinstance(output, syntax.Name) or output.text not in names:
+            word = output.text if isinstance(output, syntax.Name) else ""
+            if not any(isinstance(s, syntax.LayerDecl) and s.name.text == word for s in self.spec.statements):
+                self.error(output.span, f"the loss reads a layer; '{word}' is not one", did_you_mean(word, names))
+            return None
+        index = names.index(output.text)
+        if not isinstance(layers[index], ir.DenseLayer):
+            self.error(output.span, f"the loss must read a dense layer; '{output.text}' is a concat")
+            return None
+        return ir.Loss(ir.LossKind(kind), index, decl.span)
+
+    def check_output(self, output: ir.DenseLayer, loss: ir.Loss, target: ir.Target | None) -> None:
+        needed = LOSS_ACTIVATION[loss.kind]
+        if output.activation is not needed:
+            self.error(loss.span, f"{loss.kind.value} needs a {needed.value} output; layer '{output.name}' has "
+                       f"activation={output.activation.value}",
+                       f"set activation={needed.value} on '{output.name}' (line {output.span.line})")
+        if target is not None and output.units != target.dim:
+            self.error(output.span, f"layer '{output.name}' has {output.units} units but target '{target.name}' "
+                       f"has {target.dim} {target.kind.value}")
+
+    def check_usage(self, inputs, layers, loss: ir.Loss) -> None:
+        consumers: dict[ir.NodeRef, list[ir.Layer]] = {}
+        for layer in layers:
+            sources = (layer.source,) if isinstance(layer, ir.DenseLayer) else layer.sources
+            for source in sources:
+                consumers.setdefault(source, []).append(layer)
+            if isinstance(layer, ir.ConcatLayer) and any(s.is_input and inputs[s.index].kind is ir.InputKind.SPARSE
+                                                          for s in layer.sources):
+                self.error(layer.span, f"concat '{layer.name}' joins a sparse input; feed the sparse input "
+                           "to a dense layer first and concat that layer")
+            if isinstance(layer, ir.DenseLayer) and layer.activation is ir.Activation.SOFTMAX \
+                    and layer.index != loss.output:
+                self.error(layer.span, f"softmax is only allowed on the output layer; '{layer.name}' feeds "
+                           "another layer", "use relu, tanh, sigmoid or linear for hidden layers")
+        reaches_loss = {loss.output}
+        for layer in reversed(layers):
+            if layer.index in reaches_loss:
+                sources = (layer.source,) if isinstance(layer, ir.DenseLayer) else layer.sources
+                reaches_loss.update(s.index for s in sources if not s.is_input)
+        for layer in layers:
+            ref = ir.NodeRef(False, layer.index)
+            if layer.index == loss.output:
+                if ref in consumers:
+                    self.error(layer.span, f"the output layer '{layer.name}' also feeds another layer")
+            elif ref not in consumers:
+                self.error(layer.span, f"layer '{layer.name}' feeds nothing: no layer or loss reads it")
+            elif layer.index not in reaches_loss:
+                self.error(layer.span, f"layer '{layer.name}' is unused: nothing it feeds reaches the loss")
+        for model_input in inputs:
+            if ir.NodeRef(True, model_input.index) not in consumers:
+                self.error(model_input.span, f"input '{model_input.name}' is never used")
+
+    def check_memory(self, layers, optimizer: ir.Optimizer) -> None:
+        if self.memory_bytes is None:
+            return
+        per_parameter = BYTES_PER_PARAMETER if optimizer.kind is ir.OptimizerKind.ADAM else 4
+        dense = [layer for layer in layers if isinstance(layer, ir.DenseLayer)]
+        need = sum((layer.in_dim + int(layer.bias)) * layer.units for layer in dense) * per_parameter
+        if need > self.memory_bytes:
+            largest = max(dense, key=lambda layer: layer.in_dim * layer.units)
+            self.error(self.spec.name.span,
+                       f"model needs {_gib(need)} for its weights and optimizer state, but this machine has "
+                       f"{_gib(self.memory_bytes)} of memory",
+                       f"the largest layer is '{largest.name}' ({largest.in_dim} x {largest.units}, line "
+                       f"{largest.span.line})")
+
+    # -- optimizer, train block, metrics ---------------------------------------------------------------
+
+    def optimizer_of(self, decl: syntax.OptimizerDecl | None) -> ir.Optimizer:
+        if decl is None:
+            return DEFAULT_OPTIMIZER
+        word = self.word(decl.call.func, "the optimizer", [k.value for k in ir.OptimizerKind])
+        if word is None:
+            return DEFAULT_OPTIMIZER
+        kind = ir.OptimizerKind(word)
+        args = self.bind(decl.call, (), OPTIMIZER_PARAMS[kind])
+        values = {"learning_rate": DEFAULT_OPTIMIZER.learning_rate, "beta1": DEFAULT_OPTIMIZER.beta1,
+                  "beta2": DEFAULT_OPTIMIZER.beta2, "eps": DEFAULT_OPTIMIZER.eps}
+        rules = {
+            "learning_rate": (lambda x: x > 0, "positive"),
+            "beta1": (lambda x: 0 <= x < 1, "in [0, 1)"),
+            "beta2": (lambda x: 0 <= x < 1, "in [0, 1)"),
+            "eps": (lambda x: x > 0, "positive"),
+        }
+        for name, arg in args.items():
+            valid, rule = rules[name]
+            value = self.number(arg.value, name, valid, rule)
+            if value is not None:
+                values[name] = value
+        return ir.Optimizer(kind, **values)
+
+    def train_of(self, decl: syntax.TrainDecl | None) -> ir.TrainConfig:
+        if decl is None:
+            return DEFAULT_TRAIN
+        values = {"batch_size": DEFAULT_TRAIN.batch_size, "epochs": DEFAULT_TRAIN.epochs,
+                  "seed": DEFAULT_TRAIN.seed, "threads": DEFAULT_TRAIN.threads}
+        limits = {"batch_size": (1, MAX_BATCH), "epochs": (1, None), "seed": (0, 2**63 - 1), "threads": (1, 4096)}
+        seen: set[str] = set()
+        for setting in decl.settings:
+            key = setting.keyword
+            assert key is not None
+            if key.text not in TRAIN_SETTINGS:
+                self.error(key.span, f"unknown train setting '{key.text}'; expected {_choices(TRAIN_SETTINGS)}",
+                           did_you_mean(key.text, TRAIN_SETTINGS))
+                continue
+            if key.text in seen:
+                self.error(key.span, f"train setting '{key.text}' given twice")
+                continue
+            seen.add(key.text)
+            if key.text == "threads" and isinstance(setting.value, syntax.Name) and setting.value.text == "auto":
+                continue
+            value = self.integer(setting.value, key.text, *limits[key.text])
+            if value is not None:
+                values[key.text] = value
+        return ir.TrainConfig(**values)
+
+    def metrics_of(self, decl: syntax.MetricsDecl | None, target: ir.Target | None,
+                   output_dim: int | None) -> tuple[ir.Metric, ...]:
+        if decl is None:
+            first = "accuracy" if target is None or target.kind is ir.TargetKind.CLASSES else "precision"
+            return (ir.Metric("loss", None), ir.Metric(first, None if first == "accuracy" else 1))
+        metrics: list[ir.Metric] = []
+        names = METRICS_WITH_K + METRICS_WITHOUT_K
+        for ref in decl.metrics:
+            name = ref.name.text
+            if name not in names:
+                self.error(ref.name.span, f"unknown metric '{name}'; expected accuracy, loss, precision@k or recall@k",
+                           did_you_mean(name, names))
+                continue
+            if name in METRICS_WITHOUT_K:
+                if ref.k is not None:
+                    self.error(ref.span, f"{name} takes no @k")
+                    continue
+                metrics.append(ir.Metric(name, None))
+                continue
+            if ref.k is None:
+                self.error(ref.span, f"{name} needs a cut-off, e.g. {name}@1")
+                continue
+            k = self.integer(ref.k, f"the k of {name}@k", 1, output_dim or MAX_UNITS)
+            if k is not None:
+                metrics.append(ir.Metric(name, k))
+        return tuple(dict.fromkeys(metrics))
+
+
+def _reindex(layer: ir.Layer, index: int) -> ir.Layer:
+    from dataclasses import replace
+
+    return replace(layer, index=index)
+
+
+def check(spec: syntax.Spec, memory_bytes: int | None = None) -> ir.Model:
+    """Check a parsed spec. ``memory_bytes``, when given, is the memory the model's parameters must fit in."""
+    checker = _Checker(spec, memory_bytes)
+    model = checker.run()
+    if checker.problems:
+        raise SpecErrors(checker.problems)
+    assert model is not None
+    return model
