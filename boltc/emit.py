@@ -1,0 +1,227 @@
+"""``Plan`` -> ``CSource``: the C text of one model, its cffi declarations and the table of buffers it expects.
+
+This is the only module that imports jinja2. Python decides every name and number here; the templates in
+templates/ only print them. No identifier from the spec reaches C: symbols are made from layer indices and a
+closed vocabulary, and the user's names appear only inside comments, through ``c_comment``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from boltc import __version__
+from boltc.plan import LayerPlan, Plan
+from boltc.resources import runtime_dir, templates_dir
+
+CDEF_BEGIN = "/* BOLT_CDEF_BEGIN */"
+CDEF_END = "/* BOLT_CDEF_END */"
+ENTRY_POINTS = """\
+int bolt_train_batch(void *const *buffers, const bolt_batch *batch, bolt_workspace *workspace,
+                     const bolt_step *step, double *loss_sum);
+int bolt_infer_batch(void *const *buffers, const bolt_batch *batch, int32_t top_k, int32_t *top_ids,
+                     float *top_scores, double *loss_sum);
+"""
+STATUS_MESSAGES = {
+    1: "the batch is empty or larger than the compiled batch size",
+    2: "the sparse-entry workspace is smaller than the batch's non-zeros",
+    3: "top_k must be between 1 and the number of outputs",
+}
+LOSS_TEMPLATES = {"cross_entropy": "loss_softmax_ce.c.j2", "binary_cross_entropy": "loss_sigmoid_bce.c.j2"}
+ACTIVATIONS = {"relu": "bolt_relu", "tanh": "bolt_tanh", "sigmoid": "bolt_sigmoid", "linear": None}
+DERIVATIVES = {"relu": "bolt_relu_grad", "tanh": "bolt_tanh_grad", "sigmoid": "bolt_sigmoid_grad", "linear": None}
+
+
+@dataclass(frozen=True, slots=True)
+class BufferSpec:
+    """One array the generated code reads or writes; Python allocates it and passes its address in slot ``slot``."""
+
+    slot: int
+    name: str  # e.g. "l0.weights": stable across builds, used as the key in model files
+    layer: int
+    role: str  # weights | bias | weights_m | weights_v | bias_m | bias_v | act | grad
+    shape: tuple[int, ...]
+    kind: str  # parameter | optimizer | scratch: parameters and optimizer state are saved, scratch is not
+    fan_in: int  # for initialisation of weights
+    fan_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class CSource:
+    """C text ready for the compiler. ``slug`` names the module; ``cdef`` is what cffi must know of it."""
+
+    slug: str
+    c_text: str
+    cdef: str
+    buffers: tuple[BufferSpec, ...] = ()
+    include_dir: str = ""
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.c_text.encode()).hexdigest()
+
+
+def c_comment(text: object) -> str:
+    """Text that is safe inside a C block comment: no comment delimiters, no line breaks or control characters."""
+    cleaned = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in str(text))
+    cleaned = cleaned.replace("*/", "* /").replace("/*", "/ *").replace("??", "? ?")
+    cleaned = cleaned if len(cleaned) <= 80 else cleaned[:77] + "..."
+    return cleaned.replace("\\", "\\ ")
+
+
+def module_slug(path_or_name: str) -> str:
+    """A short [a-z0-9_] name for the module, from the spec file's stem."""
+    stem = Path(path_or_name).stem.lower()
+    slug = re.sub(r"[^a-z0-9]+", "_", stem).strip("_")[:24]
+    return slug or "model"
+
+
+def abi_cdef() -> str:
+    text = (runtime_dir() / "bolt_abi.h").read_text()
+    start, end = text.index(CDEF_BEGIN) + len(CDEF_BEGIN), text.index(CDEF_END)
+    return text[start:end].strip() + "\n"
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())), undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
+    )
+    env.filters["c_comment"] = c_comment
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    index: int
+    c_name: str
+    comment: str
+
+
+class _Buffers:
+    """Hands out slots in a fixed order and remembers what each one is."""
+
+    def __init__(self) -> None:
+        self.specs: list[BufferSpec] = []
+        self.slots: list[_Slot] = []
+
+    def add(self, layer: LayerPlan, role: str, shape: tuple[int, ...], kind: str) -> str:
+        index = len(self.specs)
+        self.specs.append(BufferSpec(index, f"l{layer.index}.{role}", layer.index, role, shape, kind,
+                                     layer.in_dim, layer.out_dim))
+        c_name = f"SLOT_L{layer.index}_{role.upper()}"
+        dims = "][".join(str(d) for d in shape)
+        self.slots.append(_Slot(index, c_name, c_comment(f"{role} of '{layer.name}', [{dims}]")))
+        return c_name
+
+
+def _banner(plan: Plan, layer: LayerPlan, what: str) -> str:
+    return c_comment(f"layer {layer.index}: {what} '{layer.name}' ({Path(plan.spec_path).name}:{layer.spec_line})")
+
+
+def _layer_context(plan: Plan, layer: LayerPlan, buffers: _Buffers) -> dict:
+    batch = plan.batch_size
+    context = {
+        "prefix": f"l{layer.index}_{layer.op}", "dims": f"L{layer.index}", "in_dim": layer.in_dim,
+        "out_dim": layer.out_dim,
+    }
+    if layer.op == "fc":
+        context["slot_weights"] = buffers.add(layer, "weights", (layer.in_dim, layer.out_dim), "parameter")
+        context["slot_bias"] = buffers.add(layer, "bias", (layer.out_dim,), "parameter") if layer.bias else None
+        if plan.optimizer == "adam":
+            context["slot_weights_m"] = buffers.add(layer, "weights_m", (layer.in_dim, layer.out_dim), "optimizer")
+            context["slot_weights_v"] = buffers.add(layer, "weights_v", (layer.in_dim, layer.out_dim), "optimizer")
+            if layer.bias:
+                context["slot_bias_m"] = buffers.add(layer, "bias_m", (layer.out_dim,), "optimizer")
+                context["slot_bias_v"] = buffers.add(layer, "bias_v", (layer.out_dim,), "optimizer")
+    context["slot_act"] = buffers.add(layer, "act", (batch, layer.out_dim), "scratch")
+    context["slot_grad"] = buffers.add(layer, "grad", (batch, layer.out_dim), "scratch")
+    return context
+
+
+def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, dict]) -> dict:
+    source = layer.sources[0]
+    is_output = layer.index == plan.output_layer
+    source_layer = None if source.is_input else plan.layers[source.index]
+    activation = None if is_output else ACTIVATIONS[layer.activation]
+    derivative = None if is_output else DERIVATIVES[layer.activation]
+    return {
+        **base,
+        "template": "fc.c.j2",
+        "banner": _banner(plan, layer, "dense"),
+        "banner_short": c_comment(f"layer {layer.index} '{layer.name}'"),
+        "tile": layer.gradient_tile,
+        "bias": layer.bias,
+        "adam": plan.optimizer == "adam",
+        "optimizer": plan.optimizer,
+        "reads_input": source.is_input,
+        "input_index": source.index if source.is_input else None,
+        "slot_source_act": None if source.is_input else slots_of[source.index]["slot_act"],
+        "slot_source_grad": None if source.is_input else slots_of[source.index]["slot_grad"],
+        "needs_input_gradient": layer.needs_input_gradient,
+        "skip_inactive_inputs": source_layer is not None and source_layer.op == "fc"
+        and source_layer.activation == "relu",
+        "activation_comment": "softmax/sigmoid in the loss" if is_output else layer.activation,
+        "activation_function": activation,
+        "derivative_function": derivative,
+        "has_row_backward": derivative is not None or layer.needs_input_gradient,
+    }
+
+
+def _concat_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, dict]) -> dict:
+    parts = []
+    for source in layer.sources:
+        name = plan.inputs[source.index].name if source.is_input else plan.layers[source.index].name
+        parts.append({
+            "offset": source.offset, "dim": source.dim, "comment": c_comment(f"'{name}'"),
+            "input_index": source.index if source.is_input else None,
+            "slot_act": None if source.is_input else slots_of[source.index]["slot_act"],
+            "slot_grad": None if source.is_input else slots_of[source.index]["slot_grad"],
+        })
+    return {
+        **base, "template": "concat.c.j2", "banner": _banner(plan, layer, "concat"),
+        "banner_short": c_comment(f"layer {layer.index} '{layer.name}'"), "parts": parts,
+        "has_row_backward": layer.needs_input_gradient,
+    }
+
+
+def emit(plan: Plan) -> CSource:
+    buffers = _Buffers()
+    slots_of: dict[int, dict] = {}
+    layers = []
+    for layer in plan.layers:
+        base = _layer_context(plan, layer, buffers)
+        slots_of[layer.index] = base
+        build = _fc_context if layer.op == "fc" else _concat_context
+        layers.append(build(plan, layer, base, slots_of))
+    output = layers[plan.output_layer]
+    module = {
+        "boltc_version": __version__,
+        "spec_comment": c_comment(Path(plan.spec_path).name),
+        "model_comment": c_comment(f"'{plan.model_name}'"),
+        "real_type": plan.real_type,
+        "real_is_double": int(plan.real_type == "double"),
+        "batch_size": plan.batch_size,
+        "output_dim": plan.output.out_dim,
+        "slots": buffers.slots,
+        "layers": layers,
+        "hidden_layers": [c for c in layers if c is not output],
+        "fc_layers": [c for c in layers if c["template"] == "fc.c.j2"],
+        "output": output,
+        "loss": {
+            "template": LOSS_TEMPLATES[plan.loss],
+            "banner": c_comment(f"loss: {plan.loss} on '{plan.output.name}'"),
+            "banner_short": c_comment(f"loss {plan.loss}"),
+        },
+    }
+    text = _environment().get_template("module.c.j2").render(module=module, output=output, loss=module["loss"])
+    return CSource(slug=module_slug(plan.spec_path), c_text=text, cdef=abi_cdef() + ENTRY_POINTS,
+                   buffers=tuple(buffers.specs), include_dir=str(runtime_dir()))
+

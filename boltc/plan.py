@@ -1,0 +1,192 @@
+"""``ir.Model`` + ``Machine`` -> ``Plan``: every number the generated code and the runtime need, decided.
+
+Pure formulas, no I/O. Each decision that a user did not write records where it came from (``origin``) so that
+``boltc explain`` can say why. Emit and the runtime read only the plan, never the spec.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from boltc import ir
+from boltc.machine import Machine
+
+# Weight-gradient rows are computed in tiles of at most this many outputs so that a tile of gradients stays in
+# registers / L1 while the batch is swept, whatever the layer width.
+GRADIENT_TILE = 512
+
+
+@dataclass(frozen=True, slots=True)
+class InputPlan:
+    index: int
+    name: str
+    kind: str  # dense | sparse
+    dim: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePlan:
+    """Where a layer reads: model input ``index`` (given dense or as CSR rows) or the activations of a layer."""
+
+    is_input: bool
+    index: int
+    dim: int
+    offset: int  # position of this source inside a concat
+
+
+@dataclass(frozen=True, slots=True)
+class LayerPlan:
+    index: int
+    name: str
+    op: str  # fc | concat
+    spec_line: int
+    in_dim: int
+    out_dim: int
+    activation: str
+    bias: bool
+    sources: tuple[SourcePlan, ...]  # one for fc, several for concat
+    needs_input_gradient: bool  # false when every source is a model input
+    kernel: str  # the kernel variant, in words
+    weight_layout: str
+    gradient_tile: int
+    sparsity_requested: float | None
+    sparsity_origin: str  # none | spec | auto (size-based formula)
+    sparsity_note: str
+    parameters: int
+    parameter_bytes: int
+    optimizer_bytes: int
+    flops_forward: int
+    flops_backward: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    model_name: str
+    spec_path: str
+    spec_source: str
+    real_type: str  # float | double: the scalar of weights and activations
+    inputs: tuple[InputPlan, ...]
+    target_kind: str
+    target_dim: int
+    layers: tuple[LayerPlan, ...]
+    output_layer: int
+    loss: str
+    optimizer: str
+    learning_rate: float
+    beta1: float
+    beta2: float
+    eps: float
+    batch_size: int
+    epochs: int
+    seed: int
+    threads: int
+    threads_origin: str
+    metrics: tuple[str, ...]
+    openmp: bool
+    isa: tuple[str, ...]
+
+    @property
+    def output(self) -> LayerPlan:
+        return self.layers[self.output_layer]
+
+    @property
+    def parameter_bytes(self) -> int:
+        return sum(layer.parameter_bytes for layer in self.layers)
+
+    @property
+    def optimizer_bytes(self) -> int:
+        return sum(layer.optimizer_bytes for layer in self.layers)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        del data["spec_source"]
+        return data
+
+
+def auto_sparsity(units: int) -> float | None:
+    """BOLT's size-based default for an output layer (BOLT-NOTES.md): dense below 450 neurons."""
+    for bound, fraction in ((450, None), (900, 0.2), (1800, 0.1), (4000, 0.05), (10000, 0.02), (20000, 0.01)):
+        if units < bound:
+            return fraction
+    return 0.005
+
+
+def _threads(config: ir.TrainConfig, machine: Machine) -> tuple[int, str]:
+    if config.threads is not None:
+        return config.threads, "spec"
+    from_env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if from_env.isdigit() and int(from_env) > 0:
+        return int(from_env), "OMP_NUM_THREADS"
+    return machine.cores, "machine cores"
+
+
+def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_copies: int) -> LayerPlan:
+    source = layer.source
+    reads_input = source.is_input
+    parameters = layer.in_dim * layer.units + (layer.units if layer.bias else 0)
+    matmul = 2 * layer.in_dim * layer.units
+    if layer.sparsity.auto:
+        requested, origin = auto_sparsity(layer.units), "auto"
+    else:
+        requested, origin = layer.sparsity.fraction, "spec" if layer.sparsity.fraction is not None else "none"
+    note = ""
+    if requested is not None:
+        note = (f"runs dense: sparsity {requested:g} was asked for ({origin}), but LSH-sampled kernels are not "
+                "built yet, so every neuron is computed")
+    if reads_input and model.inputs[source.index].kind is ir.InputKind.SPARSE:
+        kernel = "sparse-input gather: one weight row per present feature; only those rows updated"
+    elif reads_input:
+        kernel = "input rows: CSR rows gather present features, dense arrays sweep all; zero inputs skipped"
+    else:
+        kernel = "dense activations: axpy per non-zero input (ReLU zeros skipped); weight grad tiled per row"
+    return LayerPlan(
+        index=layer.index, name=layer.name, op="fc", spec_line=layer.span.line, in_dim=layer.in_dim,
+        out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
+        sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
+        needs_input_gradient=not reads_input, kernel=kernel, weight_layout="input-major [in][out]",
+        gradient_tile=min(layer.units, GRADIENT_TILE), sparsity_requested=requested, sparsity_origin=origin,
+        sparsity_note=note, parameters=parameters, parameter_bytes=parameters * real_bytes,
+        optimizer_bytes=parameters * real_bytes * optimizer_copies,
+        flops_forward=matmul + (layer.units if layer.bias else 0),
+        flops_backward=matmul * (2 if not reads_input else 1) + (layer.units if layer.bias else 0),
+    )
+
+
+def _concat_plan(model: ir.Model, layer: ir.ConcatLayer) -> LayerPlan:
+    sources, offset = [], 0
+    for ref in layer.sources:
+        dim = model.node_dim(ref)
+        sources.append(SourcePlan(ref.is_input, ref.index, dim, offset))
+        offset += dim
+    return LayerPlan(
+        index=layer.index, name=layer.name, op="concat", spec_line=layer.span.line, in_dim=layer.dim,
+        out_dim=layer.dim, activation="linear", bias=False, sources=tuple(sources),
+        needs_input_gradient=any(not s.is_input for s in sources), kernel="copy sources side by side",
+        weight_layout="none", gradient_tile=0, sparsity_requested=None, sparsity_origin="none", sparsity_note="",
+        parameters=0, parameter_bytes=0, optimizer_bytes=0, flops_forward=0, flops_backward=0,
+    )
+
+
+def plan(model: ir.Model, machine: Machine, real_type: str = "float") -> Plan:
+    if real_type not in ("float", "double"):
+        raise ValueError(f"real_type must be float or double, not {real_type!r}")
+    real_bytes = 4 if real_type == "float" else 8
+    optimizer_copies = 2 if model.optimizer.kind is ir.OptimizerKind.ADAM else 0
+    layers = tuple(
+        _fc_plan(model, layer, real_bytes, optimizer_copies) if isinstance(layer, ir.DenseLayer)
+        else _concat_plan(model, layer)
+        for layer in model.layers
+    )
+    threads, threads_origin = _threads(model.train, machine)
+    optimizer = model.optimizer
+    return Plan(
+        model_name=model.name, spec_path=model.path, spec_source=model.source, real_type=real_type,
+        inputs=tuple(InputPlan(i.index, i.name, i.kind.value, i.dim) for i in model.inputs),
+        target_kind=model.target.kind.value, target_dim=model.target.dim, layers=layers,
+        output_layer=model.loss.output, loss=model.loss.kind.value, optimizer=optimizer.kind.value,
+        learning_rate=optimizer.learning_rate, beta1=optimizer.beta1, beta2=optimizer.beta2, eps=optimizer.eps,
+        batch_size=model.train.batch_size, epochs=model.train.epochs, seed=model.train.seed, threads=threads,
+        threads_origin=threads_origin, metrics=tuple(m.label for m in model.metrics), openmp=machine.openmp,
+        isa=machine.isa,
+    )

@@ -1,0 +1,100 @@
+/* boltc runtime: the vector primitives every generated kernel is written in.
+ *
+ * The includer defines real_t (float or double) and BOLT_REAL_IS_DOUBLE first. Lengths are plain arguments, but
+ * generated code always passes compile-time constants and these functions are static inline, so each call is
+ * specialised, unrolled and vectorised for its layer's exact width.
+ */
+#ifndef BOLT_MATH_H
+#define BOLT_MATH_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "bolt_omp.h"
+
+#if BOLT_REAL_IS_DOUBLE
+#define BOLT_EXP exp
+#define BOLT_LOG log
+#define BOLT_LOG1P log1p
+#define BOLT_TANH tanh
+#define BOLT_SQRT sqrt
+#define BOLT_FABS fabs
+#else
+#define BOLT_EXP expf
+#define BOLT_LOG logf
+#define BOLT_LOG1P log1pf
+#define BOLT_TANH tanhf
+#define BOLT_SQRT sqrtf
+#define BOLT_FABS fabsf
+#endif
+
+/* y += a * x */
+static inline void bolt_axpy(int32_t n, real_t a, const real_t *restrict x, real_t *restrict y)
+{
+    BOLT_SIMD
+    for (int32_t j = 0; j < n; ++j)
+        y[j] += a * x[j];
+}
+
+static inline real_t bolt_dot(int32_t n, const real_t *restrict x, const real_t *restrict y)
+{
+    real_t sum = 0;
+    BOLT_SIMD_SUM(sum)
+    for (int32_t j = 0; j < n; ++j)
+        sum += x[j] * y[j];
+    return sum;
+}
+
+static inline void bolt_zero(int32_t n, real_t *restrict x) { memset(x, 0, (size_t)n * sizeof(real_t)); }
+
+static inline void bolt_add(int32_t n, const real_t *restrict x, real_t *restrict y)
+{
+    BOLT_SIMD
+    for (int32_t j = 0; j < n; ++j)
+        y[j] += x[j];
+}
+
+/* Activations in place over one row, and their derivatives expressed through the activation's output a, so that
+ * backward needs no pre-activation copy. */
+static inline void bolt_relu(int32_t n, real_t *restrict x)
+{
+    BOLT_SIMD
+    for (int32_t j = 0; j < n; ++j)
+        x[j] = x[j] > 0 ? x[j] : 0;
+}
+
+static inline void bolt_tanh(int32_t n, real_t *restrict x)
+{
+    for (int32_t j = 0; j < n; ++j)
+        x[j] = BOLT_TANH(x[j]);
+}
+
+static inline void bolt_sigmoid(int32_t n, real_t *restrict x)
+{
+    for (int32_t j = 0; j < n; ++j)
+        x[j] = 1 / (1 + BOLT_EXP(-x[j]));
+}
+
+static inline void bolt_relu_grad(int32_t n, const real_t *restrict a, real_t *restrict g)
+{
+    BOLT_SIMD
+    for (int32_t j = 0; j < n; ++j)
+        g[j] = a[j] > 0 ? g[j] : 0;
+}
+
+static inline void bolt_tanh_grad(int32_t n, const real_t *restrict a, real_t *restrict g)
+{
+    BOLT_SIMD
+    for (int32_t j = 0; j < n; ++j)
+        g[j] *= 1 - a[j] * a[j];
+}
+
+static inline void bolt_sigmoid_grad(int32_t n, const real_t *restrict a, real_t *restrict g)
+{
+    BOLT_SIMD
+    for (int32_t j = 0; j < n; ++j)
+        g[j] *= a[j] * (1 - a[j]);
+}
+
+#endif /* BOLT_MATH_H */

@@ -1,0 +1,62 @@
+/* boltc runtime: optimiser updates of one parameter row from its gradient.
+ *
+ * Updates are applied row by row right after the row's gradient is summed over the batch, so a layer's gradient is
+ * never stored whole and rows a batch did not touch are never visited (lazy Adam: their moments stay as they are).
+ */
+#ifndef BOLT_OPTIM_H
+#define BOLT_OPTIM_H
+
+#include "bolt_abi.h"
+#include "bolt_math.h"
+
+/* Per-update constants, computed once per batch from bolt_step. */
+typedef struct bolt_update {
+    real_t learning_rate;
+    real_t beta1, one_minus_beta1;
+    real_t beta2, one_minus_beta2;
+    real_t eps;
+    real_t first_moment_scale;  /* 1 / (1 - beta1^t): Adam's bias correction */
+    real_t second_moment_scale; /* 1 / (1 - beta2^t) */
+} bolt_update;
+
+static inline bolt_update bolt_update_of(const bolt_step *step)
+{
+    bolt_update u;
+    double t = (double)(step->step > 0 ? step->step : 1);
+    u.learning_rate = (real_t)step->learning_rate;
+    u.beta1 = (real_t)step->beta1;
+    u.one_minus_beta1 = (real_t)(1.0 - step->beta1);
+    u.beta2 = (real_t)step->beta2;
+    u.one_minus_beta2 = (real_t)(1.0 - step->beta2);
+    u.eps = (real_t)step->eps;
+    u.first_moment_scale = (real_t)(1.0 / (1.0 - pow(step->beta1, t)));
+    u.second_moment_scale = (real_t)(1.0 / (1.0 - pow(step->beta2, t)));
+    return u;
+}
+
+static inline void bolt_adam_row(int32_t n, const bolt_update *u, const real_t *restrict grad,
+                                 real_t *restrict weight, real_t *restrict m, real_t *restrict v)
+{
+    const real_t lr = u->learning_rate, b1 = u->beta1, c1 = u->one_minus_beta1;
+    const real_t b2 = u->beta2, c2 = u->one_minus_beta2, eps = u->eps;
+    const real_t s1 = u->first_moment_scale, s2 = u->second_moment_scale;
+    BOLT_SIMD
+    for (int32_t j = 0; j < n; ++j) {
+        real_t g = grad[j];
+        real_t mj = b1 * m[j] + c1 * g;
+        real_t vj = b2 * v[j] + c2 * g * g;
+        m[j] = mj;
+        v[j] = vj;
+        weight[j] -= lr * (mj * s1) / (BOLT_SQRT(vj * s2) + eps);
+    }
+}
+
+static inline void bolt_sgd_row(int32_t n, const bolt_update *u, const real_t *restrict grad, real_t *restrict weight)
+{
+    const real_t lr = u->learning_rate;
+    BOLT_SIMD
+    for (int32_t j = 0; j < n; ++j)
+        weight[j] -= lr * grad[j];
+}
+
+#endif /* BOLT_OPTIM_H */

@@ -1,0 +1,28 @@
+/* boltc runtime: the k best scores of a row, best first; ties go to the lower id so results are reproducible. */
+#ifndef BOLT_TOPK_H
+#define BOLT_TOPK_H
+
+#include <stdint.h>
+
+/* ids/scores hold k slots; the row has n >= k scores. Insertion into a sorted buffer: one comparison per score
+ * that cannot enter, which is almost all of them once the buffer fills. */
+static inline void bolt_topk(int32_t n, int32_t k, const real_t *restrict row, int32_t *restrict ids,
+                             float *restrict scores)
+{
+    int32_t filled = 0;
+    for (int32_t j = 0; j < n; ++j) {
+        float s = (float)row[j];
+        if (filled == k && !(s > scores[k - 1]))
+            continue;
+        int32_t at = filled < k ? filled++ : k - 1;
+        while (at > 0 && s > scores[at - 1]) {
+            scores[at] = scores[at - 1];
+            ids[at] = ids[at - 1];
+            --at;
+        }
+        scores[at] = s;
+        ids[at] = j;
+    }
+}
+
+#endif /* BOLT_TOPK_H */
