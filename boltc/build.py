@@ -169,16 +169,25 @@ def _compile(source: CSource, machine: Machine, module_name: str, workdir: Path)
     return Path(built)
 
 
-def build(source: CSource, machine: Machine) -> CompiledLibrary:
+def cache_entry(source: CSource, machine: Machine) -> tuple[str, Path]:
+    """The key of a source on this machine and the cache folder that holds (or will hold) its library."""
     key = cache_key(source, machine)
+    return key, cache_root() / CACHE_LAYOUT / key[:2] / key
+
+
+def is_cached(entry: Path) -> bool:
+    return (entry / "meta.json").exists()
+
+
+def build(source: CSource, machine: Machine) -> CompiledLibrary:
+    key, entry = cache_entry(source, machine)
     module_name = f"_boltc_{source.slug}_{key[:16]}"
     use_cache = os.environ.get("BOLTC_CACHE", "1") != "0"
     root = cache_root()
-    entry = root / CACHE_LAYOUT / key[:2] / key
     so_path = entry / f"{module_name}{_extension_suffix()}"
     c_path = entry / "module.c"
 
-    if use_cache and (entry / "meta.json").exists():
+    if use_cache and is_cached(entry):
         if _safe_to_load(so_path):
             try:
                 module = _import_library(module_name, so_path)

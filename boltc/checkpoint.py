@@ -1,0 +1,118 @@
+"""Model files: a versioned, checksummed container of named arrays plus a JSON header; never pickle.
+
+Layout: the 8-byte magic ``BOLTMDL\\n``, a little-endian u64 header length, the UTF-8 JSON header, then each
+array's raw little-endian bytes at the 64-byte aligned offset the header gives. The header carries a SHA-256 of
+everything after it. Writes go to a temporary file in the same folder, are fsynced and renamed over the target,
+so a crash leaves either the old file or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from boltc.diagnostics import ModelFileError
+
+MAGIC = b"BOLTMDL\n"
+FORMAT_VERSION = 1
+ALIGN = 64
+
+
+def _aligned(offset: int) -> int:
+    return (offset + ALIGN - 1) // ALIGN * ALIGN
+
+
+def write_model_file(path: str | Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
+    path = Path(path)
+    table, offset = [], 0
+    for name, array in arrays.items():
+        offset = _aligned(offset)
+        table.append({"name": name, "dtype": array.dtype.newbyteorder("<").str, "shape": list(array.shape),
+                      "offset": offset, "nbytes": int(array.nbytes)})
+        offset += array.nbytes
+    digest = hashlib.sha256()
+    for entry, array in zip(table, arrays.values()):
+        digest.update(np.ascontiguousarray(array, dtype=entry["dtype"]).tobytes())
+    full_header = {**header, "format_version": FORMAT_VERSION, "arrays": table, "sha256": digest.hexdigest()}
+    header_bytes = json.dumps(full_header, indent=1).encode()
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise ModelFileError(str(path), f"cannot write here ({exc.strerror})") from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes)
+            start = out.tell()
+            for entry, array in zip(table, arrays.values()):
+                out.write(b"\0" * (start + entry["offset"] - out.tell()))
+                out.write(np.ascontiguousarray(array, dtype=entry["dtype"]).tobytes())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException as exc:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ModelFileError(str(path), f"cannot write ({exc.strerror})") from None
+        raise
+    _sync_directory(directory)
+
+
+def _sync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(str(path), "no such model file") from None
+    except OSError as exc:
+        raise ModelFileError(str(path), f"cannot read ({exc.strerror})") from None
+    if not data.startswith(MAGIC):
+        raise ModelFileError(str(path), "not a boltc model file (wrong magic bytes)")
+    if len(data) < len(MAGIC) + 8:
+        raise ModelFileError(str(path), "truncated model file")
+    (header_length,) = struct.unpack_from("<Q", data, len(MAGIC))
+    start = len(MAGIC) + 8
+    if start + header_length > len(data):
+        raise ModelFileError(str(path), "truncated model file (header cut short)")
+    try:
+        header = json.loads(data[start:start + header_length])
+    except ValueError:
+        raise ModelFileError(str(path), "corrupted model file (header is not valid JSON)") from None
+    version = header.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(str(path), f"model file format {version} is not supported (this boltc reads "
+                             f"format {FORMAT_VERSION})")
+    payload = memoryview(data)[start + header_length:]
+    arrays, digest = {}, hashlib.sha256()
+    try:
+        for entry in header["arrays"]:
+            begin, end = entry["offset"], entry["offset"] + entry["nbytes"]
+            if end > len(payload):
+                raise ModelFileError(str(path), f"truncated model file (array '{entry['name']}' is cut short)")
+            chunk = payload[begin:end]
+            digest.update(chunk)
+            arrays[entry["name"]] = np.frombuffer(chunk, dtype=np.dtype(entry["dtype"])).reshape(entry["shape"]).copy()
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(str(path), "corrupted model file (bad array table)") from None
+    if digest.hexdigest() != header.get("sha256"):
+        raise ModelFileError(str(path), "corrupted model file (checksum mismatch)")
+    return header, arrays

@@ -1,0 +1,234 @@
+"""The ``boltc`` command: compile, explain, train, evaluate, predict, demo.
+
+Errors a user can act on (``BoltError``) print as compiler-style messages and exit 2 (spec errors) or 1; anything
+else is a bug in boltc and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from boltc import __version__
+from boltc.diagnostics import BoltError
+
+
+def _print_json(data: dict) -> None:
+    print(json.dumps(data, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
+
+
+def _build_info(compiled_or_plan) -> dict:
+    from boltc.build import cache_entry, compile_flags, is_cached
+    from boltc.emit import emit
+    from boltc.machine import probe
+
+    machine = probe()
+    key, entry = cache_entry(emit(compiled_or_plan), machine)
+    return {"key": key, "entry": str(entry), "cached": is_cached(entry), "compiler": " ".join(machine.compiler),
+            "cflags": list(compile_flags(machine)[0])}
+
+
+def cmd_explain(args) -> int:
+    from boltc.explain import plan_json, render_plan
+    from boltc.pipeline import plan_spec
+
+    the_plan = plan_spec(args.spec)
+    info = _build_info(the_plan)
+    if args.json:
+        _print_json(plan_json(the_plan, info))
+    else:
+        print(render_plan(the_plan, info))
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from boltc.pipeline import compile_spec
+
+    compiled = compile_spec(args.spec)
+    library = compiled.library
+    result = {"module": library.module_name, "key": library.key, "library": str(library.so_path),
+              "c_source": str(library.c_path), "compiled": library.compiled,
+              "compile_seconds": round(library.compile_seconds, 3), "seconds": round(compiled.seconds, 3)}
+    if args.emit_c:
+        out = Path(args.emit_c)
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / f"{compiled.source.slug}.c"
+        target.write_text(compiled.source.c_text)
+        from boltc.resources import runtime_dir
+
+        for header in sorted(runtime_dir().glob("*.h")):
+            shutil.copyfile(header, out / header.name)
+        result["emitted_c"] = str(target)
+    if args.json:
+        _print_json(result)
+        return 0
+    state = f"compiled in {library.compile_seconds:.2f} s" if library.compiled else "found in the cache"
+    print(f"{args.spec}: {state}")
+    print(f"  library   {library.so_path}")
+    print(f"  C source  {library.c_path}")
+    if args.emit_c:
+        print(f"  emitted   {result['emitted_c']} (with the runtime headers beside it)")
+    return 0
+
+
+def _train_report(model, history, compile_seconds: float, test_metrics: dict, metrics_on: str) -> dict:
+    return {
+        "model": model.plan.model_name,
+        "metrics": test_metrics,
+        "metrics_on": metrics_on,
+        "train_seconds": history.train_seconds,
+        "samples_per_second": history.samples_per_second,
+        "epochs": len(history.epochs),
+        "epoch_seconds": [e.seconds for e in history.epochs],
+        "epoch_loss": [e.loss for e in history.epochs],
+        "compile_seconds": compile_seconds,
+        "threads": model.plan.threads,
+    }
+
+
+def run_training(spec: str, train: str, test: str | None, *, epochs: int | None, batch_size: int | None,
+                 learning_rate: float | None, save: str | None, as_json: bool, show_plan: bool = False) -> dict:
+    from boltc.explain import render_plan
+    from boltc.model import Model
+    from boltc.pipeline import compile_spec
+
+    compiled = compile_spec(spec)
+    if show_plan and not as_json:
+        print(render_plan(compiled.plan))
+        print()
+    model = Model(compiled.plan, compiled.library, compiled.source.buffers)
+    log = sys.stderr if as_json else sys.stdout
+    state = f"compiled in {compiled.library.compile_seconds:.2f} s" if compiled.library.compiled else "cached library"
+    print(f"model '{model.plan.model_name}': {state}; {model.plan.threads} threads", file=log)
+    loaded = time.perf_counter()
+    train_set = model.prepare_data(train, labelled=True)
+    test_set = model.prepare_data(test, labelled=True) if test else None
+    print(f"data: {train_set.n_rows:,} training rows" + (f", {test_set.n_rows:,} test rows" if test_set else "")
+          + f" read in {time.perf_counter() - loaded:.2f} s", file=log)
+    history = model.fit(train_set, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+    for record in history.epochs:
+        print(f"epoch {record.epoch}: loss {record.loss:.4f}, {record.seconds:.2f} s, "
+              f"{record.samples / record.seconds if record.seconds else 0:,.0f} samples/s", file=log)
+    evaluated, metrics_on = (test_set, "test") if test_set is not None else (train_set, "train")
+    results = model.evaluate(evaluated)
+    print(f"{metrics_on} metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()), file=log)
+    if save:
+        model.save(save)
+        print(f"saved {save}", file=log)
+    report = _train_report(model, history, compiled.library.compile_seconds, results, metrics_on)
+    if as_json:
+        _print_json(report)
+    return report
+
+
+def cmd_train(args) -> int:
+    run_training(args.spec, args.train, args.test, epochs=args.epochs, batch_size=args.batch_size,
+                 learning_rate=args.learning_rate, save=args.save, as_json=args.json)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from boltc.pipeline import load_model
+
+    model = load_model(args.model)
+    dataset = model.prepare_data(args.data, labelled=True)
+    wanted = tuple(args.metrics.split(",")) if args.metrics else None
+    results = model.evaluate(dataset, wanted)
+    if args.json:
+        _print_json({"metrics": results, "eval_seconds": model.last_eval_seconds,
+                     "samples_per_second": dataset.n_rows / model.last_eval_seconds if model.last_eval_seconds
+                     else 0.0, "rows": dataset.n_rows})
+    else:
+        for name, value in results.items():
+            print(f"{name}\t{value:.6f}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from boltc.data import read_xmc
+    from boltc.pipeline import load_model
+
+    model = load_model(args.model)
+    dims = [i.dim for i in model.plan.inputs]
+    dataset = read_xmc(args.data, n_features=dims[0], n_labels=model.plan.target_dim)
+    ids, scores = model.predict(dataset, top_k=args.top_k)
+    out = sys.stdout
+    for row_ids, row_scores in zip(ids.tolist(), scores.tolist()):
+        out.write(" ".join(f"{i}:{s:.6g}" for i, s in zip(row_ids, row_scores)) + "\n")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from boltc.demo import run_demo
+
+    run_demo(epochs=args.epochs, as_json=args.json)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="boltc", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"boltc {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("compile", help="compile a spec (or find it in the cache) and say where it went")
+    p.add_argument("spec")
+    p.add_argument("--emit-c", metavar="DIR", help="also write the generated C and the runtime headers to DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_compile)
+
+    p = commands.add_parser("explain", help="print the plan: shapes, sizes, FLOPs, threads, kernels")
+    p.add_argument("spec")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_explain)
+
+    p = commands.add_parser("train", help="train a spec on a data file")
+    p.add_argument("spec")
+    p.add_argument("--train", required=True, metavar="FILE")
+    p.add_argument("--test", metavar="FILE")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--save", metavar="PATH", help="write the trained model here")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of metrics and timings")
+    p.set_defaults(run=cmd_train)
+
+    p = commands.add_parser("evaluate", help="metrics of a saved model on a data file")
+    p.add_argument("model")
+    p.add_argument("--data", required=True, metavar="FILE")
+    p.add_argument("--metrics", help="comma-separated, e.g. accuracy,precision@5 (default: the spec's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = commands.add_parser("predict", help="top-k output ids of a saved model for each row of a data file")
+    p.add_argument("model")
+    p.add_argument("--data", required=True, metavar="FILE")
+    p.add_argument("--top-k", type=int, default=1)
+    p.set_defaults(run=cmd_predict)
+
+    p = commands.add_parser("demo", help="compile, train and evaluate the bundled example in under a minute")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except BoltError as error:
+        print(error.render(color=sys.stderr.isatty()), file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Human-readable and JSON renderings of a ``Plan`` (what ``boltc explain`` prints)."""
+
+from __future__ import annotations
+
+from boltc.plan import Plan
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def plan_json(plan: Plan, build_info: dict | None = None) -> dict:
+    data = plan.to_json()
+    data["totals"] = {
+        "parameters": sum(layer.parameters for layer in plan.layers),
+        "parameter_bytes": plan.parameter_bytes,
+        "optimizer_bytes": plan.optimizer_bytes,
+        "flops_forward_per_sample": sum(layer.flops_forward for layer in plan.layers),
+        "flops_backward_per_sample": sum(layer.flops_backward for layer in plan.layers),
+    }
+    if build_info:
+        data["build"] = build_info
+    return data
+
+
+def render_plan(plan: Plan, build_info: dict | None = None) -> str:
+    inputs = ", ".join(f"{i.name}: {i.kind}[{i.dim}]" for i in plan.inputs)
+    optimizer = f"{plan.optimizer}(learning_rate={plan.learning_rate:g}"
+    optimizer += f", beta1={plan.beta1:g}, beta2={plan.beta2:g}, eps={plan.eps:g})" if plan.optimizer == "adam" else ")"
+    lines = [
+        f"model '{plan.model_name}' from {plan.spec_path}",
+        f"  inputs    {inputs}",
+        f"  target    {plan.target_kind}[{plan.target_dim}], loss {plan.loss}, optimizer {optimizer}",
+        f"  training  batch {plan.batch_size}, epochs {plan.epochs}, seed {plan.seed}, threads {plan.threads} "
+        f"({plan.threads_origin}), scalar {plan.real_type}, OpenMP {'on' if plan.openmp else 'off (serial build)'}"
+        f", ISA {' '.join(plan.isa) or 'generic'}",
+        f"  metrics   {', '.join(plan.metrics)}",
+        "",
+    ]
+    header = ("#", "layer", "op", "shape", "activation", "params", "weights+optimizer", "FLOP/sample fwd", "bwd")
+    rows = [header]
+    for layer in plan.layers:
+        rows.append((str(layer.index), layer.name, "dense" if layer.op == "fc" else layer.op,
+                     f"{layer.in_dim} -> {layer.out_dim}", layer.activation, f"{layer.parameters:,}",
+                     f"{human_bytes(layer.parameter_bytes)} + {human_bytes(layer.optimizer_bytes)}",
+                     f"{layer.flops_forward:,}", f"{layer.flops_backward:,}"))
+    widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
+    for row in rows:
+        lines.append("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    totals = plan_json(plan)["totals"]
+    lines.append(f"  total: {totals['parameters']:,} parameters, {human_bytes(plan.parameter_bytes)} weights + "
+                 f"{human_bytes(plan.optimizer_bytes)} optimizer state; {totals['flops_forward_per_sample']:,} "
+                 f"FLOP/sample forward, {totals['flops_backward_per_sample']:,} backward (dense inputs; a sparse "
+                 "input costs in proportion to its non-zeros)")
+    lines.append("")
+    lines.append("  kernels:")
+    for layer in plan.layers:
+        lines.append(f"    {layer.index} {layer.name}: {layer.kernel}"
+                     + (f"; weights {layer.weight_layout}, gradient tile {layer.gradient_tile}" if layer.op == "fc"
+                        else ""))
+        if layer.sparsity_note:
+            lines.append(f"      note: {layer.sparsity_note}")
+    if build_info:
+        lines.append("")
+        lines.append(f"  build: key {build_info['key'][:16]}, {'cached' if build_info['cached'] else 'not built yet'}"
+                     f" at {build_info['entry']}")
+        lines.append(f"         {build_info['compiler']} {' '.join(build_info['cflags'])}")
+    return "\n".join(lines)

@@ -1,0 +1,316 @@
+"""The trained-model object users hold: fit, evaluate, predict, save.
+
+It owns every array the generated code works on (allocated once, from the buffer table emit produced) and calls
+the compiled library once per batch. It sees only the ``Plan``, the ``CompiledLibrary`` and the buffer table,
+never the spec.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from boltc import __version__, checkpoint, metrics
+from boltc.build import CompiledLibrary
+from boltc.data import Dataset, from_arrays, read_xmc
+from boltc.diagnostics import ModelFileError, UsageError
+from boltc.emit import STATUS_MESSAGES, BufferSpec
+from boltc.plan import Plan
+from boltc.progress import Progress
+
+
+class TrainingError(UsageError):
+    """Training cannot go on (e.g. the loss became NaN); the model keeps its last good parameters."""
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    loss: float
+    seconds: float
+    samples: int
+    validation: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class History:
+    epochs: list[EpochRecord] = field(default_factory=list)
+
+    @property
+    def train_seconds(self) -> float:
+        return sum(e.seconds for e in self.epochs)
+
+    @property
+    def samples_per_second(self) -> float:
+        samples = sum(e.samples for e in self.epochs)
+        return samples / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+class _Feed:
+    """The C view of one data set: input descriptors and a batch struct that are filled once and reused."""
+
+    def __init__(self, ffi, dataset: Dataset, batch_size: int, threads: int):
+        self.dataset = dataset
+        self.keep: list[Any] = []  # arrays whose memory the C structs point into
+        self.inputs = ffi.new("bolt_input[]", max(1, len(dataset.features)))
+        for slot, matrix in zip(self.inputs, dataset.features):
+            if matrix.dense is not None:
+                slot.dense = self._pointer(ffi, "float *", matrix.dense)
+            else:
+                slot.indptr = self._pointer(ffi, "int64_t *", matrix.indptr)
+                slot.indices = self._pointer(ffi, "int32_t *", matrix.indices)
+                slot.values = self._pointer(ffi, "float *", matrix.values)
+        self.row_ids = np.zeros(batch_size, dtype=np.int64)
+        self.batch = ffi.new("bolt_batch *")
+        self.batch.threads = threads
+        self.batch.inputs = self.inputs
+        self.batch.row_ids = self._pointer(ffi, "int64_t *", self.row_ids)
+        if dataset.label_ids is not None:
+            self.batch.label_indptr = self._pointer(ffi, "int64_t *", dataset.label_indptr)
+            self.batch.label_ids = self._pointer(ffi, "int32_t *", dataset.label_ids)
+
+    def _pointer(self, ffi, ctype: str, array: np.ndarray):
+        self.keep.append(array)
+        return ffi.cast(ctype, ffi.from_buffer(array))
+
+    def select(self, rows: np.ndarray) -> None:
+        self.row_ids[: len(rows)] = rows
+        self.batch.rows = len(rows)
+
+
+class Model:
+    def __init__(self, plan: Plan, library: CompiledLibrary, buffers: tuple[BufferSpec, ...]):
+        self.plan = plan
+        self.library = library
+        self.buffers = buffers
+        self.real = np.dtype(np.float32 if plan.real_type == "float" else np.float64)
+        self.arrays: dict[str, np.ndarray] = {spec.name: np.zeros(spec.shape, dtype=self.real) for spec in buffers}
+        ffi = library.ffi
+        self._table = ffi.new("void *[]", len(buffers))
+        for spec in buffers:
+            self._table[spec.slot] = ffi.cast("void *", ffi.from_buffer(self.arrays[spec.name]))
+        self._step_struct = ffi.new("bolt_step *")
+        self._loss = ffi.new("double *")
+        self._workspace = ffi.new("bolt_workspace *")
+        self._workspace_arrays: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()  # the scratch buffers are shared: one C call at a time per model
+        self.step = 0
+        self.epochs_trained = 0
+        self.learning_rate = plan.learning_rate
+        self.initialize(plan.seed)
+
+    # -- parameters ------------------------------------------------------------------------------------
+
+    def initialize(self, seed: int) -> None:
+        """Glorot-uniform weights, zero biases and optimizer state; deterministic for a seed."""
+        rng = np.random.default_rng(seed)
+        for spec in self.buffers:
+            array = self.arrays[spec.name]
+            if spec.role == "weights":
+                limit = math.sqrt(6.0 / (spec.fan_in + spec.fan_out))
+                array[...] = rng.uniform(-limit, limit, size=spec.shape)
+            else:
+                array.fill(0)
+        self.step = 0
+        self.epochs_trained = 0
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The learned arrays by name (views: writing to them changes the model)."""
+        return {s.name: self.arrays[s.name] for s in self.buffers if s.kind == "parameter"}
+
+    # -- data ------------------------------------------------------------------------------------------
+
+    def prepare_data(self, data, labelled: bool) -> Dataset:
+        """A data file, Dataset or arrays as a Dataset checked against this model's inputs and target."""
+        plan = self.plan
+        dims = [i.dim for i in plan.inputs]
+        if isinstance(data, Dataset):
+            dataset = data
+        elif isinstance(data, (str, Path)):
+            if len(dims) != 1:
+                raise UsageError(f"model '{plan.model_name}' has {len(dims)} inputs; a data file feeds one, "
+                                 "pass arrays instead")
+            dataset = read_xmc(data, n_features=dims[0], n_labels=plan.target_dim)
+        else:
+            features, labels = data if isinstance(data, tuple) else (data, None)
+            dataset = from_arrays(features, labels, n_features=dims if len(dims) > 1 else dims[0],
+                                  n_labels=plan.target_dim, names=[i.name for i in plan.inputs])
+        if len(dataset.features) != len(dims) or any(m.dim != d for m, d in zip(dataset.features, dims)):
+            got = [m.dim for m in dataset.features]
+            raise UsageError(f"data has feature dimensions {got}, model '{plan.model_name}' expects {dims}")
+        if labelled and dataset.label_ids is None:
+            raise UsageError("these data have no labels")
+        return dataset
+
+    def _feed(self, dataset: Dataset) -> _Feed:
+        needed = max([m.max_row_nnz for m in dataset.features if m.dense is None] + [0]) * self.plan.batch_size
+        if needed > int(self._workspace.capacity):
+            self._grow_workspace(needed)
+        return _Feed(self.library.ffi, dataset, self.plan.batch_size, self.plan.threads)
+
+    def _grow_workspace(self, capacity: int) -> None:
+        ffi, ws = self.library.ffi, self._workspace
+        arrays = {
+            "feature_slot": np.zeros(max(i.dim for i in self.plan.inputs), dtype=np.int32),
+            "features": np.zeros(capacity, dtype=np.int32),
+            "starts": np.zeros(capacity + 1, dtype=np.int64),
+            "entry_rows": np.zeros(capacity, dtype=np.int32),
+            "entry_values": np.zeros(capacity, dtype=np.float32),
+        }
+        ctypes = {"feature_slot": "int32_t *", "features": "int32_t *", "starts": "int64_t *",
+                  "entry_rows": "int32_t *", "entry_values": "float *"}
+        for name, array in arrays.items():
+            setattr(ws, name, ffi.cast(ctypes[name], ffi.from_buffer(array)))
+        ws.capacity = capacity
+        self._workspace_arrays = arrays
+
+    def _check(self, status: int) -> None:
+        if status != 0:
+            raise UsageError(f"the compiled model refused the call: {STATUS_MESSAGES.get(status, status)}")
+
+    # -- training --------------------------------------------------------------------------------------
+
+    def fit(self, train, epochs: int | None = None, validation=None, batch_size: int | None = None,
+            learning_rate: float | None = None, progress: bool | None = None) -> History:
+        """Train for ``epochs`` (default: the spec's) passes over ``train``; returns per-epoch records.
+
+        ``train`` and ``validation`` are data files, ``Dataset``s or ``(X, y)`` arrays. Ctrl-C stops after the
+        current batch and returns the history so far; the model stays usable.
+        """
+        plan = self.plan
+        epochs = plan.epochs if epochs is None else epochs
+        batch_size = plan.batch_size if batch_size is None else batch_size
+        if not 1 <= batch_size <= plan.batch_size:
+            raise UsageError(f"batch_size must be between 1 and {plan.batch_size}, the size the model was compiled "
+                             "for (change train {{ batch_size = ... }} in the spec for larger batches)")
+        if learning_rate is not None:
+            if not learning_rate > 0:
+                raise UsageError(f"learning_rate must be positive, got {learning_rate}")
+            self.learning_rate = learning_rate
+        dataset = self.prepare_data(train, labelled=True)
+        validation_set = self.prepare_data(validation, labelled=True) if validation is not None else None
+        feed = self._feed(dataset)
+        history = History()
+        rng = np.random.default_rng(plan.seed + self.epochs_trained)
+        try:
+            for _ in range(epochs):
+                record = self._epoch(feed, rng, batch_size, progress)
+                self.epochs_trained += 1
+                if validation_set is not None:
+                    record.validation = self.evaluate(validation_set, progress=False)
+                history.epochs.append(record)
+        except KeyboardInterrupt:
+            pass
+        return history
+
+    def _epoch(self, feed: _Feed, rng: np.random.Generator, batch_size: int, progress: bool | None) -> EpochRecord:
+        lib, plan, step = self.library.lib, self.plan, self._step_struct
+        step.learning_rate, step.beta1, step.beta2, step.eps = self.learning_rate, plan.beta1, plan.beta2, plan.eps
+        n_rows = feed.dataset.n_rows
+        order = rng.permutation(n_rows)
+        bar = Progress(f"epoch {self.epochs_trained + 1}", n_rows, enabled=progress)
+        loss_total, started = 0.0, time.perf_counter()
+        for batch_number, start in enumerate(range(0, n_rows, batch_size)):
+            rows = order[start:start + batch_size]
+            feed.select(rows)
+            step.step = self.step + 1
+            with self._lock:
+                status = lib.bolt_train_batch(self._table, feed.batch, self._workspace, step, self._loss)
+            self._check(status)
+            batch_loss = self._loss[0]
+            if not math.isfinite(batch_loss):
+                raise TrainingError(f"the loss became {batch_loss} at batch {batch_number + 1} of epoch "
+                                    f"{self.epochs_trained + 1}; lower the learning rate")
+            self.step += 1
+            loss_total += batch_loss
+            bar.advance(len(rows), f"loss {loss_total / min(start + len(rows), n_rows):.4f}")
+        seconds = time.perf_counter() - started
+        bar.close()
+        return EpochRecord(self.epochs_trained + 1, loss_total / max(n_rows, 1), seconds, n_rows)
+
+    # -- inference -------------------------------------------------------------------------------------
+
+    def _infer(self, dataset: Dataset, top_k: int, progress: bool | None, label: str):
+        plan, lib = self.plan, self.library.lib
+        ffi = self.library.ffi
+        if not 1 <= top_k <= plan.output.out_dim:
+            raise UsageError(f"top_k must be between 1 and {plan.output.out_dim}, got {top_k}")
+        feed = self._feed(dataset)
+        n_rows = dataset.n_rows
+        ids = np.zeros((n_rows, top_k), dtype=np.int32)
+        scores = np.zeros((n_rows, top_k), dtype=np.float32)
+        loss_total = 0.0
+        bar = Progress(label, n_rows, enabled=progress)
+        for start in range(0, n_rows, plan.batch_size):
+            rows = np.arange(start, min(start + plan.batch_size, n_rows), dtype=np.int64)
+            feed.select(rows)
+            with self._lock:
+                status = lib.bolt_infer_batch(self._table, feed.batch, top_k,
+                                              ffi.cast("int32_t *", ffi.from_buffer(ids[start:])),
+                                              ffi.cast("float *", ffi.from_buffer(scores[start:])), self._loss)
+            self._check(status)
+            loss_total += self._loss[0]
+            bar.advance(len(rows))
+        bar.close()
+        return ids, scores, loss_total
+
+    def evaluate(self, data, metrics_wanted: tuple[str, ...] | list[str] | None = None,
+                 progress: bool | None = None) -> dict[str, float]:
+        """Metrics (default: the spec's) over labelled data."""
+        labels = tuple(metrics_wanted or self.plan.metrics)
+        dataset = self.prepare_data(data, labelled=True)
+        started = time.perf_counter()
+        ids, _, loss_total = self._infer(dataset, min(metrics.largest_k(labels), self.plan.output.out_dim),
+                                         progress, "evaluate")
+        seconds = time.perf_counter() - started
+        row_ids = np.arange(dataset.n_rows, dtype=np.int64)
+        hit_matrix = metrics.hits(ids, dataset.label_indptr, dataset.label_ids, row_ids, self.plan.output.out_dim)
+        results = metrics.compute(labels, hit_matrix, metrics.label_counts(dataset.label_indptr, row_ids),
+                                  loss_total)
+        self.last_eval_seconds = seconds
+        return results
+
+    def predict(self, data, top_k: int = 1, progress: bool | None = False) -> tuple[np.ndarray, np.ndarray]:
+        """The ``top_k`` best output ids per row, best first, and their scores (probabilities)."""
+        dataset = self.prepare_data(data, labelled=False)
+        ids, scores, _ = self._infer(dataset, top_k, progress, "predict")
+        return ids, scores
+
+    # -- persistence -----------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Write parameters and optimizer state; ``boltc.load_model`` restores the model and can resume training."""
+        header = {
+            "boltc_version": __version__,
+            "model_name": self.plan.model_name,
+            "spec_path": self.plan.spec_path,
+            "spec_source": self.plan.spec_source,
+            "real_type": self.plan.real_type,
+            "step": self.step,
+            "epochs_trained": self.epochs_trained,
+            "learning_rate": self.learning_rate,
+        }
+        saved = {s.name: self.arrays[s.name] for s in self.buffers if s.kind != "scratch"}
+        checkpoint.write_model_file(path, header, saved)
+
+    def restore(self, path: str, header: dict, arrays: dict[str, np.ndarray]) -> None:
+        """Fill this model from a model file's contents (its spec must have produced the same buffers)."""
+        for spec in self.buffers:
+            if spec.kind == "scratch":
+                continue
+            if spec.name not in arrays:
+                raise ModelFileError(path, f"the file has no array '{spec.name}': it was saved from another spec")
+            stored = arrays[spec.name]
+            if tuple(stored.shape) != spec.shape:
+                raise ModelFileError(path, f"array '{spec.name}' has shape {tuple(stored.shape)}, the spec needs "
+                                     f"{spec.shape}")
+            self.arrays[spec.name][...] = stored
+        self.step = int(header.get("step", 0))
+        self.epochs_trained = int(header.get("epochs_trained", 0))
+        self.learning_rate = float(header.get("learning_rate", self.plan.learning_rate))

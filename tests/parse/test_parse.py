@@ -1,0 +1,121 @@
+"""The grammar and the parser: what parses, and the exact syntax errors with their positions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from boltc import syntax
+from boltc.diagnostics import SpecSyntaxError
+from boltc.parse import parse, parse_file
+
+REPO = Path(__file__).resolve().parents[2]
+
+FASHION = """\
+# A 2-layer classifier for Fashion-MNIST.
+model fashion {
+    input  pixels: dense[784]
+    target label:  classes[10]
+
+    hidden = dense(pixels, 256, activation=relu)
+    scores = dense(hidden, 10, activation=softmax)
+
+    loss      cross_entropy(scores, label)
+    optimizer adam(learning_rate=0.001)
+    train     { batch_size = 256, epochs = 5 }
+    metrics   accuracy, precision@1
+}
+"""
+
+
+def test_issue_example_parses_to_what_it_says():
+    spec = parse(FASHION, "fashion.bolt")
+    assert spec.name.text == "fashion"
+    kinds = [type(s).__name__ for s in spec.statements]
+    assert kinds == ["InputDecl", "TargetDecl", "LayerDecl", "LayerDecl", "LossDecl", "OptimizerDecl",
+                     "TrainDecl", "MetricsDecl"]
+    hidden = spec.statements[2]
+    assert isinstance(hidden, syntax.LayerDecl)
+    assert hidden.name.text == "hidden" and hidden.call.func.text == "dense"
+    assert [a.keyword.text if a.keyword else None for a in hidden.call.args] == [None, None, "activation"]
+    assert hidden.call.args[1].value.value == 256
+    assert (hidden.span.line, hidden.span.column) == (6, 5)
+    metrics = spec.statements[7]
+    assert [(m.name.text, m.k.value if m.k else None) for m in metrics.metrics] == [("accuracy", None),
+                                                                                     ("precision", 1)]
+    train = spec.statements[6]
+    assert [(s.keyword.text, s.value.value) for s in train.settings] == [("batch_size", 256), ("epochs", 5)]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "specs").glob("*.bolt")), ids=lambda p: p.name)
+def test_every_shipped_spec_parses(path):
+    assert parse_file(path).name.text
+
+
+def test_numbers_strings_and_nested_calls():
+    spec = parse('model m { h = f(1e-3, -4, .5, "a\\"b", g(x=2)) }', "m.bolt")
+    values = [a.value for a in spec.statements[0].call.args]
+    assert values[0].value == pytest.approx(1e-3) and isinstance(values[0].value, float)
+    assert values[1].value == -4 and isinstance(values[1].value, int)
+    assert values[2].value == 0.5
+    assert values[3].value == 'a"b'
+    assert isinstance(values[4], syntax.Call) and values[4].args[0].keyword.text == "x"
+
+
+def test_unicode_names_parse():
+    spec = parse("model m { input größe: dense[3] }", "m.bolt")
+    assert spec.statements[0].name.text == "größe"
+
+
+def test_trailing_comma_in_train_block():
+    spec = parse("model m { train { epochs = 2, } }", "m.bolt")
+    assert len(spec.statements[0].settings) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "line", "column", "expected"),
+    [
+        ("model m {\n  input a dense[3]\n}", "unexpected name 'dense'", 2, 11, ("':'",)),
+        ("model m {\n  h = \n}", "unexpected '}'", 3, 1, ("a name",)),
+        ("model m {\n  input a: dense[3]\n", "unexpected end of file", 2, 20, None),
+        ("model m { $ }", "unexpected character '$'", 1, 11, None),
+        ("model m { input a: dense[3.5] }", "unexpected number '.5'", 1, 27, ("']'",)),
+        ("modle m { }", "unexpected name 'modle'", 1, 1, ("'model'",)),
+    ],
+)
+def test_syntax_errors_name_position_and_expectation(text, message, line, column, expected):
+    with pytest.raises(SpecSyntaxError) as caught:
+        parse(text, "bad.bolt")
+    error = caught.value
+    assert error.message == message
+    assert (error.span.path, error.span.line, error.span.column) == ("bad.bolt", line, column)
+    if expected is not None:
+        assert error.expected == expected
+    assert str(error) == f"bad.bolt:{line}:{column}: error: {message}"
+
+
+def test_syntax_error_renders_source_line_with_caret():
+    with pytest.raises(SpecSyntaxError) as caught:
+        parse("model m {\n    input a dense[3]\n}", "bad.bolt")
+    assert caught.value.render() == (
+        "bad.bolt:2:13: error: unexpected name 'dense'\n"
+        "   2 |     input a dense[3]\n"
+        "                   ^^^^^\n"
+        "expected one of: ':'"
+    )
+
+
+def test_end_of_file_lists_what_could_follow():
+    with pytest.raises(SpecSyntaxError) as caught:
+        parse("model m {", "bad.bolt")
+    assert caught.value.expected == ("'input'", "'loss'", "'metrics'", "'optimizer'", "'target'", "'train'",
+                                     "'}'", "a name")
+
+
+def test_lark_never_escapes():
+    for text in ["", "model", "model m { h = dense(((( }", "\x00\x01", "model m { input a: dense[99999999999999999999] }"]:
+        try:
+            parse(text, "x.bolt")
+        except SpecSyntaxError as error:
+            assert error.span.line >= 1
