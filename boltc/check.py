@@ -178,7 +178,10 @@ class _Checker:
 
     def layers_of(self, inputs_decl, targets_decl, layers_decl, inputs) -> tuple[tuple[ir.Layer, ...], bool]:
         """The layers that could be built, in topological order, and whether that is all of them."""
-        by_name = {d.name.text: d for d in layers_decl}
+        by_name: dict[str, syntax.LayerDecl] = {}
+        for decl in layers_decl:
+            by_name.setdefault(decl.name.text, decl)  # a duplicate was reported; the first definition counts
+        layers_decl = list(by_name.values())
         input_index = {d.name.text: i for i, d in enumerate(inputs_decl)}
         target_names = {d.name.text for d in targets_decl}
         known = list(input_index) + list(by_name)
@@ -248,6 +251,7 @@ class _Checker:
         args = self.bind(decl.call, DENSE_ARGS, DENSE_OPTIONS)
         source = resolve(args["input"].value) if "input" in args else None
         units = self.integer(args["units"].value, "units", 1, MAX_UNITS) if "units" in args else None
+        reported = len(self.problems)
         activation = ir.Activation.LINEAR
         if "activation" in args:
             word = self.word(args["activation"].value, "activation", [a.value for a in ir.Activation])
@@ -258,8 +262,8 @@ class _Checker:
         bias = True
         if "bias" in args:
             bias = self.word(args["bias"].value, "bias", ("true", "false")) != "false"
-        if source is None or units is None:
-            return None
+        if source is None or units is None or len(self.problems) > reported:
+            return None  # a half-understood layer would only cause follow-on errors
         return ir.DenseLayer(-1, decl.name.text, source, dim_of(source), units, activation, sparsity, bias, decl.span)
 
     def sparsity_of(self, value: syntax.Value) -> ir.Sparsity:
