@@ -103,6 +103,7 @@ class Model:
         self.step = 0
         self.epochs_trained = 0
         self.learning_rate = plan.learning_rate
+        self.threads = plan.threads  # may be changed between calls; results do not depend on it
         self.initialize(plan.seed)
 
     # -- parameters ------------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ class Model:
         needed = max([m.max_row_nnz for m in dataset.features if m.dense is None] + [0]) * self.plan.batch_size
         if needed > int(self._workspace.capacity):
             self._grow_workspace(needed)
-        return _Feed(self.library.ffi, dataset, self.plan.batch_size, self.plan.threads)
+        return _Feed(self.library.ffi, dataset, self.plan.batch_size, max(1, int(self.threads)))
 
     def _grow_workspace(self, capacity: int) -> None:
         ffi, ws = self.library.ffi, self._workspace

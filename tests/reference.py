@@ -1,0 +1,117 @@
+"""A plain numpy (float64) implementation of what a compiled model computes: the independent truth for kernel
+tests. It reads the network's shape from the plan and nothing else from boltc."""
+
+from __future__ import annotations
+
+import numpy as np
+
+ACTIVATIONS = {
+    "relu": lambda z: np.maximum(z, 0),
+    "tanh": np.tanh,
+    "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "linear": lambda z: z,
+}
+DERIVATIVES = {  # in terms of the activation's output a
+    "relu": lambda a: (a > 0).astype(float),
+    "tanh": lambda a: 1 - a * a,
+    "sigmoid": lambda a: a * (1 - a),
+    "linear": lambda a: np.ones_like(a),
+}
+
+
+def dense_inputs(features: list) -> list[np.ndarray]:
+    """Each input as a dense float64 matrix (from numpy arrays or scipy sparse matrices)."""
+    return [np.asarray(f.toarray() if hasattr(f, "toarray") else f, dtype=np.float64) for f in features]
+
+
+def targets(plan, labels: list[list[int]]) -> np.ndarray:
+    t = np.zeros((len(labels), plan.target_dim))
+    for r, row in enumerate(labels):
+        for label in row:
+            t[r, label] += 1.0 / len(row) if plan.loss == "cross_entropy" else 1.0
+    return t
+
+
+def forward(plan, params: dict[str, np.ndarray], inputs: list[np.ndarray]):
+    """(values of every layer, output logits); the output layer's value is the probability."""
+    values: dict[int, np.ndarray] = {}
+    logits = None
+
+    def source_value(source):
+        return inputs[source.index] if source.is_input else values[source.index]
+
+    for layer in plan.layers:
+        if layer.op == "concat":
+            values[layer.index] = np.concatenate([source_value(s) for s in layer.sources], axis=1)
+            continue
+        z = source_value(layer.sources[0]) @ params[f"l{layer.index}.weights"].astype(np.float64)
+        if layer.bias:
+            z = z + params[f"l{layer.index}.bias"]
+        if layer.index == plan.output_layer:
+            logits = z
+            if plan.loss == "cross_entropy":
+                e = np.exp(z - z.max(axis=1, keepdims=True))
+                values[layer.index] = e / e.sum(axis=1, keepdims=True)
+            else:
+                values[layer.index] = 1 / (1 + np.exp(-z))
+        else:
+            values[layer.index] = ACTIVATIONS[layer.activation](z)
+    return values, logits
+
+
+def loss(plan, logits: np.ndarray, t: np.ndarray, labelled: np.ndarray) -> float:
+    """Mean over rows of the per-row loss (cross-entropy with target distribution t, or BCE summed over outputs)."""
+    if plan.loss == "cross_entropy":
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        per_row = -(t * log_p).sum(axis=1) * labelled
+    else:
+        per_row = (np.maximum(logits, 0) - logits * t + np.log1p(np.exp(-np.abs(logits)))).sum(axis=1)
+    return float(per_row.mean())
+
+
+def gradients(plan, params, inputs, labels: list[list[int]]) -> dict[str, np.ndarray]:
+    """d(mean loss)/d(parameter) for every parameter, by hand-written backpropagation."""
+    values, _ = forward(plan, params, inputs)
+    t = targets(plan, labels)
+    rows = len(labels)
+    labelled = np.array([len(r) > 0 for r in labels], dtype=float)[:, None]
+    grads_of_value: dict[int, np.ndarray] = {plan.output_layer: (values[plan.output_layer] - t) / rows}
+    if plan.loss == "cross_entropy":
+        grads_of_value[plan.output_layer] *= labelled
+    grads: dict[str, np.ndarray] = {}
+    for layer in reversed(plan.layers):
+        g = grads_of_value.get(layer.index, np.zeros_like(values[layer.index]))
+        if layer.op == "concat":
+            for source in layer.sources:
+                if not source.is_input:
+                    part = g[:, source.offset:source.offset + source.dim]
+                    grads_of_value[source.index] = grads_of_value.get(source.index, 0) + part
+            continue
+        if layer.index != plan.output_layer:
+            g = g * DERIVATIVES[layer.activation](values[layer.index])
+        source = layer.sources[0]
+        x = inputs[source.index] if source.is_input else values[source.index]
+        weights = params[f"l{layer.index}.weights"].astype(np.float64)
+        grads[f"l{layer.index}.weights"] = x.T @ g
+        if layer.bias:
+            grads[f"l{layer.index}.bias"] = g.sum(axis=0)
+        if not source.is_input:
+            grads_of_value[source.index] = grads_of_value.get(source.index, 0) + g @ weights.T
+    return grads
+
+
+def adam_step(plan, state: dict[str, np.ndarray], grads: dict[str, np.ndarray], touched: dict[str, np.ndarray],
+              step: int, learning_rate: float) -> dict[str, np.ndarray]:
+    """One lazy-Adam update: rows not in ``touched[name]`` (when given) keep their weights and moments."""
+    out = {k: v.astype(np.float64).copy() for k, v in state.items()}
+    b1, b2, eps = plan.beta1, plan.beta2, plan.eps
+    for name, g in grads.items():
+        rows = touched.get(name, np.arange(g.shape[0]))
+        m, v, w = out[name + "_m"], out[name + "_v"], out[name]
+        m[rows] = b1 * m[rows] + (1 - b1) * g[rows]
+        v[rows] = b2 * v[rows] + (1 - b2) * g[rows] ** 2
+        m_hat = m[rows] / (1 - b1 ** step)
+        v_hat = v[rows] / (1 - b2 ** step)
+        w[rows] -= learning_rate * m_hat / (np.sqrt(v_hat) + eps)
+    return out
