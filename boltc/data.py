@@ -1,0 +1,439 @@
+"""Data sets: XMC / libsvm text files parsed in C, and in-memory arrays, as CSR or dense matrices numpy owns.
+
+A ``Dataset`` holds one ``FeatureMatrix`` per model input and the labels of every row in CSR form
+(``label_ids[label_indptr[r]:label_indptr[r + 1]]`` are the labels of row ``r``). Sparse rows and label lists are
+sorted by id and hold no id twice, whichever way the data came in.
+
+``read_xmc`` parses the text in ``runtime/bolt_data.h``: a scan pass that validates and counts, then a fill pass
+that writes arrays allocated here at their exact size. The reader is compiled once (and cached on disk by
+``boltc.build``); both passes run without the GIL and, where OpenMP is available, on several threads.
+
+Nothing here knows about models, specs or training: callers check that a data set fits their model.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import mmap
+import operator
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from boltc.diagnostics import DataError, UsageError
+from boltc.resources import runtime_dir
+
+_CDEF_BEGIN = "/* BOLT_CDEF_BEGIN */"
+_CDEF_END = "/* BOLT_CDEF_END */"
+_HEADER = "bolt_data.h"
+ID_LIMIT = 2**31  # ids are int32: at most this many features or labels
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureMatrix:
+    """One model input over all rows: ``dense`` float32 [rows, dim], or CSR ``indptr``/``indices``/``values``.
+
+    CSR rows are sorted by feature id without repeats. The arrays may share memory with what they were made from;
+    treat them as read-only. Compared by identity (arrays have no single truth value).
+    """
+
+    dim: int
+    dense: np.ndarray | None = None
+    indptr: np.ndarray | None = None  # int64 [rows + 1]
+    indices: np.ndarray | None = None  # int32 [nnz]
+    values: np.ndarray | None = None  # float32 [nnz]
+
+    def __post_init__(self) -> None:
+        if self.dense is not None:
+            if any(a is not None for a in (self.indptr, self.indices, self.values)):
+                raise ValueError("FeatureMatrix: give either dense or indptr/indices/values, not both")
+            d = self.dense
+            if d.dtype != np.float32 or d.ndim != 2 or not d.flags.c_contiguous or d.shape[1] != self.dim:
+                raise ValueError(f"FeatureMatrix: dense must be C-contiguous float32 [rows, {self.dim}], "
+                                 f"got {d.dtype} {d.shape}")
+            return
+        if self.indptr is None or self.indices is None or self.values is None:
+            raise ValueError("FeatureMatrix: give dense, or all of indptr, indices and values")
+        for name, array, dtype in (("indptr", self.indptr, np.int64), ("indices", self.indices, np.int32),
+                                   ("values", self.values, np.float32)):
+            if array.dtype != dtype or array.ndim != 1 or not array.flags.c_contiguous:
+                raise ValueError(f"FeatureMatrix: {name} must be a contiguous 1-D {np.dtype(dtype)} array, "
+                                 f"got {array.dtype} {array.shape}")
+        if len(self.indptr) < 1 or self.indptr[0] != 0 or self.indptr[-1] != len(self.indices) \
+                or len(self.values) != len(self.indices):
+            raise ValueError("FeatureMatrix: indptr must start at 0 and end at len(indices) == len(values)")
+
+    @property
+    def is_sparse(self) -> bool:
+        return self.dense is None
+
+    @property
+    def n_rows(self) -> int:
+        return self.dense.shape[0] if self.dense is not None else len(self.indptr) - 1
+
+    @functools.cached_property
+    def max_row_nnz(self) -> int:
+        """Most stored entries in one row: ``dim`` for a dense matrix (every entry is stored)."""
+        if self.dense is not None:
+            return self.dim if self.dense.shape[0] else 0
+        return int(np.diff(self.indptr).max()) if len(self.indptr) > 1 else 0
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Rows of features for each model input, and their labels (both label arrays are None without labels)."""
+
+    path: str | None  # the file it was read from; None for arrays
+    n_rows: int
+    features: tuple[FeatureMatrix, ...]  # one per model input, in the model's input order
+    n_labels: int
+    label_indptr: np.ndarray | None  # int64 [n_rows + 1]
+    label_ids: np.ndarray | None  # int32, sorted within each row
+
+    def __post_init__(self) -> None:
+        for matrix in self.features:
+            if matrix.n_rows != self.n_rows:
+                raise ValueError(f"Dataset: a feature matrix has {matrix.n_rows} rows, expected {self.n_rows}")
+        if (self.label_indptr is None) != (self.label_ids is None):
+            raise ValueError("Dataset: label_indptr and label_ids are both given or both None")
+        if self.label_indptr is not None:
+            if self.label_indptr.dtype != np.int64 or self.label_indptr.shape != (self.n_rows + 1,):
+                raise ValueError(f"Dataset: label_indptr must be int64 [{self.n_rows + 1}]")
+            if self.label_ids.dtype != np.int32 or self.label_ids.ndim != 1 \
+                    or self.label_indptr[-1] != len(self.label_ids):
+                raise ValueError("Dataset: label_ids must be int32 and as long as label_indptr[-1]")
+
+    @property
+    def has_labels(self) -> bool:
+        return self.label_ids is not None
+
+    def labels_of(self, row: int) -> np.ndarray:
+        if self.label_ids is None:
+            raise UsageError("this data set has no labels")
+        return self.label_ids[self.label_indptr[row]:self.label_indptr[row + 1]]
+
+
+# ---- reading text files ---------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _reader() -> Any:
+    """The compiled C reader (a ``CompiledLibrary``): built once per process, served from the disk cache after."""
+    from boltc import machine
+    from boltc.build import build
+    from boltc.emit import CSource
+
+    header = runtime_dir() / _HEADER
+    text = header.read_text()
+    cdef = text[text.index(_CDEF_BEGIN) + len(_CDEF_BEGIN):text.index(_CDEF_END)].strip() + "\n"
+    source = CSource(slug="data_reader", c_text=f'#include "{_HEADER}"\n', cdef=cdef,
+                     include_dir=str(runtime_dir()))
+    return build(source, machine.probe())
+
+
+def _count(value: Any, what: str, *, optional: bool = False) -> int | None:
+    """A dimension argument: an int in 1 .. 2^31 (or None where that is allowed)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool):
+        raise UsageError(f"{what} must be an integer, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise UsageError(f"{what} must be an integer, got {value!r}") from None
+    if not 1 <= number <= ID_LIMIT:
+        raise UsageError(f"{what} must be between 1 and {ID_LIMIT}, got {number}")
+    return number
+
+
+class _FileBytes:
+    """The file's bytes without copying them (a read-only mapping); plain reading where mapping is impossible."""
+
+    def __init__(self, path: str):
+        self.map: mmap.mmap | None = None
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            try:
+                self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+            except (OSError, ValueError):  # pipes, special files: no mapping
+                self.map = None
+            self.data: Any = self.map if self.map is not None else (handle.read() if size else b"")
+        if self.map is not None and hasattr(self.map, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
+            self.map.madvise(mmap.MADV_SEQUENTIAL)
+        self.size = len(self.data)
+
+    def close(self) -> None:
+        if self.map is not None:
+            self.map.close()
+
+
+def _check(name: str, info: Any, ffi: Any) -> None:
+    if info.status != 0:
+        line = int(info.error_line) or None
+        raise DataError(name, line, ffi.string(info.message).decode("ascii", "replace"))
+
+
+def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: int | None = None, *,
+             threads: int = 0) -> Dataset:
+    """Reads an XMC or libsvm text file into a ``Dataset`` with one CSR feature matrix.
+
+    Format: an optional header ``N_ROWS N_FEATURES N_LABELS``, then one row per line, ``l1,l2,... f:v f:v ...``
+    with 0-based ids (the label field may be empty; the line then starts with a blank or a feature entry).
+
+    ``n_features`` / ``n_labels`` are the model's sizes: every id must be below them, and a header must state the
+    same numbers. Without them the header's numbers apply, and without a header the largest id seen + 1.
+    ``threads`` (0: OpenMP's default) sets how many threads parse. Labels are ``None`` when no row has any.
+    Raises ``DataError(path, line, message)`` for the first problem in the file.
+    """
+    name = str(path)
+    n_features = _count(n_features, "n_features", optional=True)
+    n_labels = _count(n_labels, "n_labels", optional=True)
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= threads <= 4096:
+        raise UsageError(f"threads must be an integer from 0 to 4096, got {threads!r}")
+    try:
+        source = _FileBytes(name)
+    except OSError as exc:
+        raise DataError(name, None, f"cannot read the file: {exc.strerror or exc}") from None
+
+    compiled = _reader()
+    ffi, lib = compiled.ffi, compiled.lib
+    info = ffi.new("bolt_data_info *")
+    info.n_features = n_features or 0
+    info.n_labels = n_labels or 0
+    info.threads = int(threads)
+    data = ffi.from_buffer("char[]", source.data) if source.size else ffi.NULL
+    try:
+        lib.bolt_data_scan(data, source.size, info)
+        _check(name, info, ffi)
+        rows, entries, labels = int(info.rows), int(info.entries), int(info.labels)
+        if rows == 0:
+            raise DataError(name, None, "the file holds no data rows")
+        indptr = np.empty(rows + 1, dtype=np.int64)
+        indices = np.empty(entries, dtype=np.int32)
+        values = np.empty(entries, dtype=np.float32)
+        label_indptr = np.empty(rows + 1, dtype=np.int64) if labels else None
+        label_ids = np.empty(labels, dtype=np.int32) if labels else None
+
+        def pointer(kind: str, array: np.ndarray | None) -> Any:
+            return ffi.NULL if array is None else ffi.cast(kind, array.ctypes.data)
+
+        lib.bolt_data_fill(data, source.size, info, pointer("int64_t *", indptr), pointer("int32_t *", indices),
+                           pointer("float *", values), pointer("int64_t *", label_indptr),
+                           pointer("int32_t *", label_ids))
+        _check(name, info, ffi)
+    finally:
+        if data != ffi.NULL:
+            ffi.release(data)
+        source.close()
+
+    if n_features is not None:
+        dim = n_features
+    elif info.has_header:
+        dim = int(info.header_features)
+    elif info.max_feature_id >= 0:
+        dim = int(info.max_feature_id) + 1
+    else:
+        raise DataError(name, None, "no header, no feature entries and no n_features: the input size is unknown")
+    if n_labels is not None:
+        label_count = n_labels
+    elif info.has_header:
+        label_count = int(info.header_labels)
+    else:
+        label_count = int(info.max_label_id) + 1
+    matrix = FeatureMatrix(dim=dim, indptr=indptr, indices=indices, values=values)
+    matrix.__dict__["max_row_nnz"] = int(info.max_row_entries)  # the scan counted it: seed the cached property
+    return Dataset(path=name, n_rows=rows, features=(matrix,), n_labels=label_count, label_indptr=label_indptr,
+                   label_ids=label_ids)
+
+
+# ---- arrays ------------------------------------------------------------------------------------------------------
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _shown(value: Any) -> str:
+    """A numpy scalar as Python prints it: 'nan', '2', '0.5' (not 'np.float64(nan)')."""
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
+def _sparse_features(X: Any, dim: int, name: str) -> FeatureMatrix:
+    if len(X.shape) != 2:
+        raise DataError(name, None, f"must be 2-D [rows, features], got shape {X.shape}")
+    if X.shape[1] != dim:
+        raise DataError(name, None, f"has {X.shape[1]} columns but n_features is {dim}")
+    csr = X.tocsr()
+    if csr.dtype.kind not in "biuf":
+        raise DataError(name, None, f"holds {csr.dtype} values; expected numbers")
+    if not csr.has_canonical_format:  # unsorted or repeated columns: scipy's meaning of repeats is their sum
+        csr = csr.copy()
+        csr.sum_duplicates()
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.ascontiguousarray(csr.data, dtype=np.float32)
+    indptr = np.ascontiguousarray(csr.indptr, dtype=np.int64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        entry = _first(bad)
+        row = int(np.searchsorted(indptr, entry, side="right")) - 1
+        raise DataError(name, row + 1, f"row {row + 1}, column {int(csr.indices[entry])}: value "
+                                       f"{_shown(csr.data[entry])} is NaN, infinite or beyond the float32 range")
+    return FeatureMatrix(dim=dim, indptr=indptr, indices=np.ascontiguousarray(csr.indices, dtype=np.int32),
+                         values=values)
+
+
+def _dense_features(X: Any, dim: int, name: str) -> FeatureMatrix:
+    try:
+        array = np.asarray(X)
+    except (ValueError, TypeError) as exc:
+        raise DataError(name, None, f"is not a numeric array: {exc}") from None
+    if array.ndim != 2:
+        raise DataError(name, None, f"must be 2-D [rows, features], got shape {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise DataError(name, None, f"holds {array.dtype} values; expected numbers")
+    if array.shape[1] != dim:
+        raise DataError(name, None, f"has {array.shape[1]} columns but n_features is {dim}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        dense = np.ascontiguousarray(array, dtype=np.float32)
+    finite = np.isfinite(dense)
+    if not finite.all():
+        row = _first(~finite.all(axis=1))
+        column = _first(~finite[row])
+        raise DataError(name, row + 1, f"row {row + 1}, column {column}: value {_shown(array[row, column])} is NaN, "
+                                       "infinite or beyond the float32 range")
+    return FeatureMatrix(dim=dim, dense=dense)
+
+
+def _features(X: Any, dim: int, name: str) -> FeatureMatrix:
+    return _sparse_features(X, dim, name) if hasattr(X, "tocsr") else _dense_features(X, dim, name)
+
+
+def _check_label_range(ids: np.ndarray, rows: np.ndarray, n_labels: int) -> None:
+    bad = (ids < 0) | (ids >= n_labels)
+    if bad.any():
+        k = _first(bad)
+        row, label = int(rows[k]), int(ids[k])
+        why = "is negative" if label < 0 else f"is out of range (n_labels = {n_labels})"
+        raise DataError("y", row + 1, f"row {row + 1}: label id {label} {why}")
+
+
+_LABEL_LIST_TYPES = (list, tuple, set, frozenset, range, np.ndarray)
+_Y_KINDS = ("y must be a 1-D integer array of class ids, a list of label-id lists, or a scipy sparse indicator "
+            "matrix")
+
+
+def _labels(y: Any, n_rows: int, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(label_indptr, label_ids) with ids sorted within each row; DataError on a bad shape, id or repeat."""
+    if hasattr(y, "tocsr"):
+        return _indicator_labels(y, n_rows, n_labels)
+    if isinstance(y, (list, tuple)) and len(y) and all(isinstance(v, _LABEL_LIST_TYPES) for v in y):
+        return _label_lists(y, n_rows, n_labels)
+    try:
+        array = np.asarray(y)
+    except (ValueError, TypeError):
+        raise DataError("y", None, _Y_KINDS) from None
+    if array.ndim != 1:
+        raise DataError("y", None, f"{_Y_KINDS}; got a {array.ndim}-D array")
+    if len(array) != n_rows:
+        raise DataError("y", None, f"has {len(array)} entries but X has {n_rows} rows")
+    if array.dtype.kind not in "iu" and len(array):
+        raise DataError("y", None, f"class ids must be integers, got {array.dtype}")
+    _check_label_range(array, np.arange(n_rows), n_labels)
+    return np.arange(n_rows + 1, dtype=np.int64), array.astype(np.int32)
+
+
+def _label_lists(y: Sequence[Any], n_rows: int, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(y) != n_rows:
+        raise DataError("y", None, f"has {len(y)} label lists but X has {n_rows} rows")
+    counts = np.fromiter((len(v) for v in y), dtype=np.int64, count=n_rows)
+    try:
+        flat = np.array(list(itertools.chain.from_iterable(y)))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DataError("y", None, f"label ids must be integers: {exc}") from None
+    if flat.size and flat.dtype.kind not in "iu":
+        raise DataError("y", None, f"label ids must be integers, got {flat.dtype}")
+    flat = flat.astype(np.int64).reshape(-1)
+    rows = np.repeat(np.arange(n_rows), counts)
+    _check_label_range(flat, rows, n_labels)
+    order = np.lexsort((flat, rows))  # by row, then id: sorted within rows, rows stay in place
+    flat = flat[order]
+    repeated = (flat[1:] == flat[:-1]) & (rows[1:] == rows[:-1])
+    if repeated.any():
+        k = _first(repeated)
+        raise DataError("y", int(rows[k]) + 1, f"row {int(rows[k]) + 1}: label id {int(flat[k])} appears twice")
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr, flat.astype(np.int32)
+
+
+def _indicator_labels(y: Any, n_rows: int, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    if y.shape != (n_rows, n_labels):
+        raise DataError("y", None, f"is a {y.shape[0]} x {y.shape[1]} indicator matrix; expected "
+                                   f"{n_rows} x {n_labels} (rows x n_labels)")
+    csr = y.tocsr().copy()
+    csr.sum_duplicates()
+    csr.eliminate_zeros()
+    not_one = csr.data != 1
+    if not_one.any():
+        entry = _first(not_one)
+        row = int(np.searchsorted(csr.indptr, entry, side="right")) - 1
+        raise DataError("y", row + 1, f"row {row + 1}, column {int(csr.indices[entry])}: indicator value "
+                                      f"{_shown(csr.data[entry])} is neither 0 nor 1")
+    return np.ascontiguousarray(csr.indptr, dtype=np.int64), np.ascontiguousarray(csr.indices, dtype=np.int32)
+
+
+def from_arrays(X: Any, y: Any = None, *, n_features: int | Sequence[int] | Mapping[str, int], n_labels: int,
+                names: Sequence[str] | None = None) -> Dataset:
+    """A ``Dataset`` from in-memory arrays.
+
+    ``X``: a 2-D numpy array (stored dense, float32), a scipy.sparse matrix (stored CSR with sorted columns; repeated
+    entries are summed, as scipy means them), or, for a model with several inputs, a dict ``{name: array}``. For a
+    dict, ``names`` must list every key once, in the model's input order (dict order is never trusted for that),
+    and ``n_features`` is a sequence in that same order or a dict ``{name: dim}``. For one array, ``n_features`` is
+    an int and ``names`` is not needed.
+
+    ``y``: None (no labels, e.g. for prediction); a 1-D integer array with one class id per row; a list of
+    label-id lists/tuples/sets, one per row (multi-label); or a scipy.sparse 0/1 indicator matrix
+    [rows, n_labels]. Every id must be in 0 .. n_labels - 1 and appear at most once per row.
+
+    Raises ``DataError`` naming the array (``X``, ``X['name']`` or ``y``) and the 1-based row where one is at fault.
+    """
+    n_labels = _count(n_labels, "n_labels")
+    if isinstance(X, Mapping):
+        if names is None:
+            raise UsageError("X is a dict of inputs: pass names=[...] to give their order (the model's input order)")
+        order = list(names)
+        if len(set(order)) != len(order) or set(order) != set(X):
+            raise UsageError(f"names must list each key of X exactly once: names={order}, keys={list(X)}")
+        if isinstance(n_features, Mapping):
+            missing = [n for n in order if n not in n_features]
+            if missing:
+                raise UsageError(f"n_features has no size for input(s) {missing}")
+            dims = [n_features[n] for n in order]
+        elif isinstance(n_features, Sequence) and not isinstance(n_features, str):
+            if len(n_features) != len(order):
+                raise UsageError(f"n_features has {len(n_features)} sizes for {len(order)} inputs")
+            dims = list(n_features)
+        else:
+            raise UsageError("with a dict X, n_features must be a sequence in names order or a dict of sizes")
+        labelled = [(f"X[{n!r}]", X[n], _count(d, f"n_features[{n!r}]")) for n, d in zip(order, dims)]
+    else:
+        if names is not None and len(list(names)) != 1:
+            raise UsageError("names lists the inputs of a dict X; a single array X is one input")
+        labelled = [("X", X, _count(n_features, "n_features"))]
+    if not labelled:
+        raise UsageError("X holds no inputs")
+
+    matrices = tuple(_features(array, dim, name) for name, array, dim in labelled)
+    n_rows = matrices[0].n_rows
+    for (name, _, _), matrix in zip(labelled, matrices):
+        if matrix.n_rows != n_rows:
+            raise DataError(name, None, f"has {matrix.n_rows} rows but {labelled[0][0]} has {n_rows}")
+    if n_rows == 0:
+        raise DataError(labelled[0][0], None, "holds no rows")
+    label_indptr = label_ids = None
+    if y is not None:
+        label_indptr, label_ids = _labels(y, n_rows, n_labels)
+    return Dataset(path=None, n_rows=n_rows, features=matrices, n_labels=n_labels, label_indptr=label_indptr,
+                   label_ids=label_ids)

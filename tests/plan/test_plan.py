@@ -1,0 +1,77 @@
+"""Plan values against hand-worked figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from boltc.check import check
+from boltc.machine import probe
+from boltc.parse import parse
+from boltc.plan import auto_sparsity, plan
+
+FASHION = """\
+model fashion {
+    input  pixels: dense[784]
+    target label:  classes[10]
+    hidden = dense(pixels, 256, activation=relu)
+    scores = dense(hidden, 10, activation=softmax)
+    loss      cross_entropy(scores, label)
+    optimizer adam(learning_rate=0.001)
+    train     { batch_size = 256, epochs = 5 }
+    metrics   accuracy, precision@1
+}
+"""
+
+
+def plan_of(text: str, **machine_changes):
+    machine = dataclasses.replace(probe(), **machine_changes)
+    return plan(check(parse(text, "f.bolt")), machine)
+
+
+def test_fashion_plan_by_hand(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    p = plan_of(FASHION, cores=2)
+    hidden, scores = p.layers
+    assert (hidden.in_dim, hidden.out_dim, hidden.parameters) == (784, 256, 784 * 256 + 256)
+    assert hidden.parameter_bytes == 200_960 * 4 and hidden.optimizer_bytes == 200_960 * 8
+    assert hidden.flops_forward == 2 * 784 * 256 + 256
+    assert hidden.flops_backward == 2 * 784 * 256 + 256  # reads the model input: no input gradient
+    assert not hidden.needs_input_gradient and scores.needs_input_gradient
+    assert scores.flops_forward == 2 * 256 * 10 + 10
+    assert scores.flops_backward == 4 * 256 * 10 + 10
+    assert (p.batch_size, p.epochs, p.threads, p.threads_origin) == (256, 5, 2, "machine cores")
+    assert p.metrics == ("accuracy", "precision@1") and p.output_layer == 1
+    assert hidden.gradient_tile == 256 and scores.gradient_tile == 10
+
+
+def test_threads_come_from_spec_then_environment_then_cores(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert plan_of(FASHION, cores=8).threads == 3
+    p = plan_of(FASHION.replace("epochs = 5", "epochs = 5, threads = 5"), cores=8)
+    assert (p.threads, p.threads_origin) == (5, "spec")
+
+
+@pytest.mark.parametrize(("units", "fraction"), [(449, None), (450, 0.2), (899, 0.2), (900, 0.1), (1799, 0.1),
+                                                 (1800, 0.05), (3999, 0.05), (4000, 0.02), (9999, 0.02),
+                                                 (10000, 0.01), (19999, 0.01), (20000, 0.005), (670091, 0.005)])
+def test_auto_sparsity_follows_bolts_size_table(units, fraction):
+    assert auto_sparsity(units) == fraction
+
+
+def test_sparse_request_runs_dense_and_says_so():
+    p = plan_of(FASHION.replace("activation=softmax)", "activation=softmax, sparsity=auto)")
+                .replace("classes[10]", "classes[1000]").replace("(hidden, 10,", "(hidden, 1000,"))
+    scores = p.layers[1]
+    assert scores.sparsity_requested == 0.1 and scores.sparsity_origin == "auto"
+    assert scores.sparsity_note.startswith("runs dense: sparsity 0.1 was asked for (auto)")
+    assert scores.gradient_tile == 512
+
+
+def test_plan_json_round_trips():
+    p = plan_of(FASHION)
+    data = json.loads(json.dumps(p.to_json()))
+    assert data["layers"][0]["parameters"] == 200_960
+    assert "spec_source" not in data

@@ -1,0 +1,124 @@
+"""The boltc command through subprocesses, on a tiny data set the test writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SPEC = """\
+model tiny {
+    input  words: sparse[30]
+    target topic: classes[3]
+    hidden = dense(words, 16, activation=relu)
+    scores = dense(hidden, 3, activation=softmax)
+    loss cross_entropy(scores, topic)
+    optimizer adam(learning_rate=0.02)
+    train { batch_size = 32, epochs = 4, seed = 1 }
+    metrics accuracy, precision@1, recall@2, loss
+}
+"""
+
+
+def write_data(path: Path, rows: int, seed: int) -> None:
+    """Each topic owns ten features; a row holds four features of its topic and one random one."""
+    rng = np.random.default_rng(seed)
+    lines = [f"{rows} 30 3"]
+    for _ in range(rows):
+        topic = int(rng.integers(0, 3))
+        features = set((topic * 10 + rng.integers(0, 10, size=4)).tolist()) | {int(rng.integers(0, 30))}
+        lines.append(f"{topic} " + " ".join(f"{f}:1" for f in sorted(features)))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def boltc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "boltc.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env=dict(os.environ), timeout=300)
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "tiny.bolt").write_text(SPEC)
+    write_data(tmp_path / "train.txt", 300, seed=1)
+    write_data(tmp_path / "test.txt", 90, seed=2)
+    return tmp_path
+
+
+def test_train_evaluate_predict_round_trip(workdir):
+    done = boltc("train", "tiny.bolt", "--train", "train.txt", "--test", "test.txt", "--save", "tiny.boltm",
+                 "--json", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["epochs"] == 4 and len(report["epoch_seconds"]) == 4
+    assert set(report["metrics"]) == {"accuracy", "precision@1", "recall@2", "loss"}
+    assert report["metrics"]["accuracy"] > 0.9  # a separable task
+    assert report["train_seconds"] > 0 and report["samples_per_second"] > 0
+    assert report["epoch_loss"][-1] < report["epoch_loss"][0]
+
+    done = boltc("evaluate", "tiny.boltm", "--data", "test.txt", "--json", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    evaluated = json.loads(done.stdout.strip().splitlines()[-1])
+    assert evaluated["metrics"] == pytest.approx(report["metrics"])
+    assert evaluated["eval_seconds"] > 0 and evaluated["samples_per_second"] > 0
+
+    done = boltc("predict", "tiny.boltm", "--data", "test.txt", "--top-k", "2", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.strip().splitlines()
+    assert len(rows) == 90
+    truth = [int(line.split()[0]) for line in (workdir / "test.txt").read_text().splitlines()[1:]]
+    top1 = [int(row.split()[0].split(":")[0]) for row in rows]
+    assert np.mean(np.array(top1) == np.array(truth)) == pytest.approx(report["metrics"]["accuracy"])
+
+
+def test_explain_prints_the_plan(workdir):
+    done = boltc("explain", "tiny.bolt", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "model 'tiny' from tiny.bolt" in out
+    assert "0  hidden  dense  30 -> 16" in out
+    assert "sparse-input gather" in out
+    done = boltc("explain", "tiny.bolt", "--json", cwd=workdir)
+    data = json.loads(done.stdout)
+    assert data["layers"][0]["parameters"] == 30 * 16 + 16
+    assert data["totals"]["parameters"] == 30 * 16 + 16 + 16 * 3 + 3
+    assert set(data["build"]) >= {"key", "entry", "cached", "cflags"}
+
+
+def test_spec_error_exits_2_with_position(workdir):
+    (workdir / "bad.bolt").write_text(SPEC.replace("dense(words, 16", "dense(wrds, 16"))
+    done = boltc("explain", "bad.bolt", cwd=workdir)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == "bad.bolt:4:20: error: undefined name 'wrds'"
+    assert "hint: did you mean 'words'?" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_data_exits_1_naming_file_and_line(workdir):
+    lines = (workdir / "train.txt").read_text().splitlines()
+    lines[5] = "7 1:1"  # label 7 of a 3-class target, on line 6
+    (workdir / "bad.txt").write_text("\n".join(lines) + "\n")
+    done = boltc("train", "tiny.bolt", "--train", "bad.txt", cwd=workdir)
+    assert done.returncode == 1
+    assert "bad.txt:6:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unreadable_model_file_exits_1(workdir):
+    (workdir / "junk.boltm").write_bytes(b"junk")
+    done = boltc("evaluate", "junk.boltm", "--data", "test.txt", cwd=workdir)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: junk.boltm: not a boltc model file (wrong magic bytes)"
+
+
+def test_compile_emits_readable_c(workdir):
+    done = boltc("compile", "tiny.bolt", "--emit-c", "out", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    c_text = (workdir / "out" / "tiny.c").read_text()
+    assert "layer 0: dense 'hidden' (tiny.bolt:4)" in c_text
+    assert (workdir / "out" / "bolt_abi.h").exists()
+    again = boltc("compile", "tiny.bolt", "--json", cwd=workdir)
+    assert json.loads(again.stdout)["compiled"] is False

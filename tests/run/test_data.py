@@ -1,0 +1,416 @@
+"""Reading XMC / libsvm text files in C (runtime/bolt_data.h) and wrapping arrays (boltc.data).
+
+Truth comes from outside the reader: files are written here from numpy arrays, and expected values are what
+Python's own float() makes of each token.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from boltc.data import Dataset, FeatureMatrix, from_arrays, read_xmc
+from boltc.diagnostics import DataError, UsageError
+
+
+def write(tmp_path, content, name="data.txt"):
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def read_error(tmp_path, content, **kwargs) -> DataError:
+    path = write(tmp_path, content)
+    with pytest.raises(DataError) as caught:
+        read_xmc(path, **kwargs)
+    assert caught.value.path == str(path)
+    return caught.value
+
+
+def rows_of(dataset: Dataset) -> list[tuple[list[int], list[int], list[float]]]:
+    """(labels, feature ids, values) of every row, as plain lists."""
+    m = dataset.features[0]
+    out = []
+    for r in range(dataset.n_rows):
+        s, e = m.indptr[r], m.indptr[r + 1]
+        labels = [] if dataset.label_ids is None else dataset.labels_of(r).tolist()
+        out.append((labels, m.indices[s:e].tolist(), m.values[s:e].tolist()))
+    return out
+
+
+# ---- every error: exact line and message ----------------------------------------------------------------------
+
+TRUNCATED = " (the last line has no newline: is the file truncated?)"
+
+ERRORS = [
+    # (file text, read_xmc arguments, line, message)
+    ("1 abc:0.5\n", {}, 1, "feature id 'abc' is not a non-negative integer"),
+    ("1 -3:0.5\n", {}, 1, "feature id -3 is negative"),
+    ("x 3:0.5\n", {}, 1, "label id 'x' is not a non-negative integer"),
+    ("-1 3:0.5\n", {}, 1, "label id -1 is negative"),
+    ("0 1:1\n1 2.5:1\n", {}, 2, "feature id '2.5' is not a non-negative integer"),
+    ("0 9:1\n0 10:1\n", {"n_features": 10}, 2, "feature id 10 is out of range (n_features = 10)"),
+    ("4 1:1\n5 1:1\n", {"n_labels": 5}, 2, "label id 5 is out of range (n_labels = 5)"),
+    ("2 10 5\n0 1:1\n0 12:1\n", {}, 3, "feature id 12 is out of range (n_features = 10)"),
+    ("2 10 5\n0 1:1\n5 2:1\n", {}, 3, "label id 5 is out of range (n_labels = 5)"),
+    ("0 1:1\n0 3\n", {}, 2, "feature entry '3' has no ':' (expected id:value)"),
+    ("0 1:1 2;0.5\n", {}, 1, "feature entry '2;0.5' has no ':' (expected id:value)"),
+    ("0 :0.5\n", {}, 1, "feature entry ':0.5' has no id before ':'"),
+    ("0 1:nan\n", {}, 1, "value 'nan' of feature 1 is not finite"),
+    ("0 1:-Inf\n", {}, 1, "value '-Inf' of feature 1 is not finite"),
+    ("0 1:infinity\n", {}, 1, "value 'infinity' of feature 1 is not finite"),
+    ("0 1:0.5x\n", {}, 1, "value '0.5x' of feature 1 is not a number"),
+    ("0 1:1,5\n", {}, 1, "value '1,5' of feature 1 is not a number"),
+    ("0 1:1e\n", {}, 1, "value '1e' of feature 1 is not a number"),
+    ("0 1:0x10\n", {}, 1, "value '0x10' of feature 1 is not a number"),
+    ("0 1:.\n", {}, 1, "value '.' of feature 1 is not a number"),
+    ("0 1:1:2\n", {}, 1, "value '1:2' of feature 1 is not a number"),
+    ("0 1:\n", {}, 1, "feature 1 has no value after ':'"),
+    ("0 1:1e39\n", {}, 1, "value '1e39' of feature 1 is outside the float32 range"),
+    ("0 1:-3.5e38\n", {}, 1, "value '-3.5e38' of feature 1 is outside the float32 range"),
+    ("0 1:1" + "0" * 60 + "\n", {}, 1, "value '1" + "0" * 43 + "...' of feature 1 is outside the float32 range"),
+    ("10 784\n0 1:1\n", {}, 1, "header has 2 fields; expected 3: rows features labels"),
+    ("10 784 10 3\n0 1:1\n", {}, 1, "header has 4 fields; expected 3: rows features labels"),
+    ("10 abc 3\n0 1:1\n", {}, 1, "header field 2 (features) 'abc' is not a non-negative integer"),
+    ("-1 5 3\n0 1:1\n", {}, 1, "header field 1 (rows) '-1' is not a non-negative integer"),
+    ("1 5 3000000000\n0 1:1\n", {}, 1, "header says 3000000000 labels; ids are int32, so at most 2147483648"),
+    ("3 5 2\n0 1:1\n1 2:1\n", {}, 1, "header says 3 rows but the file has 2"),
+    ("\n\n1 5 2\n0 1:1\n1 2:1\n", {}, 3, "header says 1 rows but the file has 2"),
+    ("1 780 10\n0 1:1\n", {"n_features": 784}, 1, "header says 780 features but 784 were expected"),
+    ("1 784 11\n0 1:1\n", {"n_features": 784, "n_labels": 10}, 1, "header says 11 labels but 10 were expected"),
+    ("0 1:1\n0 2:", {}, 2, "feature 2 has no value after ':'" + TRUNCATED),
+    ("0 1:1\n0 2:0.", {"n_features": 2}, 2, "feature id 2 is out of range (n_features = 2)"),
+    ("0 1:1\n0 2:0.5e-", {}, 2, "value '0.5e-' of feature 2 is not a number" + TRUNCATED),
+    ("0 1:1\n1,", {}, 2, "empty label id in '1,'" + TRUNCATED),
+    ("0 1:1\n1,,2 3:1\n", {}, 2, "empty label id in '1,,2'"),
+    ("\n0 1:1\n\n  \n\t\n0 x:1\n", {}, 6, "feature id 'x' is not a non-negative integer"),
+    ("2 5 2\r\n0 1:1\r\n\r\n1 2:y\r\n", {}, 4, "value 'y' of feature 2 is not a number"),
+    ("0 1:1\r0 2:1\n", {}, 1, "carriage return (0x0D) not followed by a line feed"),
+    ("0 2147483648:1\n", {}, 1, "feature id 2147483648 does not fit in int32 (largest 2147483647)"),
+    ("0 99999999999999999999999:1\n", {}, 1,
+     "feature id 99999999999999999999999 does not fit in int32 (largest 2147483647)"),
+    ("2147483648 1:1\n", {}, 1, "label id 2147483648 does not fit in int32 (largest 2147483647)"),
+    (b"0 1:1\n\x00\x00\x00\x00\n", {}, 2, "NUL byte in the text: this looks like a binary file, not a text data file"),
+    (b"0 1:1\n0 1:\x00\n", {}, 2, "NUL byte in the text: this looks like a binary file, not a text data file"),
+    (b"0 1:1\n0 \x89PNG:1\n", {}, 2, "unexpected byte 0x89: a data file must be ASCII text"),
+    (b"0 \x7f:1\n", {}, 1, "unexpected byte 0x7F: a data file must be ASCII text"),
+    (b"1 2\x1b 3\n", {}, 1, "unexpected byte 0x1B: a data file must be ASCII text"),
+    ("0 1:1 1:2\n", {}, 1, "feature id 1 appears twice in this row"),
+    ("0 1:1\n0 5:1 2:1 7:1 5:2\n", {}, 2, "feature id 5 appears twice in this row"),
+    ("1,1 2:1\n", {}, 1, "label id 1 appears twice in this row"),
+    ("0 1:1\n3,1,3 2:1\n", {}, 2, "label id 3 appears twice in this row"),
+]
+
+
+@pytest.mark.parametrize("content, kwargs, line, message", ERRORS)
+def test_error_line_and_message(tmp_path, content, kwargs, line, message):
+    error = read_error(tmp_path, content, **kwargs)
+    assert (error.line, error.message) == (line, message)
+    assert str(error) == f"{tmp_path / 'data.txt'}:{line}: {message}"
+
+
+def test_long_token_is_cut_in_the_message(tmp_path):
+    error = read_error(tmp_path, "0 1:" + "7" * 30 + "x\n")
+    assert error.message == "value '" + "7" * 30 + "x' of feature 1 is not a number"
+    error = read_error(tmp_path, "0 1:" + "7" * 60 + "x\n")
+    assert error.message == "value '" + "7" * 44 + "...' of feature 1 is not a number"
+
+
+def test_the_first_error_in_the_file_wins(tmp_path):
+    error = read_error(tmp_path, "0 1:1\n0 2:x\n0 3:y\n5 1:1\n", n_labels=3)
+    assert (error.line, error.message) == (2, "value 'x' of feature 2 is not a number")
+
+
+def test_empty_and_unreadable_files(tmp_path):
+    for content in ("", "\n\n  \n", "0 5 3\n"):
+        error = read_error(tmp_path, content)
+        assert (error.line, error.message) == (None, "the file holds no data rows")
+    with pytest.raises(DataError, match="cannot read the file: No such file or directory"):
+        read_xmc(tmp_path / "missing.txt")
+
+
+def test_bad_arguments(tmp_path):
+    path = write(tmp_path, "0 1:1\n")
+    for kwargs in ({"n_features": 0}, {"n_labels": -1}, {"n_features": 2**31 + 1}, {"n_features": 2.0},
+                   {"threads": -1}):
+        with pytest.raises(UsageError):
+            read_xmc(path, **kwargs)
+
+
+# ---- what is accepted --------------------------------------------------------------------------------------------
+
+def test_small_file_every_field(tmp_path):
+    path = write(tmp_path, "4 6 5\n0,3 0:1.5 5:-2\n 4:0.25\n2\n1:3 2:4\n")
+    data = read_xmc(path)
+    assert (data.path, data.n_rows, data.n_labels, data.features[0].dim) == (str(path), 4, 5, 6)
+    assert rows_of(data) == [([0, 3], [0, 5], [1.5, -2.0]), ([], [4], [0.25]), ([2], [], []),
+                             ([], [1, 2], [3.0, 4.0])]
+    m = data.features[0]
+    assert m.indptr.dtype == np.int64 and m.indices.dtype == np.int32 and m.values.dtype == np.float32
+    assert data.label_indptr.dtype == np.int64 and data.label_ids.dtype == np.int32
+    assert m.max_row_nnz == 2 and m.is_sparse
+
+
+def test_header_or_not_gives_the_same_arrays(tmp_path):
+    body = "1 0:1 3:2\n0,2 1:0.5\n"
+    with_header = read_xmc(write(tmp_path, "2 4 3\n" + body, "a.txt"))
+    without = read_xmc(write(tmp_path, body, "b.txt"), n_features=4, n_labels=3)
+    guessed = read_xmc(write(tmp_path, body, "c.txt"))
+    assert rows_of(with_header) == rows_of(without) == rows_of(guessed)
+    assert (with_header.features[0].dim, with_header.n_labels) == (4, 3)
+    assert (without.features[0].dim, without.n_labels) == (4, 3)
+    assert (guessed.features[0].dim, guessed.n_labels) == (4, 3)  # largest id + 1
+    # a header that agrees with the caller is fine; without one, the caller's sizes stand
+    assert read_xmc(write(tmp_path, "2 4 3\n" + body, "d.txt"), n_features=4, n_labels=3).n_rows == 2
+    assert read_xmc(write(tmp_path, body, "e.txt"), n_features=100, n_labels=9).features[0].dim == 100
+
+
+def test_crlf_and_missing_last_newline(tmp_path):
+    lf = "2 4 3\n1 0:1 3:2\n\n0,2 1:0.5\n"
+    expected = rows_of(read_xmc(write(tmp_path, lf, "lf.txt")))
+    assert rows_of(read_xmc(write(tmp_path, lf.replace("\n", "\r\n"), "crlf.txt"))) == expected
+    assert rows_of(read_xmc(write(tmp_path, lf.rstrip("\n"), "cut.txt"))) == expected
+    assert rows_of(read_xmc(write(tmp_path, lf.replace("\n", "\r\n").rstrip("\n"), "cut2.txt"))) == expected
+
+
+def test_empty_label_field_and_plain_libsvm(tmp_path):
+    data = read_xmc(write(tmp_path, " 1:0.5 2:1\n\t3:2\n4:1 0:1\n2 1:1\n"))
+    assert rows_of(data) == [([], [1, 2], [0.5, 1.0]), ([], [3], [2.0]), ([], [0, 4], [1.0, 1.0]),
+                             ([2], [1], [1.0])]
+    unlabelled = read_xmc(write(tmp_path, " 1:0.5\n2:1\n", "u.txt"), n_features=3, n_labels=4)
+    assert unlabelled.label_ids is None and unlabelled.label_indptr is None and not unlabelled.has_labels
+    assert unlabelled.n_labels == 4
+    libsvm = read_xmc(write(tmp_path, "1 1:0.5 7:2\n0 2:1\n1,0 3:1\n", "l.txt"))
+    assert rows_of(libsvm) == [([1], [1, 7], [0.5, 2.0]), ([0], [2], [1.0]), ([0, 1], [3], [1.0])]
+
+
+def test_blanks_tabs_and_a_byte_order_mark(tmp_path):
+    data = read_xmc(write(tmp_path, b"\xef\xbb\xbf1 2 3\n2\t0:1   1:2 \t\n"))
+    assert data.n_rows == 1 and rows_of(data) == [([2], [0, 1], [1.0, 2.0])]
+
+
+def test_unsorted_rows_come_back_sorted(tmp_path):
+    data = read_xmc(write(tmp_path, "3,0,2 9:0.9 1:0.1 5:0.5 0:0\n"))
+    labels, ids, values = rows_of(data)[0]
+    assert (labels, ids) == ([0, 2, 3], [0, 1, 5, 9])
+    assert values == np.float32([0, 0.1, 0.5, 0.9]).tolist()  # each value moved with its id
+
+
+def test_number_syntax(tmp_path):
+    tokens = ["0", "1", "-1", "+2", "0.5", ".5", "5.", "-.25", "1e3", "1E-3", "2.5e+2", "1e-50", "3.4028234e38",
+              "-0", "0.000000000000000000000000000001", "123456789012345678901234567890", "1.17549435e-38",
+              "1e-45", "7.006e-46", "0.1", "0.30000000000000004", "16777217", "00012.500", "6.02214076e23"]
+    line = "0 " + " ".join(f"{i}:{t}" for i, t in enumerate(tokens)) + "\n"
+    data = read_xmc(write(tmp_path, line))
+    got = data.features[0].values
+    want = np.array([float(t) for t in tokens], dtype=np.float64).astype(np.float32)
+    assert got.tobytes() == want.tobytes()  # exact, bit for bit (signed zero included)
+
+
+def test_ids_at_the_int32_limit(tmp_path):
+    data = read_xmc(write(tmp_path, "2147483647 2147483647:1 0000000000007:2\n"))
+    assert rows_of(data) == [([2147483647], [7, 2147483647], [2.0, 1.0])]
+    assert data.features[0].dim == 2**31 and data.n_labels == 2**31
+    error = read_error(tmp_path, "0 2147483647:1\n", n_features=2**31 - 1)
+    assert error.message == "feature id 2147483647 is out of range (n_features = 2147483647)"
+
+
+def test_no_sizes_at_all(tmp_path):
+    error = read_error(tmp_path, "3\n1\n")
+    assert error.message.startswith("no header, no feature entries and no n_features")
+    data = read_xmc(write(tmp_path, "3\n1\n", "ok.txt"), n_features=5)
+    assert rows_of(data) == [([3], [], []), ([1], [], [])] and data.n_labels == 4
+
+
+# ---- round trips -------------------------------------------------------------------------------------------------
+
+def random_file(rng, path, n_rows, n_features, n_labels, *, header=True, crlf=False, shuffle=False):
+    """Writes a random file; returns the truth: (label lists, id arrays, value arrays as float32)."""
+    labels, ids, values, lines = [], [], [], []
+    for r in range(n_rows):
+        k = int(rng.integers(0, min(n_features, 40) + 1))
+        m = int(rng.integers(0, 4))
+        if k == 0 and m == 0:
+            m = 1  # a row with neither labels nor features would be a blank line, which readers skip
+        row_ids = np.sort(rng.choice(n_features, size=k, replace=False))
+        row_values = rng.standard_normal(k).astype(np.float32) * np.float32(10.0) ** rng.integers(-6, 7, size=k)
+        row_values = row_values.astype(np.float32)
+        row_labels = sorted(rng.choice(n_labels, size=m, replace=False).tolist())
+        order = rng.permutation(k) if shuffle else np.arange(k)
+        texts = [repr(float(v)) if r % 2 else f"{v:.9g}" for v in row_values]  # two spellings of one float32
+        feats = " ".join(f"{row_ids[j]}:{texts[j]}" for j in order)
+        label_field = ",".join(map(str, row_labels))
+        lines.append(f"{label_field} {feats}".rstrip() if label_field else f" {feats}")
+        labels.append(row_labels)
+        ids.append(row_ids)
+        values.append(row_values)
+    eol = "\r\n" if crlf else "\n"
+    text = (f"{n_rows} {n_features} {n_labels}{eol}" if header else "") + eol.join(lines) + eol
+    path.write_text(text, newline="")
+    return labels, ids, values
+
+
+def assert_matches(data, labels, ids, values):
+    m = data.features[0]
+    counts = [len(i) for i in ids]
+    assert m.indptr.tolist() == np.concatenate([[0], np.cumsum(counts)]).tolist()
+    assert m.indices.tolist() == np.concatenate(ids).tolist()
+    assert m.values.tobytes() == np.concatenate(values).astype(np.float32).tobytes()
+    label_counts = [len(x) for x in labels]
+    assert data.label_indptr.tolist() == np.concatenate([[0], np.cumsum(label_counts)]).tolist()
+    assert data.label_ids.tolist() == [x for row in labels for x in row]
+    assert m.max_row_nnz == max(counts)
+
+
+@pytest.mark.parametrize("header, crlf, shuffle", [(True, False, False), (False, False, False),
+                                                   (True, True, True), (False, True, False)])
+def test_random_round_trip(tmp_path, header, crlf, shuffle):
+    rng = np.random.default_rng(7 + header + 2 * crlf + 4 * shuffle)
+    path = tmp_path / "random.txt"
+    labels, ids, values = random_file(rng, path, 500, 300, 20, header=header, crlf=crlf, shuffle=shuffle)
+    data = read_xmc(path, n_features=300, n_labels=20)
+    assert data.n_rows == 500 and data.features[0].dim == 300 and data.n_labels == 20
+    assert_matches(data, labels, ids, values)
+
+
+def test_big_file_in_chunks_any_thread_count(tmp_path):
+    """100,000 rows: several MB, cut into many chunks; every thread count must give the same arrays."""
+    rng = np.random.default_rng(3)
+    n = 100_000
+    counts = rng.integers(0, 12, size=n)
+    ids = [np.sort(rng.choice(5000, size=c, replace=False)) for c in counts]
+    values = [rng.random(c).astype(np.float32) for c in counts]
+    labels = [[int(x)] for x in rng.integers(0, 100, size=n)]
+    lines = [f"{labels[r][0]} " + " ".join(f"{i}:{v:.9g}" for i, v in zip(ids[r], values[r])) for r in range(n)]
+    path = tmp_path / "big.txt"
+    path.write_text(f"{n} 5000 100\n" + "\n".join(lines) + "\n")
+    assert path.stat().st_size > 4 * 256 * 1024  # enough for several chunks
+    for threads in (1, 3, 0):
+        data = read_xmc(path, n_features=5000, n_labels=100, threads=threads)
+        assert_matches(data, labels, ids, values)
+    # an error deep in a later chunk still gets its line number, whichever thread finds it
+    lines[87_654] = lines[87_654] + " 17:oops"
+    lines[95_000] = "x 1:1"
+    path.write_text(f"{n} 5000 100\n" + "\n".join(lines) + "\n")
+    for threads in (1, 4):
+        with pytest.raises(DataError) as caught:
+            read_xmc(path, threads=threads)
+        assert (caught.value.line, caught.value.message) == (87_656, "value 'oops' of feature 17 is not a number")
+
+
+# ---- arrays ------------------------------------------------------------------------------------------------------
+
+def test_from_dense_array_and_class_ids():
+    X = np.arange(12, dtype=np.float64).reshape(4, 3)
+    data = from_arrays(X, np.array([2, 0, 1, 2]), n_features=3, n_labels=3)
+    m = data.features[0]
+    assert not m.is_sparse and m.dense.dtype == np.float32 and m.dense.flags.c_contiguous
+    assert m.dense.tolist() == X.tolist() and m.max_row_nnz == 3
+    assert data.label_indptr.tolist() == [0, 1, 2, 3, 4] and data.label_ids.tolist() == [2, 0, 1, 2]
+    assert data.path is None and data.n_rows == 4
+
+
+def test_from_scipy_csr_and_multi_label():
+    rows, cols = [0, 0, 2, 2, 2], [4, 1, 3, 3, 0]  # unsorted, and (2, 3) twice: scipy sums repeats
+    X = sp.coo_matrix((np.array([1.0, 2.0, 3.0, 4.0, 5.0]), (rows, cols)), shape=(3, 6))
+    y = [[3, 1], (), {0, 4, 2}]
+    data = from_arrays(X, y, n_features=6, n_labels=5)
+    m = data.features[0]
+    assert m.indptr.tolist() == [0, 2, 2, 4] and m.indices.tolist() == [1, 4, 0, 3]
+    assert m.values.tolist() == [2.0, 1.0, 5.0, 7.0]
+    assert (m.indptr.dtype, m.indices.dtype, m.values.dtype) == (np.int64, np.int32, np.float32)
+    assert data.label_indptr.tolist() == [0, 2, 2, 5] and data.label_ids.tolist() == [1, 3, 0, 2, 4]
+    assert m.max_row_nnz == 2
+    # a CSR matrix with unsorted columns is sorted in a copy: the caller's matrix is left as it was
+    unsorted = sp.csr_matrix((np.array([1.0, 2.0]), np.array([4, 1]), np.array([0, 2])), shape=(1, 6))
+    data = from_arrays(unsorted, [[0]], n_features=6, n_labels=5)
+    assert data.features[0].indices.tolist() == [1, 4] and data.features[0].values.tolist() == [2.0, 1.0]
+    assert unsorted.indices.tolist() == [4, 1] and unsorted.data.tolist() == [1.0, 2.0]
+
+
+def test_from_arrays_matches_the_file_reader(tmp_path):
+    rng = np.random.default_rng(11)
+    path = tmp_path / "r.txt"
+    labels, ids, values = random_file(rng, path, 200, 50, 8)
+    from_file = read_xmc(path)
+    m = from_file.features[0]
+    X = sp.csr_matrix((m.values, m.indices, m.indptr), shape=(200, 50))
+    indicator = sp.csr_matrix((np.ones(len(from_file.label_ids)), from_file.label_ids, from_file.label_indptr),
+                              shape=(200, 8))
+    for y in (labels, indicator):
+        data = from_arrays(X, y, n_features=50, n_labels=8)
+        assert_matches(data, labels, ids, values)
+
+
+def test_from_dict_of_inputs_follows_names():
+    text = np.zeros((3, 2), dtype=np.float32)
+    image = sp.identity(3, format="csr") * 2.0
+    X = {"image": image, "text": text}
+    data = from_arrays(X, [0, 1, 1], n_features=[2, 3], n_labels=2, names=["text", "image"])
+    assert [f.dim for f in data.features] == [2, 3]
+    assert not data.features[0].is_sparse and data.features[1].is_sparse
+    same = from_arrays(X, None, n_features={"image": 3, "text": 2}, n_labels=2, names=("text", "image"))
+    assert [f.dim for f in same.features] == [2, 3] and same.label_ids is None
+    with pytest.raises(UsageError, match="pass names"):
+        from_arrays(X, n_features=[2, 3], n_labels=2)
+    with pytest.raises(UsageError, match="each key of X exactly once"):
+        from_arrays(X, n_features=[2, 3], n_labels=2, names=["text", "text"])
+    with pytest.raises(DataError) as caught:
+        from_arrays({"a": np.zeros((3, 2)), "b": np.zeros((4, 2))}, n_features=[2, 2], n_labels=2, names="ab")
+    assert caught.value.path == "X['b']" and caught.value.message == "has 4 rows but X['a'] has 3"
+
+
+ARRAY_ERRORS = [
+    # (X, y, n_features, array name, row, message)
+    (np.array([[1.0, 2.0], [3.0, np.nan], [np.inf, 0.0]]), None, 2, "X", 2,
+     "row 2, column 1: value nan is NaN, infinite or beyond the float32 range"),
+    (np.array([[1.0, 2.0], [1e300, 0.0]]), None, 2, "X", 2,
+     "row 2, column 0: value 1e+300 is NaN, infinite or beyond the float32 range"),
+    (sp.csr_matrix(np.array([[0.0, 1.0], [0.0, 0.0], [np.inf, 0.0]])), None, 2, "X", 3,
+     "row 3, column 0: value inf is NaN, infinite or beyond the float32 range"),
+    (np.zeros((2, 3)), None, 2, "X", None, "has 3 columns but n_features is 2"),
+    (sp.csr_matrix((2, 3)), None, 2, "X", None, "has 3 columns but n_features is 2"),
+    (np.zeros(3), None, 3, "X", None, "must be 2-D [rows, features], got shape (3,)"),
+    (np.array([["a", "b"]]), None, 2, "X", None, "holds <U1 values; expected numbers"),
+    (np.zeros((3, 2)), np.array([0, 1]), 2, "y", None, "has 2 entries but X has 3 rows"),
+    (np.zeros((3, 2)), np.array([0, 4, 1]), 2, "y", 2, "row 2: label id 4 is out of range (n_labels = 4)"),
+    (np.zeros((3, 2)), np.array([0, -1, 1]), 2, "y", 2, "row 2: label id -1 is negative"),
+    (np.zeros((3, 2)), np.array([0.0, 1.0, 1.0]), 2, "y", None, "class ids must be integers, got float64"),
+    (np.zeros((3, 2)), [[0], [1, 3, 1], [2]], 2, "y", 2, "row 2: label id 1 appears twice"),
+    (np.zeros((3, 2)), [[0], [1], [2, 9]], 2, "y", 3, "row 3: label id 9 is out of range (n_labels = 4)"),
+    (np.zeros((3, 2)), [[0], [1.5], []], 2, "y", None, "label ids must be integers, got float64"),
+    (np.zeros((2, 2)), [[0], [1], [2]], 2, "y", None, "has 3 label lists but X has 2 rows"),
+    (np.zeros((2, 2)), sp.csr_matrix(np.array([[0, 1, 0, 0], [2, 0, 0, 0]])), 2, "y", 2,
+     "row 2, column 0: indicator value 2 is neither 0 nor 1"),
+    (np.zeros((2, 2)), sp.csr_matrix((2, 5)), 2, "y", None,
+     "is a 2 x 5 indicator matrix; expected 2 x 4 (rows x n_labels)"),
+    (np.zeros((2, 2)), np.zeros((2, 4)), 2, "y", None,
+     "y must be a 1-D integer array of class ids, a list of label-id lists, or a scipy sparse indicator matrix; "
+     "got a 2-D array"),
+    (np.zeros((0, 2)), None, 2, "X", None, "holds no rows"),
+]
+
+
+@pytest.mark.parametrize("X, y, n_features, name, row, message", ARRAY_ERRORS)
+def test_array_errors(X, y, n_features, name, row, message):
+    with pytest.raises(DataError) as caught:
+        from_arrays(X, y, n_features=n_features, n_labels=4)
+    assert (caught.value.path, caught.value.line, caught.value.message) == (name, row, message)
+
+
+def test_indicator_ignores_explicit_zeros():
+    y = sp.csr_matrix((np.array([1, 0, 1]), np.array([2, 0, 1]), np.array([0, 2, 3])), shape=(2, 3))
+    data = from_arrays(np.zeros((2, 1)), y, n_features=1, n_labels=3)
+    assert data.label_indptr.tolist() == [0, 1, 2] and data.label_ids.tolist() == [2, 1]
+
+
+def test_feature_matrix_checks_its_arrays():
+    with pytest.raises(ValueError):
+        FeatureMatrix(dim=3, dense=np.zeros((2, 3)))  # float64
+    with pytest.raises(ValueError):
+        FeatureMatrix(dim=3, indptr=np.array([0, 2]), indices=np.array([0], dtype=np.int32),
+                      values=np.array([1.0], dtype=np.float32))
+    m = FeatureMatrix(dim=4, indptr=np.array([0, 3, 3, 4]), indices=np.array([0, 1, 3, 2], dtype=np.int32),
+                      values=np.ones(4, dtype=np.float32))
+    assert m.max_row_nnz == 3 and m.n_rows == 3

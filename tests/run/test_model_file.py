@@ -1,0 +1,105 @@
+"""Saving and loading models: bit-exact round trips, atomic replacement, clear refusals."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import boltc
+from boltc import checkpoint
+from boltc.data import from_arrays
+from boltc.diagnostics import ModelFileError
+
+SPEC = """\
+model saver {
+    input  x: dense[6]
+    target y: classes[3]
+    h = dense(x, 5, activation=relu)
+    o = dense(h, 3, activation=softmax)
+    loss cross_entropy(o, y)
+    train { batch_size = 8, seed = 2 }
+}
+"""
+
+
+@pytest.fixture
+def trained(write_spec):
+    model = boltc.load(write_spec(SPEC, "saver.bolt"))
+    rng = np.random.default_rng(0)
+    data = from_arrays(rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 3, size=40), n_features=6,
+                       n_labels=3)
+    model.fit(data, epochs=2)
+    return model, data
+
+
+def test_round_trip_is_bit_exact_and_training_resumes_identically(trained, tmp_path):
+    model, data = trained
+    path = tmp_path / "m.boltm"
+    model.save(path)
+    restored = boltc.load_model(path)
+    for name, array in model.arrays.items():
+        if not name.endswith((".act", ".grad")):
+            np.testing.assert_array_equal(restored.arrays[name], array, err_msg=name)
+    assert (restored.step, restored.epochs_trained) == (model.step, model.epochs_trained)
+    model.fit(data, epochs=1)
+    restored.fit(data, epochs=1)
+    for name, array in model.parameters().items():
+        np.testing.assert_array_equal(restored.arrays[name], array, err_msg=name)
+
+
+def test_failed_save_leaves_the_old_file(trained, tmp_path, monkeypatch):
+    model, _ = trained
+    path = tmp_path / "m.boltm"
+    model.save(path)
+    old = path.read_bytes()
+    model.arrays["l0.weights"] += 1
+
+    def crash(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(ModelFileError):
+        model.save(path)
+    assert path.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.boltm", "saver.bolt"]
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda b: b[:-10], "truncated model file (array 'l1.bias_v' is cut short)"),
+    (lambda b: b[:-10] + bytes([b[-10] ^ 1]) + b[-9:], "corrupted model file (checksum mismatch)"),
+    (lambda b: b"XXXXXXXX" + b[8:], "not a boltc model file (wrong magic bytes)"),
+    (lambda b: b[:30], "truncated model file (header cut short)"),
+])
+def test_damaged_files_are_refused(trained, tmp_path, mutate, message):
+    model, _ = trained
+    path = tmp_path / "m.boltm"
+    model.save(path)
+    path.write_bytes(mutate(path.read_bytes()))
+    with pytest.raises(ModelFileError) as caught:
+        boltc.load_model(path)
+    assert str(caught.value) == f"{path}: {message}"
+
+
+def test_wrong_version_and_wrong_spec_are_refused(trained, tmp_path):
+    model, _ = trained
+    header, arrays = checkpoint.read_model_file(_saved(model, tmp_path))
+    future = tmp_path / "future.boltm"
+    checkpoint.write_model_file(future, {**header}, arrays)
+    data = future.read_bytes().replace(b'"format_version": 1', b'"format_version": 9')
+    future.write_bytes(data)
+    with pytest.raises(ModelFileError, match="model file format 9 is not supported"):
+        boltc.load_model(future)
+    other = tmp_path / "other.boltm"
+    header["spec_source"] = header["spec_source"].replace("dense(x, 5", "dense(x, 4").replace("dense(h, 3",
+                                                                                             "dense(h, 3")
+    checkpoint.write_model_file(other, header, arrays)
+    with pytest.raises(ModelFileError, match=r"array 'l0.weights' has shape \(6, 5\), the spec needs \(6, 4\)"):
+        boltc.load_model(other)
+
+
+def _saved(model, tmp_path):
+    path = tmp_path / "base.boltm"
+    model.save(path)
+    return path
