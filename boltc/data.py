@@ -154,12 +154,11 @@ class _FileBytes:
     def __init__(self, path: str):
         self.map: mmap.mmap | None = None
         with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
             try:
-                self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else None
-            except (OSError, ValueError):  # pipes, special files: no mapping
+                self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):  # empty files, pipes, special files: no mapping
                 self.map = None
-            self.data: Any = self.map if self.map is not None else (handle.read() if size else b"")
+            self.data: Any = self.map if self.map is not None else handle.read()
         if self.map is not None and hasattr(self.map, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
             self.map.madvise(mmap.MADV_SEQUENTIAL)
         self.size = len(self.data)
@@ -192,13 +191,12 @@ def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: i
     n_labels = _count(n_labels, "n_labels", optional=True)
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= threads <= 4096:
         raise UsageError(f"threads must be an integer from 0 to 4096, got {threads!r}")
+    compiled = _reader()  # before the file is opened: a build error then leaves nothing open
+    ffi, lib = compiled.ffi, compiled.lib
     try:
         source = _FileBytes(name)
     except OSError as exc:
         raise DataError(name, None, f"cannot read the file: {exc.strerror or exc}") from None
-
-    compiled = _reader()
-    ffi, lib = compiled.ffi, compiled.lib
     info = ffi.new("bolt_data_info *")
     info.n_features = n_features or 0
     info.n_labels = n_labels or 0

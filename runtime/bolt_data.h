@@ -101,7 +101,7 @@ enum bolt_data_status {
 /* Smaller chunks would cost more in thread hand-offs than they gain in balance. */
 #define BOLT_DATA_MIN_CHUNK_BYTES ((int64_t)256 * 1024)
 #define BOLT_DATA_ID_MAX ((int64_t)INT32_MAX)
-/* The largest double that still rounds to a finite float32: FLT_MAX plus half an ulp, exclusive. */
+/* FLT_MAX plus half an ulp: a double at or above this rounds to infinity as a float32. */
 #define BOLT_DATA_FLOAT_LIMIT 0x1.ffffffp+127
 
 /* ---- messages ------------------------------------------------------------------------------------------- */

@@ -1,0 +1,218 @@
+/* boltc runtime: register-blocked matrix kernels for a batch of rows.
+ *
+ * Every kernel keeps a small tile of results in SIMD registers while it sweeps the shared dimension once, so each
+ * weight loaded from cache feeds several rows (GEMM-style blocking) instead of one. Sizes are plain arguments, but
+ * the generated code passes compile-time constants and the tile functions are always inlined, so every call is
+ * specialised to its layer: loops over the tile are fully unrolled and the accumulators live in registers.
+ *
+ * Shapes: weights W are input-major [K][N] (one contiguous row per input), activations are row-major per sample.
+ */
+#ifndef BOLT_DENSE_H
+#define BOLT_DENSE_H
+
+#include <stdint.h>
+
+#include "bolt_simd.h"
+
+#define BOLT_ROW_BLOCK 6 /* rows of X per tile in Y += X W: 6 x 2 accumulators + 2 weight vectors fit 16 registers */
+#define BOLT_DOT_BLOCK 4 /* rows x weight rows per tile in dX += dZ W^T: 4 x 4 accumulators */
+#define BOLT_GATHER_BLOCK 8 /* vectors of one output row accumulated at once in the sparse kernels */
+
+/* Y[0..mr)[n0 .. n0 + (nv - 1) * LANES + tail) += X[0..mr)[0..K) W[0..K)[same columns].
+ * nv vectors per row; the last one holds `tail` lanes (tail == BOLT_LANES for a full tile). */
+static BOLT_ALWAYS_INLINE void bolt_xw_tile(int32_t mr, int32_t nv, int32_t tail, int32_t K, int32_t N,
+                                            const real_t *restrict X, int32_t ldx, const real_t *restrict W,
+                                            real_t *restrict Y)
+{
+    bolt_vec acc[BOLT_ROW_BLOCK][2];
+    for (int32_t m = 0; m < mr; ++m)
+        for (int32_t v = 0; v < nv; ++v)
+            acc[m][v] = v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(Y + (size_t)m * N + v * BOLT_LANES, tail)
+                                                         : bolt_load(Y + (size_t)m * N + v * BOLT_LANES);
+    for (int32_t k = 0; k < K; ++k) {
+        bolt_vec w[2];
+        for (int32_t v = 0; v < nv; ++v)
+            w[v] = v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(W + (size_t)k * N + v * BOLT_LANES, tail)
+                                                    : bolt_load(W + (size_t)k * N + v * BOLT_LANES);
+        for (int32_t m = 0; m < mr; ++m) {
+            const real_t a = X[(size_t)m * ldx + k];
+            for (int32_t v = 0; v < nv; ++v)
+                acc[m][v] += a * w[v];
+        }
+    }
+    for (int32_t m = 0; m < mr; ++m)
+        for (int32_t v = 0; v < nv; ++v) {
+            if (v == nv - 1 && tail < BOLT_LANES)
+                bolt_store_part(Y + (size_t)m * N + v * BOLT_LANES, acc[m][v], tail);
+            else
+                bolt_store(Y + (size_t)m * N + v * BOLT_LANES, acc[m][v]);
+        }
+}
+
+/* The column tiles of mr rows over one chunk of `width` columns (W and Y already offset to its first column, row
+ * stride N): pairs of full vectors, then a single full vector, then the partial tail. */
+static BOLT_ALWAYS_INLINE void bolt_xw_row_block(int32_t mr, int32_t K, int32_t N, int32_t width,
+                                                 const real_t *restrict X, int32_t ldx, const real_t *restrict W,
+                                                 real_t *restrict Y)
+{
+    const int32_t pairs_end = width / (2 * BOLT_LANES) * (2 * BOLT_LANES);
+    for (int32_t n0 = 0; n0 < pairs_end; n0 += 2 * BOLT_LANES)
+        bolt_xw_tile(mr, 2, BOLT_LANES, K, N, X, ldx, W + n0, Y + n0);
+    int32_t n0 = pairs_end;
+    if (width - n0 >= BOLT_LANES) {
+        bolt_xw_tile(mr, 1, BOLT_LANES, K, N, X, ldx, W + n0, Y + n0);
+        n0 += BOLT_LANES;
+    }
+    if (width % BOLT_LANES)
+        bolt_xw_tile(mr, 1, width % BOLT_LANES, K, N, X, ldx, W + n0, Y + n0);
+}
+
+/* Y[rows][chunk] += X[rows][K] W[K][chunk] for one chunk of `width` columns; X has row stride ldx, W and Y row
+ * stride N and are offset to the chunk. */
+static BOLT_ALWAYS_INLINE void bolt_xw(int32_t rows, int32_t K, int32_t N, int32_t width, const real_t *restrict X,
+                                       int32_t ldx, const real_t *restrict W, real_t *restrict Y)
+{
+    int32_t r = 0;
+    for (; r + BOLT_ROW_BLOCK <= rows; r += BOLT_ROW_BLOCK)
+        bolt_xw_row_block(BOLT_ROW_BLOCK, K, N, width, X + (size_t)r * ldx, ldx, W, Y + (size_t)r * N);
+    for (; r < rows; ++r)
+        bolt_xw_row_block(1, K, N, width, X + (size_t)r * ldx, ldx, W, Y + (size_t)r * N);
+}
+
+/* dX[0..mr)[i0 .. i0 + ni) += dZ[0..mr)[0..N) . W[i0 .. i0 + ni)[0..N): a tile of dot products. */
+static BOLT_ALWAYS_INLINE void bolt_dzwt_tile(int32_t mr, int32_t ni, int32_t K, int32_t N, const real_t *restrict dZ,
+                                              const real_t *restrict W, real_t *restrict dX)
+{
+    bolt_vec acc[BOLT_DOT_BLOCK][BOLT_DOT_BLOCK];
+    for (int32_t m = 0; m < mr; ++m)
+        for (int32_t t = 0; t < ni; ++t)
+            acc[m][t] = (bolt_vec){0};
+    const int32_t full = N / BOLT_LANES * BOLT_LANES;
+    for (int32_t j = 0; j < full; j += BOLT_LANES) {
+        bolt_vec w[BOLT_DOT_BLOCK];
+        for (int32_t t = 0; t < ni; ++t)
+            w[t] = bolt_load(W + (size_t)t * N + j);
+        for (int32_t m = 0; m < mr; ++m) {
+            const bolt_vec d = bolt_load(dZ + (size_t)m * N + j);
+            for (int32_t t = 0; t < ni; ++t)
+                acc[m][t] += d * w[t];
+        }
+    }
+    if (N % BOLT_LANES) {
+        for (int32_t m = 0; m < mr; ++m) {
+            const bolt_vec d = bolt_load_part(dZ + (size_t)m * N + full, N % BOLT_LANES);
+            for (int32_t t = 0; t < ni; ++t)
+                acc[m][t] += d * bolt_load_part(W + (size_t)t * N + full, N % BOLT_LANES);
+        }
+    }
+    for (int32_t m = 0; m < mr; ++m)
+        for (int32_t t = 0; t < ni; ++t)
+            dX[(size_t)m * K + t] += bolt_hsum(acc[m][t]);
+}
+
+static BOLT_ALWAYS_INLINE void bolt_dzwt_row_block(int32_t mr, int32_t K, int32_t N, const real_t *restrict dZ,
+                                                   const real_t *restrict W, real_t *restrict dX)
+{
+    int32_t i = 0;
+    for (; i + BOLT_DOT_BLOCK <= K; i += BOLT_DOT_BLOCK)
+        bolt_dzwt_tile(mr, BOLT_DOT_BLOCK, K, N, dZ, W + (size_t)i * N, dX + i);
+    for (; i < K; ++i)
+        bolt_dzwt_tile(mr, 1, K, N, dZ, W + (size_t)i * N, dX + i);
+}
+
+/* dX[rows][K] += dZ[rows][N] W[K][N]^T */
+static BOLT_ALWAYS_INLINE void bolt_dzwt(int32_t rows, int32_t K, int32_t N, const real_t *restrict dZ,
+                                         const real_t *restrict W, real_t *restrict dX)
+{
+    int32_t r = 0;
+    for (; r + BOLT_DOT_BLOCK <= rows; r += BOLT_DOT_BLOCK)
+        bolt_dzwt_row_block(BOLT_DOT_BLOCK, K, N, dZ + (size_t)r * N, W, dX + (size_t)r * K);
+    for (; r < rows; ++r)
+        bolt_dzwt_row_block(1, K, N, dZ + (size_t)r * N, W, dX + (size_t)r * K);
+}
+
+/* G[0..mi)[0..width) = sum over rows r of X[r][m] * dZ[r][0..width): the weight gradient of mi consecutive input
+ * rows over one chunk of columns (X and dZ already offset to the first input and column; row strides K and N),
+ * summed in row order so results do not depend on the thread count. */
+static BOLT_ALWAYS_INLINE void bolt_xtdz_tile(int32_t mi, int32_t nv, int32_t tail, int32_t rows, int32_t K,
+                                              int32_t N, const real_t *restrict X, const real_t *restrict dZ,
+                                              real_t *restrict G, int32_t ldg)
+{
+    bolt_vec acc[BOLT_DOT_BLOCK][2];
+    for (int32_t m = 0; m < mi; ++m)
+        for (int32_t v = 0; v < nv; ++v)
+            acc[m][v] = (bolt_vec){0};
+    for (int32_t r = 0; r < rows; ++r) {
+        bolt_vec d[2];
+        for (int32_t v = 0; v < nv; ++v)
+            d[v] = v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(dZ + (size_t)r * N + v * BOLT_LANES, tail)
+                                                    : bolt_load(dZ + (size_t)r * N + v * BOLT_LANES);
+        for (int32_t m = 0; m < mi; ++m) {
+            const real_t a = X[(size_t)r * K + m];
+            for (int32_t v = 0; v < nv; ++v)
+                acc[m][v] += a * d[v];
+        }
+    }
+    for (int32_t m = 0; m < mi; ++m)
+        for (int32_t v = 0; v < nv; ++v) {
+            if (v == nv - 1 && tail < BOLT_LANES)
+                bolt_store_part(G + (size_t)m * ldg + v * BOLT_LANES, acc[m][v], tail);
+            else
+                bolt_store(G + (size_t)m * ldg + v * BOLT_LANES, acc[m][v]);
+        }
+}
+
+/* G[mi][width] (row stride ldg) for mi consecutive inputs and one chunk of `width` columns, tile by tile. */
+static BOLT_ALWAYS_INLINE void bolt_xtdz(int32_t mi, int32_t rows, int32_t K, int32_t N, int32_t width,
+                                         const real_t *restrict X, const real_t *restrict dZ, real_t *restrict G,
+                                         int32_t ldg)
+{
+    const int32_t pairs_end = width / (2 * BOLT_LANES) * (2 * BOLT_LANES);
+    for (int32_t n0 = 0; n0 < pairs_end; n0 += 2 * BOLT_LANES)
+        bolt_xtdz_tile(mi, 2, BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
+    int32_t n0 = pairs_end;
+    if (width - n0 >= BOLT_LANES) {
+        bolt_xtdz_tile(mi, 1, BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
+        n0 += BOLT_LANES;
+    }
+    if (width % BOLT_LANES)
+        bolt_xtdz_tile(mi, 1, width % BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
+}
+
+/* y[0..width) += sum over entries e of coef[e] * M[row[e]][c0 .. c0 + width): rows of M gathered by index, the
+ * shape of both a sparse input's forward (M = weights) and its weight gradient (M = output gradients). */
+static BOLT_ALWAYS_INLINE void bolt_gather_add(int64_t count, const int32_t *restrict row, const float *restrict coef,
+                                               const real_t *restrict M, int32_t ldm, int32_t width,
+                                               real_t *restrict y)
+{
+    const int32_t full = width / BOLT_LANES;
+    int32_t v0 = 0;
+    for (; v0 + BOLT_GATHER_BLOCK <= full; v0 += BOLT_GATHER_BLOCK) {
+        bolt_vec acc[BOLT_GATHER_BLOCK];
+        for (int32_t v = 0; v < BOLT_GATHER_BLOCK; ++v)
+            acc[v] = bolt_load(y + (v0 + v) * BOLT_LANES);
+        for (int64_t e = 0; e < count; ++e) {
+            const real_t a = coef ? (real_t)coef[e] : 1;
+            const real_t *source = M + (size_t)row[e] * ldm + v0 * BOLT_LANES;
+            for (int32_t v = 0; v < BOLT_GATHER_BLOCK; ++v)
+                acc[v] += a * bolt_load(source + v * BOLT_LANES);
+        }
+        for (int32_t v = 0; v < BOLT_GATHER_BLOCK; ++v)
+            bolt_store(y + (v0 + v) * BOLT_LANES, acc[v]);
+    }
+    for (; v0 < full; ++v0) {
+        bolt_vec acc = bolt_load(y + v0 * BOLT_LANES);
+        for (int64_t e = 0; e < count; ++e)
+            acc += (coef ? (real_t)coef[e] : 1) * bolt_load(M + (size_t)row[e] * ldm + v0 * BOLT_LANES);
+        bolt_store(y + v0 * BOLT_LANES, acc);
+    }
+    if (width % BOLT_LANES) {
+        const int32_t tail = width % BOLT_LANES, at = full * BOLT_LANES;
+        bolt_vec acc = bolt_load_part(y + at, tail);
+        for (int64_t e = 0; e < count; ++e)
+            acc += (coef ? (real_t)coef[e] : 1) * bolt_load_part(M + (size_t)row[e] * ldm + at, tail);
+        bolt_store_part(y + at, acc, tail);
+    }
+}
+
+#endif /* BOLT_DENSE_H */
