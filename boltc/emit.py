@@ -31,7 +31,7 @@ int bolt_infer_batch(void *const *buffers, const bolt_batch *batch, int32_t top_
 STATUS_MESSAGES = {
     1: "the batch is empty or larger than the compiled batch size",
     2: "the sparse-entry workspace is smaller than the batch's non-zeros",
-    3: "top_k must be between 1 and the number of outputs",
+    3: "top_k must be between 1 and the number of outputs, and sparse inputs must be given as CSR rows",
 }
 LOSS_TEMPLATES = {"cross_entropy": "loss_softmax_ce.c.j2", "binary_cross_entropy": "loss_sigmoid_bce.c.j2"}
 ACTIVATIONS = {"relu": "bolt_relu", "tanh": "bolt_tanh", "sigmoid": "bolt_sigmoid", "linear": None}
@@ -141,6 +141,8 @@ def _layer_context(plan: Plan, layer: LayerPlan, buffers: _Buffers) -> dict:
             if layer.bias:
                 context["slot_bias_m"] = buffers.add(layer, "bias_m", (layer.out_dim,), "optimizer")
                 context["slot_bias_v"] = buffers.add(layer, "bias_v", (layer.out_dim,), "optimizer")
+        if layer.kernel == "blocked" and layer.sources[0].is_input:
+            context["slot_input"] = buffers.add(layer, "input", (batch, layer.in_dim), "scratch")
     context["slot_act"] = buffers.add(layer, "act", (batch, layer.out_dim), "scratch")
     context["slot_grad"] = buffers.add(layer, "grad", (batch, layer.out_dim), "scratch")
     return context
@@ -149,29 +151,25 @@ def _layer_context(plan: Plan, layer: LayerPlan, buffers: _Buffers) -> dict:
 def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, dict]) -> dict:
     source = layer.sources[0]
     is_output = layer.index == plan.output_layer
-    source_layer = None if source.is_input else plan.layers[source.index]
-    activation = None if is_output else ACTIVATIONS[layer.activation]
-    derivative = None if is_output else DERIVATIVES[layer.activation]
     return {
         **base,
         "template": "fc.c.j2",
         "banner": _banner(plan, layer, "dense"),
         "banner_short": c_comment(f"layer {layer.index} '{layer.name}'"),
-        "tile": layer.gradient_tile,
+        "tile": layer.column_tile,
         "bias": layer.bias,
         "adam": plan.optimizer == "adam",
         "optimizer": plan.optimizer,
+        "gather": layer.kernel == "gather",
         "reads_input": source.is_input,
         "input_index": source.index if source.is_input else None,
         "slot_source_act": None if source.is_input else slots_of[source.index]["slot_act"],
         "slot_source_grad": None if source.is_input else slots_of[source.index]["slot_grad"],
         "needs_input_gradient": layer.needs_input_gradient,
-        "skip_inactive_inputs": source_layer is not None and source_layer.op == "fc"
-        and source_layer.activation == "relu",
         "activation_comment": "softmax/sigmoid in the loss" if is_output else layer.activation,
-        "activation_function": activation,
-        "derivative_function": derivative,
-        "has_row_backward": derivative is not None or layer.needs_input_gradient,
+        "activation_function": None if is_output else ACTIVATIONS[layer.activation],
+        "derivative_function": None if is_output else DERIVATIVES[layer.activation],
+        "has_backward": True,
     }
 
 
@@ -188,7 +186,7 @@ def _concat_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int
     return {
         **base, "template": "concat.c.j2", "banner": _banner(plan, layer, "concat"),
         "banner_short": c_comment(f"layer {layer.index} '{layer.name}'"), "parts": parts,
-        "has_row_backward": layer.needs_input_gradient,
+        "has_backward": layer.needs_input_gradient,
     }
 
 
@@ -215,6 +213,7 @@ def emit(plan: Plan) -> CSource:
         "hidden_layers": [c for c in layers if c is not output],
         "fc_layers": [c for c in layers if c["template"] == "fc.c.j2"],
         "output": output,
+        "csr_inputs": sorted({c["input_index"] for c in layers if c.get("gather")}),
         "loss": {
             "template": LOSS_TEMPLATES[plan.loss],
             "banner": c_comment(f"loss: {plan.loss} on '{plan.output.name}'"),

@@ -59,8 +59,8 @@ def render_plan(plan: Plan, build_info: dict | None = None) -> str:
     lines.append("")
     lines.append("  kernels:")
     for layer in plan.layers:
-        lines.append(f"    {layer.index} {layer.name}: {layer.kernel}"
-                     + (f"; weights {layer.weight_layout}, gradient tile {layer.gradient_tile}" if layer.op == "fc"
+        lines.append(f"    {layer.index} {layer.name}: {layer.kernel} - {layer.kernel_note}"
+                     + (f"; weights {layer.weight_layout}, column tile {layer.column_tile}" if layer.op == "fc"
                         else ""))
         if layer.sparsity_note:
             lines.append(f"      note: {layer.sparsity_note}")

@@ -7,6 +7,7 @@ never the spec.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -18,11 +19,19 @@ import numpy as np
 
 from boltc import __version__, checkpoint, metrics
 from boltc.build import CompiledLibrary
-from boltc.data import Dataset, from_arrays, read_xmc
+from boltc.data import Dataset, FeatureMatrix, from_arrays, read_xmc
 from boltc.diagnostics import ModelFileError, UsageError
 from boltc.emit import STATUS_MESSAGES, BufferSpec
 from boltc.plan import Plan
 from boltc.progress import Progress
+
+
+def _as_csr(matrix: FeatureMatrix) -> FeatureMatrix:
+    rows, columns = np.nonzero(matrix.dense)
+    indptr = np.zeros(matrix.dense.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=matrix.dense.shape[0]), out=indptr[1:])
+    return FeatureMatrix(matrix.dim, indptr=indptr, indices=columns.astype(np.int32),
+                         values=np.ascontiguousarray(matrix.dense[rows, columns], dtype=np.float32))
 
 
 class TrainingError(UsageError):
@@ -147,6 +156,11 @@ class Model:
             raise UsageError(f"data has feature dimensions {got}, model '{plan.model_name}' expects {dims}")
         if labelled and dataset.label_ids is None:
             raise UsageError("these data have no labels")
+        gather_inputs = {layer.sources[0].index for layer in plan.layers if layer.kernel == "gather"}
+        if any(dataset.features[i].dense is not None for i in gather_inputs):
+            # sparse-input kernels read CSR rows: a dense array for such an input is converted once, here
+            features = tuple(_as_csr(m) if i in gather_inputs else m for i, m in enumerate(dataset.features))
+            dataset = dataclasses.replace(dataset, features=features)
         return dataset
 
     def _feed(self, dataset: Dataset) -> _Feed:

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 from boltc import ir
 from boltc.machine import Machine
 
-# Weight-gradient rows are computed in tiles of at most this many outputs so that a tile of gradients stays in
-# registers / L1 while the batch is swept, whatever the layer width.
-GRADIENT_TILE = 512
+# Columns are processed in chunks of at most this many outputs: a chunk of weights stays in cache while a batch
+# streams past it, and a chunk of gradients fits on the stack, whatever the layer width.
+COLUMN_TILE = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +47,10 @@ class LayerPlan:
     bias: bool
     sources: tuple[SourcePlan, ...]  # one for fc, several for concat
     needs_input_gradient: bool  # false when every source is a model input
-    kernel: str  # the kernel variant, in words
+    kernel: str  # gather (sparse input rows) | blocked (register-blocked dense) | copy (concat)
+    kernel_note: str  # the variant, in words
     weight_layout: str
-    gradient_tile: int
+    column_tile: int
     sparsity_requested: float | None
     sparsity_origin: str  # none | spec | auto (size-based formula)
     sparsity_note: str
@@ -135,17 +136,17 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
         note = (f"runs dense: sparsity {requested:g} was asked for ({origin}), but LSH-sampled kernels are not "
                 "built yet, so every neuron is computed")
     if reads_input and model.inputs[source.index].kind is ir.InputKind.SPARSE:
-        kernel = "sparse-input gather: one weight row per present feature; only those rows updated"
-    elif reads_input:
-        kernel = "input rows: CSR rows gather present features, dense arrays sweep all; zero inputs skipped"
+        kernel, kernel_note = "gather", ("sparse input: each present feature adds its weight row (accumulated in "
+                                  "registers); only the rows of features in the batch are updated (lazy)")
     else:
-        kernel = "dense activations: axpy per non-zero input (ReLU zeros skipped); weight grad tiled per row"
+        kernel, kernel_note = "blocked", ("register-blocked matrix kernels over the batch (tiles of rows x columns); "
+                                   "weight gradient summed per input row and applied at once")
     return LayerPlan(
         index=layer.index, name=layer.name, op="fc", spec_line=layer.span.line, in_dim=layer.in_dim,
         out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
         sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
-        needs_input_gradient=not reads_input, kernel=kernel, weight_layout="input-major [in][out]",
-        gradient_tile=min(layer.units, GRADIENT_TILE), sparsity_requested=requested, sparsity_origin=origin,
+        needs_input_gradient=not reads_input, kernel=kernel, kernel_note=kernel_note,
+        weight_layout="input-major [in][out]", column_tile=min(layer.units, COLUMN_TILE), sparsity_requested=requested, sparsity_origin=origin,
         sparsity_note=note, parameters=parameters, parameter_bytes=parameters * real_bytes,
         optimizer_bytes=parameters * real_bytes * optimizer_copies,
         flops_forward=matmul + (layer.units if layer.bias else 0),
@@ -162,8 +163,8 @@ def _concat_plan(model: ir.Model, layer: ir.ConcatLayer) -> LayerPlan:
     return LayerPlan(
         index=layer.index, name=layer.name, op="concat", spec_line=layer.span.line, in_dim=layer.dim,
         out_dim=layer.dim, activation="linear", bias=False, sources=tuple(sources),
-        needs_input_gradient=any(not s.is_input for s in sources), kernel="copy sources side by side",
-        weight_layout="none", gradient_tile=0, sparsity_requested=None, sparsity_origin="none", sparsity_note="",
+        needs_input_gradient=any(not s.is_input for s in sources), kernel="copy",
+        kernel_note="copy sources side by side", weight_layout="none", column_tile=0, sparsity_requested=None, sparsity_origin="none", sparsity_note="",
         parameters=0, parameter_bytes=0, optimizer_bytes=0, flops_forward=0, flops_backward=0,
     )
 

@@ -1,4 +1,4 @@
-/* boltc runtime: regroup a batch's sparse input entries by feature.
+/* boltc runtime: reading model inputs, and regrouping a batch's sparse input entries by feature.
  *
  * A layer fed by a sparse input owns one weight row per feature. Grouping the batch's entries by feature lets each
  * present row be summed and updated by exactly one thread, in a fixed order: no atomics, no per-thread copies of the
@@ -8,7 +8,23 @@
 #ifndef BOLT_CSR_H
 #define BOLT_CSR_H
 
+#include <string.h>
+
 #include "bolt_abi.h"
+
+/* One data-set row of a model input as dense values: from a dense matrix, or scattered from CSR. */
+static inline void bolt_input_row(const bolt_input *input, int64_t row, int32_t dim, real_t *restrict out)
+{
+    if (input->dense) {
+        const float *x = input->dense + (size_t)row * dim;
+        for (int32_t i = 0; i < dim; ++i)
+            out[i] = (real_t)x[i];
+        return;
+    }
+    memset(out, 0, (size_t)dim * sizeof(real_t));
+    for (int64_t p = input->indptr[row]; p < input->indptr[row + 1]; ++p)
+        out[input->indices[p]] += input->values ? (real_t)input->values[p] : 1;
+}
 
 /* Returns the number of distinct features, or -1 when the workspace is too small. */
 static inline int64_t bolt_group_by_feature(const bolt_batch *batch, const bolt_input *input, bolt_workspace *ws)

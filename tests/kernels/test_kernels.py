@@ -85,7 +85,8 @@ def test_one_adam_step_matches_reference(write_spec, name, as_csr):
     model = boltc.load(make_spec(write_spec, name, batch=16))
     plan = model.plan
     features, labels = make_data(plan, rows=16, seed=2, as_csr=as_csr)
-    state = {k: v.astype(np.float64).copy() for k, v in model.arrays.items() if not k.endswith((".act", ".grad"))}
+    saved = {b.name for b in model.buffers if b.kind != "scratch"}
+    state = {k: v.astype(np.float64).copy() for k, v in model.arrays.items() if k in saved}
     params = {k: v for k, v in state.items() if k.endswith((".weights", ".bias"))}
     grads = reference.gradients(plan, params, reference.dense_inputs([features]), labels)
     touched = {}

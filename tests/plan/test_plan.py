@@ -44,7 +44,7 @@ def test_fashion_plan_by_hand(monkeypatch):
     assert scores.flops_backward == 4 * 256 * 10 + 10
     assert (p.batch_size, p.epochs, p.threads, p.threads_origin) == (256, 5, 2, "machine cores")
     assert p.metrics == ("accuracy", "precision@1") and p.output_layer == 1
-    assert hidden.gradient_tile == 256 and scores.gradient_tile == 10
+    assert hidden.column_tile == 256 and scores.column_tile == 10
 
 
 def test_threads_come_from_spec_then_environment_then_cores(monkeypatch):
@@ -67,7 +67,7 @@ def test_sparse_request_runs_dense_and_says_so():
     scores = p.layers[1]
     assert scores.sparsity_requested == 0.1 and scores.sparsity_origin == "auto"
     assert scores.sparsity_note.startswith("runs dense: sparsity 0.1 was asked for (auto)")
-    assert scores.gradient_tile == 512
+    assert scores.column_tile == 512
 
 
 def test_plan_json_round_trips():

@@ -81,7 +81,7 @@ def test_explain_prints_the_plan(workdir):
     out = done.stdout
     assert "model 'tiny' from tiny.bolt" in out
     assert "0  hidden  dense  30 -> 16" in out
-    assert "sparse-input gather" in out
+    assert "gather - sparse input" in out
     done = boltc("explain", "tiny.bolt", "--json", cwd=workdir)
     data = json.loads(done.stdout)
     assert data["layers"][0]["parameters"] == 30 * 16 + 16
