@@ -141,6 +141,8 @@ def _layer_context(plan: Plan, layer: LayerPlan, buffers: _Buffers) -> dict:
             if layer.bias:
                 context["slot_bias_m"] = buffers.add(layer, "bias_m", (layer.out_dim,), "optimizer")
                 context["slot_bias_v"] = buffers.add(layer, "bias_v", (layer.out_dim,), "optimizer")
+        if layer.transposed_backward:
+            context["slot_weights_t"] = buffers.add(layer, "weights_t", (layer.out_dim, layer.in_dim), "scratch")
         if layer.kernel == "blocked" and layer.sources[0].is_input:
             context["slot_input"] = buffers.add(layer, "input", (batch, layer.in_dim), "scratch")
     context["slot_act"] = buffers.add(layer, "act", (batch, layer.out_dim), "scratch")
@@ -157,6 +159,8 @@ def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, di
         "banner": _banner(plan, layer, "dense"),
         "banner_short": c_comment(f"layer {layer.index} '{layer.name}'"),
         "tile": layer.column_tile,
+        "in_tile": layer.input_tile,
+        "transposed_backward": layer.transposed_backward,
         "bias": layer.bias,
         "adam": plan.optimizer == "adam",
         "optimizer": plan.optimizer,

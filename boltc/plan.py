@@ -15,6 +15,9 @@ from boltc.machine import Machine
 # Columns are processed in chunks of at most this many outputs: a chunk of weights stays in cache while a batch
 # streams past it, and a chunk of gradients fits on the stack, whatever the layer width.
 COLUMN_TILE = 512
+# Below this many outputs a layer's input gradient goes through a transposed copy of its weights: dot products
+# along so few outputs would leave most SIMD lanes idle, rows of the transpose are as wide as the input.
+TRANSPOSED_BACKWARD_BELOW = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,8 @@ class LayerPlan:
     kernel_note: str  # the variant, in words
     weight_layout: str
     column_tile: int
+    input_tile: int  # the same, along the input, for the transposed backward
+    transposed_backward: bool
     sparsity_requested: float | None
     sparsity_origin: str  # none | spec | auto (size-based formula)
     sparsity_note: str
@@ -146,7 +151,9 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
         out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
         sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
         needs_input_gradient=not reads_input, kernel=kernel, kernel_note=kernel_note,
-        weight_layout="input-major [in][out]", column_tile=min(layer.units, COLUMN_TILE), sparsity_requested=requested, sparsity_origin=origin,
+        weight_layout="input-major [in][out]", column_tile=min(layer.units, COLUMN_TILE),
+        input_tile=min(layer.in_dim, COLUMN_TILE),
+        transposed_backward=not reads_input and layer.units < TRANSPOSED_BACKWARD_BELOW, sparsity_requested=requested, sparsity_origin=origin,
         sparsity_note=note, parameters=parameters, parameter_bytes=parameters * real_bytes,
         optimizer_bytes=parameters * real_bytes * optimizer_copies,
         flops_forward=matmul + (layer.units if layer.bias else 0),
@@ -164,7 +171,8 @@ def _concat_plan(model: ir.Model, layer: ir.ConcatLayer) -> LayerPlan:
         index=layer.index, name=layer.name, op="concat", spec_line=layer.span.line, in_dim=layer.dim,
         out_dim=layer.dim, activation="linear", bias=False, sources=tuple(sources),
         needs_input_gradient=any(not s.is_input for s in sources), kernel="copy",
-        kernel_note="copy sources side by side", weight_layout="none", column_tile=0, sparsity_requested=None, sparsity_origin="none", sparsity_note="",
+        kernel_note="copy sources side by side", weight_layout="none", column_tile=0, input_tile=0,
+        transposed_backward=False, sparsity_requested=None, sparsity_origin="none", sparsity_note="",
         parameters=0, parameter_bytes=0, optimizer_bytes=0, flops_forward=0, flops_backward=0,
     )
 

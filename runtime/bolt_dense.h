@@ -16,6 +16,7 @@
 
 #define BOLT_ROW_BLOCK 6 /* rows of X per tile in Y += X W: 6 x 2 accumulators + 2 weight vectors fit 16 registers */
 #define BOLT_DOT_BLOCK 4 /* rows x weight rows per tile in dX += dZ W^T: 4 x 4 accumulators */
+#define BOLT_GRAD_BLOCK 6 /* weight rows per tile of the weight gradient: 6 x 2 accumulators */
 #define BOLT_GATHER_BLOCK 8 /* vectors of one output row accumulated at once in the sparse kernels */
 
 /* Y[0..mr)[n0 .. n0 + (nv - 1) * LANES + tail) += X[0..mr)[0..K) W[0..K)[same columns].
@@ -79,7 +80,8 @@ static BOLT_ALWAYS_INLINE void bolt_xw(int32_t rows, int32_t K, int32_t N, int32
         bolt_xw_row_block(1, K, N, width, X + (size_t)r * ldx, ldx, W, Y + (size_t)r * N);
 }
 
-/* dX[0..mr)[i0 .. i0 + ni) += dZ[0..mr)[0..N) . W[i0 .. i0 + ni)[0..N): a tile of dot products. */
+/* dX[0..mr)[i0 .. i0 + ni) += dZ[0..mr)[0..N) . W[i0 .. i0 + ni)[0..N): a tile of dot products. Used when N
+ * fills vectors well; narrow layers instead multiply by a transposed copy of W with bolt_xw. */
 static BOLT_ALWAYS_INLINE void bolt_dzwt_tile(int32_t mr, int32_t ni, int32_t K, int32_t N, const real_t *restrict dZ,
                                               const real_t *restrict W, real_t *restrict dX)
 {
@@ -138,7 +140,7 @@ static BOLT_ALWAYS_INLINE void bolt_xtdz_tile(int32_t mi, int32_t nv, int32_t ta
                                               int32_t N, const real_t *restrict X, const real_t *restrict dZ,
                                               real_t *restrict G, int32_t ldg)
 {
-    bolt_vec acc[BOLT_DOT_BLOCK][2];
+    bolt_vec acc[BOLT_GRAD_BLOCK][2];
     for (int32_t m = 0; m < mi; ++m)
         for (int32_t v = 0; v < nv; ++v)
             acc[m][v] = (bolt_vec){0};
@@ -213,6 +215,15 @@ static BOLT_ALWAYS_INLINE void bolt_gather_add(int64_t count, const int32_t *res
             acc += (coef ? (real_t)coef[e] : 1) * bolt_load_part(M + (size_t)row[e] * ldm + at, tail);
         bolt_store_part(y + at, acc, tail);
     }
+}
+
+/* T[N][K] = W[K][N]^T, for rows k0 .. k0 + count of W. */
+static inline void bolt_transpose_rows(int32_t k0, int32_t count, int32_t K, int32_t N, const real_t *restrict W,
+                                       real_t *restrict T)
+{
+    for (int32_t k = k0; k < k0 + count; ++k)
+        for (int32_t n = 0; n < N; ++n)
+            T[(size_t)n * K + k] = W[(size_t)k * N + n];
 }
 
 #endif /* BOLT_DENSE_H */

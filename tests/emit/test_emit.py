@@ -104,7 +104,7 @@ def test_banners_cite_spec_lines_and_every_size_is_a_constant():
     text = source_for(VARIANTS["adam-float"]).c_text
     assert "layer 0: dense 'a' (my model.bolt:5)" in text
     assert "layer 2: concat 'c' (my model.bolt:7)" in text
-    assert "enum { L0_IN = 40, L0_OUT = 17, L0_TILE = 17 };" in text
+    assert "enum { L0_IN = 40, L0_OUT = 17, L0_TILE = 17, L0_IN_TILE = 40 };" in text
     assert "enum { L2_OUT = 25 };" in text
     assert "BATCH_SIZE = 256" in text
 
