@@ -7,7 +7,8 @@ into place with ``os.replace``; ``meta.json`` is written last and marks an entry
 one key never see half an entry and need no lock. A cached library that fails to load is deleted and rebuilt.
 
 Environment: ``BOLTC_CACHE_DIR`` (location), ``BOLTC_CACHE=0`` (compile afresh, keep nothing),
-``BOLTC_VERBOSE=1`` (print the compiler commands), ``BOLTC_CFLAGS`` (extra flags, part of the key).
+``BOLTC_VERBOSE=1`` (print the compiler commands), ``BOLTC_CFLAGS`` (extra flags, part of the key),
+``BOLTC_OPENMP=0`` (a serial build).
 """
 
 from __future__ import annotations
@@ -63,8 +64,13 @@ def _extension_suffix() -> str:
 
 
 def compile_flags(machine: Machine) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The machine's flags, less OpenMP under ``BOLTC_OPENMP=0``, plus ``BOLTC_CFLAGS``."""
     extra = tuple(shlex.split(os.environ.get("BOLTC_CFLAGS", "")))
-    return machine.cflags + extra, machine.ldflags
+    cflags, ldflags = machine.cflags, machine.ldflags
+    if os.environ.get("BOLTC_OPENMP") == "0":
+        cflags = tuple(f for f in cflags if f != "-fopenmp")
+        ldflags = tuple(f for f in ldflags if f != "-fopenmp")
+    return cflags + extra, ldflags
 
 
 def cache_key(source: CSource, machine: Machine) -> str:

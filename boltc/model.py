@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from boltc import __version__, checkpoint, metrics
+from boltc import __version__, checkpoint
+from boltc import metrics as ranking
 from boltc.build import CompiledLibrary
 from boltc.data import Dataset, FeatureMatrix, from_arrays, read_xmc
 from boltc.diagnostics import ModelFileError, UsageError
@@ -275,18 +276,21 @@ class Model:
         bar.close()
         return ids, scores, loss_total
 
-    def evaluate(self, data, metrics_wanted: tuple[str, ...] | list[str] | None = None,
+    def evaluate(self, data, metrics: tuple[str, ...] | list[str] | None = None,
                  progress: bool | None = None) -> dict[str, float]:
-        """Metrics (default: the spec's) over labelled data."""
-        labels = tuple(metrics_wanted or self.plan.metrics)
+        """Metrics (default: the spec's, e.g. ``["accuracy", "precision@5", "loss"]``) over labelled data."""
+        labels = tuple(metrics or self.plan.metrics)
+        unknown = [m for m in labels if ranking.parse_metric(m)[0] not in ("accuracy", "loss", "precision", "recall")]
+        if unknown:
+            raise UsageError(f"unknown metric(s) {unknown}; use accuracy, loss, precision@k or recall@k")
         dataset = self.prepare_data(data, labelled=True)
         started = time.perf_counter()
-        ids, _, loss_total = self._infer(dataset, min(metrics.largest_k(labels), self.plan.output.out_dim),
+        ids, _, loss_total = self._infer(dataset, min(ranking.largest_k(labels), self.plan.output.out_dim),
                                          progress, "evaluate")
         seconds = time.perf_counter() - started
         row_ids = np.arange(dataset.n_rows, dtype=np.int64)
-        hit_matrix = metrics.hits(ids, dataset.label_indptr, dataset.label_ids, row_ids, self.plan.output.out_dim)
-        results = metrics.compute(labels, hit_matrix, metrics.label_counts(dataset.label_indptr, row_ids),
+        hit_matrix = ranking.hits(ids, dataset.label_indptr, dataset.label_ids, row_ids, self.plan.output.out_dim)
+        results = ranking.compute(labels, hit_matrix, ranking.label_counts(dataset.label_indptr, row_ids),
                                   loss_total)
         self.last_eval_seconds = seconds
         return results

@@ -68,38 +68,43 @@ def full_scores(model, features):
     return full
 
 
+def assert_forward_matches(model, features) -> None:
+    params = {k: v.copy() for k, v in model.parameters().items()}
+    values, _ = reference.forward(model.plan, params, reference.dense_inputs([features]))
+    np.testing.assert_allclose(full_scores(model, features), values[model.plan.output_layer], rtol=RTOL, atol=ATOL)
+
+
+def assert_adam_step_matches(model, features, labels) -> None:
+    """One batch through fit() moves every parameter and moment exactly as one lazy-Adam step of the reference."""
+    plan = model.plan
+    saved = {b.name for b in model.buffers if b.kind != "scratch"}
+    state = {k: v.astype(np.float64).copy() for k, v in model.arrays.items() if k in saved}
+    params = {k: v for k, v in state.items() if k.endswith((".weights", ".bias"))}
+    grads = reference.gradients(plan, params, reference.dense_inputs([features]), labels)
+    # a sparse input's weight rows move only when their feature occurs in the batch
+    present = np.unique(features.indices if sp.issparse(features) else np.nonzero(features)[1])
+    touched = {f"l{layer.index}.weights": present for layer in plan.layers if layer.kernel == "gather"}
+    expected = reference.adam_step(plan, state, grads, touched, step=1, learning_rate=plan.learning_rate)
+    model.fit(from_arrays(features, labels, n_features=plan.inputs[0].dim, n_labels=plan.target_dim), epochs=1)
+    assert model.step == 1
+    for key, value in expected.items():
+        np.testing.assert_allclose(model.arrays[key], value, rtol=RTOL, atol=ATOL, err_msg=key)
+
+
 @pytest.mark.parametrize("name", list(SPECS))
 @pytest.mark.parametrize("as_csr", [False, True], ids=["dense-array", "csr"])
 def test_forward_matches_reference(write_spec, name, as_csr):
     model = boltc.load(make_spec(write_spec, name))
     features, _ = make_data(model.plan, rows=37, seed=1, as_csr=as_csr)  # 37 rows: 3 batches, last one partial
-    params = {k: v.copy() for k, v in model.parameters().items()}
-    values, _ = reference.forward(model.plan, params, reference.dense_inputs([features]))
-    expected = values[model.plan.output_layer]
-    np.testing.assert_allclose(full_scores(model, features), expected, rtol=RTOL, atol=ATOL)
+    assert_forward_matches(model, features)
 
 
 @pytest.mark.parametrize("name", list(SPECS))
 @pytest.mark.parametrize("as_csr", [False, True], ids=["dense-array", "csr"])
 def test_one_adam_step_matches_reference(write_spec, name, as_csr):
     model = boltc.load(make_spec(write_spec, name, batch=16))
-    plan = model.plan
-    features, labels = make_data(plan, rows=16, seed=2, as_csr=as_csr)
-    saved = {b.name for b in model.buffers if b.kind != "scratch"}
-    state = {k: v.astype(np.float64).copy() for k, v in model.arrays.items() if k in saved}
-    params = {k: v for k, v in state.items() if k.endswith((".weights", ".bias"))}
-    grads = reference.gradients(plan, params, reference.dense_inputs([features]), labels)
-    touched = {}
-    if as_csr:  # lazy Adam: a sparse input's rows move only when the feature occurs in the batch
-        for layer in plan.layers:
-            if layer.op == "fc" and layer.sources[0].is_input:
-                touched[f"l{layer.index}.weights"] = np.unique(features.indices)
-    expected = reference.adam_step(plan, state, grads, touched, step=1, learning_rate=plan.learning_rate)
-    dataset = from_arrays(features, labels, n_features=plan.inputs[0].dim, n_labels=plan.target_dim)
-    model.fit(dataset, epochs=1)  # one batch of 16 rows: exactly one update
-    assert model.step == 1
-    for name_, value in expected.items():
-        np.testing.assert_allclose(model.arrays[name_], value, rtol=RTOL, atol=ATOL, err_msg=name_)
+    features, labels = make_data(model.plan, rows=16, seed=2, as_csr=as_csr)
+    assert_adam_step_matches(model, features, labels)
 
 
 def test_untouched_sparse_rows_keep_weights_and_moments(write_spec):
@@ -141,3 +146,15 @@ def test_training_reduces_loss_on_a_learnable_task(write_spec):
     after = model.evaluate(data, ["loss", "accuracy"])
     assert after["loss"] < before["loss"] * 0.5
     assert after["accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("name", ["relu-softmax", "sparse-input-concat", "tanh-sigmoid-multilabel"])
+def test_portable_fallback_build_matches_reference(write_spec, monkeypatch, name):
+    """The build a machine without OpenMP or the vector extension gets: serial, one-lane scalar kernels."""
+    monkeypatch.setenv("BOLTC_OPENMP", "0")
+    monkeypatch.setenv("BOLTC_CFLAGS", "-DBOLT_SCALAR_ONLY")
+    model = boltc.load(make_spec(write_spec, name))
+    assert "-fopenmp" not in model.library.so_path.parent.joinpath("meta.json").read_text()
+    features, labels = make_data(model.plan, rows=16, seed=7, as_csr=False)
+    assert_forward_matches(model, features)
+    assert_adam_step_matches(model, features, labels)
