@@ -112,15 +112,15 @@ class _Checker:
 
     def run(self) -> ir.Model | None:
         statements = self.spec.statements
-        inputs_decl = [s for s in statements if isinstance(s, syntax.InputDecl)]
-        targets_decl = [s for s in statements if isinstance(s, syntax.TargetDecl)]
+        inputs_decl = [s for s in statements if isinstance(s, syntax.TypedDecl) and s.keyword == "input"]
+        targets_decl = [s for s in statements if isinstance(s, syntax.TypedDecl) and s.keyword == "target"]
         layers_decl = [s for s in statements if isinstance(s, syntax.LayerDecl)]
 
         self.check_unique_names(inputs_decl + targets_decl + layers_decl)
         inputs = tuple(self.input_of(i, d) for i, d in enumerate(inputs_decl))
         target = self.target_of(targets_decl)
-        loss_decl = self.single(statements, syntax.LossDecl, "loss")
-        optimizer_decl = self.single(statements, syntax.OptimizerDecl, "optimizer")
+        loss_decl = self.single(statements, syntax.CallStatement, "loss")
+        optimizer_decl = self.single(statements, syntax.CallStatement, "optimizer")
         train_decl = self.single(statements, syntax.TrainDecl, "train")
         metrics_decl = self.single(statements, syntax.MetricsDecl, "metrics")
 
@@ -142,7 +142,7 @@ class _Checker:
                         optimizer, train, metrics, self.spec.name.span)
 
     def single(self, statements, kind, word: str):
-        found = [s for s in statements if isinstance(s, kind)]
+        found = [s for s in statements if isinstance(s, kind) and getattr(s, "keyword", word) == word]
         for extra in found[1:]:
             self.error(extra.span, f"a model has one {word} statement; the first is at line {found[0].span.line}")
         return found[0] if found else None
@@ -156,12 +156,12 @@ class _Checker:
             else:
                 first[name.text] = name
 
-    def input_of(self, index: int, decl: syntax.InputDecl) -> ir.Input:
+    def input_of(self, index: int, decl: syntax.TypedDecl) -> ir.Input:
         kind = self.word(decl.kind, "an input's kind", [k.value for k in ir.InputKind])
         dim = self.integer(decl.size, "an input's size", 1, MAX_UNITS)
         return ir.Input(index, decl.name.text, ir.InputKind(kind or "dense"), dim or 1, decl.span)
 
-    def target_of(self, decls: list[syntax.TargetDecl]) -> ir.Target | None:
+    def target_of(self, decls: list[syntax.TypedDecl]) -> ir.Target | None:
         if not decls:
             self.error(self.spec.name.span, "model has no target: declare one, e.g. 'target label: classes[10]'")
             return None
@@ -291,7 +291,7 @@ class _Checker:
 
     # -- the loss, the output and whole-model rules ----------------------------------------------------
 
-    def loss_of(self, decl: syntax.LossDecl | None, layers, targets_decl) -> ir.Loss | None:
+    def loss_of(self, decl: syntax.CallStatement | None, layers, targets_decl) -> ir.Loss | None:
         if decl is None:
             self.error(self.spec.name.span, "model has no loss: add e.g. 'loss cross_entropy(scores, label)'")
             return None
@@ -377,7 +377,7 @@ class _Checker:
 
     # -- optimizer, train block, metrics ---------------------------------------------------------------
 
-    def optimizer_of(self, decl: syntax.OptimizerDecl | None) -> ir.Optimizer:
+    def optimizer_of(self, decl: syntax.CallStatement | None) -> ir.Optimizer:
         if decl is None:
             return DEFAULT_OPTIMIZER
         word = self.word(decl.call.func, "the optimizer", [k.value for k in ir.OptimizerKind])

@@ -15,31 +15,23 @@ from boltc.diagnostics import Span
 
 
 class InputKind(enum.Enum):
-    DENSE = "dense"
-    SPARSE = "sparse"
+    DENSE, SPARSE = "dense", "sparse"
 
 
 class TargetKind(enum.Enum):
-    CLASSES = "classes"
-    MULTILABEL = "multilabel"
+    CLASSES, MULTILABEL = "classes", "multilabel"
 
 
 class Activation(enum.Enum):
-    RELU = "relu"
-    TANH = "tanh"
-    SIGMOID = "sigmoid"
-    SOFTMAX = "softmax"
-    LINEAR = "linear"
+    RELU, TANH, SIGMOID, SOFTMAX, LINEAR = "relu", "tanh", "sigmoid", "softmax", "linear"
 
 
 class LossKind(enum.Enum):
-    CROSS_ENTROPY = "cross_entropy"
-    BINARY_CROSS_ENTROPY = "binary_cross_entropy"
+    CROSS_ENTROPY, BINARY_CROSS_ENTROPY = "cross_entropy", "binary_cross_entropy"
 
 
 class OptimizerKind(enum.Enum):
-    ADAM = "adam"
-    SGD = "sgd"
+    ADAM, SGD = "adam", "sgd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +45,8 @@ class Input:
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """What the model learns to predict: one class per row, or a set of labels per row."""
+
     name: str
     kind: TargetKind
     dim: int
@@ -64,7 +58,7 @@ class NodeRef:
     """Where a layer reads from: model input ``index`` or layer ``index``."""
 
     is_input: bool
-    index: int
+    index: int  # into Model.inputs or Model.layers
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +131,11 @@ class Metric:
 @dataclass(frozen=True, slots=True)
 class Model:
     name: str
-    path: str
-    source: str
+    path: str  # the spec file, as given
+    source: str  # its text, kept for messages and for model files
     inputs: tuple[Input, ...]
     target: Target
-    layers: tuple[Layer, ...]
+    layers: tuple[Layer, ...]  # in dependency order
     loss: Loss
     optimizer: Optimizer
     train: TrainConfig

@@ -7,7 +7,6 @@ written as the user would type them.
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 
 import lark
@@ -22,13 +21,8 @@ _TERMINAL_WORDS = {
     "NAME": "a name",
     "INT": "an integer",
     "FLOAT": "a number",
-    "STRING": "a string",
     "$END": "end of file",
 }
-
-
-_ESCAPE = re.compile(r"\\(.)")
-_ESCAPES = {"n": "\n", "t": "\t"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,21 +69,21 @@ class _ToSyntax(Transformer):
 
     def input_decl(self, meta, children):
         name, kind, size = children
-        return syntax.InputDecl(self._name(name), self._name(kind), self._int(size), self._span(meta))
+        return syntax.TypedDecl("input", self._name(name), self._name(kind), self._int(size), self._span(meta))
 
     def target_decl(self, meta, children):
         name, kind, size = children
-        return syntax.TargetDecl(self._name(name), self._name(kind), self._int(size), self._span(meta))
+        return syntax.TypedDecl("target", self._name(name), self._name(kind), self._int(size), self._span(meta))
 
     def layer_decl(self, meta, children):
         name, call = children
         return syntax.LayerDecl(self._name(name), call, self._span(meta))
 
     def loss_decl(self, meta, children):
-        return syntax.LossDecl(children[0], self._span(meta))
+        return syntax.CallStatement("loss", children[0], self._span(meta))
 
     def optimizer_decl(self, meta, children):
-        return syntax.OptimizerDecl(children[0], self._span(meta))
+        return syntax.CallStatement("optimizer", children[0], self._span(meta))
 
     def train_decl(self, meta, children):
         return syntax.TrainDecl(tuple(c for c in children if c is not None), self._span(meta))
@@ -124,11 +118,6 @@ class _ToSyntax(Transformer):
 
     def float_value(self, meta, children):
         return syntax.Number(float(children[0]), _token_span(self.path, children[0]))
-
-    def string_value(self, meta, children):
-        token = children[0]
-        body = _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), str(token)[1:-1])
-        return syntax.String(body, _token_span(self.path, token))
 
 
 def parse(source: str, path: str = "<string>") -> syntax.Spec:

@@ -14,19 +14,15 @@ from boltc.diagnostics import Span
 
 @dataclass(frozen=True, slots=True)
 class Name:
+    """An identifier as written: a declaration, a reference, or a word such as ``relu`` or ``auto``."""
+
     text: str
     span: Span
 
 
 @dataclass(frozen=True, slots=True)
 class Number:
-    value: int | float
-    span: Span
-
-
-@dataclass(frozen=True, slots=True)
-class String:
-    value: str
+    value: int | float  # int when written without a point or exponent
     span: Span
 
 
@@ -46,19 +42,14 @@ class Call:
     span: Span
 
 
-Value = Union[Name, Number, String, Call]
+Value = Union[Name, Number, Call]
 
 
 @dataclass(frozen=True, slots=True)
-class InputDecl:
-    name: Name
-    kind: Name
-    size: Number
-    span: Span
+class TypedDecl:
+    """``input NAME: KIND[SIZE]`` or ``target NAME: KIND[SIZE]`` (``keyword`` says which)."""
 
-
-@dataclass(frozen=True, slots=True)
-class TargetDecl:
+    keyword: str
     name: Name
     kind: Name
     size: Number
@@ -73,13 +64,10 @@ class LayerDecl:
 
 
 @dataclass(frozen=True, slots=True)
-class LossDecl:
-    call: Call
-    span: Span
+class CallStatement:
+    """``loss CALL`` or ``optimizer CALL`` (``keyword`` says which)."""
 
-
-@dataclass(frozen=True, slots=True)
-class OptimizerDecl:
+    keyword: str
     call: Call
     span: Span
 
@@ -103,7 +91,7 @@ class MetricsDecl:
     span: Span
 
 
-Statement = Union[InputDecl, TargetDecl, LayerDecl, LossDecl, OptimizerDecl, TrainDecl, MetricsDecl]
+Statement = Union[TypedDecl, LayerDecl, CallStatement, TrainDecl, MetricsDecl]
 
 
 @dataclass(frozen=True, slots=True)
