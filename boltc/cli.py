@@ -151,13 +151,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from boltc.data import read_xmc
     from boltc.pipeline import load_model
 
     model = load_model(args.model)
-    dims = [i.dim for i in model.plan.inputs]
-    dataset = read_xmc(args.data, n_features=dims[0], n_labels=model.plan.target_dim)
-    ids, scores = model.predict(dataset, top_k=args.top_k)
+    ids, scores = model.predict(args.data, top_k=args.top_k)
     out = sys.stdout
     for row_ids, row_scores in zip(ids.tolist(), scores.tolist()):
         out.write(" ".join(f"{i}:{s:.6g}" for i, s in zip(row_ids, row_scores)) + "\n")

@@ -18,7 +18,7 @@ VOCABULARY = 5000
 TOPICS = 50
 WORDS_PER_TOPIC = 60
 WORDS_PER_DOCUMENT = 30
-TOPICAL_FRACTION = 0.1
+TOPICAL_FRACTION = 0.2
 
 
 def synthetic_documents(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -25,10 +25,12 @@ _TERMINAL_WORDS = {
 }
 
 
-@functools.lru_cache(maxsize=1)
-def _parser() -> Lark:
+@functools.lru_cache(maxsize=2)
+def _parser(strict: bool = False) -> Lark:
+    """The LALR parser. ``strict`` (no shift/reduce conflicts, no colliding terminals) is a property of the
+    grammar file, proven by the tests; checking it costs ~0.4 s, so ordinary loads skip it."""
     return Lark(grammar_path().read_text(encoding="utf-8"), parser="lalr", propagate_positions=True,
-                maybe_placeholders=True, strict=True)
+                maybe_placeholders=True, strict=strict)
 
 
 def _token_span(path: str, token: Token) -> Span:

@@ -29,6 +29,13 @@ model fashion {
 """
 
 
+def test_grammar_is_strict_lalr():
+    """No shift/reduce conflicts and no terminals that can match the same text (lark's strict mode)."""
+    from boltc.parse import _parser
+
+    assert _parser(strict=True).parse(FASHION)
+
+
 def test_issue_example_parses_to_what_it_says():
     spec = parse(FASHION, "fashion.bolt")
     assert spec.name.text == "fashion"
