@@ -14,7 +14,14 @@
 
 #include "bolt_simd.h"
 
-#define BOLT_ROW_BLOCK 6 /* rows of X per tile in Y += X W: 6 x 2 accumulators + 2 weight vectors fit 16 registers */
+#define BOLT_ROW_BLOCK 6 /* rows of X per tile in Y += X W */
+/* Vectors of columns per tile: a 6 x 4 tile of accumulators plus 4 weight vectors fits AVX-512's 32 registers,
+ * 6 x 2 plus 2 fits the 16 of AVX2, SSE and NEON. */
+#if BOLT_VEC_BYTES >= 64
+#define BOLT_TILE_VECTORS 4
+#else
+#define BOLT_TILE_VECTORS 2
+#endif
 #define BOLT_DOT_BLOCK 4 /* rows x weight rows per tile in dX += dZ W^T: 4 x 4 accumulators */
 #define BOLT_GRAD_BLOCK 6 /* weight rows per tile of the weight gradient: 6 x 2 accumulators */
 #define BOLT_GATHER_BLOCK 8 /* vectors of one output row accumulated at once in the sparse kernels */
@@ -25,13 +32,13 @@ static BOLT_ALWAYS_INLINE void bolt_xw_tile(int32_t mr, int32_t nv, int32_t tail
                                             const real_t *restrict X, int32_t ldx, const real_t *restrict W,
                                             real_t *restrict Y)
 {
-    bolt_vec acc[BOLT_ROW_BLOCK][2];
+    bolt_vec acc[BOLT_ROW_BLOCK][BOLT_TILE_VECTORS];
     for (int32_t m = 0; m < mr; ++m)
         for (int32_t v = 0; v < nv; ++v)
             acc[m][v] = v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(Y + (size_t)m * N + v * BOLT_LANES, tail)
                                                          : bolt_load(Y + (size_t)m * N + v * BOLT_LANES);
     for (int32_t k = 0; k < K; ++k) {
-        bolt_vec w[2];
+        bolt_vec w[BOLT_TILE_VECTORS];
         for (int32_t v = 0; v < nv; ++v)
             w[v] = v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(W + (size_t)k * N + v * BOLT_LANES, tail)
                                                     : bolt_load(W + (size_t)k * N + v * BOLT_LANES);
@@ -51,19 +58,17 @@ static BOLT_ALWAYS_INLINE void bolt_xw_tile(int32_t mr, int32_t nv, int32_t tail
 }
 
 /* The column tiles of mr rows over one chunk of `width` columns (W and Y already offset to its first column, row
- * stride N): pairs of full vectors, then a single full vector, then the partial tail. */
+ * stride N): groups of BOLT_TILE_VECTORS full vectors, then single full vectors, then the partial tail. */
 static BOLT_ALWAYS_INLINE void bolt_xw_row_block(int32_t mr, int32_t K, int32_t N, int32_t width,
                                                  const real_t *restrict X, int32_t ldx, const real_t *restrict W,
                                                  real_t *restrict Y)
 {
-    const int32_t pairs_end = width / (2 * BOLT_LANES) * (2 * BOLT_LANES);
-    for (int32_t n0 = 0; n0 < pairs_end; n0 += 2 * BOLT_LANES)
-        bolt_xw_tile(mr, 2, BOLT_LANES, K, N, X, ldx, W + n0, Y + n0);
-    int32_t n0 = pairs_end;
-    if (width - n0 >= BOLT_LANES) {
+    const int32_t group = BOLT_TILE_VECTORS * BOLT_LANES, groups_end = width / group * group;
+    for (int32_t n0 = 0; n0 < groups_end; n0 += group)
+        bolt_xw_tile(mr, BOLT_TILE_VECTORS, BOLT_LANES, K, N, X, ldx, W + n0, Y + n0);
+    int32_t n0 = groups_end;
+    for (; width - n0 >= BOLT_LANES; n0 += BOLT_LANES)
         bolt_xw_tile(mr, 1, BOLT_LANES, K, N, X, ldx, W + n0, Y + n0);
-        n0 += BOLT_LANES;
-    }
     if (width % BOLT_LANES)
         bolt_xw_tile(mr, 1, width % BOLT_LANES, K, N, X, ldx, W + n0, Y + n0);
 }
@@ -140,12 +145,12 @@ static BOLT_ALWAYS_INLINE void bolt_xtdz_tile(int32_t mi, int32_t nv, int32_t ta
                                               int32_t N, const real_t *restrict X, const real_t *restrict dZ,
                                               real_t *restrict G, int32_t ldg)
 {
-    bolt_vec acc[BOLT_GRAD_BLOCK][2];
+    bolt_vec acc[BOLT_GRAD_BLOCK][BOLT_TILE_VECTORS];
     for (int32_t m = 0; m < mi; ++m)
         for (int32_t v = 0; v < nv; ++v)
             acc[m][v] = (bolt_vec){0};
     for (int32_t r = 0; r < rows; ++r) {
-        bolt_vec d[2];
+        bolt_vec d[BOLT_TILE_VECTORS];
         for (int32_t v = 0; v < nv; ++v)
             d[v] = v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(dZ + (size_t)r * N + v * BOLT_LANES, tail)
                                                     : bolt_load(dZ + (size_t)r * N + v * BOLT_LANES);
@@ -169,14 +174,12 @@ static BOLT_ALWAYS_INLINE void bolt_xtdz(int32_t mi, int32_t rows, int32_t K, in
                                          const real_t *restrict X, const real_t *restrict dZ, real_t *restrict G,
                                          int32_t ldg)
 {
-    const int32_t pairs_end = width / (2 * BOLT_LANES) * (2 * BOLT_LANES);
-    for (int32_t n0 = 0; n0 < pairs_end; n0 += 2 * BOLT_LANES)
-        bolt_xtdz_tile(mi, 2, BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
-    int32_t n0 = pairs_end;
-    if (width - n0 >= BOLT_LANES) {
+    const int32_t group = BOLT_TILE_VECTORS * BOLT_LANES, groups_end = width / group * group;
+    for (int32_t n0 = 0; n0 < groups_end; n0 += group)
+        bolt_xtdz_tile(mi, BOLT_TILE_VECTORS, BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
+    int32_t n0 = groups_end;
+    for (; width - n0 >= BOLT_LANES; n0 += BOLT_LANES)
         bolt_xtdz_tile(mi, 1, BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
-        n0 += BOLT_LANES;
-    }
     if (width % BOLT_LANES)
         bolt_xtdz_tile(mi, 1, width % BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
 }
