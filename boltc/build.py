@@ -7,8 +7,8 @@ into place with ``os.replace``; ``meta.json`` is written last and marks an entry
 one key never see half an entry and need no lock. A cached library that fails to load is deleted and rebuilt.
 
 Environment: ``BOLTC_CACHE_DIR`` (location), ``BOLTC_CACHE=0`` (compile afresh, keep nothing),
-``BOLTC_VERBOSE=1`` (print the compiler commands), ``BOLTC_CFLAGS`` (extra flags, part of the key),
-``BOLTC_OPENMP=0`` (a serial build).
+``BOLTC_VERBOSE=1`` (print the compiler commands), ``BOLTC_CFLAGS`` (extra flags, part of the key);
+``BOLTC_OPENMP=0`` (a serial build) is read by machine.probe.
 """
 
 from __future__ import annotations
@@ -64,13 +64,9 @@ def _extension_suffix() -> str:
 
 
 def compile_flags(machine: Machine) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The machine's flags, less OpenMP under ``BOLTC_OPENMP=0``, plus ``BOLTC_CFLAGS``."""
+    """The machine's flags plus ``BOLTC_CFLAGS``."""
     extra = tuple(shlex.split(os.environ.get("BOLTC_CFLAGS", "")))
-    cflags, ldflags = machine.cflags, machine.ldflags
-    if os.environ.get("BOLTC_OPENMP") == "0":
-        cflags = tuple(f for f in cflags if f != "-fopenmp")
-        ldflags = tuple(f for f in ldflags if f != "-fopenmp")
-    return cflags + extra, ldflags
+    return machine.cflags + extra, machine.ldflags
 
 
 def cache_key(source: CSource, machine: Machine) -> str:
@@ -210,20 +206,20 @@ def build(source: CSource, machine: Machine) -> CompiledLibrary:
         built = _compile(source, machine, module_name, workdir)
         seconds = time.perf_counter() - started
         if not use_cache:
-            # Keep the private build folder alive for the process: the library is loaded from it.
+            # a loaded library stays mapped after its file is deleted, so nothing needs to be kept
             module = _import_library(module_name, built)
             return CompiledLibrary(module.ffi, module.lib, module_name, key, built, workdir / "module.c", True,
                                    seconds)
         entry.mkdir(parents=True, exist_ok=True, mode=0o700)
         _write_atomically(c_path, source.c_text.encode())
-        os.replace(workdir / "build.log", entry / "build.log") if (workdir / "build.log").exists() else None
+        if (workdir / "build.log").exists():
+            os.replace(workdir / "build.log", entry / "build.log")
         os.chmod(built, 0o755)
         os.replace(built, so_path)
         meta = {"key": key, "module": module_name, "boltc": __version__, "built_at": time.time(),
                 "compile_seconds": seconds, "cflags": list(compile_flags(machine)[0])}
         _write_atomically(entry / "meta.json", json.dumps(meta, indent=1).encode())
     finally:
-        if use_cache:
-            shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     module = _import_library(module_name, so_path)
     return CompiledLibrary(module.ffi, module.lib, module_name, key, so_path, c_path, True, seconds)

@@ -6,6 +6,7 @@ at the end, sorted by position, so one edit-compile cycle fixes them all.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -68,7 +69,7 @@ class _Checker:
         if not isinstance(value, syntax.Number):
             self.error(value.span, f"{what} must be a number")
             return None
-        if not valid(float(value.value)):
+        if not (math.isfinite(float(value.value)) and valid(float(value.value))):
             self.error(value.span, f"{what} must be {rule}, got {value.value}")
             return None
         return float(value.value)
@@ -89,8 +90,9 @@ class _Checker:
         for position, arg in enumerate(call.args):
             if arg.keyword is None:
                 if position >= len(positional):
-                    self.error(arg.span, f"{func}() takes {len(positional)} positional argument"
-                               f"{'s' if len(positional) != 1 else ''}; pass the others by name")
+                    count = f"{len(positional)} positional argument{'s' if len(positional) != 1 else ''}"
+                    self.error(arg.span, f"{func}() takes {count}" + ("; pass the others by name" if optional
+                                                                      else ""))
                     continue
                 name = positional[position]
             else:
@@ -132,7 +134,7 @@ class _Checker:
             self.check_output(layers[loss.output], loss, target)
             if complete:
                 self.check_usage(inputs, layers, loss)
-                self.check_memory(layers, optimizer)
+                self.check_memory(inputs, layers, optimizer, train.batch_size)
         output_dim = layers[loss.output].units if loss is not None else None
         metrics = self.metrics_of(metrics_decl, target, output_dim)
         if self.problems:
@@ -201,12 +203,12 @@ class _Checker:
             if ref.text not in by_name:
                 self.error(ref.span, f"undefined name '{ref.text}'", did_you_mean(ref.text, known))
                 return None
-            visit(by_name[ref.text], ref)
+            visit(by_name[ref.text])
             if built.get(ref.text) is None:
                 return None
             return ir.NodeRef(False, order.index(ref.text))
 
-        def visit(decl: syntax.LayerDecl, used_at: syntax.Name | None) -> None:
+        def visit(decl: syntax.LayerDecl) -> None:
             name = decl.name.text
             if state.get(name) == "done":
                 return
@@ -227,7 +229,7 @@ class _Checker:
 
         stack: list[str] = []
         for decl in layers_decl:
-            visit(decl, None)
+            visit(decl)
         complete = all(built.get(d.name.text) is not None for d in layers_decl)
         return tuple(built[name] for name in order), complete
 
@@ -361,17 +363,23 @@ class _Checker:
             if ir.NodeRef(True, model_input.index) not in consumers:
                 self.error(model_input.span, f"input '{model_input.name}' is never used")
 
-    def check_memory(self, layers, optimizer: ir.Optimizer) -> None:
+    def check_memory(self, inputs, layers, optimizer: ir.Optimizer, batch_size: int) -> None:
         if self.memory_bytes is None:
             return
         per_parameter = BYTES_PER_PARAMETER if optimizer.kind is ir.OptimizerKind.ADAM else 4
         dense = [layer for layer in layers if isinstance(layer, ir.DenseLayer)]
         need = sum((layer.in_dim + int(layer.bias)) * layer.units for layer in dense) * per_parameter
+        # each layer keeps its outputs and their gradients for a whole batch, and one fed by a dense input a copy
+        # of the batch's rows
+        widths = sum((layer.units if isinstance(layer, ir.DenseLayer) else layer.dim) * 2 for layer in layers)
+        copies = sum(layer.in_dim for layer in dense
+                     if layer.source.is_input and inputs[layer.source.index].kind is ir.InputKind.DENSE)
+        need += batch_size * (widths + copies) * 4
         if need > self.memory_bytes:
             largest = max(dense, key=lambda layer: layer.in_dim * layer.units)
             self.error(self.spec.name.span,
-                       f"model needs {_gib(need)} for its weights and optimizer state, but this machine has "
-                       f"{_gib(self.memory_bytes)} of memory",
+                       f"model needs {_gib(need)} for its weights, optimizer state and batch buffers, but this "
+                       f"machine has {_gib(self.memory_bytes)} of memory",
                        f"the largest layer is '{largest.name}' ({largest.in_dim} x {largest.units}, line "
                        f"{largest.span.line})")
 

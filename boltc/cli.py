@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from boltc import __version__
-from boltc.diagnostics import BoltError
+from boltc.diagnostics import BoltError, UsageError
 
 
 def _print_json(data: dict) -> None:
@@ -98,6 +99,8 @@ def run_training(spec: str, train: str, test: str | None, *, epochs: int | None,
     from boltc.model import Model
     from boltc.pipeline import compile_spec
 
+    if save:
+        _check_writable(save)
     compiled = compile_spec(spec)
     if show_plan and not as_json:
         print(render_plan(compiled.plan))
@@ -125,6 +128,20 @@ def run_training(spec: str, train: str, test: str | None, *, epochs: int | None,
     if as_json:
         _print_json(report)
     return report
+
+
+def _check_writable(path: str) -> None:
+    """Refuse an unwritable --save target before training, not after it."""
+    folder = Path(path).resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot save the model to {path}: {folder} is not a writable folder")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def cmd_train(args) -> int:
@@ -188,8 +205,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("--train", required=True, metavar="FILE")
     p.add_argument("--test", metavar="FILE")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=_positive)
+    p.add_argument("--batch-size", type=_positive)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--save", metavar="PATH", help="write the trained model here")
     p.add_argument("--json", action="store_true", help="end with one JSON line of metrics and timings")
@@ -205,11 +222,11 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("predict", help="top-k output ids of a saved model for each row of a data file")
     p.add_argument("model")
     p.add_argument("--data", required=True, metavar="FILE")
-    p.add_argument("--top-k", type=int, default=1)
+    p.add_argument("--top-k", type=_positive, default=1)
     p.set_defaults(run=cmd_predict)
 
     p = commands.add_parser("demo", help="compile, train and evaluate the bundled example in under a minute")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=_positive)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_demo)
     return parser

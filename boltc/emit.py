@@ -32,6 +32,7 @@ STATUS_MESSAGES = {
     1: "the batch is empty or larger than the compiled batch size",
     2: "the sparse-entry workspace is smaller than the batch's non-zeros",
     3: "top_k must be between 1 and the number of outputs, and sparse inputs must be given as CSR rows",
+    4: "the loss is not finite",
 }
 LOSS_TEMPLATES = {"cross_entropy": "loss_softmax_ce.c.j2", "binary_cross_entropy": "loss_sigmoid_bce.c.j2"}
 ACTIVATIONS = {"relu": "bolt_relu", "tanh": "bolt_tanh", "sigmoid": "bolt_sigmoid", "linear": None}

@@ -153,6 +153,3 @@ class Model:
             return self.inputs[ref.index].dim
         layer = self.layers[ref.index]
         return layer.units if isinstance(layer, DenseLayer) else layer.dim
-
-    def node_name(self, ref: NodeRef) -> str:
-        return self.inputs[ref.index].name if ref.is_input else self.layers[ref.index].name

@@ -6,6 +6,7 @@ compiler's identity and the CPU, so a warm ``boltc.load`` starts without running
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -150,8 +151,16 @@ def _probe_compiler(compiler: tuple[str, ...], compiler_id: str, arch: str, fing
     return result
 
 
-@functools.lru_cache(maxsize=1)
 def probe() -> Machine:
+    """This machine; ``BOLTC_OPENMP=0`` asks for a serial build even where the compiler has OpenMP."""
+    machine = _probe()
+    if os.environ.get("BOLTC_OPENMP") == "0" and machine.openmp:
+        return dataclasses.replace(machine, openmp=False)
+    return machine
+
+
+@functools.lru_cache(maxsize=1)
+def _probe() -> Machine:
     cpu_model, flags = _cpu_flags()
     arch = platform.machine().lower()
     wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "neon", "asimd", "sve")

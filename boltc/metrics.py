@@ -11,6 +11,23 @@ def parse_metric(label: str) -> tuple[str, int | None]:
     return name, int(k) if k else None
 
 
+METRICS_WITH_K = ("precision", "recall")
+METRICS_WITHOUT_K = ("accuracy", "loss")
+
+
+def invalid(labels: tuple[str, ...] | list[str], n_outputs: int) -> str:
+    """Why these metric names cannot be computed for a model with n_outputs outputs, or an empty string."""
+    for label in labels:
+        name, _, k = str(label).partition("@")
+        if name in METRICS_WITHOUT_K and not k:
+            continue
+        if name in METRICS_WITH_K and k.isdigit() and 1 <= int(k) <= n_outputs:
+            continue
+        return (f"cannot compute metric '{label}': use accuracy, loss, or precision@k / recall@k with k from 1 to "
+                f"{n_outputs}")
+    return ""
+
+
 def largest_k(labels: tuple[str, ...] | list[str]) -> int:
     return max([k or 1 for _, k in map(parse_metric, labels)] + [1])
 

@@ -35,8 +35,16 @@ def _as_csr(matrix: FeatureMatrix) -> FeatureMatrix:
                          values=np.ascontiguousarray(matrix.dense[rows, columns], dtype=np.float32))
 
 
+def _check_ids(where: str, what: str, ids: np.ndarray | None, limit: int) -> None:
+    """Ids index arrays in C: one out of range is refused here, whatever built the data set."""
+    if ids is not None and len(ids) and (int(ids.max()) >= limit or int(ids.min()) < 0):
+        bad = int(ids.max()) if int(ids.max()) >= limit else int(ids.min())
+        raise UsageError(f"{where}: {what} id {bad} is outside 0..{limit - 1} of this model")
+
+
 class TrainingError(UsageError):
-    """Training cannot go on (e.g. the loss became NaN); the model keeps its last good parameters."""
+    """Training cannot go on: a batch's loss was not finite. That batch made no update, so the model keeps the
+    parameters it had before it."""
 
 
 @dataclass
@@ -60,6 +68,9 @@ class History:
     def samples_per_second(self) -> float:
         samples = sum(e.samples for e in self.epochs)
         return samples / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+NONFINITE_LOSS = 4  # bolt_status in runtime/bolt_abi.h
 
 
 class _Feed:
@@ -109,6 +120,7 @@ class Model:
         self._loss = ffi.new("double *")
         self._workspace = ffi.new("bolt_workspace *")
         self._workspace_arrays: dict[str, np.ndarray] = {}
+        self._grow_workspace(plan.batch_size)
         self._lock = threading.Lock()  # the scratch buffers are shared: one C call at a time per model
         self.step = 0
         self.epochs_trained = 0
@@ -141,6 +153,11 @@ class Model:
         """A data file, Dataset or arrays as a Dataset checked against this model's inputs and target."""
         plan = self.plan
         dims = [i.dim for i in plan.inputs]
+        names = [i.name for i in plan.inputs]
+        if len(dims) > 1 and not isinstance(data, (Dataset, dict, tuple)) or \
+                isinstance(data, tuple) and len(dims) > 1 and not isinstance(data[0], dict):
+            raise UsageError(f"model '{plan.model_name}' has {len(dims)} inputs ({', '.join(names)}): pass the "
+                             "features as a dict {name: array}")
         if isinstance(data, Dataset):
             dataset = data
         elif isinstance(data, (str, Path)):
@@ -151,12 +168,16 @@ class Model:
         else:
             features, labels = data if isinstance(data, tuple) else (data, None)
             dataset = from_arrays(features, labels, n_features=dims if len(dims) > 1 else dims[0],
-                                  n_labels=plan.target_dim, names=[i.name for i in plan.inputs])
+                                  n_labels=plan.target_dim, names=names if len(dims) > 1 else None)
         if len(dataset.features) != len(dims) or any(m.dim != d for m, d in zip(dataset.features, dims)):
             got = [m.dim for m in dataset.features]
             raise UsageError(f"data has feature dimensions {got}, model '{plan.model_name}' expects {dims}")
+        where = dataset.path or "the data"
         if labelled and dataset.label_ids is None:
-            raise UsageError("these data have no labels")
+            raise UsageError(f"{where} has no labels")
+        _check_ids(where, "label", dataset.label_ids, plan.target_dim)
+        for matrix, model_input in zip(dataset.features, plan.inputs):
+            _check_ids(where, f"feature of input '{model_input.name}'", matrix.indices, model_input.dim)
         gather_inputs = {layer.sources[0].index for layer in plan.layers if layer.kernel == "gather"}
         if any(dataset.features[i].dense is not None for i in gather_inputs):
             # sparse-input kernels read CSR rows: a dense array for such an input is converted once, here
@@ -202,20 +223,24 @@ class Model:
         plan = self.plan
         epochs = plan.epochs if epochs is None else epochs
         batch_size = plan.batch_size if batch_size is None else batch_size
+        if epochs < 0:
+            raise UsageError(f"epochs must be 0 or more, got {epochs}")
         if not 1 <= batch_size <= plan.batch_size:
             raise UsageError(f"batch_size must be between 1 and {plan.batch_size}, the size the model was compiled "
-                             "for (change train {{ batch_size = ... }} in the spec for larger batches)")
+                             "for (change train { batch_size = ... } in the spec for larger batches)")
         if learning_rate is not None:
-            if not learning_rate > 0:
-                raise UsageError(f"learning_rate must be positive, got {learning_rate}")
+            if not (learning_rate > 0 and math.isfinite(learning_rate)):
+                raise UsageError(f"learning_rate must be positive and finite, got {learning_rate}")
             self.learning_rate = learning_rate
         dataset = self.prepare_data(train, labelled=True)
         validation_set = self.prepare_data(validation, labelled=True) if validation is not None else None
         feed = self._feed(dataset)
         history = History()
-        rng = np.random.default_rng(plan.seed + self.epochs_trained)
         try:
             for _ in range(epochs):
+                # the shuffle depends only on the seed and the epoch's number, so training in several fit()
+                # calls, or resuming a saved model, sees the same order as one long call
+                rng = np.random.default_rng([plan.seed, self.epochs_trained])
                 record = self._epoch(feed, rng, batch_size, progress)
                 self.epochs_trained += 1
                 if validation_set is not None:
@@ -238,11 +263,12 @@ class Model:
             step.step = self.step + 1
             with self._lock:
                 status = lib.bolt_train_batch(self._table, feed.batch, self._workspace, step, self._loss)
-            self._check(status)
             batch_loss = self._loss[0]
-            if not math.isfinite(batch_loss):
+            if status == NONFINITE_LOSS:
                 raise TrainingError(f"the loss became {batch_loss} at batch {batch_number + 1} of epoch "
-                                    f"{self.epochs_trained + 1}; lower the learning rate")
+                                    f"{self.epochs_trained + 1}; training stopped before that batch's update "
+                                    "(try a lower learning rate)")
+            self._check(status)
             self.step += 1
             loss_total += batch_loss
             bar.advance(len(rows), f"loss {loss_total / min(start + len(rows), n_rows):.4f}")
@@ -280,9 +306,9 @@ class Model:
                  progress: bool | None = None) -> dict[str, float]:
         """Metrics (default: the spec's, e.g. ``["accuracy", "precision@5", "loss"]``) over labelled data."""
         labels = tuple(metrics or self.plan.metrics)
-        unknown = [m for m in labels if ranking.parse_metric(m)[0] not in ("accuracy", "loss", "precision", "recall")]
-        if unknown:
-            raise UsageError(f"unknown metric(s) {unknown}; use accuracy, loss, precision@k or recall@k")
+        problem = ranking.invalid(labels, self.plan.output.out_dim)
+        if problem:
+            raise UsageError(problem)
         dataset = self.prepare_data(data, labelled=True)
         started = time.perf_counter()
         ids, _, loss_total = self._infer(dataset, min(ranking.largest_k(labels), self.plan.output.out_dim),

@@ -13,7 +13,7 @@ import lark
 from lark import Lark, Token, Transformer, v_args
 
 from boltc import syntax
-from boltc.diagnostics import Span, SpecSyntaxError
+from boltc.diagnostics import Span, SpecSyntaxError, UsageError
 from boltc.resources import grammar_path
 
 # Regex terminals named the way a person reads them; literal terminals are shown quoted.
@@ -153,8 +153,6 @@ def _describe_found(token: Token) -> str:
 
 
 def parse_file(path: str | Path) -> syntax.Spec:
-    from boltc.diagnostics import UsageError
-
     path = Path(path)
     try:
         source = path.read_text(encoding="utf-8")

@@ -127,9 +127,18 @@ def _threads(config: ir.TrainConfig, machine: Machine) -> tuple[int, str]:
     return machine.cores, "machine cores"
 
 
+def _carries_gradient(model: ir.Model, ref: ir.NodeRef) -> bool:
+    """Whether gradient flowing into this node reaches any parameter (a concat of inputs only does not)."""
+    if ref.is_input:
+        return False
+    layer = model.layers[ref.index]
+    return isinstance(layer, ir.DenseLayer) or any(_carries_gradient(model, s) for s in layer.sources)
+
+
 def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_copies: int) -> LayerPlan:
     source = layer.source
     reads_input = source.is_input
+    needs_input_gradient = _carries_gradient(model, source)
     parameters = layer.in_dim * layer.units + (layer.units if layer.bias else 0)
     matmul = 2 * layer.in_dim * layer.units
     if layer.sparsity.auto:
@@ -150,14 +159,14 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
         index=layer.index, name=layer.name, op="fc", spec_line=layer.span.line, in_dim=layer.in_dim,
         out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
         sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
-        needs_input_gradient=not reads_input, kernel=kernel, kernel_note=kernel_note,
+        needs_input_gradient=needs_input_gradient, kernel=kernel, kernel_note=kernel_note,
         weight_layout="input-major [in][out]", column_tile=min(layer.units, COLUMN_TILE),
         input_tile=min(layer.in_dim, COLUMN_TILE),
-        transposed_backward=not reads_input and layer.units < TRANSPOSED_BACKWARD_BELOW, sparsity_requested=requested, sparsity_origin=origin,
+        transposed_backward=needs_input_gradient and layer.units < TRANSPOSED_BACKWARD_BELOW, sparsity_requested=requested, sparsity_origin=origin,
         sparsity_note=note, parameters=parameters, parameter_bytes=parameters * real_bytes,
         optimizer_bytes=parameters * real_bytes * optimizer_copies,
         flops_forward=matmul + (layer.units if layer.bias else 0),
-        flops_backward=matmul * (2 if not reads_input else 1) + (layer.units if layer.bias else 0),
+        flops_backward=matmul * (2 if needs_input_gradient else 1) + (layer.units if layer.bias else 0),
     )
 
 
@@ -170,7 +179,8 @@ def _concat_plan(model: ir.Model, layer: ir.ConcatLayer) -> LayerPlan:
     return LayerPlan(
         index=layer.index, name=layer.name, op="concat", spec_line=layer.span.line, in_dim=layer.dim,
         out_dim=layer.dim, activation="linear", bias=False, sources=tuple(sources),
-        needs_input_gradient=any(not s.is_input for s in sources), kernel="copy",
+        needs_input_gradient=any(_carries_gradient(model, ir.NodeRef(s.is_input, s.index)) for s in sources),
+        kernel="copy",
         kernel_note="copy sources side by side", weight_layout="none", column_tile=0, input_tile=0,
         transposed_backward=False, sparsity_requested=None, sparsity_origin="none", sparsity_note="",
         parameters=0, parameter_bytes=0, optimizer_bytes=0, flops_forward=0, flops_backward=0,

@@ -31,6 +31,8 @@ static inline int64_t bolt_group_by_feature(const bolt_batch *batch, const bolt_
 {
     int32_t *slot = ws->feature_slot;
     int64_t n_features = 0, n_entries = 0;
+    if (!ws->starts || !slot)
+        return -1;
     for (int32_t b = 0; b < batch->rows; ++b) {
         int64_t row = batch->row_ids[b];
         for (int64_t p = input->indptr[row]; p < input->indptr[row + 1]; ++p) {

@@ -14,7 +14,7 @@
 
 #include "bolt_simd.h"
 
-#define BOLT_ROW_BLOCK 6 /* rows of X per tile in Y += X W */
+#define BOLT_ROW_BLOCK 6 /* rows of X per tile in Y += X W (6 x BOLT_TILE_VECTORS accumulators) */
 /* Vectors of columns per tile: a 6 x 4 tile of accumulators plus 4 weight vectors fits AVX-512's 32 registers,
  * 6 x 2 plus 2 fits the 16 of AVX2, SSE and NEON. */
 #if BOLT_VEC_BYTES >= 64
@@ -23,7 +23,7 @@
 #define BOLT_TILE_VECTORS 2
 #endif
 #define BOLT_DOT_BLOCK 4 /* rows x weight rows per tile in dX += dZ W^T: 4 x 4 accumulators */
-#define BOLT_GRAD_BLOCK 6 /* weight rows per tile of the weight gradient: 6 x 2 accumulators */
+#define BOLT_GRAD_BLOCK 6 /* weight rows per tile of the weight gradient (6 x BOLT_TILE_VECTORS accumulators) */
 #define BOLT_GATHER_BLOCK 8 /* vectors of one output row accumulated at once in the sparse kernels */
 
 /* Y[0..mr)[n0 .. n0 + (nv - 1) * LANES + tail) += X[0..mr)[0..K) W[0..K)[same columns].

@@ -29,24 +29,7 @@
 #define BOLT_FABS fabsf
 #endif
 
-/* y += a * x */
-static inline void bolt_axpy(int32_t n, real_t a, const real_t *restrict x, real_t *restrict y)
-{
-    BOLT_SIMD
-    for (int32_t j = 0; j < n; ++j)
-        y[j] += a * x[j];
-}
-
-static inline real_t bolt_dot(int32_t n, const real_t *restrict x, const real_t *restrict y)
-{
-    real_t sum = 0;
-    BOLT_SIMD_SUM(sum)
-    for (int32_t j = 0; j < n; ++j)
-        sum += x[j] * y[j];
-    return sum;
-}
-
-static inline void bolt_zero(int32_t n, real_t *restrict x) { memset(x, 0, (size_t)n * sizeof(real_t)); }
+static inline void bolt_zero(size_t n, real_t *restrict x) { memset(x, 0, n * sizeof(real_t)); }
 
 static inline void bolt_add(int32_t n, const real_t *restrict x, real_t *restrict y)
 {

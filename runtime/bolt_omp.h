@@ -9,16 +9,11 @@
 #define BOLT_PRAGMA(text) _Pragma(#text)
 
 #ifdef _OPENMP
-#include <omp.h>
 #define BOLT_OMP(...) BOLT_PRAGMA(omp __VA_ARGS__)
 #define BOLT_SIMD BOLT_PRAGMA(omp simd)
-#define BOLT_SIMD_SUM(var) BOLT_PRAGMA(omp simd reduction(+ : var))
-static inline int bolt_thread_id(void) { return omp_get_thread_num(); }
 #else
 #define BOLT_OMP(...)
 #define BOLT_SIMD
-#define BOLT_SIMD_SUM(var)
-static inline int bolt_thread_id(void) { return 0; }
 #endif
 
 #endif /* BOLT_OMP_H */

@@ -213,7 +213,8 @@ def test_three_mistakes_are_all_reported_in_order():
 def test_model_too_big_for_memory_says_how_much():
     text = with_body("    o = dense(x, 4, activation=softmax)\n    loss cross_entropy(o, y)\n")
     assert errors_of(text, memory_bytes=100) == [
-        (1, 7, "model needs 0.0 GiB for its weights and optimizer state, but this machine has 0.0 GiB of memory")]
+        (1, 7, "model needs 0.0 GiB for its weights, optimizer state and batch buffers, but this machine has 0.0 GiB "
+               "of memory")]
     huge = """\
 model big {
     input  x: sparse[2000000]
@@ -224,8 +225,9 @@ model big {
 }
 """
     [(line, column, message)] = errors_of(huge, memory_bytes=24 * 2**30)
-    assert message == ("model needs 96.1 GiB for its weights and optimizer state, but this machine has 24.0 GiB "
-                       "of memory")
+    # (2,000,001 x 4096 + 4097 x 100,000) parameters x 12 bytes + 256 rows x 2 x (4096 + 100,000) x 4 bytes
+    assert message == ("model needs 96.3 GiB for its weights, optimizer state and batch buffers, but this machine "
+                       "has 24.0 GiB of memory")
 
 
 def test_rendered_error_shows_caret_and_hint():
