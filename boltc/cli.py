@@ -88,6 +88,7 @@ def _train_report(model, history, compile_seconds: float, test_metrics: dict, me
         "epochs": len(history.epochs),
         "epoch_seconds": [e.seconds for e in history.epochs],
         "epoch_loss": [e.loss for e in history.epochs],
+        "epoch_metrics": [e.validation for e in history.epochs],
         "compile_seconds": compile_seconds,
         "threads": model.plan.threads,
     }
@@ -114,12 +115,17 @@ def run_training(spec: str, train: str, test: str | None, *, epochs: int | None,
     test_set = model.prepare_data(test, labelled=True) if test else None
     print(f"data: {train_set.n_rows:,} training rows" + (f", {test_set.n_rows:,} test rows" if test_set else "")
           + f" read in {time.perf_counter() - loaded:.2f} s", file=log)
-    history = model.fit(train_set, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+    history = model.fit(train_set, epochs=epochs, validation=test_set, batch_size=batch_size,
+                        learning_rate=learning_rate)
     for record in history.epochs:
+        tested = "".join(f", test {k} {v:.4f}" for k, v in record.validation.items())
         print(f"epoch {record.epoch}: loss {record.loss:.4f}, {record.seconds:.2f} s, "
-              f"{record.samples / record.seconds if record.seconds else 0:,.0f} samples/s", file=log)
-    evaluated, metrics_on = (test_set, "test") if test_set is not None else (train_set, "train")
-    results = model.evaluate(evaluated)
+              f"{record.samples / record.seconds if record.seconds else 0:,.0f} samples/s{tested}", file=log)
+    if test_set is not None and history.epochs:
+        results, metrics_on = history.epochs[-1].validation, "test"
+    else:
+        evaluated, metrics_on = (test_set, "test") if test_set is not None else (train_set, "train")
+        results = model.evaluate(evaluated)
     print(f"{metrics_on} metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()), file=log)
     if save:
         model.save(save)
