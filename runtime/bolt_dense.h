@@ -184,11 +184,18 @@ static BOLT_ALWAYS_INLINE void bolt_xtdz(int32_t mi, int32_t rows, int32_t K, in
         bolt_xtdz_tile(mi, 1, width % BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
 }
 
-/* y[0..width) += sum over entries e of coef[e] * M[row[e]][c0 .. c0 + width): rows of M gathered by index, the
- * shape of both a sparse input's forward (M = weights) and its weight gradient (M = output gradients). */
-static BOLT_ALWAYS_INLINE void bolt_gather_add(int64_t count, const int32_t *restrict row, const float *restrict coef,
-                                               const real_t *restrict M, int32_t ldm, int32_t width,
-                                               real_t *restrict y)
+/* The coefficient of entry e: a float value from data, a real_t from the model, or 1 when neither is given. */
+static BOLT_ALWAYS_INLINE real_t bolt_coef(const float *coef_f, const real_t *coef_r, int64_t e)
+{
+    return coef_r ? coef_r[e] : coef_f ? (real_t)coef_f[e] : 1;
+}
+
+/* y[0..width) += sum over entries e of coef[e] * M[row[e]][0..width): rows of M gathered by index. The shape of a
+ * sparse input's forward (M = weights, coefficients from data) and of every weight gradient built from a list of
+ * (row, coefficient) entries (M = output gradients or layer inputs). */
+static BOLT_ALWAYS_INLINE void bolt_gather_add(int64_t count, const int32_t *restrict row, const float *restrict coef_f,
+                                               const real_t *restrict coef_r, const real_t *restrict M, int32_t ldm,
+                                               int32_t width, real_t *restrict y)
 {
     const int32_t full = width / BOLT_LANES;
     int32_t v0 = 0;
@@ -197,7 +204,7 @@ static BOLT_ALWAYS_INLINE void bolt_gather_add(int64_t count, const int32_t *res
         for (int32_t v = 0; v < BOLT_GATHER_BLOCK; ++v)
             acc[v] = bolt_load(y + (v0 + v) * BOLT_LANES);
         for (int64_t e = 0; e < count; ++e) {
-            const real_t a = coef ? (real_t)coef[e] : 1;
+            const real_t a = bolt_coef(coef_f, coef_r, e);
             const real_t *source = M + (size_t)row[e] * ldm + v0 * BOLT_LANES;
             for (int32_t v = 0; v < BOLT_GATHER_BLOCK; ++v)
                 acc[v] += a * bolt_load(source + v * BOLT_LANES);
@@ -208,14 +215,14 @@ static BOLT_ALWAYS_INLINE void bolt_gather_add(int64_t count, const int32_t *res
     for (; v0 < full; ++v0) {
         bolt_vec acc = bolt_load(y + v0 * BOLT_LANES);
         for (int64_t e = 0; e < count; ++e)
-            acc += (coef ? (real_t)coef[e] : 1) * bolt_load(M + (size_t)row[e] * ldm + v0 * BOLT_LANES);
+            acc += bolt_coef(coef_f, coef_r, e) * bolt_load(M + (size_t)row[e] * ldm + v0 * BOLT_LANES);
         bolt_store(y + v0 * BOLT_LANES, acc);
     }
     if (width % BOLT_LANES) {
         const int32_t tail = width % BOLT_LANES, at = full * BOLT_LANES;
         bolt_vec acc = bolt_load_part(y + at, tail);
         for (int64_t e = 0; e < count; ++e)
-            acc += (coef ? (real_t)coef[e] : 1) * bolt_load_part(M + (size_t)row[e] * ldm + at, tail);
+            acc += bolt_coef(coef_f, coef_r, e) * bolt_load_part(M + (size_t)row[e] * ldm + at, tail);
         bolt_store_part(y + at, acc, tail);
     }
 }
