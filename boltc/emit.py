@@ -27,6 +27,7 @@ int bolt_train_batch(void *const *buffers, const bolt_batch *batch, bolt_workspa
                      const bolt_step *step, double *loss_sum);
 int bolt_infer_batch(void *const *buffers, const bolt_batch *batch, int32_t top_k, int32_t *top_ids,
                      float *top_scores, double *loss_sum);
+int bolt_rebuild(void *const *buffers, int32_t threads);
 """
 STATUS_MESSAGES = {
     1: "the batch is empty or larger than the compiled batch size",
@@ -35,6 +36,7 @@ STATUS_MESSAGES = {
     4: "the loss is not finite",
 }
 LOSS_TEMPLATES = {"cross_entropy": "loss_softmax_ce.c.j2", "binary_cross_entropy": "loss_sigmoid_bce.c.j2"}
+SPARSE_LOSS_TEMPLATE = "loss_sparse_softmax_ce.c.j2"
 ACTIVATIONS = {"relu": "bolt_relu", "tanh": "bolt_tanh", "sigmoid": "bolt_sigmoid", "linear": None}
 DERIVATIVES = {"relu": "bolt_relu_grad", "tanh": "bolt_tanh_grad", "sigmoid": "bolt_sigmoid_grad", "linear": None}
 
@@ -46,11 +48,14 @@ class BufferSpec:
     slot: int
     name: str  # e.g. "l0.weights": stable across builds, used as the key in model files
     layer: int
-    role: str  # weights | bias | weights_m | weights_v | bias_m | bias_v | act | grad
+    role: str  # weights | bias | weights_m | weights_v | bias_m | bias_v | act | grad | lsh_* | ...
     shape: tuple[int, ...]
-    kind: str  # parameter | optimizer | scratch: parameters and optimizer state are saved, scratch is not
+    # parameter | optimizer | hash (LSH functions) are saved; table (rebuilt from weights and hash functions) and
+    # scratch are not
+    kind: str
     fan_in: int  # for initialisation of weights
     fan_out: int
+    dtype: str = "real"  # real (the plan's scalar) | int32
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +118,10 @@ class _Buffers:
         self.specs: list[BufferSpec] = []
         self.slots: list[_Slot] = []
 
-    def add(self, layer: LayerPlan, role: str, shape: tuple[int, ...], kind: str) -> str:
+    def add(self, layer: LayerPlan, role: str, shape: tuple[int, ...], kind: str, dtype: str = "real") -> str:
         index = len(self.specs)
         self.specs.append(BufferSpec(index, f"l{layer.index}.{role}", layer.index, role, shape, kind,
-                                     layer.in_dim, layer.out_dim))
+                                     layer.in_dim, layer.out_dim, dtype))
         c_name = f"SLOT_L{layer.index}_{role.upper()}"
         dims = "][".join(str(d) for d in shape)
         self.slots.append(_Slot(index, c_name, c_comment(f"{role} of '{layer.name}', [{dims}]")))
@@ -133,6 +138,8 @@ def _layer_context(plan: Plan, layer: LayerPlan, buffers: _Buffers) -> dict:
         "prefix": f"l{layer.index}_{layer.op}", "dims": f"L{layer.index}", "in_dim": layer.in_dim,
         "out_dim": layer.out_dim,
     }
+    if layer.kernel == "sparse":
+        return _sparse_buffers(plan, layer, buffers, context)
     if layer.op == "fc":
         context["slot_weights"] = buffers.add(layer, "weights", (layer.in_dim, layer.out_dim), "parameter")
         context["slot_bias"] = buffers.add(layer, "bias", (layer.out_dim,), "parameter") if layer.bias else None
@@ -151,12 +158,49 @@ def _layer_context(plan: Plan, layer: LayerPlan, buffers: _Buffers) -> dict:
     return context
 
 
+def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: dict) -> dict:
+    """An LSH-sparse layer: output-major weights, per-sample active sets, hash functions and tables, and the
+    scratch its selection, rebuild and update need (sized for lsh.threads threads)."""
+    lsh, batch, n, d = layer.lsh, plan.batch_size, layer.out_dim, layer.in_dim
+    entries = batch * lsh.active
+    add = buffers.add
+    context["slot_weights"] = add(layer, "weights", (n, d), "parameter")
+    context["slot_bias"] = add(layer, "bias", (n,), "parameter") if layer.bias else None
+    if plan.optimizer == "adam":
+        context["slot_weights_m"] = add(layer, "weights_m", (n, d), "optimizer")
+        context["slot_weights_v"] = add(layer, "weights_v", (n, d), "optimizer")
+        if layer.bias:
+            context["slot_bias_m"] = add(layer, "bias_m", (n,), "optimizer")
+            context["slot_bias_v"] = add(layer, "bias_v", (n,), "optimizer")
+    context.update(
+        slot_coords=add(layer, "lsh_coords", (lsh.bins * 8,), "hash", "int32"),
+        slot_order=add(layer, "lsh_order", (n,), "hash", "int32"),
+        slot_offsets=add(layer, "table_offsets", (lsh.tables, lsh.range + 1), "table", "int32"),
+        slot_ids=add(layer, "table_ids", (lsh.tables, n), "table", "int32"),
+        slot_sort_scratch=add(layer, "sort_scratch", (lsh.threads, n + lsh.range), "scratch", "int32"),
+        slot_stamps=add(layer, "stamps", (lsh.threads, n), "scratch", "int32"),
+        slot_marks=add(layer, "marks", (lsh.threads,), "scratch", "int32"),
+        slot_active=add(layer, "active", (batch, lsh.active), "scratch", "int32"),
+        slot_act=add(layer, "act", (batch, lsh.active), "scratch"),
+        slot_grad=add(layer, "grad", (batch, lsh.active), "scratch"),
+        slot_groups=add(layer, "groups", (entries,), "scratch", "int32"),
+        slot_group_starts=add(layer, "group_starts", (entries + 1,), "scratch", "int32"),
+        slot_group_rows=add(layer, "group_rows", (entries,), "scratch", "int32"),
+        slot_group_coefs=add(layer, "group_coefs", (entries,), "scratch"),
+        slot_group_slot=add(layer, "group_slot", (n,), "scratch", "int32"),
+        slot_dense_scores=add(layer, "dense_scores", (lsh.threads, n), "scratch"),
+    )
+    return context
+
+
 def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, dict]) -> dict:
     source = layer.sources[0]
     is_output = layer.index == plan.output_layer
     return {
         **base,
-        "template": "fc.c.j2",
+        "template": "fc_sparse.c.j2" if layer.kernel == "sparse" else "fc.c.j2",
+        "sparse_output": layer.kernel == "sparse",
+        "lsh": layer.lsh,
         "banner": _banner(plan, layer, "dense"),
         "banner_short": c_comment(f"layer {layer.index} '{layer.name}'"),
         "tile": layer.column_tile,
@@ -191,7 +235,7 @@ def _concat_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int
     return {
         **base, "template": "concat.c.j2", "banner": _banner(plan, layer, "concat"),
         "banner_short": c_comment(f"layer {layer.index} '{layer.name}'"), "parts": parts,
-        "has_backward": layer.needs_input_gradient,
+        "has_backward": layer.needs_input_gradient, "sparse_output": False,
     }
 
 
@@ -216,11 +260,11 @@ def emit(plan: Plan) -> CSource:
         "slots": buffers.slots,
         "layers": layers,
         "hidden_layers": [c for c in layers if c is not output],
-        "fc_layers": [c for c in layers if c["template"] == "fc.c.j2"],
+
         "output": output,
         "csr_inputs": sorted({c["input_index"] for c in layers if c.get("gather")}),
         "loss": {
-            "template": LOSS_TEMPLATES[plan.loss],
+            "template": SPARSE_LOSS_TEMPLATE if output["sparse_output"] else LOSS_TEMPLATES[plan.loss],
             "banner": c_comment(f"loss: {plan.loss} on '{plan.output.name}'"),
             "banner_short": c_comment(f"loss {plan.loss}"),
         },

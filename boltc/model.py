@@ -71,6 +71,7 @@ class History:
 
 
 NONFINITE_LOSS = 4  # bolt_status in runtime/bolt_abi.h
+SAVED_KINDS = ("parameter", "optimizer", "hash")  # tables are rebuilt from these, scratch is scratch
 
 
 class _Feed:
@@ -111,7 +112,9 @@ class Model:
         self.library = library
         self.buffers = buffers
         self.real = np.dtype(np.float32 if plan.real_type == "float" else np.float64)
-        self.arrays: dict[str, np.ndarray] = {spec.name: np.zeros(spec.shape, dtype=self.real) for spec in buffers}
+        self.arrays: dict[str, np.ndarray] = {
+            spec.name: np.zeros(spec.shape, dtype=self.real if spec.dtype == "real" else np.int32) for spec in buffers}
+        self.sparse_layers = [layer for layer in plan.layers if layer.lsh is not None]
         ffi = library.ffi
         self._table = ffi.new("void *[]", len(buffers))
         for spec in buffers:
@@ -126,12 +129,15 @@ class Model:
         self.epochs_trained = 0
         self.learning_rate = plan.learning_rate
         self.threads = plan.threads  # may be changed between calls; results do not depend on it
+        self._batches_to_rebuild = 0
+        self._rebuild_period = 0.0
         self.initialize(plan.seed)
 
     # -- parameters ------------------------------------------------------------------------------------
 
     def initialize(self, seed: int) -> None:
-        """Glorot-uniform weights, zero biases and optimizer state; deterministic for a seed."""
+        """Glorot-uniform weights, zero biases and optimizer state, fresh hash functions and tables; deterministic
+        for a seed."""
         rng = np.random.default_rng(seed)
         for spec in self.buffers:
             array = self.arrays[spec.name]
@@ -142,6 +148,28 @@ class Model:
                 array.fill(0)
         self.step = 0
         self.epochs_trained = 0
+        self.reconstruct(seed)
+
+    def reconstruct(self, seed: int) -> None:
+        """New LSH functions for every sparse layer (DWTA bins cut from random permutations of the input
+        coordinates, and a random neuron order for capped buckets and top-ups), then tables rebuilt."""
+        rng = np.random.default_rng([seed, 1 + self.step])
+        for layer in self.sparse_layers:
+            coords = np.concatenate([rng.permutation(layer.in_dim) for _ in range(layer.lsh.permutations)])
+            self.arrays[f"l{layer.index}.lsh_coords"][...] = coords[: layer.lsh.bins * 8]
+            self.arrays[f"l{layer.index}.lsh_order"][...] = rng.permutation(layer.out_dim)
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """Re-hash every sparse layer's neurons with its current weights, and restart the rebuild schedule."""
+        if not self.sparse_layers:
+            return
+        with self._lock:
+            self.library.lib.bolt_rebuild(self._table, max(1, int(self.threads)))
+        lsh = self.sparse_layers[0].lsh
+        self._rebuild_period = (self._rebuild_period * lsh.rebuild_growth) if self._rebuild_period else \
+            float(lsh.rebuild_first)
+        self._batches_to_rebuild = int(self._rebuild_period)
 
     def parameters(self) -> dict[str, np.ndarray]:
         """The learned arrays by name (views: writing to them changes the model)."""
@@ -271,6 +299,10 @@ class Model:
             self._check(status)
             self.step += 1
             loss_total += batch_loss
+            if self.sparse_layers:
+                self._batches_to_rebuild -= 1
+                if self._batches_to_rebuild <= 0:
+                    self.rebuild()
             bar.advance(len(rows), f"loss {loss_total / min(start + len(rows), n_rows):.4f}")
         seconds = time.perf_counter() - started
         bar.close()
@@ -278,12 +310,18 @@ class Model:
 
     # -- inference -------------------------------------------------------------------------------------
 
-    def _infer(self, dataset: Dataset, top_k: int, progress: bool | None, label: str):
+    def _infer(self, dataset: Dataset, top_k: int, progress: bool | None, label: str, sparse: bool):
         plan, lib = self.plan, self.library.lib
         ffi = self.library.ffi
-        if not 1 <= top_k <= plan.output.out_dim:
-            raise UsageError(f"top_k must be between 1 and {plan.output.out_dim}, got {top_k}")
+        if sparse and not self.sparse_layers:
+            raise UsageError(f"model '{plan.model_name}' has no LSH-sparse layer: sparse inference needs an output "
+                             "layer with sparsity")
+        most = plan.output.lsh.active if sparse else plan.output.out_dim
+        if not 1 <= top_k <= most:
+            raise UsageError(f"top_k must be between 1 and {most}" + (" (the active neurons per sample)" if sparse
+                                                                      else "") + f", got {top_k}")
         feed = self._feed(dataset)
+        feed.batch.sparse = int(sparse)
         n_rows = dataset.n_rows
         ids = np.zeros((n_rows, top_k), dtype=np.int32)
         scores = np.zeros((n_rows, top_k), dtype=np.float32)
@@ -302,9 +340,12 @@ class Model:
         bar.close()
         return ids, scores, loss_total
 
-    def evaluate(self, data, metrics: tuple[str, ...] | list[str] | None = None,
-                 progress: bool | None = None) -> dict[str, float]:
-        """Metrics (default: the spec's, e.g. ``["accuracy", "precision@5", "loss"]``) over labelled data."""
+    def evaluate(self, data, metrics: tuple[str, ...] | list[str] | None = None, progress: bool | None = None,
+                 sparse: bool = False) -> dict[str, float]:
+        """Metrics (default: the spec's, e.g. ``["accuracy", "precision@5", "loss"]``) over labelled data.
+
+        ``sparse=True`` scores only the neurons LSH selects in sparse layers (fast; the loss is then undefined and
+        reported as NaN)."""
         labels = tuple(metrics or self.plan.metrics)
         problem = ranking.invalid(labels, self.plan.output.out_dim)
         if problem:
@@ -312,7 +353,9 @@ class Model:
         dataset = self.prepare_data(data, labelled=True)
         started = time.perf_counter()
         ids, _, loss_total = self._infer(dataset, min(ranking.largest_k(labels), self.plan.output.out_dim),
-                                         progress, "evaluate")
+                                         progress, "evaluate", sparse)
+        if sparse:
+            loss_total = float("nan")
         seconds = time.perf_counter() - started
         row_ids = np.arange(dataset.n_rows, dtype=np.int64)
         hit_matrix = ranking.hits(ids, dataset.label_indptr, dataset.label_ids, row_ids, self.plan.output.out_dim)
@@ -321,10 +364,12 @@ class Model:
         self.last_eval_seconds = seconds
         return results
 
-    def predict(self, data, top_k: int = 1, progress: bool | None = False) -> tuple[np.ndarray, np.ndarray]:
-        """The ``top_k`` best output ids per row, best first, and their scores (probabilities)."""
+    def predict(self, data, top_k: int = 1, progress: bool | None = False,
+                sparse: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The ``top_k`` best output ids per row, best first, and their scores (probabilities; with
+        ``sparse=True``, probabilities over the LSH-selected neurons only)."""
         dataset = self.prepare_data(data, labelled=False)
-        ids, scores, _ = self._infer(dataset, top_k, progress, "predict")
+        ids, scores, _ = self._infer(dataset, top_k, progress, "predict", sparse)
         return ids, scores
 
     # -- persistence -----------------------------------------------------------------------------------
@@ -341,13 +386,13 @@ class Model:
             "epochs_trained": self.epochs_trained,
             "learning_rate": self.learning_rate,
         }
-        saved = {s.name: self.arrays[s.name] for s in self.buffers if s.kind != "scratch"}
+        saved = {s.name: self.arrays[s.name] for s in self.buffers if s.kind in SAVED_KINDS}
         checkpoint.write_model_file(path, header, saved)
 
     def restore(self, path: str, header: dict, arrays: dict[str, np.ndarray]) -> None:
         """Fill this model from a model file's contents (its spec must have produced the same buffers)."""
         for spec in self.buffers:
-            if spec.kind == "scratch":
+            if spec.kind not in SAVED_KINDS:
                 continue
             if spec.name not in arrays:
                 raise ModelFileError(path, f"the file has no array '{spec.name}': it was saved from another spec")
@@ -359,3 +404,5 @@ class Model:
         self.step = int(header.get("step", 0))
         self.epochs_trained = int(header.get("epochs_trained", 0))
         self.learning_rate = float(header.get("learning_rate", self.plan.learning_rate))
+        self._rebuild_period = 0.0
+        self.rebuild()

@@ -6,6 +6,7 @@ Pure formulas, no I/O. Each decision that a user did not write records where it 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -39,6 +40,25 @@ class SourcePlan:
 
 
 @dataclass(frozen=True, slots=True)
+class LshPlan:
+    """How a sparse layer picks its active neurons. Values follow BOLT's formulas (BOLT-NOTES.md)."""
+
+    family: str  # dwta
+    hashes: int  # K: bin hashes per key
+    tables: int  # L
+    range: int  # keys per table: 2^(3K)
+    bucket_cap: int  # ids read from one bucket at most (BOLT's reservoir size)
+    active: int  # neurons computed per sample: ceil(sparsity * N)
+    bins: int  # K * L bins of 8 input coordinates
+    permutations: int  # random permutations of the input coordinates the bins are cut from
+    threads: int  # per-thread scratch is sized for this many threads
+    rebuild_first: int  # batches before the first rebuild of the tables
+    rebuild_growth: float  # each period between rebuilds is this much longer than the last
+    table_bytes: int
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
 class LayerPlan:
     index: int
     name: str
@@ -59,6 +79,7 @@ class LayerPlan:
     sparsity_requested: float | None
     sparsity_origin: str  # none | spec | auto (size-based formula)
     sparsity_note: str
+    lsh: LshPlan | None  # set when the layer runs LSH-sparse
     parameters: int
     parameter_bytes: int
     optimizer_bytes: int
@@ -135,7 +156,34 @@ def _carries_gradient(model: ir.Model, ref: ir.NodeRef) -> bool:
     return isinstance(layer, ir.DenseLayer) or any(_carries_gradient(model, s) for s in layer.sources)
 
 
-def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_copies: int) -> LayerPlan:
+def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int) -> LshPlan:
+    """BOLT's DWTA configuration for a layer of `units` neurons at `sparsity` reading `in_dim` values."""
+    hashes = min(8, max(2, round(math.log2(128 / sparsity) / 3)))
+    key_range = 2 ** (3 * hashes)
+    tables = max(1, round(sparsity * key_range))
+    bins = hashes * tables
+    return LshPlan(
+        family="dwta", hashes=hashes, tables=tables, range=key_range,
+        bucket_cap=4 * max(units // key_range, 1), active=min(units, max(1, math.ceil(sparsity * units))),
+        bins=bins, permutations=math.ceil(bins * 8 / in_dim), threads=threads, rebuild_first=50,
+        rebuild_growth=1.25, table_bytes=4 * tables * (units + key_range + 1),
+        origin="formula (BOLT's autotuner; rebuild schedule decaying as SLIDE proposes)",
+    )
+
+
+def _sparse_reason(model: ir.Model, layer: ir.DenseLayer) -> str:
+    """Why a layer that asked for sparsity runs dense, or an empty string when it can run LSH-sparse."""
+    if layer.index != model.loss.output:
+        return "only an output layer runs LSH-sparse so far"
+    if model.loss.kind is not ir.LossKind.CROSS_ENTROPY:
+        return "LSH-sparse outputs support cross_entropy (softmax) only so far"
+    if layer.source.is_input:
+        return "an LSH-sparse layer hashes a layer's activations; put a hidden layer before it"
+    return ""
+
+
+def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_copies: int,
+             threads: int) -> LayerPlan:
     source = layer.source
     reads_input = source.is_input
     needs_input_gradient = _carries_gradient(model, source)
@@ -145,10 +193,33 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
         requested, origin = auto_sparsity(layer.units), "auto"
     else:
         requested, origin = layer.sparsity.fraction, "spec" if layer.sparsity.fraction is not None else "none"
-    note = ""
+    note, lsh = "", None
     if requested is not None:
-        note = (f"runs dense: sparsity {requested:g} was asked for ({origin}), but LSH-sampled kernels are not "
-                "built yet, so every neuron is computed")
+        reason = _sparse_reason(model, layer)
+        if reason:
+            note = f"runs dense: sparsity {requested:g} was asked for ({origin}), but {reason}"
+        else:
+            lsh = lsh_plan(layer.units, layer.in_dim, requested, threads)
+            note = (f"LSH-sparse: {lsh.active} of {layer.units} neurons per sample (sparsity {requested:g}, "
+                    f"{origin}); DWTA K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
+                    f"{lsh.bucket_cap}, {lsh.permutations} permutations, tables {lsh.table_bytes / 2**20:.1f} MiB; "
+                    f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g} [{lsh.origin}]")
+    if lsh is not None:
+        active_matmul = 2 * layer.in_dim * lsh.active
+        return LayerPlan(
+            index=layer.index, name=layer.name, op="fc", spec_line=layer.span.line, in_dim=layer.in_dim,
+            out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
+            sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
+            needs_input_gradient=needs_input_gradient, kernel="sparse",
+            kernel_note=("LSH-sparse output: DWTA keys of the input, capped CSR buckets, labels first, topped up to a "
+                         "fixed active count; only touched neuron rows updated (lazy Adam)"),
+            weight_layout="output-major [out][in]", column_tile=min(layer.units, COLUMN_TILE),
+            input_tile=min(layer.in_dim, COLUMN_TILE), transposed_backward=False, sparsity_requested=requested,
+            sparsity_origin=origin, sparsity_note=note, lsh=lsh, parameters=parameters,
+            parameter_bytes=parameters * real_bytes, optimizer_bytes=parameters * real_bytes * optimizer_copies,
+            flops_forward=active_matmul + lsh.bins * 8,
+            flops_backward=active_matmul * (2 if needs_input_gradient else 1),
+        )
     if reads_input and model.inputs[source.index].kind is ir.InputKind.SPARSE:
         kernel, kernel_note = "gather", ("sparse input: each present feature adds its weight row (accumulated in "
                                   "registers); only the rows of features in the batch are updated (lazy)")
@@ -163,7 +234,7 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
         weight_layout="input-major [in][out]", column_tile=min(layer.units, COLUMN_TILE),
         input_tile=min(layer.in_dim, COLUMN_TILE),
         transposed_backward=needs_input_gradient and layer.units < TRANSPOSED_BACKWARD_BELOW, sparsity_requested=requested, sparsity_origin=origin,
-        sparsity_note=note, parameters=parameters, parameter_bytes=parameters * real_bytes,
+        sparsity_note=note, lsh=None, parameters=parameters, parameter_bytes=parameters * real_bytes,
         optimizer_bytes=parameters * real_bytes * optimizer_copies,
         flops_forward=matmul + (layer.units if layer.bias else 0),
         flops_backward=matmul * (2 if needs_input_gradient else 1) + (layer.units if layer.bias else 0),
@@ -182,7 +253,7 @@ def _concat_plan(model: ir.Model, layer: ir.ConcatLayer) -> LayerPlan:
         needs_input_gradient=any(_carries_gradient(model, ir.NodeRef(s.is_input, s.index)) for s in sources),
         kernel="copy",
         kernel_note="copy sources side by side", weight_layout="none", column_tile=0, input_tile=0,
-        transposed_backward=False, sparsity_requested=None, sparsity_origin="none", sparsity_note="",
+        transposed_backward=False, sparsity_requested=None, sparsity_origin="none", sparsity_note="", lsh=None,
         parameters=0, parameter_bytes=0, optimizer_bytes=0, flops_forward=0, flops_backward=0,
     )
 
@@ -192,12 +263,12 @@ def plan(model: ir.Model, machine: Machine, real_type: str = "float") -> Plan:
         raise ValueError(f"real_type must be float or double, not {real_type!r}")
     real_bytes = 4 if real_type == "float" else 8
     optimizer_copies = 2 if model.optimizer.kind is ir.OptimizerKind.ADAM else 0
+    threads, threads_origin = _threads(model.train, machine)
     layers = tuple(
-        _fc_plan(model, layer, real_bytes, optimizer_copies) if isinstance(layer, ir.DenseLayer)
+        _fc_plan(model, layer, real_bytes, optimizer_copies, threads) if isinstance(layer, ir.DenseLayer)
         else _concat_plan(model, layer)
         for layer in model.layers
     )
-    threads, threads_origin = _threads(model.train, machine)
     optimizer = model.optimizer
     return Plan(
         model_name=model.name, spec_path=model.path, spec_source=model.source, real_type=real_type,

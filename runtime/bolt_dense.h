@@ -184,6 +184,18 @@ static BOLT_ALWAYS_INLINE void bolt_xtdz(int32_t mi, int32_t rows, int32_t K, in
         bolt_xtdz_tile(mi, 1, width % BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
 }
 
+/* x . y over n values, in vectors. */
+static BOLT_ALWAYS_INLINE real_t bolt_dot(int32_t n, const real_t *restrict x, const real_t *restrict y)
+{
+    bolt_vec acc = (bolt_vec){0};
+    const int32_t full = n / BOLT_LANES * BOLT_LANES;
+    for (int32_t j = 0; j < full; j += BOLT_LANES)
+        acc += bolt_load(x + j) * bolt_load(y + j);
+    if (n % BOLT_LANES)
+        acc += bolt_load_part(x + full, n % BOLT_LANES) * bolt_load_part(y + full, n % BOLT_LANES);
+    return bolt_hsum(acc);
+}
+
 /* The coefficient of entry e: a float value from data, a real_t from the model, or 1 when neither is given. */
 static BOLT_ALWAYS_INLINE real_t bolt_coef(const float *coef_f, const real_t *coef_r, int64_t e)
 {

@@ -6,14 +6,19 @@
 #ifndef BOLT_OMP_H
 #define BOLT_OMP_H
 
+#include <stdint.h>
+
 #define BOLT_PRAGMA(text) _Pragma(#text)
 
 #ifdef _OPENMP
+#include <omp.h>
 #define BOLT_OMP(...) BOLT_PRAGMA(omp __VA_ARGS__)
 #define BOLT_SIMD BOLT_PRAGMA(omp simd)
+static inline int32_t bolt_thread_num(void) { return (int32_t)omp_get_thread_num(); }
 #else
 #define BOLT_OMP(...)
 #define BOLT_SIMD
+static inline int32_t bolt_thread_num(void) { return 0; }
 #endif
 
 #endif /* BOLT_OMP_H */

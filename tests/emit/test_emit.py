@@ -40,6 +40,9 @@ VARIANTS = {
     "sgd-float": SPEC.replace("OPT", "sgd(learning_rate=0.1)"),
     "softmax-dense": "model f {\n input p: dense[784]\n target l: classes[10]\n h = dense(p, 256, activation=relu)\n"
                      " s = dense(h, 10, activation=softmax)\n loss cross_entropy(s, l)\n}\n",
+    "lsh-sparse-output": "model x {\n input p: sparse[300]\n target l: multilabel[1000]\n"
+                         " h = dense(p, 33, activation=relu)\n s = dense(h, 1000, activation=softmax, sparsity=0.05)\n"
+                         " loss cross_entropy(s, l)\n}\n",
 }
 
 
@@ -70,7 +73,7 @@ def test_generated_c_compiles_cleanly(tmp_path, variant, openmp, real_type):
         symbols = subprocess.run(["nm", "-g", "--defined-only", str(tmp_path / "m.o")], capture_output=True,
                                  text=True).stdout.split()
         exported = sorted(s for s in symbols if re.fullmatch(r"[A-Za-z_]\w*", s) and s.startswith("bolt"))
-        assert exported == ["bolt_infer_batch", "bolt_train_batch"]
+        assert exported == ["bolt_infer_batch", "bolt_rebuild", "bolt_train_batch"]
 
 
 HOSTILE = ["int", "main", "__attribute__", "bolt_train_batch", "SLOT_L0_WEIGHTS", "größe", "x" * 10000, "_Pragma"]

@@ -61,13 +61,28 @@ def test_auto_sparsity_follows_bolts_size_table(units, fraction):
     assert auto_sparsity(units) == fraction
 
 
-def test_sparse_request_runs_dense_and_says_so():
-    p = plan_of(FASHION.replace("activation=softmax)", "activation=softmax, sparsity=auto)")
-                .replace("classes[10]", "classes[1000]").replace("(hidden, 10,", "(hidden, 1000,"))
+def test_sparse_output_gets_bolts_lsh_configuration():
+    p = plan_of(FASHION.replace("activation=softmax)", "activation=softmax, sparsity=0.005)")
+                .replace("classes[10]", "classes[670091]").replace("(hidden, 10,", "(hidden, 670091,"))
     scores = p.layers[1]
-    assert scores.sparsity_requested == 0.1 and scores.sparsity_origin == "auto"
-    assert scores.sparsity_note.startswith("runs dense: sparsity 0.1 was asked for (auto)")
-    assert scores.column_tile == 512
+    assert scores.kernel == "sparse" and scores.weight_layout == "output-major [out][in]"
+    lsh = scores.lsh
+    # the worked example of BOLT-NOTES.md: N = 670,091, s = 0.005 -> K = 5, range 2^15, L = 164, reservoir 80
+    assert (lsh.hashes, lsh.range, lsh.tables, lsh.bucket_cap) == (5, 2**15, 164, 80)
+    assert lsh.active == 3351 and lsh.bins == 820 and lsh.permutations == 26  # ceil(820 * 8 / 256)
+    assert lsh.table_bytes == 4 * 164 * (670091 + 2**15 + 1)
+    assert scores.flops_forward == 2 * 256 * 3351 + 820 * 8
+    assert scores.sparsity_note.startswith("LSH-sparse: 3351 of 670091 neurons per sample (sparsity 0.005, spec)")
+
+
+def test_sparsity_where_lsh_does_not_apply_runs_dense_and_says_so():
+    p = plan_of(FASHION.replace("activation=relu)", "activation=relu, sparsity=auto)")
+                .replace("dense(pixels, 256,", "dense(pixels, 1000,"))
+    hidden = p.layers[0]
+    assert hidden.lsh is None and hidden.kernel == "blocked"
+    assert hidden.sparsity_requested == 0.1 and hidden.sparsity_origin == "auto"
+    assert hidden.sparsity_note == ("runs dense: sparsity 0.1 was asked for (auto), but only an output layer runs "
+                                    "LSH-sparse so far")
 
 
 def test_plan_json_round_trips():

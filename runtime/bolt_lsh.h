@@ -1,0 +1,170 @@
+/* boltc runtime: locality-sensitive hashing for sparse layers.
+ *
+ * DWTA (densified winner-take-all): a bin is 8 coordinates of the vector; its hash is the position of the largest
+ * of them (3 bits). K bin hashes concatenate into a key of one of L tables. Bins whose 8 values are all zero (common
+ * for ReLU activations) borrow the hash of the next non-empty bin, so sparse vectors still get full keys.
+ *
+ * Tables are compact CSR buckets: for table t, the neurons with key k are ids[t][offsets[t][k] .. offsets[t][k+1]),
+ * placed in a per-rebuild shuffled order, so reading only the first `cap` ids of a crowded bucket samples it
+ * fairly. Memory is L x (N + range + 1) integers, never L x range x capacity.
+ */
+#ifndef BOLT_LSH_H
+#define BOLT_LSH_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define BOLT_DWTA_BIN 8 /* coordinates per bin: a bin hash is 3 bits */
+
+/* The position of the largest of a bin's coordinates (lowest on ties), or -1 when they are all zero. */
+static inline int32_t bolt_dwta_bin(const real_t *restrict x, const int32_t *restrict coords)
+{
+    int32_t best = 0, nonzero = 0;
+    for (int32_t c = 0; c < BOLT_DWTA_BIN; ++c) {
+        nonzero |= x[coords[c]] != 0;
+        if (x[coords[c]] > x[coords[best]])
+            best = c;
+    }
+    return nonzero ? best : -1;
+}
+
+/* keys[t] for t < tables: the DWTA key of x in each table. bins is scratch for tables * hashes ints. */
+static inline void bolt_dwta_keys(int32_t tables, int32_t hashes, const real_t *restrict x,
+                                  const int32_t *restrict coords, int32_t *restrict bins, int32_t *restrict keys)
+{
+    const int32_t n_bins = tables * hashes;
+    for (int32_t i = 0; i < n_bins; ++i)
+        bins[i] = bolt_dwta_bin(x, coords + (size_t)i * BOLT_DWTA_BIN);
+    for (int32_t i = 0; i < n_bins; ++i) {
+        if (bins[i] >= 0)
+            continue;
+        int32_t donor = 0; /* densification: the next non-empty bin, cyclically; 0 when every bin is empty */
+        for (int32_t step = 1; step < n_bins; ++step) {
+            const int32_t h = bins[(i + step) % n_bins];
+            if (h >= 0) {
+                donor = h & 7;
+                break;
+            }
+        }
+        bins[i] = donor | 8; /* marked as borrowed so later empty bins do not borrow from it */
+    }
+    for (int32_t t = 0; t < tables; ++t) {
+        int32_t key = 0;
+        for (int32_t k = 0; k < hashes; ++k)
+            key |= (bins[t * hashes + k] & 7) << (3 * k);
+        keys[t] = key;
+    }
+}
+
+/* Rebuild step 1: the key of every neuron row in every table, written into ids[t][n] (sorted in step 2). */
+static inline void bolt_lsh_hash_rows(int32_t first, int32_t count, int32_t n, int32_t dim, int32_t tables,
+                                      int32_t hashes, const real_t *restrict weights, const int32_t *restrict coords,
+                                      int32_t *restrict ids)
+{
+    int32_t bins[tables * hashes], keys[tables];
+    for (int32_t row = first; row < first + count; ++row) {
+        bolt_dwta_keys(tables, hashes, weights + (size_t)row * dim, coords, bins, keys);
+        for (int32_t t = 0; t < tables; ++t)
+            ids[(size_t)t * n + row] = keys[t];
+    }
+}
+
+/* Rebuild step 2 for table t: counting sort of its neurons by key. keys is scratch [n], cursor scratch [range];
+ * neurons are placed in the order of `order` (a permutation of 0..n-1) so capped buckets sample fairly. */
+static inline void bolt_lsh_sort_table(int32_t n, int32_t range, int32_t *restrict ids, int32_t *restrict offsets,
+                                       const int32_t *restrict order, int32_t *restrict keys,
+                                       int32_t *restrict cursor)
+{
+    memcpy(keys, ids, (size_t)n * sizeof(int32_t));
+    memset(offsets, 0, (size_t)(range + 1) * sizeof(int32_t));
+    for (int32_t i = 0; i < n; ++i)
+        offsets[keys[i] + 1] += 1;
+    for (int32_t k = 0; k < range; ++k)
+        offsets[k + 1] += offsets[k];
+    memcpy(cursor, offsets, (size_t)range * sizeof(int32_t));
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t neuron = order[i];
+        ids[cursor[keys[neuron]]++] = neuron;
+    }
+}
+
+/* The active set of one sample: its labels first (training), then the union of the probed buckets (at most `cap`
+ * ids from each), then neurons taken in `order` from a place derived from the keys, until exactly `active` ids are
+ * chosen (a crowded union is truncated; labels are kept). stamp[n] == mark means neuron n is already chosen. */
+static inline void bolt_lsh_select(int32_t active, int32_t n, int32_t tables, int32_t range, int32_t cap,
+                                   const int32_t *restrict keys, const int32_t *restrict offsets,
+                                   const int32_t *restrict ids, const int32_t *restrict order,
+                                   const int32_t *restrict labels, int64_t n_labels, int32_t *restrict stamp,
+                                   int32_t mark, int32_t *restrict chosen)
+{
+    int32_t count = 0;
+    for (int64_t p = 0; p < n_labels && count < active; ++p) {
+        const int32_t label = labels[p];
+        if (stamp[label] != mark) {
+            stamp[label] = mark;
+            chosen[count++] = label;
+        }
+    }
+    for (int32_t t = 0; t < tables && count < active; ++t) {
+        const int32_t *table_offsets = offsets + (size_t)t * (range + 1);
+        const int32_t begin = table_offsets[keys[t]], end = table_offsets[keys[t] + 1];
+        const int32_t stop = end - begin > cap ? begin + cap : end;
+        for (int32_t p = begin; p < stop && count < active; ++p) {
+            const int32_t neuron = ids[(size_t)t * n + p];
+            if (stamp[neuron] != mark) {
+                stamp[neuron] = mark;
+                chosen[count++] = neuron;
+            }
+        }
+    }
+    int64_t at = ((uint32_t)keys[0] * 2654435761u) % (uint32_t)n;
+    while (count < active) {
+        const int32_t neuron = order[at];
+        at = at + 1 == n ? 0 : at + 1;
+        if (stamp[neuron] != mark) {
+            stamp[neuron] = mark;
+            chosen[count++] = neuron;
+        }
+    }
+}
+
+/* Group the entries of a [rows][row_length] matrix of neuron ids by neuron, for weight updates that one thread per
+ * neuron can apply without races: groups lists the distinct neurons in first-seen order; entries of group g are
+ * starts[g] .. starts[g+1]-1 of entry_rows (the batch row of each) and entry_coefs (its coefficient). slot [n]
+ * must be all zero on entry and is all zero again on return. Returns the number of groups. */
+static inline int32_t bolt_group_entries(int32_t rows, int32_t row_length, const int32_t *restrict neuron,
+                                         const real_t *restrict coef, int32_t *restrict slot,
+                                         int32_t *restrict groups, int32_t *restrict starts,
+                                         int32_t *restrict entry_rows, real_t *restrict entry_coefs)
+{
+    const int32_t n_entries = rows * row_length;
+    int32_t n_groups = 0;
+    for (int32_t e = 0; e < n_entries; ++e) {
+        const int32_t id = neuron[e];
+        if (slot[id] == 0) {
+            groups[n_groups] = id;
+            starts[n_groups] = 0;
+            slot[id] = ++n_groups; /* 1-based so that 0 means absent */
+        }
+        starts[slot[id] - 1] += 1;
+    }
+    int32_t offset = 0;
+    for (int32_t g = 0; g < n_groups; ++g) {
+        const int32_t count = starts[g];
+        starts[g] = offset;
+        offset += count;
+    }
+    for (int32_t e = 0; e < n_entries; ++e) {
+        const int32_t at = starts[slot[neuron[e]] - 1]++;
+        entry_rows[at] = e / row_length;
+        entry_coefs[at] = coef[e];
+    }
+    for (int32_t g = n_groups; g > 0; --g)
+        starts[g] = starts[g - 1];
+    starts[0] = 0;
+    for (int32_t g = 0; g < n_groups; ++g)
+        slot[groups[g]] = 0;
+    return n_groups;
+}
+
+#endif /* BOLT_LSH_H */
