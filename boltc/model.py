@@ -266,10 +266,8 @@ class Model:
         history = History()
         try:
             for _ in range(epochs):
-                # the shuffle depends only on the seed and the epoch's number, so training in several fit()
-                # calls, or resuming a saved model, sees the same order as one long call
-                rng = np.random.default_rng([plan.seed, self.epochs_trained])
-                record = self._epoch(feed, rng, batch_size, progress)
+                record = self._epoch(feed, self.epoch_order(self.epochs_trained, dataset.n_rows), batch_size,
+                                     progress)
                 self.epochs_trained += 1
                 if validation_set is not None:
                     record.validation = self.evaluate(validation_set, progress=False)
@@ -278,11 +276,15 @@ class Model:
             pass
         return history
 
-    def _epoch(self, feed: _Feed, rng: np.random.Generator, batch_size: int, progress: bool | None) -> EpochRecord:
+    def epoch_order(self, epoch: int, n_rows: int) -> np.ndarray:
+        """The order in which epoch `epoch` (0-based) visits the rows. It depends only on the seed and the epoch's
+        number, so training in several fit() calls, or resuming a saved model, sees the same order as one call."""
+        return np.random.default_rng([self.plan.seed, epoch]).permutation(n_rows)
+
+    def _epoch(self, feed: _Feed, order: np.ndarray, batch_size: int, progress: bool | None) -> EpochRecord:
         lib, plan, step = self.library.lib, self.plan, self._step_struct
         step.learning_rate, step.beta1, step.beta2, step.eps = self.learning_rate, plan.beta1, plan.beta2, plan.eps
         n_rows = feed.dataset.n_rows
-        order = rng.permutation(n_rows)
         bar = Progress(f"epoch {self.epochs_trained + 1}", n_rows, enabled=progress)
         loss_total, started = 0.0, time.perf_counter()
         for batch_number, start in enumerate(range(0, n_rows, batch_size)):

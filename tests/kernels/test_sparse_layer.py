@@ -1,0 +1,194 @@
+"""LSH-sparse output layers against independent truth: the dense reference when every neuron is active, numpy
+recomputations on the active sets the kernels chose, a numpy DWTA for the tables, and retrieval statistics."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import boltc
+from boltc.data import from_arrays
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import reference  # noqa: E402
+
+RTOL, ATOL = 2e-4, 2e-5
+
+
+def spec_text(inputs: int, hidden: int, outputs: int, sparsity: float, batch: int = 16, extra: str = "",
+              activation: str = "relu") -> str:
+    return (f"model s {{\n    input x: dense[{inputs}]\n    target y: multilabel[{outputs}]\n"
+            f"    h = dense(x, {hidden}, activation={activation})\n"
+            f"    o = dense(h, {outputs}, activation=softmax, sparsity={sparsity})\n"
+            f"    loss cross_entropy(o, y)\n{extra}    train {{ batch_size = {batch}, seed = 4 }}\n}}\n")
+
+
+def make_data(rows: int, inputs: int, outputs: int, seed: int, max_labels: int = 3):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, inputs)).astype(np.float32)
+    labels = [sorted(set(rng.integers(0, outputs, size=rng.integers(1, max_labels + 1)).tolist()))
+              for _ in range(rows)]
+    return x, labels
+
+
+def as_reference_params(model) -> dict[str, np.ndarray]:
+    """Parameters in the reference's layout: the sparse layer stores its weights output-major."""
+    params = {k: v.astype(np.float64).copy() for k, v in model.parameters().items()}
+    for layer in model.plan.layers:
+        if layer.lsh is not None:
+            params[f"l{layer.index}.weights"] = params[f"l{layer.index}.weights"].T.copy()
+    return params
+
+
+def test_with_every_neuron_active_the_sparse_path_is_the_dense_layer(write_spec):
+    model = boltc.load(write_spec(spec_text(9, 17, 7, 0.99)))  # ceil(0.99 * 7) = 7: all active
+    assert model.plan.output.lsh.active == 7
+    x, labels = make_data(16, 9, 7, seed=1)
+    values, _ = reference.forward(model.plan, as_reference_params(model), [x.astype(np.float64)])
+    for sparse in (False, True):
+        ids, scores = model.predict(x, top_k=7, sparse=sparse)
+        full = np.zeros((16, 7))
+        np.put_along_axis(full, ids.astype(np.int64), scores, axis=1)
+        np.testing.assert_allclose(full, values[model.plan.output_layer], rtol=RTOL, atol=ATOL)
+    # one training step: labels first then the rest, so the loss and gradient are the full softmax's
+    state = {b.name: model.arrays[b.name].astype(np.float64).copy() for b in model.buffers
+             if b.kind in ("parameter", "optimizer")}
+    params = as_reference_params(model)
+    grads = reference.gradients(model.plan, params, [x.astype(np.float64)], labels)
+    grads["l1.weights"] = grads["l1.weights"].T  # back to the kernels' layout
+    expected = reference.adam_step(model.plan, state, grads, {}, step=1, learning_rate=model.plan.learning_rate)
+    model.fit((x, labels), epochs=1)
+    for key, value in expected.items():
+        np.testing.assert_allclose(model.arrays[key], value, rtol=RTOL, atol=ATOL, err_msg=key)
+
+
+def test_active_sets_hold_the_labels_and_exactly_the_planned_count(write_spec):
+    model = boltc.load(write_spec(spec_text(12, 16, 400, 0.05, batch=32)))
+    active_count = model.plan.output.lsh.active
+    assert active_count == 20
+    x, labels = make_data(32, 12, 400, seed=2, max_labels=5)
+    model.fit((x, labels), epochs=1)
+    active = model.arrays["l1.active"]
+    order = model.epoch_order(0, 32)  # batch row b is data row order[b]
+    for row, data_row in enumerate(order):
+        row_labels = labels[data_row]
+        chosen = active[row].tolist()
+        assert len(set(chosen)) == active_count and all(0 <= c < 400 for c in chosen)
+        assert chosen[: len(row_labels)] == row_labels  # labels first, in order
+
+
+def test_same_seed_same_active_sets(write_spec):
+    spec = write_spec(spec_text(12, 16, 400, 0.05, batch=32))
+    x, labels = make_data(32, 12, 400, seed=3)
+    runs = []
+    for _ in range(2):
+        model = boltc.load(spec)
+        model.threads = 1
+        model.fit((x, labels), epochs=2)
+        runs.append(model.arrays["l1.active"].copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def numpy_dwta_keys(vectors: np.ndarray, coords: np.ndarray, tables: int, hashes: int) -> np.ndarray:
+    """keys[t, n] of each row of `vectors`, computed independently of the C code."""
+    bins = coords.reshape(tables * hashes, 8)
+    values = vectors[:, bins]  # [n, bins, 8]
+    hashes_of = values.argmax(axis=2)
+    empty = ~(values != 0).any(axis=2)
+    n_bins = tables * hashes
+    for n, i in zip(*np.nonzero(empty)):
+        donor = 0
+        for step in range(1, n_bins):
+            j = (i + step) % n_bins
+            if not empty[n, j]:
+                donor = hashes_of[n, j]
+                break
+        hashes_of[n, i] = donor
+    shifts = 3 * np.arange(hashes)
+    per_table = hashes_of.reshape(len(vectors), tables, hashes)
+    return (per_table << shifts).sum(axis=2).T
+
+
+def test_rebuild_puts_every_neuron_once_in_each_table_under_its_key(write_spec):
+    model = boltc.load(write_spec(spec_text(10, 24, 300, 0.1)))
+    lsh = model.plan.output.lsh
+    ids, offsets = model.arrays["l1.table_ids"], model.arrays["l1.table_offsets"]
+    keys = numpy_dwta_keys(model.arrays["l1.weights"].astype(np.float64), model.arrays["l1.lsh_coords"],
+                           lsh.tables, lsh.hashes)
+    for t in range(lsh.tables):
+        assert sorted(ids[t].tolist()) == list(range(300))
+        assert offsets[t, 0] == 0 and offsets[t, -1] == 300 and np.all(np.diff(offsets[t]) >= 0)
+        for key in np.unique(keys[t]):
+            bucket = ids[t, offsets[t, key]:offsets[t, key + 1]]
+            assert sorted(bucket.tolist()) == sorted(np.flatnonzero(keys[t] == key).tolist())
+
+
+def test_neurons_closer_to_the_query_are_retrieved_more_often(write_spec):
+    """A linear hidden layer set to the identity makes the hashed vector the input itself."""
+    dim, outputs = 32, 2000
+    model = boltc.load(write_spec(spec_text(dim, dim, outputs, 0.05, batch=64, activation="linear")))
+    model.arrays["l0.weights"][...] = np.eye(dim)
+    model.arrays["l0.bias"][...] = 0
+    rng = np.random.default_rng(5)
+    model.arrays["l1.weights"][...] = rng.normal(size=(outputs, dim))
+    model.rebuild()
+    queries = rng.normal(size=(64, dim)).astype(np.float32)
+    model.predict(queries, top_k=1, sparse=True)
+    active = model.arrays["l1.active"]
+    similarity = queries @ model.arrays["l1.weights"].T  # [64, outputs]
+    retrieved = np.zeros_like(similarity, dtype=bool)
+    np.put_along_axis(retrieved, active.astype(np.int64), True, axis=1)
+    ranks = np.argsort(np.argsort(-similarity, axis=1), axis=1)  # 0 = most similar
+    rate = [retrieved[(ranks >= lo) & (ranks < lo + 200)].mean() for lo in range(0, outputs, 200)]
+    assert rate[0] > 3 * rate[-1]  # the top tenth is retrieved far more often than the bottom tenth
+    assert rate[0] > rate[4] > rate[-1] or rate[0] > 2 * rate[4]
+
+
+def test_sparse_gradient_matches_numpy_on_the_chosen_active_sets(write_spec):
+    """SGD at learning rate 1 in double precision: each parameter moves by minus its gradient; the gradient is
+    recomputed in numpy over the active sets the kernels chose (softmax over the active neurons only)."""
+    text = spec_text(6, 5, 60, 0.2, batch=8, extra="    optimizer sgd(learning_rate=1)\n", activation="tanh")
+    model = boltc.load(write_spec(text), real_type="double")
+    x, labels = make_data(8, 6, 60, seed=6)
+    before = {k: v.copy() for k, v in model.parameters().items()}
+    model.fit((x, labels), epochs=1)
+    active = model.arrays["l1.active"].astype(np.int64)
+    order = model.epoch_order(0, 8)  # batch row b is data row order[b]
+    x, labels = x[order], [labels[i] for i in order]
+    w0, b0, w1, b1 = before["l0.weights"], before["l0.bias"], before["l1.weights"], before["l1.bias"]
+    h = np.tanh(x.astype(np.float64) @ w0 + b0)
+    z = np.einsum("bi,bai->ba", h, w1[active]) + b1[active]
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    target = np.zeros_like(p)
+    for row, row_labels in enumerate(labels):
+        target[row, : len(row_labels)] = 1.0 / len(row_labels)
+    dz = (p - target) / len(labels)
+    grad_w1, grad_b1 = np.zeros_like(w1), np.zeros_like(b1)
+    np.add.at(grad_w1, active, dz[:, :, None] * h[:, None, :])
+    np.add.at(grad_b1, active, dz)
+    dh = np.einsum("ba,bai->bi", dz, w1[active]) * (1 - h * h)
+    expected = {"l1.weights": grad_w1, "l1.bias": grad_b1, "l0.weights": x.astype(np.float64).T @ dh,
+                "l0.bias": dh.sum(axis=0)}
+    for key, grad in expected.items():
+        np.testing.assert_allclose(before[key] - model.arrays[key], grad, rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+def test_save_and_load_keep_hash_functions_and_rebuild_tables(write_spec, tmp_path):
+    model = boltc.load(write_spec(spec_text(12, 16, 400, 0.05, batch=32)))
+    x, labels = make_data(64, 12, 400, seed=7)
+    model.fit((x, labels), epochs=2)
+    path = tmp_path / "m.boltm"
+    model.save(path)
+    restored = boltc.load_model(path)
+    for key in ("l1.lsh_coords", "l1.lsh_order", "l1.weights"):
+        np.testing.assert_array_equal(restored.arrays[key], model.arrays[key])
+    model.rebuild()  # both now hold tables built from the same weights and functions
+    np.testing.assert_array_equal(restored.arrays["l1.table_ids"], model.arrays["l1.table_ids"])
+    for sparse in (False, True):
+        np.testing.assert_array_equal(restored.predict(x, top_k=3, sparse=sparse)[0],
+                                      model.predict(x, top_k=3, sparse=sparse)[0])
