@@ -162,7 +162,7 @@ def cmd_evaluate(args) -> int:
     model = load_model(args.model)
     dataset = model.prepare_data(args.data, labelled=True)
     wanted = tuple(args.metrics.split(",")) if args.metrics else None
-    results = model.evaluate(dataset, wanted)
+    results = model.evaluate(dataset, wanted, sparse=args.sparse)
     if args.json:
         _print_json({"metrics": results, "eval_seconds": model.last_eval_seconds,
                      "samples_per_second": dataset.n_rows / model.last_eval_seconds if model.last_eval_seconds
@@ -177,7 +177,7 @@ def cmd_predict(args) -> int:
     from boltc.pipeline import load_model
 
     model = load_model(args.model)
-    ids, scores = model.predict(args.data, top_k=args.top_k)
+    ids, scores = model.predict(args.data, top_k=args.top_k, sparse=args.sparse)
     out = sys.stdout
     for row_ids, row_scores in zip(ids.tolist(), scores.tolist()):
         out.write(" ".join(f"{i}:{s:.6g}" for i, s in zip(row_ids, row_scores)) + "\n")
@@ -222,6 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--data", required=True, metavar="FILE")
     p.add_argument("--metrics", help="comma-separated, e.g. accuracy,precision@5 (default: the spec's)")
+    p.add_argument("--sparse", action="store_true", help="score only the LSH-selected neurons of sparse layers")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_evaluate)
 
@@ -229,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--data", required=True, metavar="FILE")
     p.add_argument("--top-k", type=_positive, default=1)
+    p.add_argument("--sparse", action="store_true", help="score only the LSH-selected neurons of sparse layers")
     p.set_defaults(run=cmd_predict)
 
     p = commands.add_parser("demo", help="compile, train and evaluate the bundled example in under a minute")

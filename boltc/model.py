@@ -156,7 +156,8 @@ class Model:
         rng = np.random.default_rng([seed, 1 + self.step])
         for layer in self.sparse_layers:
             coords = np.concatenate([rng.permutation(layer.in_dim) for _ in range(layer.lsh.permutations)])
-            self.arrays[f"l{layer.index}.lsh_coords"][...] = coords[: layer.lsh.bins * 8]
+            # bin i holds coordinates 8i .. 8i+7; stored coordinate-major for the vectorised hash
+            self.arrays[f"l{layer.index}.lsh_coords"][...] = coords[: layer.lsh.bins * 8].reshape(-1, 8).T.ravel()
             self.arrays[f"l{layer.index}.lsh_order"][...] = rng.permutation(layer.out_dim)
         self.rebuild()
 

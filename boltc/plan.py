@@ -55,6 +55,7 @@ class LshPlan:
     rebuild_first: int  # batches before the first rebuild of the tables
     rebuild_growth: float  # each period between rebuilds is this much longer than the last
     table_bytes: int
+    hash_chunk: int  # rows hashed per step of a rebuild (their keys must fit a thread's scratch)
     origin: str
 
 
@@ -167,6 +168,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int) -> LshPlan:
         bucket_cap=4 * max(units // key_range, 1), active=min(units, max(1, math.ceil(sparsity * units))),
         bins=bins, permutations=math.ceil(bins * 8 / in_dim), threads=threads, rebuild_first=50,
         rebuild_growth=1.25, table_bytes=4 * tables * (units + key_range + 1),
+        hash_chunk=max(1, min(1024, (units + key_range) // tables)),
         origin="formula (BOLT's autotuner; rebuild schedule decaying as SLIDE proposes)",
     )
 

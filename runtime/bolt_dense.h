@@ -184,6 +184,20 @@ static BOLT_ALWAYS_INLINE void bolt_xtdz(int32_t mi, int32_t rows, int32_t K, in
         bolt_xtdz_tile(mi, 1, width % BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
 }
 
+#define BOLT_PREFETCH_ROWS 4 /* gathered rows fetched this far ahead */
+
+/* Ask for a row that will be read soon, one cache line at a time. */
+static inline void bolt_prefetch_row(const real_t *row, int32_t n)
+{
+#if defined(__GNUC__)
+    for (int32_t j = 0; j < n; j += 64 / (int32_t)sizeof(real_t))
+        __builtin_prefetch(row + j);
+#else
+    (void)row;
+    (void)n;
+#endif
+}
+
 /* x . y over n values, in vectors. */
 static BOLT_ALWAYS_INLINE real_t bolt_dot(int32_t n, const real_t *restrict x, const real_t *restrict y)
 {

@@ -16,16 +16,27 @@
 
 #define BOLT_DWTA_BIN 8 /* coordinates per bin: a bin hash is 3 bits */
 
-/* The position of the largest of a bin's coordinates (lowest on ties), or -1 when they are all zero. */
-static inline int32_t bolt_dwta_bin(const real_t *restrict x, const int32_t *restrict coords)
+/* bins[i] for i < n_bins: the position of the largest of bin i's 8 coordinates (lowest on ties), or -1 when they
+ * are all zero. coords is coordinate-major (coords[c * n_bins + i] is the c-th coordinate of bin i) and the
+ * comparisons form a branch-free tournament, so the compiler turns the loop into vector gathers and blends. */
+static inline void bolt_dwta_bins(int32_t n_bins, const real_t *restrict x, const int32_t *restrict coords,
+                                  int32_t *restrict bins)
 {
-    int32_t best = 0, nonzero = 0;
-    for (int32_t c = 0; c < BOLT_DWTA_BIN; ++c) {
-        nonzero |= x[coords[c]] != 0;
-        if (x[coords[c]] > x[coords[best]])
-            best = c;
+    const int32_t *c0 = coords, *c1 = c0 + n_bins, *c2 = c1 + n_bins, *c3 = c2 + n_bins;
+    const int32_t *c4 = c3 + n_bins, *c5 = c4 + n_bins, *c6 = c5 + n_bins, *c7 = c6 + n_bins;
+    for (int32_t i = 0; i < n_bins; ++i) {
+        const real_t v0 = x[c0[i]], v1 = x[c1[i]], v2 = x[c2[i]], v3 = x[c3[i]];
+        const real_t v4 = x[c4[i]], v5 = x[c5[i]], v6 = x[c6[i]], v7 = x[c7[i]];
+        const real_t m01 = v1 > v0 ? v1 : v0, m23 = v3 > v2 ? v3 : v2;
+        const real_t m45 = v5 > v4 ? v5 : v4, m67 = v7 > v6 ? v7 : v6;
+        const int32_t i01 = v1 > v0 ? 1 : 0, i23 = v3 > v2 ? 3 : 2, i45 = v5 > v4 ? 5 : 4, i67 = v7 > v6 ? 7 : 6;
+        const real_t m03 = m23 > m01 ? m23 : m01, m47 = m67 > m45 ? m67 : m45;
+        const int32_t i03 = m23 > m01 ? i23 : i01, i47 = m67 > m45 ? i67 : i45;
+        const int32_t best = m47 > m03 ? i47 : i03;
+        const int nonzero = (v0 != 0) | (v1 != 0) | (v2 != 0) | (v3 != 0) | (v4 != 0) | (v5 != 0) | (v6 != 0) |
+                            (v7 != 0);
+        bins[i] = nonzero ? best : -1;
     }
-    return nonzero ? best : -1;
 }
 
 /* keys[t] for t < tables: the DWTA key of x in each table. bins is scratch for tables * hashes ints. */
@@ -33,8 +44,7 @@ static inline void bolt_dwta_keys(int32_t tables, int32_t hashes, const real_t *
                                   const int32_t *restrict coords, int32_t *restrict bins, int32_t *restrict keys)
 {
     const int32_t n_bins = tables * hashes;
-    for (int32_t i = 0; i < n_bins; ++i)
-        bins[i] = bolt_dwta_bin(x, coords + (size_t)i * BOLT_DWTA_BIN);
+    bolt_dwta_bins(n_bins, x, coords, bins);
     for (int32_t i = 0; i < n_bins; ++i) {
         if (bins[i] >= 0)
             continue;
@@ -56,17 +66,19 @@ static inline void bolt_dwta_keys(int32_t tables, int32_t hashes, const real_t *
     }
 }
 
-/* Rebuild step 1: the key of every neuron row in every table, written into ids[t][n] (sorted in step 2). */
+/* Rebuild step 1: the key of every neuron row in every table, written into ids[t][n] (sorted in step 2). The keys
+ * of a chunk of rows are gathered row-major in `keys` (scratch for count * tables ints) and written out table by
+ * table, so the writes into ids are sequential runs rather than one scattered store per table and row. */
 static inline void bolt_lsh_hash_rows(int32_t first, int32_t count, int32_t n, int32_t dim, int32_t tables,
                                       int32_t hashes, const real_t *restrict weights, const int32_t *restrict coords,
-                                      int32_t *restrict ids)
+                                      int32_t *restrict keys, int32_t *restrict ids)
 {
-    int32_t bins[tables * hashes], keys[tables];
-    for (int32_t row = first; row < first + count; ++row) {
-        bolt_dwta_keys(tables, hashes, weights + (size_t)row * dim, coords, bins, keys);
-        for (int32_t t = 0; t < tables; ++t)
-            ids[(size_t)t * n + row] = keys[t];
-    }
+    int32_t bins[tables * hashes];
+    for (int32_t r = 0; r < count; ++r)
+        bolt_dwta_keys(tables, hashes, weights + (size_t)(first + r) * dim, coords, bins, keys + (size_t)r * tables);
+    for (int32_t t = 0; t < tables; ++t)
+        for (int32_t r = 0; r < count; ++r)
+            ids[(size_t)t * n + first + r] = keys[(size_t)r * tables + t];
 }
 
 /* Rebuild step 2 for table t: counting sort of its neurons by key. keys is scratch [n], cursor scratch [range];

@@ -95,7 +95,7 @@ def test_same_seed_same_active_sets(write_spec):
 
 def numpy_dwta_keys(vectors: np.ndarray, coords: np.ndarray, tables: int, hashes: int) -> np.ndarray:
     """keys[t, n] of each row of `vectors`, computed independently of the C code."""
-    bins = coords.reshape(tables * hashes, 8)
+    bins = coords.reshape(8, tables * hashes).T  # stored coordinate-major
     values = vectors[:, bins]  # [n, bins, 8]
     hashes_of = values.argmax(axis=2)
     empty = ~(values != 0).any(axis=2)
