@@ -230,6 +230,9 @@ static BOLT_ALWAYS_INLINE void bolt_gather_add(int64_t count, const int32_t *res
         for (int32_t v = 0; v < BOLT_GATHER_BLOCK; ++v)
             acc[v] = bolt_load(y + (v0 + v) * BOLT_LANES);
         for (int64_t e = 0; e < count; ++e) {
+            if (e + BOLT_PREFETCH_ROWS < count) /* gathered rows are scattered: fetch a few ahead */
+                bolt_prefetch_row(M + (size_t)row[e + BOLT_PREFETCH_ROWS] * ldm + v0 * BOLT_LANES,
+                                  BOLT_GATHER_BLOCK * BOLT_LANES);
             const real_t a = bolt_coef(coef_f, coef_r, e);
             const real_t *source = M + (size_t)row[e] * ldm + v0 * BOLT_LANES;
             for (int32_t v = 0; v < BOLT_GATHER_BLOCK; ++v)
