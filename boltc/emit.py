@@ -180,6 +180,7 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_sort_scratch=add(layer, "sort_scratch", (lsh.threads, n + lsh.range), "scratch", "int32"),
         slot_stamps=add(layer, "stamps", (lsh.threads, n), "scratch", "int32"),
         slot_marks=add(layer, "marks", (lsh.threads,), "scratch", "int32"),
+        slot_candidates=add(layer, "candidates", (lsh.threads, lsh.tables * lsh.bucket_cap), "scratch", "int32"),
         slot_active=add(layer, "active", (batch, lsh.active), "scratch", "int32"),
         slot_act=add(layer, "act", (batch, lsh.active), "scratch"),
         slot_grad=add(layer, "grad", (batch, lsh.active), "scratch"),

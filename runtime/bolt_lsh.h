@@ -100,41 +100,73 @@ static inline void bolt_lsh_sort_table(int32_t n, int32_t range, int32_t *restri
     }
 }
 
-/* The active set of one sample: its labels first (training), then the union of the probed buckets (at most `cap`
- * ids from each), then neurons taken in `order` from a place derived from the keys, until exactly `active` ids are
- * chosen (a crowded union is truncated; labels are kept). stamp[n] == mark means neuron n is already chosen. */
+#define BOLT_LSH_MARK_LIMIT (1 << 23) /* marks live in the high bits of a stamp, vote counts in the low 8 */
+
+/* The active set of one sample, exactly `active` distinct ids: its labels first (training); then the neurons the
+ * probed buckets return (at most `cap` ids from each bucket), ranked by how many tables returned them when there are
+ * more than fit, since a neuron found in more tables collides with the query more often and so is more similar;
+ * then neurons taken in `order` from a place derived from the keys, if the buckets returned too few.
+ * stamp[n] >> 8 == mark means neuron n was already met for this sample; its low 8 bits count its votes.
+ * candidates is scratch for tables * cap ids. */
 static inline void bolt_lsh_select(int32_t active, int32_t n, int32_t tables, int32_t range, int32_t cap,
                                    const int32_t *restrict keys, const int32_t *restrict offsets,
                                    const int32_t *restrict ids, const int32_t *restrict order,
                                    const int32_t *restrict labels, int64_t n_labels, int32_t *restrict stamp,
-                                   int32_t mark, int32_t *restrict chosen)
+                                   int32_t mark, int32_t *restrict candidates, int32_t *restrict chosen)
 {
-    int32_t count = 0;
+    const int32_t seen = mark << 8, taken = seen | 255;
+    int32_t count = 0, n_candidates = 0;
     for (int64_t p = 0; p < n_labels && count < active; ++p) {
         const int32_t label = labels[p];
-        if (stamp[label] != mark) {
-            stamp[label] = mark;
+        if (stamp[label] != taken) {
+            stamp[label] = taken;
             chosen[count++] = label;
         }
     }
-    for (int32_t t = 0; t < tables && count < active; ++t) {
+    for (int32_t t = 0; t < tables; ++t) {
         const int32_t *table_offsets = offsets + (size_t)t * (range + 1);
         const int32_t begin = table_offsets[keys[t]], end = table_offsets[keys[t] + 1];
         const int32_t stop = end - begin > cap ? begin + cap : end;
-        for (int32_t p = begin; p < stop && count < active; ++p) {
+        for (int32_t p = begin; p < stop; ++p) {
             const int32_t neuron = ids[(size_t)t * n + p];
-            if (stamp[neuron] != mark) {
-                stamp[neuron] = mark;
-                chosen[count++] = neuron;
+            const int32_t s = stamp[neuron];
+            if ((s & ~255) != seen) {
+                stamp[neuron] = seen | 1;
+                candidates[n_candidates++] = neuron;
+            } else if ((s & 255) < 254) {
+                stamp[neuron] = s + 1;
             }
         }
+    }
+    int32_t threshold = 0; /* candidates with more votes than this are all taken */
+    if (count + n_candidates > active) {
+        int32_t histogram[256] = {0};
+        for (int32_t c = 0; c < n_candidates; ++c)
+            histogram[stamp[candidates[c]] & 255] += 1;
+        int32_t room = active - count, above = 0;
+        for (threshold = 254; threshold > 0 && above + histogram[threshold] < room; --threshold)
+            above += histogram[threshold];
+        /* those above the threshold all fit; the rest of the room goes to ties at the threshold, in bucket order */
+        int32_t ties = room - above;
+        for (int32_t c = 0; c < n_candidates; ++c) {
+            const int32_t votes = stamp[candidates[c]] & 255;
+            if (votes > threshold || (votes == threshold && ties-- > 0)) {
+                stamp[candidates[c]] = taken;
+                chosen[count++] = candidates[c];
+            }
+        }
+        return;
+    }
+    for (int32_t c = 0; c < n_candidates; ++c) {
+        stamp[candidates[c]] = taken;
+        chosen[count++] = candidates[c];
     }
     int64_t at = ((uint32_t)keys[0] * 2654435761u) % (uint32_t)n;
     while (count < active) {
         const int32_t neuron = order[at];
         at = at + 1 == n ? 0 : at + 1;
-        if (stamp[neuron] != mark) {
-            stamp[neuron] = mark;
+        if ((stamp[neuron] & ~255) != seen) {
+            stamp[neuron] = taken;
             chosen[count++] = neuron;
         }
     }
