@@ -319,7 +319,7 @@ class Model:
         if sparse and not self.sparse_layers:
             raise UsageError(f"model '{plan.model_name}' has no LSH-sparse layer: sparse inference needs an output "
                              "layer with sparsity")
-        most = plan.output.lsh.active if sparse else plan.output.out_dim
+        most = plan.output.lsh.inference_active if sparse else plan.output.out_dim
         if not 1 <= top_k <= most:
             raise UsageError(f"top_k must be between 1 and {most}" + (" (the active neurons per sample)" if sparse
                                                                       else "") + f", got {top_k}")

@@ -19,6 +19,9 @@ COLUMN_TILE = 512
 # Below this many outputs a layer's input gradient goes through a transposed copy of its weights: dot products
 # along so few outputs would leave most SIMD lanes idle, rows of the transpose are as wide as the input.
 TRANSPOSED_BACKWARD_BELOW = 64
+# Sparse inference scores this many times the training active count: still a small fraction of the layer, and the
+# true top neurons that hashing ranks just below the training cut-off are found.
+INFERENCE_WIDENING = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,8 @@ class LshPlan:
     tables: int  # L
     range: int  # keys per table: 2^(3K)
     bucket_cap: int  # ids read from one bucket at most (BOLT's reservoir size)
-    active: int  # neurons computed per sample: ceil(sparsity * N)
+    active: int  # neurons computed per sample in training: ceil(sparsity * N)
+    inference_active: int  # neurons scored per sample in sparse inference (a wider net: it only reads weights)
     bins: int  # K * L bins of 8 input coordinates
     permutations: int  # random permutations of the input coordinates the bins are cut from
     threads: int  # per-thread scratch is sized for this many threads
@@ -166,6 +170,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int) -> LshPlan:
     return LshPlan(
         family="dwta", hashes=hashes, tables=tables, range=key_range,
         bucket_cap=4 * max(units // key_range, 1), active=min(units, max(1, math.ceil(sparsity * units))),
+        inference_active=min(units, INFERENCE_WIDENING * max(1, math.ceil(sparsity * units))),
         bins=bins, permutations=math.ceil(bins * 8 / in_dim), threads=threads, rebuild_first=50,
         rebuild_growth=1.25, table_bytes=4 * tables * (units + key_range + 1),
         hash_chunk=max(1, min(1024, (units + key_range) // tables)),
