@@ -148,6 +148,7 @@ class Model:
                 array.fill(0)
         self.step = 0
         self.epochs_trained = 0
+        self._rebuild_period = 0.0
         self.reconstruct(seed)
 
     def reconstruct(self, seed: int) -> None:
@@ -159,14 +160,18 @@ class Model:
             # bin i holds coordinates 8i .. 8i+7; stored coordinate-major for the vectorised hash
             self.arrays[f"l{layer.index}.lsh_coords"][...] = coords[: layer.lsh.bins * 8].reshape(-1, 8).T.ravel()
             self.arrays[f"l{layer.index}.lsh_order"][...] = rng.permutation(layer.out_dim)
-        self.rebuild()
+        self._scheduled_rebuild()
 
     def rebuild(self) -> None:
-        """Re-hash every sparse layer's neurons with its current weights, and restart the rebuild schedule."""
-        if not self.sparse_layers:
-            return
-        with self._lock:
-            self.library.lib.bolt_rebuild(self._table, max(1, int(self.threads)))
+        """Re-hash every sparse layer's neurons with its current weights (fit() does this on its schedule and
+        once at its end, so that inference reads tables of the final weights)."""
+        if self.sparse_layers:
+            with self._lock:
+                self.library.lib.bolt_rebuild(self._table, max(1, int(self.threads)))
+
+    def _scheduled_rebuild(self) -> None:
+        """Rebuild, and lengthen the period to the next one (the tables matter less as training settles)."""
+        self.rebuild()
         lsh = self.sparse_layers[0].lsh
         self._rebuild_period = (self._rebuild_period * lsh.rebuild_growth) if self._rebuild_period else \
             float(lsh.rebuild_first)
@@ -275,6 +280,8 @@ class Model:
                 history.epochs.append(record)
         except KeyboardInterrupt:
             pass
+        if history.epochs and self._batches_to_rebuild != int(self._rebuild_period):
+            self.rebuild()  # tables of the final weights for inference; the schedule goes on where it was
         return history
 
     def epoch_order(self, epoch: int, n_rows: int) -> np.ndarray:
@@ -305,7 +312,7 @@ class Model:
             if self.sparse_layers:
                 self._batches_to_rebuild -= 1
                 if self._batches_to_rebuild <= 0:
-                    self.rebuild()
+                    self._scheduled_rebuild()
             bar.advance(len(rows), f"loss {loss_total / min(start + len(rows), n_rows):.4f}")
         seconds = time.perf_counter() - started
         bar.close()
@@ -408,4 +415,4 @@ class Model:
         self.epochs_trained = int(header.get("epochs_trained", 0))
         self.learning_rate = float(header.get("learning_rate", self.plan.learning_rate))
         self._rebuild_period = 0.0
-        self.rebuild()
+        self._scheduled_rebuild()
