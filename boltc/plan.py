@@ -210,7 +210,9 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
             note = (f"LSH-sparse: {lsh.active} of {layer.units} neurons per sample (sparsity {requested:g}, "
                     f"{origin}); DWTA K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
                     f"{lsh.bucket_cap}, {lsh.permutations} permutations, tables {lsh.table_bytes / 2**20:.1f} MiB; "
-                    f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g} [{lsh.origin}]")
+                    f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}; sparse "
+                    f"inference scores {lsh.inference_active}; forward FLOP/sample "
+                    f"{2 * layer.in_dim * lsh.active + lsh.bins * 8:,} vs {matmul:,} dense [{lsh.origin}]")
     if lsh is not None:
         active_matmul = 2 * layer.in_dim * lsh.active
         return LayerPlan(
