@@ -89,6 +89,7 @@ class _Feed:
                 slot.indices = self._pointer(ffi, "int32_t *", matrix.indices)
                 slot.values = self._pointer(ffi, "float *", matrix.values)
         self.row_ids = np.zeros(batch_size, dtype=np.int64)
+        self.threads = threads
         self.batch = ffi.new("bolt_batch *")
         self.batch.threads = threads
         self.batch.inputs = self.inputs
@@ -104,6 +105,8 @@ class _Feed:
     def select(self, rows: np.ndarray) -> None:
         self.row_ids[: len(rows)] = rows
         self.batch.rows = len(rows)
+        # most loops split rows over threads: more threads than rows would only wait at barriers
+        self.batch.threads = min(self.threads, len(rows))
 
 
 class Model:
