@@ -174,6 +174,8 @@ class Model:
 
     def _scheduled_rebuild(self) -> None:
         """Rebuild, and lengthen the period to the next one (the tables matter less as training settles)."""
+        if not self.sparse_layers:
+            return
         self.rebuild()
         lsh = self.sparse_layers[0].lsh
         self._rebuild_period = (self._rebuild_period * lsh.rebuild_growth) if self._rebuild_period else \
