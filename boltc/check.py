@@ -16,9 +16,12 @@ from boltc.diagnostics import Span, SpecError, SpecErrors, did_you_mean
 MAX_UNITS = 2**31 - 1
 MAX_BATCH = 65536
 DENSE_ARGS = ("input", "units")
-DENSE_OPTIONS = ("activation", "sparsity", "bias")
+DENSE_OPTIONS = ("activation", "sparsity", "bias", "sampling")
+SAMPLING_FAMILIES = ("dwta",)
+SAMPLING_PARAMS = ("hashes", "tables", "bucket_cap")
+SAMPLING_LIMITS = {"hashes": (1, 8), "tables": (1, 10000), "bucket_cap": (1, 1 << 20)}
 LAYER_KINDS = ("dense", "concat")
-TRAIN_SETTINGS = ("batch_size", "epochs", "seed", "threads")
+TRAIN_SETTINGS = ("batch_size", "epochs", "seed", "threads", "rebuild", "freeze_tables_after")
 OPTIMIZER_PARAMS = {
     ir.OptimizerKind.ADAM: ("learning_rate", "beta1", "beta2", "eps"),
     ir.OptimizerKind.SGD: ("learning_rate",),
@@ -264,9 +267,28 @@ class _Checker:
         bias = True
         if "bias" in args:
             bias = self.word(args["bias"].value, "bias", ("true", "false")) != "false"
+        sampling = None
+        if "sampling" in args:
+            sampling = self.sampling_of(args["sampling"], sparsity)
         if source is None or units is None or len(self.problems) > reported:
             return None  # a half-understood layer would only cause follow-on errors
-        return ir.DenseLayer(-1, decl.name.text, source, dim_of(source), units, activation, sparsity, bias, decl.span)
+        return ir.DenseLayer(-1, decl.name.text, source, dim_of(source), units, activation, sparsity, bias, decl.span,
+                             sampling)
+
+    def sampling_of(self, arg: syntax.Argument, sparsity: ir.Sparsity) -> ir.Sampling | None:
+        value = arg.value
+        if not isinstance(value, syntax.Call):
+            self.error(value.span, "sampling must be a hash family call, e.g. sampling=dwta(hashes=5, tables=164)")
+            return None
+        family = self.word(value.func, "the sampling family", SAMPLING_FAMILIES)
+        if family is None:
+            return None
+        if sparsity.fraction is None and not sparsity.auto:
+            self.error(arg.span, "sampling needs a sparse layer: add sparsity=<fraction> or sparsity=auto")
+            return None
+        settings = self.bind(value, (), SAMPLING_PARAMS)
+        chosen = {name: self.integer(given.value, name, *SAMPLING_LIMITS[name]) for name, given in settings.items()}
+        return ir.Sampling(family, chosen.get("hashes"), chosen.get("tables"), chosen.get("bucket_cap"))
 
     def sparsity_of(self, value: syntax.Value) -> ir.Sparsity:
         if isinstance(value, syntax.Name) and value.text == "auto":
@@ -413,7 +435,9 @@ class _Checker:
             return DEFAULT_TRAIN
         values = {"batch_size": DEFAULT_TRAIN.batch_size, "epochs": DEFAULT_TRAIN.epochs,
                   "seed": DEFAULT_TRAIN.seed, "threads": DEFAULT_TRAIN.threads}
-        limits = {"batch_size": (1, MAX_BATCH), "epochs": (1, None), "seed": (0, 2**63 - 1), "threads": (1, 4096)}
+        limits = {"batch_size": (1, MAX_BATCH), "epochs": (1, None), "seed": (0, 2**63 - 1), "threads": (1, 4096),
+                  "rebuild": (1, None), "freeze_tables_after": (0, None)}
+        keys = {"rebuild": "rebuild_every"}
         seen: set[str] = set()
         for setting in decl.settings:
             key = setting.keyword
@@ -426,11 +450,13 @@ class _Checker:
                 self.error(key.span, f"train setting '{key.text}' given twice")
                 continue
             seen.add(key.text)
-            if key.text == "threads" and isinstance(setting.value, syntax.Name) and setting.value.text == "auto":
+            if key.text in ("threads", "rebuild") and isinstance(setting.value, syntax.Name) \
+                    and setting.value.text == "auto":
                 continue
-            value = self.integer(setting.value, key.text, *limits[key.text])
+            what = "rebuild (batches between hash-table rebuilds, or auto)" if key.text == "rebuild" else key.text
+            value = self.integer(setting.value, what, *limits[key.text])
             if value is not None:
-                values[key.text] = value
+                values[keys.get(key.text, key.text)] = value
         return ir.TrainConfig(**values)
 
     def metrics_of(self, decl: syntax.MetricsDecl | None, target: ir.Target | None,

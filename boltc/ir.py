@@ -70,6 +70,16 @@ class Sparsity:
 
 
 @dataclass(frozen=True, slots=True)
+class Sampling:
+    """An explicit LSH configuration for a sparse layer; None fields are left to the plan."""
+
+    family: str  # dwta
+    hashes: int | None
+    tables: int | None
+    bucket_cap: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class DenseLayer:
     index: int
     name: str
@@ -80,6 +90,7 @@ class DenseLayer:
     sparsity: Sparsity
     bias: bool
     span: Span
+    sampling: Sampling | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,8 @@ class TrainConfig:
     epochs: int
     seed: int
     threads: int | None  # None: as many as the machine has
+    rebuild_every: int | None = None  # batches between hash-table rebuilds; None: the plan's decaying schedule
+    freeze_tables_after: int | None = None  # epochs after which tables are no longer rebuilt
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,6 +172,10 @@ class Model:
             with self._lock:
                 self.library.lib.bolt_rebuild(self._table, max(1, int(self.threads)))
 
+    def _tables_frozen(self) -> bool:
+        freeze = self.sparse_layers[0].lsh.freeze_after_epochs
+        return freeze is not None and self.epochs_trained >= freeze
+
     def _scheduled_rebuild(self) -> None:
         """Rebuild, and lengthen the period to the next one (the tables matter less as training settles)."""
         if not self.sparse_layers:
@@ -285,7 +289,8 @@ class Model:
                 history.epochs.append(record)
         except KeyboardInterrupt:
             pass
-        if history.epochs and self._batches_to_rebuild != int(self._rebuild_period):
+        if history.epochs and self.sparse_layers and not self._tables_frozen() \
+                and self._batches_to_rebuild != int(self._rebuild_period):
             self.rebuild()  # tables of the final weights for inference; the schedule goes on where it was
         return history
 
@@ -314,7 +319,7 @@ class Model:
             self._check(status)
             self.step += 1
             loss_total += batch_loss
-            if self.sparse_layers:
+            if self.sparse_layers and not self._tables_frozen():
                 self._batches_to_rebuild -= 1
                 if self._batches_to_rebuild <= 0:
                     self._scheduled_rebuild()

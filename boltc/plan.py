@@ -58,6 +58,7 @@ class LshPlan:
     threads: int  # per-thread scratch is sized for this many threads
     rebuild_first: int  # batches before the first rebuild of the tables
     rebuild_growth: float  # each period between rebuilds is this much longer than the last
+    freeze_after_epochs: int | None  # no rebuilds after this many epochs
     table_bytes: int
     hash_chunk: int  # rows hashed per step of a rebuild (their keys must fit a thread's scratch)
     origin: str
@@ -161,20 +162,31 @@ def _carries_gradient(model: ir.Model, ref: ir.NodeRef) -> bool:
     return isinstance(layer, ir.DenseLayer) or any(_carries_gradient(model, s) for s in layer.sources)
 
 
-def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int) -> LshPlan:
-    """BOLT's DWTA configuration for a layer of `units` neurons at `sparsity` reading `in_dim` values."""
-    hashes = min(8, max(2, round(math.log2(128 / sparsity) / 3)))
+def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: ir.Sampling | None = None,
+             train: ir.TrainConfig | None = None) -> LshPlan:
+    """BOLT's DWTA configuration for a layer of `units` neurons at `sparsity` reading `in_dim` values; values the
+    spec gives (sampling=dwta(...), train { rebuild = N }) replace the formulas'."""
+    given = sampling or ir.Sampling("dwta", None, None, None)
+    hashes = given.hashes or min(8, max(2, round(math.log2(128 / sparsity) / 3)))
     key_range = 2 ** (3 * hashes)
-    tables = max(1, round(sparsity * key_range))
+    tables = given.tables or max(1, round(sparsity * key_range))
     bins = hashes * tables
+    fixed_period = train is not None and train.rebuild_every is not None
+    from_spec = [name for name in ("hashes", "tables", "bucket_cap") if getattr(given, name) is not None]
+    from_spec += ["rebuild"] if fixed_period else []
+    origin = "formula (BOLT's autotuner; rebuild schedule decaying as SLIDE proposes)"
+    if from_spec:
+        origin = f"spec ({', '.join(from_spec)}), formula for the rest"
     return LshPlan(
         family="dwta", hashes=hashes, tables=tables, range=key_range,
-        bucket_cap=4 * max(units // key_range, 1), active=min(units, max(1, math.ceil(sparsity * units))),
+        bucket_cap=given.bucket_cap or 4 * max(units // key_range, 1),
+        active=min(units, max(1, math.ceil(sparsity * units))),
         inference_active=min(units, INFERENCE_WIDENING * max(1, math.ceil(sparsity * units))),
-        bins=bins, permutations=math.ceil(bins * 8 / in_dim), threads=threads, rebuild_first=50,
-        rebuild_growth=1.25, table_bytes=4 * tables * (units + key_range + 1),
-        hash_chunk=max(1, min(1024, (units + key_range) // tables)),
-        origin="formula (BOLT's autotuner; rebuild schedule decaying as SLIDE proposes)",
+        bins=bins, permutations=math.ceil(bins * 8 / in_dim), threads=threads,
+        rebuild_first=train.rebuild_every if fixed_period else 50, rebuild_growth=1.0 if fixed_period else 1.25,
+        freeze_after_epochs=train.freeze_tables_after if train is not None else None,
+        table_bytes=4 * tables * (units + key_range + 1),
+        hash_chunk=max(1, min(1024, (units + key_range) // tables)), origin=origin,
     )
 
 
@@ -206,11 +218,13 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
         if reason:
             note = f"runs dense: sparsity {requested:g} was asked for ({origin}), but {reason}"
         else:
-            lsh = lsh_plan(layer.units, layer.in_dim, requested, threads)
+            lsh = lsh_plan(layer.units, layer.in_dim, requested, threads, layer.sampling, model.train)
             note = (f"LSH-sparse: {lsh.active} of {layer.units} neurons per sample (sparsity {requested:g}, "
                     f"{origin}); DWTA K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
                     f"{lsh.bucket_cap}, {lsh.permutations} permutations, tables {lsh.table_bytes / 2**20:.1f} MiB; "
-                    f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}; sparse "
+                    f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}"
+                    + (f", frozen after {lsh.freeze_after_epochs} epochs" if lsh.freeze_after_epochs is not None
+                       else "") + "; sparse "
                     f"inference scores {lsh.inference_active}; forward FLOP/sample "
                     f"{2 * layer.in_dim * lsh.active + lsh.bins * 8:,} vs {matmul:,} dense [{lsh.origin}]")
     if lsh is not None:

@@ -330,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                 next_log = train_seconds + 10.0
             if next_eval is not None and train_seconds >= next_eval:
                 record_point(train_seconds, samples, "every")
-                next_eval = train_seconds + args.eval_every
+                while next_eval <= train_seconds:       # stay on multiples of --eval-every
+                    next_eval += args.eval_every
         if out_of_time:
             break
         epochs_done += 1

@@ -163,10 +163,24 @@ model m {
 """), [(6, 34, "learning_rate must be positive, got -1"),
        (6, 44, "beta2 must be in [0, 1), got 1"),
        (7, 26, "batch_size must be between 1 and 65536, got 0"),
-       (7, 29, "unknown train setting 'epocs'; expected batch_size, epochs, seed or threads"),
+       (7, 29, "unknown train setting 'epocs'; expected batch_size, epochs, seed, threads, rebuild or "
+               "freeze_tables_after"),
        (8, 13, "accuracy takes no @k"),
        (8, 25, "precision needs a cut-off, e.g. precision@1"),
        (8, 43, "the k of recall@k must be between 1 and 4, got 5")]),
+    ("sampling needs sparsity and a known family", with_body("""\
+    o = dense(x, 4, activation=softmax, sampling=dwta(hashes=3))
+    p = dense(x, 4, activation=softmax, sparsity=0.5, sampling=srp(bits=3))
+    q = dense(x, 4, activation=softmax, sparsity=0.5, sampling=dwta(hashes=9, tabels=2))
+    r = dense(x, 4, activation=softmax, sparsity=0.5, sampling=5)
+    loss cross_entropy(o, y)
+    train { rebuild = 0 }
+"""), [(4, 41, "sampling needs a sparse layer: add sparsity=<fraction> or sparsity=auto"),
+       (5, 64, "the sampling family must be dwta, got 'srp'"),
+       (6, 76, "hashes must be between 1 and 8, got 9"),
+       (6, 79, "dwta() has no parameter 'tabels'"),
+       (7, 64, "sampling must be a hash family call, e.g. sampling=dwta(hashes=5, tables=164)"),
+       (9, 23, "rebuild (batches between hash-table rebuilds, or auto) must be at least 1, got 0")]),
     ("missing target and loss", "model m {\n    input x: dense[3]\n    h = dense(x, 2)\n}\n",
      [(1, 7, "model has no target: declare one, e.g. 'target label: classes[10]'"),
       (1, 7, "model has no loss: add e.g. 'loss cross_entropy(scores, label)'")]),

@@ -202,3 +202,15 @@ def test_save_and_load_keep_hash_functions_and_rebuild_tables(write_spec, tmp_pa
     for sparse in (False, True):
         np.testing.assert_array_equal(restored.predict(x, top_k=3, sparse=sparse)[0],
                                       model.predict(x, top_k=3, sparse=sparse)[0])
+
+
+def test_tables_follow_the_rebuild_setting_and_freeze(write_spec):
+    x, labels = make_data(64, 12, 400, seed=8)
+    frozen = boltc.load(write_spec(spec_text(12, 16, 400, 0.05, batch=16).replace(
+        "seed = 4 }", "seed = 4, rebuild = 2, freeze_tables_after = 1 }")))
+    frozen.fit((x, labels), epochs=1)  # 4 batches: rebuilt after batches 2 and 4
+    tables = frozen.arrays["l1.table_ids"].copy()
+    frozen.fit((x, labels), epochs=1)  # past the freeze: the weights move, the tables do not
+    np.testing.assert_array_equal(frozen.arrays["l1.table_ids"], tables)
+    frozen.rebuild()
+    assert not np.array_equal(frozen.arrays["l1.table_ids"], tables)

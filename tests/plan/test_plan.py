@@ -75,6 +75,17 @@ def test_sparse_output_gets_bolts_lsh_configuration():
     assert scores.sparsity_note.startswith("LSH-sparse: 3351 of 670091 neurons per sample (sparsity 0.005, spec)")
 
 
+def test_spec_sampling_and_rebuild_settings_replace_the_formulas():
+    p = plan_of(FASHION.replace("activation=softmax)", "activation=softmax, sparsity=0.01, sampling=dwta(tables=7, "
+                                "bucket_cap=9))").replace("classes[10]", "classes[5000]")
+                .replace("(hidden, 10,", "(hidden, 5000,")
+                .replace("epochs = 5 }", "epochs = 5, rebuild = 30, freeze_tables_after = 1 }"))
+    lsh = p.layers[1].lsh
+    assert (lsh.hashes, lsh.tables, lsh.bucket_cap) == (5, 7, 9)  # K from the formula: round(log2(12800) / 3)
+    assert (lsh.rebuild_first, lsh.rebuild_growth, lsh.freeze_after_epochs) == (30, 1.0, 1)
+    assert lsh.origin == "spec (tables, bucket_cap, rebuild), formula for the rest"
+
+
 def test_sparsity_where_lsh_does_not_apply_runs_dense_and_says_so():
     p = plan_of(FASHION.replace("activation=relu)", "activation=relu, sparsity=auto)")
                 .replace("dense(pixels, 256,", "dense(pixels, 1000,"))
