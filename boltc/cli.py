@@ -78,6 +78,14 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
 def _train_report(model, history, compile_seconds: float, test_metrics: dict, metrics_on: str) -> dict:
     return {
         "model": model.plan.model_name,
@@ -91,6 +99,7 @@ def _train_report(model, history, compile_seconds: float, test_metrics: dict, me
         "epoch_metrics": [e.validation for e in history.epochs],
         "compile_seconds": compile_seconds,
         "threads": model.plan.threads,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -166,7 +175,7 @@ def cmd_evaluate(args) -> int:
     if args.json:
         _print_json({"metrics": results, "eval_seconds": model.last_eval_seconds,
                      "samples_per_second": dataset.n_rows / model.last_eval_seconds if model.last_eval_seconds
-                     else 0.0, "rows": dataset.n_rows})
+                     else 0.0, "rows": dataset.n_rows, "sparse": args.sparse, "peak_rss_mb": peak_rss_mb()})
     else:
         for name, value in results.items():
             print(f"{name}\t{value:.6f}")
