@@ -61,6 +61,7 @@ class LshPlan:
     freeze_after_epochs: int | None  # no rebuilds after this many epochs
     table_bytes: int
     hash_chunk: int  # rows hashed per step of a rebuild (their keys must fit a thread's scratch)
+    dense_chunk: int  # neurons scored per step of dense inference
     origin: str
 
 
@@ -186,7 +187,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         rebuild_first=train.rebuild_every if fixed_period else 50, rebuild_growth=1.0 if fixed_period else 1.25,
         freeze_after_epochs=train.freeze_tables_after if train is not None else None,
         table_bytes=4 * tables * (units + key_range + 1),
-        hash_chunk=max(1, min(1024, (units + key_range) // tables)), origin=origin,
+        hash_chunk=max(1, min(1024, (units + key_range) // tables)), dense_chunk=min(units, 1024), origin=origin,
     )
 
 

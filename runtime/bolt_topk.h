@@ -4,25 +4,33 @@
 
 #include <stdint.h>
 
-/* ids/scores hold k slots; the row has n >= k scores. Insertion into a sorted buffer: one comparison per score
- * that cannot enter, which is almost all of them once the buffer fills. */
-static inline void bolt_topk(int32_t n, int32_t k, const real_t *restrict row, int32_t *restrict ids,
-                             float *restrict scores)
+/* Offer n scores, of ids first_id .. first_id + n - 1, to a best-first buffer of k slots that holds *filled
+ * entries. Insertion into the sorted buffer: one comparison per score that cannot enter, which is almost all of
+ * them once the buffer fills; offering ids in increasing order keeps ties at the lower id. */
+static inline void bolt_topk_offer(int32_t n, int32_t first_id, int32_t k, const real_t *restrict row,
+                                   int32_t *restrict ids, float *restrict scores, int32_t *restrict filled)
 {
-    int32_t filled = 0;
     for (int32_t j = 0; j < n; ++j) {
         float s = (float)row[j];
-        if (filled == k && !(s > scores[k - 1]))
+        if (*filled == k && !(s > scores[k - 1]))
             continue;
-        int32_t at = filled < k ? filled++ : k - 1;
+        int32_t at = *filled < k ? (*filled)++ : k - 1;
         while (at > 0 && s > scores[at - 1]) {
             scores[at] = scores[at - 1];
             ids[at] = ids[at - 1];
             --at;
         }
         scores[at] = s;
-        ids[at] = j;
+        ids[at] = first_id + j;
     }
+}
+
+/* The k best of a row of n >= k scores. */
+static inline void bolt_topk(int32_t n, int32_t k, const real_t *restrict row, int32_t *restrict ids,
+                             float *restrict scores)
+{
+    int32_t filled = 0;
+    bolt_topk_offer(n, 0, k, row, ids, scores, &filled);
 }
 
 #endif /* BOLT_TOPK_H */
