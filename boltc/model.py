@@ -59,10 +59,11 @@ class EpochRecord:
 @dataclass
 class History:
     epochs: list[EpochRecord] = field(default_factory=list)
+    wall_seconds: float = 0.0  # the whole fit(), including the final table rebuild, excluding validation
 
     @property
     def train_seconds(self) -> float:
-        return sum(e.seconds for e in self.epochs)
+        return self.wall_seconds or sum(e.seconds for e in self.epochs)
 
     @property
     def samples_per_second(self) -> float:
@@ -279,19 +280,24 @@ class Model:
         validation_set = self.prepare_data(validation, labelled=True) if validation is not None else None
         feed = self._feed(dataset)
         history = History()
+        started = time.perf_counter()
+        validation_seconds = 0.0
         try:
             for _ in range(epochs):
                 record = self._epoch(feed, self.epoch_order(self.epochs_trained, dataset.n_rows), batch_size,
                                      progress)
                 self.epochs_trained += 1
                 if validation_set is not None:
+                    before = time.perf_counter()
                     record.validation = self.evaluate(validation_set, progress=False)
+                    validation_seconds += time.perf_counter() - before
                 history.epochs.append(record)
         except KeyboardInterrupt:
             pass
         if history.epochs and self.sparse_layers and not self._tables_frozen() \
                 and self._batches_to_rebuild != int(self._rebuild_period):
             self.rebuild()  # tables of the final weights for inference; the schedule goes on where it was
+        history.wall_seconds = time.perf_counter() - started - validation_seconds
         return history
 
     def epoch_order(self, epoch: int, n_rows: int) -> np.ndarray:
