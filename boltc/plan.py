@@ -21,7 +21,7 @@ COLUMN_TILE = 512
 TRANSPOSED_BACKWARD_BELOW = 64
 # Sparse inference scores this many times the training active count: still a small fraction of the layer, and the
 # true top neurons that hashing ranks just below the training cut-off are found.
-INFERENCE_WIDENING = 4
+INFERENCE_WIDENING = 2
 
 
 @dataclass(frozen=True, slots=True)
