@@ -77,42 +77,64 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def read_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+def read_header(path: str | Path) -> tuple[dict, int]:
+    """The header of a model file and where its arrays begin, reading only the header's bytes."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            head = handle.read(len(MAGIC) + 8)
+            if not head.startswith(MAGIC):
+                raise ModelFileError(str(path), "not a boltc model file (wrong magic bytes)")
+            if len(head) < len(MAGIC) + 8:
+                raise ModelFileError(str(path), "truncated model file")
+            (header_length,) = struct.unpack_from("<Q", head, len(MAGIC))
+            header_bytes = handle.read(header_length)
     except FileNotFoundError:
         raise ModelFileError(str(path), "no such model file") from None
     except OSError as exc:
         raise ModelFileError(str(path), f"cannot read ({exc.strerror})") from None
-    if not data.startswith(MAGIC):
-        raise ModelFileError(str(path), "not a boltc model file (wrong magic bytes)")
-    if len(data) < len(MAGIC) + 8:
-        raise ModelFileError(str(path), "truncated model file")
-    (header_length,) = struct.unpack_from("<Q", data, len(MAGIC))
-    start = len(MAGIC) + 8
-    if start + header_length > len(data):
+    if len(header_bytes) < header_length:
         raise ModelFileError(str(path), "truncated model file (header cut short)")
     try:
-        header = json.loads(data[start:start + header_length])
+        header = json.loads(header_bytes)
     except ValueError:
         raise ModelFileError(str(path), "corrupted model file (header is not valid JSON)") from None
-    version = header.get("format_version")
+    version = header.get("format_version") if isinstance(header, dict) else None
     if version != FORMAT_VERSION:
         raise ModelFileError(str(path), f"model file format {version} is not supported (this boltc reads "
                              f"format {FORMAT_VERSION})")
-    payload = memoryview(data)[start + header_length:]
+    return header, len(MAGIC) + 8 + header_length
+
+
+def read_arrays(path: str | Path, header: dict, payload_at: int,
+                destination: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a model file, checksum verified. An array whose name, shape and dtype match one in
+    `destination` is read straight into it (a large model is then never held twice in memory)."""
+    path = Path(path)
+    destination = destination or {}
     arrays, digest = {}, hashlib.sha256()
     try:
-        for entry in header["arrays"]:
-            begin, end = entry["offset"], entry["offset"] + entry["nbytes"]
-            if end > len(payload):
-                raise ModelFileError(str(path), f"truncated model file (array '{entry['name']}' is cut short)")
-            chunk = payload[begin:end]
-            digest.update(chunk)
-            arrays[entry["name"]] = np.frombuffer(chunk, dtype=np.dtype(entry["dtype"])).reshape(entry["shape"]).copy()
+        with open(path, "rb") as handle:
+            for entry in header["arrays"]:
+                dtype, shape = np.dtype(entry["dtype"]), tuple(entry["shape"])
+                target = destination.get(entry["name"])
+                if target is None or target.shape != shape or target.dtype != dtype.newbyteorder("="):
+                    target = np.empty(shape, dtype=dtype)
+                handle.seek(payload_at + entry["offset"])
+                view = memoryview(target.reshape(-1).view(np.uint8))
+                if target.nbytes != entry["nbytes"] or handle.readinto(view) != entry["nbytes"]:
+                    raise ModelFileError(str(path), f"truncated model file (array '{entry['name']}' is cut short)")
+                digest.update(view)
+                arrays[entry["name"]] = target
+    except OSError as exc:
+        raise ModelFileError(str(path), f"cannot read ({exc.strerror})") from None
     except (KeyError, TypeError, ValueError):
         raise ModelFileError(str(path), "corrupted model file (bad array table)") from None
     if digest.hexdigest() != header.get("sha256"):
         raise ModelFileError(str(path), "corrupted model file (checksum mismatch)")
-    return header, arrays
+    return arrays
+
+
+def read_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    header, payload_at = read_header(path)
+    return header, read_arrays(path, header, payload_at)

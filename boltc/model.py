@@ -412,8 +412,11 @@ class Model:
             "epochs_trained": self.epochs_trained,
             "learning_rate": self.learning_rate,
         }
-        saved = {s.name: self.arrays[s.name] for s in self.buffers if s.kind in SAVED_KINDS}
-        checkpoint.write_model_file(path, header, saved)
+        checkpoint.write_model_file(path, header, self.saved_arrays())
+
+    def saved_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays a model file holds: parameters, optimizer state and hash functions (tables are rebuilt)."""
+        return {s.name: self.arrays[s.name] for s in self.buffers if s.kind in SAVED_KINDS}
 
     def restore(self, path: str, header: dict, arrays: dict[str, np.ndarray]) -> None:
         """Fill this model from a model file's contents (its spec must have produced the same buffers)."""
@@ -426,7 +429,8 @@ class Model:
             if tuple(stored.shape) != spec.shape:
                 raise ModelFileError(path, f"array '{spec.name}' has shape {tuple(stored.shape)}, the spec needs "
                                      f"{spec.shape}")
-            self.arrays[spec.name][...] = stored
+            if stored is not self.arrays[spec.name]:  # not already read in place
+                self.arrays[spec.name][...] = stored
         self.step = int(header.get("step", 0))
         self.epochs_trained = int(header.get("epochs_trained", 0))
         self.learning_rate = float(header.get("learning_rate", self.plan.learning_rate))

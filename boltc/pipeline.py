@@ -50,12 +50,13 @@ def load(path: str | Path, *, real_type: str = "float") -> Model:
 
 def load_model(path: str | Path) -> Model:
     """Restore a model saved with ``Model.save``: its spec is stored inside and recompiled (or found cached)."""
-    header, arrays = checkpoint.read_model_file(path)
+    header, payload_at = checkpoint.read_header(path)
     try:
         spec_path, spec_source, real_type = header["spec_path"], header["spec_source"], header["real_type"]
     except KeyError as exc:
         raise ModelFileError(str(path), f"model file has no {exc.args[0]}") from None
     compiled = compile_spec(spec_path, source=spec_source, real_type=real_type)
     model = Model(compiled.plan, compiled.library, compiled.source.buffers)
+    arrays = checkpoint.read_arrays(path, header, payload_at, destination=model.saved_arrays())
     model.restore(str(path), header, arrays)
     return model
