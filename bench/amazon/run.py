@@ -26,10 +26,8 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -43,12 +41,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
 import generate  # noqa: E402  (sibling script)
+from common import find_boltc, machine_info, tail  # noqa: E402
 
 SPEC = REPO_ROOT / "specs" / "amazon670k.bolt"
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "amazon"
-TAIL_CHARS = 2000
 FALLBACK_BUDGET = 600.0
 
 # Used only when specs/amazon670k.bolt does not exist (yet).
@@ -67,51 +66,6 @@ model amazon670k {
     metrics   precision@1, precision@5
 }
 """
-
-
-def machine_info(threads: int) -> dict:
-    cpu_model = None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        nproc = os.cpu_count()
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            mem_kb = int(next(ln for ln in fh if ln.startswith("MemTotal")).split()[1])
-    except (OSError, StopIteration, ValueError):
-        mem_kb = None
-    return {
-        "cpu_model": cpu_model or platform.processor() or None,
-        "nproc": nproc,
-        "memory_gb": round(mem_kb / 2**20, 1) if mem_kb else None,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "threads": threads,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def find_boltc(explicit: str | None) -> list[str] | None:
-    """Command prefix for the boltc CLI: --boltc, else PATH, else next to this interpreter."""
-    if explicit:
-        return shlex.split(explicit)
-    beside = Path(sys.executable).parent / "boltc"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return [str(beside)]
-    found = shutil.which("boltc")
-    return [found] if found else None
-
-
-def _tail(text: str) -> str:
-    return text if len(text) <= TAIL_CHARS else "..." + text[-TAIL_CHARS:]
 
 
 def _rel(path: Path) -> str:
@@ -185,14 +139,14 @@ def run_step(name: str, cmd: list[str] | None, threads: int, out_dir: Path, time
 
     if state["killed"]:
         record["error"] = f"timed out after {timeout:.0f}s"
-        record["stderr_tail"] = _tail(stderr)
+        record["stderr_tail"] = tail(stderr)
         print(f"[{name}] failed: {record['error']}", flush=True)
         return record
     if proc.returncode != 0:
         last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "")
         record["error"] = f"exit status {proc.returncode}" + (f": {last}" if last else "")
-        record["stderr_tail"] = _tail(stderr)
-        print(f"[{name}] failed: exit status {proc.returncode}\n{_tail(stderr)}", flush=True)
+        record["stderr_tail"] = tail(stderr)
+        print(f"[{name}] failed: exit status {proc.returncode}\n{tail(stderr)}", flush=True)
         return record
     lines = [ln for ln in stdout.splitlines() if ln.strip()]
     try:
@@ -201,7 +155,7 @@ def run_step(name: str, cmd: list[str] | None, threads: int, out_dir: Path, time
         result = None
     if not isinstance(result, dict):
         record["error"] = "last stdout line is not a JSON object"
-        record["stdout_tail"] = _tail(stdout)
+        record["stdout_tail"] = tail(stdout)
         print(f"[{name}] failed: {record['error']}", flush=True)
         return record
     record["ok"] = True

@@ -34,7 +34,6 @@ import argparse
 import itertools
 import json
 import math
-import os
 import resource
 import sys
 import time
@@ -42,6 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import import_torch, log  # noqa: E402  (bench/common.py)
 
 HIDDEN = 128
 TOP_K = 5
@@ -201,17 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--eval-every must be > 0")
     max_epochs = args.max_epochs or (1 if args.time_budget is None else 1_000_000)
 
-    # Thread pools are sized when torch is imported: set the environment first.
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    os.environ["MKL_NUM_THREADS"] = str(args.threads)
-    import torch  # noqa: E402  (deliberately late)
+    torch = import_torch(args.threads, args.seed)
     import torch.nn.functional as F  # noqa: E402
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
     train = read_xc_text(args.train)

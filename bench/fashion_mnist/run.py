@@ -15,12 +15,9 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -29,54 +26,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
 import convert  # noqa: E402  (sibling script)
+from common import find_boltc, machine_info, tail  # noqa: E402
 
 SPEC = REPO_ROOT / "specs" / "fashion_mnist.bolt"
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "fashion_mnist"
-TAIL_CHARS = 2000
-
-
-def machine_info(threads: int) -> dict:
-    cpu_model = None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        nproc = os.cpu_count()
-    return {
-        "cpu_model": cpu_model or platform.processor() or None,
-        "nproc": nproc,
-        "cpu_count": os.cpu_count(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "threads": threads,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def find_boltc(explicit: str | None) -> list[str] | None:
-    """Command prefix for the boltc CLI: --boltc, else PATH, else next to this interpreter."""
-    if explicit:
-        return shlex.split(explicit)
-    found = shutil.which("boltc")
-    if found:
-        return [found]
-    beside = Path(sys.executable).parent / "boltc"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return [str(beside)]
-    return None
-
-
-def _tail(text: str) -> str:
-    return text if len(text) <= TAIL_CHARS else "..." + text[-TAIL_CHARS:]
 
 
 def run_system(name: str, cmd: list[str] | None, threads: int, out_dir: Path,
@@ -102,7 +58,7 @@ def run_system(name: str, cmd: list[str] | None, threads: int, out_dir: Path,
         return record
     except subprocess.TimeoutExpired as exc:
         record["error"] = f"timed out after {timeout}s"
-        record["stderr_tail"] = _tail(exc.stderr if isinstance(exc.stderr, str) else
+        record["stderr_tail"] = tail(exc.stderr if isinstance(exc.stderr, str) else
                                       (exc.stderr or b"").decode(errors="replace"))
         print(f"[{name}] failed: {record['error']}", flush=True)
         return record
@@ -118,8 +74,8 @@ def run_system(name: str, cmd: list[str] | None, threads: int, out_dir: Path,
     if proc.returncode != 0:
         last = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip()), "")
         record["error"] = f"exit status {proc.returncode}" + (f": {last}" if last else "")
-        record["stderr_tail"] = _tail(proc.stderr)
-        print(f"[{name}] failed: exit status {proc.returncode}\n{_tail(proc.stderr)}", flush=True)
+        record["stderr_tail"] = tail(proc.stderr)
+        print(f"[{name}] failed: exit status {proc.returncode}\n{tail(proc.stderr)}", flush=True)
         return record
 
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
@@ -129,7 +85,7 @@ def run_system(name: str, cmd: list[str] | None, threads: int, out_dir: Path,
         result = None
     if not isinstance(result, dict):
         record["error"] = "last stdout line is not a JSON object"
-        record["stdout_tail"] = _tail(proc.stdout)
+        record["stdout_tail"] = tail(proc.stdout)
         print(f"[{name}] failed: {record['error']}", flush=True)
         return record
     missing = [k for k in ("metrics", "train_seconds", "samples_per_second", "epochs") if k not in result]

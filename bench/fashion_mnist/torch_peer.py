@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import import_torch, log  # noqa: E402  (bench/common.py)
 
 HIDDEN = 256
 
@@ -91,16 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
         parser.error("--epochs, --batch-size and --threads must be >= 1")
 
-    # Thread pools are sized when torch is imported: set the environment first.
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    os.environ["MKL_NUM_THREADS"] = str(args.threads)
-    import torch  # noqa: E402  (deliberately late)
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
+    torch = import_torch(args.threads, args.seed)
 
     t0 = time.perf_counter()
     x_train_np, y_train_np, n_labels = read_xc_text(args.train)
