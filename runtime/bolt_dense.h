@@ -23,54 +23,57 @@
 #define BOLT_TILE_VECTORS 2
 #endif
 #define BOLT_DOT_BLOCK 4 /* rows x weight rows per tile in dX += dZ W^T: 4 x 4 accumulators */
-#define BOLT_GRAD_BLOCK 6 /* weight rows per tile of the weight gradient (6 x BOLT_TILE_VECTORS accumulators) */
+#define BOLT_GRAD_BLOCK BOLT_ROW_BLOCK /* weight rows per tile of the weight gradient: the same micro-kernel */
 #define BOLT_GATHER_BLOCK 8 /* vectors of one output row accumulated at once in the sparse kernels */
 
-/* Y[0..mr)[n0 .. n0 + (nv - 1) * LANES + tail) += X[0..mr)[0..K) W[0..K)[same columns].
- * nv vectors per row; the last one holds `tail` lanes (tail == BOLT_LANES for a full tile). */
-static BOLT_ALWAYS_INLINE void bolt_xw_tile(int32_t mr, int32_t nv, int32_t tail, int32_t K, int32_t N,
-                                            const real_t *restrict X, int32_t ldx, const real_t *restrict W,
-                                            real_t *restrict Y)
+/* The one register-blocked micro-kernel: C[m][columns] = (C[m][columns] if accumulate, else 0) + the sum over
+ * k < depth of A(m, k) * B[k][columns], for m < mr and nv vectors of columns, the last holding `tail` lanes (tail ==
+ * BOLT_LANES for a full tile). A(m, k) = A[m * a_row + k * a_step], so one kernel serves X W (rows of X) and the
+ * weight gradient X^T dZ (columns of X); B and C have row strides ldb and ldc. */
+static BOLT_ALWAYS_INLINE void bolt_tile(int32_t mr, int32_t nv, int32_t tail, int32_t depth, const real_t *restrict A,
+                                         int32_t a_row, int32_t a_step, const real_t *restrict B, int32_t ldb,
+                                         real_t *restrict C, int32_t ldc, int accumulate)
 {
     bolt_vec acc[BOLT_ROW_BLOCK][BOLT_TILE_VECTORS];
     for (int32_t m = 0; m < mr; ++m)
         for (int32_t v = 0; v < nv; ++v)
-            acc[m][v] = v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(Y + (size_t)m * N + v * BOLT_LANES, tail)
-                                                         : bolt_load(Y + (size_t)m * N + v * BOLT_LANES);
-    for (int32_t k = 0; k < K; ++k) {
-        bolt_vec w[BOLT_TILE_VECTORS];
+            acc[m][v] = !accumulate ? (bolt_vec){0}
+                        : v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(C + (size_t)m * ldc + v * BOLT_LANES, tail)
+                                                           : bolt_load(C + (size_t)m * ldc + v * BOLT_LANES);
+    for (int32_t k = 0; k < depth; ++k) {
+        bolt_vec b[BOLT_TILE_VECTORS];
         for (int32_t v = 0; v < nv; ++v)
-            w[v] = v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(W + (size_t)k * N + v * BOLT_LANES, tail)
-                                                    : bolt_load(W + (size_t)k * N + v * BOLT_LANES);
+            b[v] = v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(B + (size_t)k * ldb + v * BOLT_LANES, tail)
+                                                    : bolt_load(B + (size_t)k * ldb + v * BOLT_LANES);
         for (int32_t m = 0; m < mr; ++m) {
-            const real_t a = X[(size_t)m * ldx + k];
+            const real_t a = A[(size_t)m * a_row + (size_t)k * a_step];
             for (int32_t v = 0; v < nv; ++v)
-                acc[m][v] += a * w[v];
+                acc[m][v] += a * b[v];
         }
     }
     for (int32_t m = 0; m < mr; ++m)
         for (int32_t v = 0; v < nv; ++v) {
             if (v == nv - 1 && tail < BOLT_LANES)
-                bolt_store_part(Y + (size_t)m * N + v * BOLT_LANES, acc[m][v], tail);
+                bolt_store_part(C + (size_t)m * ldc + v * BOLT_LANES, acc[m][v], tail);
             else
-                bolt_store(Y + (size_t)m * N + v * BOLT_LANES, acc[m][v]);
+                bolt_store(C + (size_t)m * ldc + v * BOLT_LANES, acc[m][v]);
         }
 }
 
-/* The column tiles of mr rows over one chunk of `width` columns (W and Y already offset to its first column, row
- * stride N): groups of BOLT_TILE_VECTORS full vectors, then single full vectors, then the partial tail. */
-static BOLT_ALWAYS_INLINE void bolt_xw_row_block(int32_t mr, int32_t K, int32_t N, int32_t width,
-                                                 const real_t *restrict X, int32_t ldx, const real_t *restrict W,
-                                                 real_t *restrict Y)
+/* bolt_tile over `width` columns: groups of BOLT_TILE_VECTORS full vectors, then single full vectors, then the
+ * partial tail (width is a compile-time constant at every call, so each variant is specialised). */
+static BOLT_ALWAYS_INLINE void bolt_tile_columns(int32_t mr, int32_t width, int32_t depth, const real_t *restrict A,
+                                                 int32_t a_row, int32_t a_step, const real_t *restrict B,
+                                                 int32_t ldb, real_t *restrict C, int32_t ldc, int accumulate)
 {
     const int32_t group = BOLT_TILE_VECTORS * BOLT_LANES, groups_end = width / group * group;
     for (int32_t n0 = 0; n0 < groups_end; n0 += group)
-        bolt_xw_tile(mr, BOLT_TILE_VECTORS, BOLT_LANES, K, N, X, ldx, W + n0, Y + n0);
+        bolt_tile(mr, BOLT_TILE_VECTORS, BOLT_LANES, depth, A, a_row, a_step, B + n0, ldb, C + n0, ldc, accumulate);
     int32_t n0 = groups_end;
     for (; width - n0 >= BOLT_LANES; n0 += BOLT_LANES)
-        bolt_xw_tile(mr, 1, BOLT_LANES, K, N, X, ldx, W + n0, Y + n0);
+        bolt_tile(mr, 1, BOLT_LANES, depth, A, a_row, a_step, B + n0, ldb, C + n0, ldc, accumulate);
     if (width % BOLT_LANES)
-        bolt_xw_tile(mr, 1, width % BOLT_LANES, K, N, X, ldx, W + n0, Y + n0);
+        bolt_tile(mr, 1, width % BOLT_LANES, depth, A, a_row, a_step, B + n0, ldb, C + n0, ldc, accumulate);
 }
 
 /* Y[rows][chunk] += X[rows][K] W[K][chunk] for one chunk of `width` columns; X has row stride ldx, W and Y row
@@ -80,9 +83,9 @@ static BOLT_ALWAYS_INLINE void bolt_xw(int32_t rows, int32_t K, int32_t N, int32
 {
     int32_t r = 0;
     for (; r + BOLT_ROW_BLOCK <= rows; r += BOLT_ROW_BLOCK)
-        bolt_xw_row_block(BOLT_ROW_BLOCK, K, N, width, X + (size_t)r * ldx, ldx, W, Y + (size_t)r * N);
+        bolt_tile_columns(BOLT_ROW_BLOCK, width, K, X + (size_t)r * ldx, ldx, 1, W, N, Y + (size_t)r * N, N, 1);
     for (; r < rows; ++r)
-        bolt_xw_row_block(1, K, N, width, X + (size_t)r * ldx, ldx, W, Y + (size_t)r * N);
+        bolt_tile_columns(1, width, K, X + (size_t)r * ldx, ldx, 1, W, N, Y + (size_t)r * N, N, 1);
 }
 
 /* dX[0..mr)[i0 .. i0 + ni) += dZ[0..mr)[0..N) . W[i0 .. i0 + ni)[0..N): a tile of dot products. Used when N
@@ -138,50 +141,14 @@ static BOLT_ALWAYS_INLINE void bolt_dzwt(int32_t rows, int32_t K, int32_t N, con
         bolt_dzwt_row_block(1, K, N, dZ + (size_t)r * N, W, dX + (size_t)r * K);
 }
 
-/* G[0..mi)[0..width) = sum over rows r of X[r][m] * dZ[r][0..width): the weight gradient of mi consecutive input
- * rows over one chunk of columns (X and dZ already offset to the first input and column; row strides K and N),
- * summed in row order so results do not depend on the thread count. */
-static BOLT_ALWAYS_INLINE void bolt_xtdz_tile(int32_t mi, int32_t nv, int32_t tail, int32_t rows, int32_t K,
-                                              int32_t N, const real_t *restrict X, const real_t *restrict dZ,
-                                              real_t *restrict G, int32_t ldg)
-{
-    bolt_vec acc[BOLT_GRAD_BLOCK][BOLT_TILE_VECTORS];
-    for (int32_t m = 0; m < mi; ++m)
-        for (int32_t v = 0; v < nv; ++v)
-            acc[m][v] = (bolt_vec){0};
-    for (int32_t r = 0; r < rows; ++r) {
-        bolt_vec d[BOLT_TILE_VECTORS];
-        for (int32_t v = 0; v < nv; ++v)
-            d[v] = v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(dZ + (size_t)r * N + v * BOLT_LANES, tail)
-                                                    : bolt_load(dZ + (size_t)r * N + v * BOLT_LANES);
-        for (int32_t m = 0; m < mi; ++m) {
-            const real_t a = X[(size_t)r * K + m];
-            for (int32_t v = 0; v < nv; ++v)
-                acc[m][v] += a * d[v];
-        }
-    }
-    for (int32_t m = 0; m < mi; ++m)
-        for (int32_t v = 0; v < nv; ++v) {
-            if (v == nv - 1 && tail < BOLT_LANES)
-                bolt_store_part(G + (size_t)m * ldg + v * BOLT_LANES, acc[m][v], tail);
-            else
-                bolt_store(G + (size_t)m * ldg + v * BOLT_LANES, acc[m][v]);
-        }
-}
-
-/* G[mi][width] (row stride ldg) for mi consecutive inputs and one chunk of `width` columns, tile by tile. */
+/* G[0..mi)[0..width) = sum over rows r of X[r][m] * dZ[r][0..width): the weight gradient of mi consecutive inputs
+ * over one chunk of columns (X and dZ offset to the first input and column; row strides K and N; G row stride
+ * ldg), summed in row order so results do not depend on the thread count. */
 static BOLT_ALWAYS_INLINE void bolt_xtdz(int32_t mi, int32_t rows, int32_t K, int32_t N, int32_t width,
                                          const real_t *restrict X, const real_t *restrict dZ, real_t *restrict G,
                                          int32_t ldg)
 {
-    const int32_t group = BOLT_TILE_VECTORS * BOLT_LANES, groups_end = width / group * group;
-    for (int32_t n0 = 0; n0 < groups_end; n0 += group)
-        bolt_xtdz_tile(mi, BOLT_TILE_VECTORS, BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
-    int32_t n0 = groups_end;
-    for (; width - n0 >= BOLT_LANES; n0 += BOLT_LANES)
-        bolt_xtdz_tile(mi, 1, BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
-    if (width % BOLT_LANES)
-        bolt_xtdz_tile(mi, 1, width % BOLT_LANES, rows, K, N, X, dZ + n0, G + n0, ldg);
+    bolt_tile_columns(mi, width, rows, X, 1, K, dZ, N, G, ldg, 0);
 }
 
 #define BOLT_PREFETCH_ROWS 4 /* gathered rows fetched this far ahead */
