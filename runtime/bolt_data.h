@@ -368,6 +368,22 @@ typedef struct bolt_data_row {
     int64_t max_label_id;
 } bolt_data_row;
 
+/* Counts a valid feature entry of the row and, in the fill pass, stores it. */
+static inline int bolt_data_store_entry(bolt_data_reader *r, bolt_data_row *row, int64_t id, float value)
+{
+    if (r->filling) {
+        if (r->entry_pos >= r->entry_end)
+            return BOLT_DATA_CHANGED;
+        r->indices[r->entry_pos] = (int32_t)id;
+        r->values[r->entry_pos] = value;
+        ++r->entry_pos;
+    }
+    ++row->entries;
+    if (id > row->max_feature_id)
+        row->max_feature_id = id;
+    return BOLT_DATA_OK;
+}
+
 /* The message for an id that did not parse; kind is "feature" or "label", [token, token_end) the whole field. */
 static inline int bolt_data_fail_id(bolt_data_reader *r, const char *kind, int status, const char *token,
                                     const char *token_end, const char *p, const char *e)
@@ -464,17 +480,7 @@ static inline int bolt_data_parse_feature(bolt_data_reader *r, const char *token
             return bolt_data_fail(r, 1, "value '%s' of feature %lld is not a number", text.text, (long long)id);
         }
     }
-    if (r->filling) {
-        if (r->entry_pos >= r->entry_end)
-            return BOLT_DATA_CHANGED;
-        r->indices[r->entry_pos] = (int32_t)id;
-        r->values[r->entry_pos] = value;
-        ++r->entry_pos;
-    }
-    ++row->entries;
-    if (id > row->max_feature_id)
-        row->max_feature_id = id;
-    return BOLT_DATA_OK;
+    return bolt_data_store_entry(r, row, id, value);
 }
 
 /* The feature entry at token, in the line that ends at e; sets *next past it. Most entries are plain
@@ -493,18 +499,8 @@ static inline int bolt_data_read_feature(bolt_data_reader *r, const char *token,
         id != *previous && bolt_data_float_prefix(p + 1, e, &value, &stop) == BOLT_DATA_NUM_OK &&
         (stop == e || bolt_data_is_blank(*stop))) {
         *previous = id;
-        if (r->filling) {
-            if (r->entry_pos >= r->entry_end)
-                return BOLT_DATA_CHANGED;
-            r->indices[r->entry_pos] = (int32_t)id;
-            r->values[r->entry_pos] = value;
-            ++r->entry_pos;
-        }
-        ++row->entries;
-        if (id > row->max_feature_id)
-            row->max_feature_id = id;
         *next = stop;
-        return BOLT_DATA_OK;
+        return bolt_data_store_entry(r, row, id, value);
     }
     *next = bolt_data_token_end(token, e);
     return bolt_data_parse_feature(r, token, *next, previous, row);

@@ -12,21 +12,7 @@ from boltc.parse import parse, parse_file
 
 REPO = Path(__file__).resolve().parents[2]
 
-FASHION = """\
-# A 2-layer classifier for Fashion-MNIST.
-model fashion {
-    input  pixels: dense[784]
-    target label:  classes[10]
-
-    hidden = dense(pixels, 256, activation=relu)
-    scores = dense(hidden, 10, activation=softmax)
-
-    loss      cross_entropy(scores, label)
-    optimizer adam(learning_rate=0.001)
-    train     { batch_size = 256, epochs = 5 }
-    metrics   accuracy, precision@1
-}
-"""
+FASHION = (Path(__file__).resolve().parents[2] / "specs" / "fashion_mnist.bolt").read_text()  # the issue's example
 
 
 def test_grammar_is_strict_lalr():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,18 +13,7 @@ from boltc.machine import probe
 from boltc.parse import parse
 from boltc.plan import auto_sparsity, plan
 
-FASHION = """\
-model fashion {
-    input  pixels: dense[784]
-    target label:  classes[10]
-    hidden = dense(pixels, 256, activation=relu)
-    scores = dense(hidden, 10, activation=softmax)
-    loss      cross_entropy(scores, label)
-    optimizer adam(learning_rate=0.001)
-    train     { batch_size = 256, epochs = 5 }
-    metrics   accuracy, precision@1
-}
-"""
+FASHION = (Path(__file__).resolve().parents[2] / "specs" / "fashion_mnist.bolt").read_text()  # the issue's example
 
 
 def plan_of(text: str, **machine_changes):
