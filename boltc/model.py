@@ -135,6 +135,7 @@ class Model:
         self.threads = plan.threads  # may be changed between calls; results do not depend on it
         self._batches_to_rebuild = 0
         self._rebuild_period = 0.0
+        self._rebuilds = 0
         self.initialize(plan.seed)
 
     # -- parameters ------------------------------------------------------------------------------------
@@ -158,13 +159,17 @@ class Model:
     def reconstruct(self, seed: int) -> None:
         """New LSH functions for every sparse layer (DWTA bins cut from random permutations of the input
         coordinates, and a random neuron order for capped buckets and top-ups), then tables rebuilt."""
+        self._draw_hash_functions(seed)
+        self._rebuilds = 0
+        self._scheduled_rebuild()
+
+    def _draw_hash_functions(self, seed: int) -> None:
         rng = np.random.default_rng([seed, 1 + self.step])
         for layer in self.sparse_layers:
             coords = np.concatenate([rng.permutation(layer.in_dim) for _ in range(layer.lsh.permutations)])
             # bin i holds coordinates 8i .. 8i+7; stored coordinate-major for the vectorised hash
             self.arrays[f"l{layer.index}.lsh_coords"][...] = coords[: layer.lsh.bins * 8].reshape(-1, 8).T.ravel()
             self.arrays[f"l{layer.index}.lsh_order"][...] = rng.permutation(layer.out_dim)
-        self._scheduled_rebuild()
 
     def rebuild(self) -> None:
         """Re-hash every sparse layer's neurons with its current weights (fit() does this on its schedule and
@@ -181,8 +186,11 @@ class Model:
         """Rebuild, and lengthen the period to the next one (the tables matter less as training settles)."""
         if not self.sparse_layers:
             return
-        self.rebuild()
         lsh = self.sparse_layers[0].lsh
+        self._rebuilds += 1
+        if lsh.reconstruct_every and self._rebuilds % lsh.reconstruct_every == 0:
+            self._draw_hash_functions(self.plan.seed)  # fresh functions keep collisions from settling on old ones
+        self.rebuild()
         self._rebuild_period = (self._rebuild_period * lsh.rebuild_growth) if self._rebuild_period else \
             float(lsh.rebuild_first)
         self._batches_to_rebuild = int(self._rebuild_period)
@@ -434,5 +442,5 @@ class Model:
         self.step = int(header.get("step", 0))
         self.epochs_trained = int(header.get("epochs_trained", 0))
         self.learning_rate = float(header.get("learning_rate", self.plan.learning_rate))
-        self._rebuild_period = 0.0
+        self._rebuild_period, self._rebuilds = 0.0, 0  # the saved hash functions are kept: this is rebuild one
         self._scheduled_rebuild()

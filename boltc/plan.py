@@ -22,6 +22,9 @@ TRANSPOSED_BACKWARD_BELOW = 64
 # Sparse inference scores this many times the training active count: still a small fraction of the layer, and the
 # true top neurons that hashing ranks just below the training cut-off are found.
 INFERENCE_WIDENING = 2
+# BOLT reconstructs (draws new hash functions) 4 times per epoch and rebuilds 100 times (BOLT-NOTES.md); with the
+# decaying schedule there are far fewer rebuilds, so every fourth one reconstructs.
+RECONSTRUCT_EVERY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,7 @@ class LshPlan:
     rebuild_first: int  # batches before the first rebuild of the tables
     rebuild_growth: float  # each period between rebuilds is this much longer than the last
     freeze_after_epochs: int | None  # no rebuilds after this many epochs
+    reconstruct_every: int  # every this many scheduled rebuilds draws new hash functions first (0: never)
     table_bytes: int
     hash_chunk: int  # rows hashed per step of a rebuild (their keys must fit a thread's scratch)
     dense_chunk: int  # neurons scored per step of dense inference
@@ -186,6 +190,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         bins=bins, permutations=math.ceil(bins * 8 / in_dim), threads=threads,
         rebuild_first=train.rebuild_every if fixed_period else 50, rebuild_growth=1.0 if fixed_period else 1.25,
         freeze_after_epochs=train.freeze_tables_after if train is not None else None,
+        reconstruct_every=RECONSTRUCT_EVERY,
         table_bytes=4 * tables * (units + key_range + 1),
         hash_chunk=max(1, min(1024, (units + key_range) // tables)), dense_chunk=min(units, 1024), origin=origin,
     )
@@ -223,7 +228,8 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
             note = (f"LSH-sparse: {lsh.active} of {layer.units} neurons per sample (sparsity {requested:g}, "
                     f"{origin}); DWTA K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
                     f"{lsh.bucket_cap}, {lsh.permutations} permutations, tables {lsh.table_bytes / 2**20:.1f} MiB; "
-                    f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}"
+                    f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}, new hash "
+                    f"functions every {lsh.reconstruct_every} rebuilds"
                     + (f", frozen after {lsh.freeze_after_epochs} epochs" if lsh.freeze_after_epochs is not None
                        else "") + "; sparse "
                     f"inference scores {lsh.inference_active}; forward FLOP/sample "

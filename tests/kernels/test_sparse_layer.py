@@ -214,3 +214,15 @@ def test_tables_follow_the_rebuild_setting_and_freeze(write_spec):
     np.testing.assert_array_equal(frozen.arrays["l1.table_ids"], tables)
     frozen.rebuild()
     assert not np.array_equal(frozen.arrays["l1.table_ids"], tables)
+
+
+def test_every_fourth_scheduled_rebuild_draws_new_hash_functions(write_spec):
+    model = boltc.load(write_spec(spec_text(12, 16, 400, 0.05, batch=8).replace("seed = 4 }", "seed = 4, rebuild = 1 }")))
+    assert model.plan.output.lsh.reconstruct_every == 4
+    x, labels = make_data(16, 12, 400, seed=9)
+    coords = model.arrays["l1.lsh_coords"].copy()  # the initial build counts as the first rebuild
+    model.fit((x, labels), epochs=1)  # two batches: rebuilds two and three keep the functions
+    np.testing.assert_array_equal(model.arrays["l1.lsh_coords"], coords)
+    model.fit((x[:8], labels[:8]), epochs=1)  # the fourth rebuild draws new ones
+    assert not np.array_equal(model.arrays["l1.lsh_coords"], coords)
+    assert sorted(model.arrays["l1.lsh_order"].tolist()) == list(range(400))
