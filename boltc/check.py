@@ -17,9 +17,10 @@ MAX_UNITS = 2**31 - 1
 MAX_BATCH = 65536
 DENSE_ARGS = ("input", "units")
 DENSE_OPTIONS = ("activation", "sparsity", "bias", "sampling")
-SAMPLING_FAMILIES = ("dwta",)
+SAMPLING_FAMILIES = ("dwta", "srp")
 SAMPLING_PARAMS = ("hashes", "tables", "bucket_cap")
 SAMPLING_LIMITS = {"hashes": (1, 8), "tables": (1, 10000), "bucket_cap": (1, 1 << 20)}
+SRP_HASHES_LIMIT = 24  # SRP keys have one bit per hash; DWTA keys three
 LAYER_KINDS = ("dense", "concat")
 TRAIN_SETTINGS = ("batch_size", "epochs", "seed", "threads", "rebuild", "freeze_tables_after")
 OPTIMIZER_PARAMS = {
@@ -287,7 +288,8 @@ class _Checker:
             self.error(arg.span, "sampling needs a sparse layer: add sparsity=<fraction> or sparsity=auto")
             return None
         settings = self.bind(value, (), SAMPLING_PARAMS)
-        chosen = {name: self.integer(given.value, name, *SAMPLING_LIMITS[name]) for name, given in settings.items()}
+        limits = dict(SAMPLING_LIMITS, hashes=(1, SRP_HASHES_LIMIT)) if family == "srp" else SAMPLING_LIMITS
+        chosen = {name: self.integer(given.value, name, *limits[name]) for name, given in settings.items()}
         return ir.Sampling(family, chosen.get("hashes"), chosen.get("tables"), chosen.get("bucket_cap"))
 
     def sparsity_of(self, value: syntax.Value) -> ir.Sparsity:

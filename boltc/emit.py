@@ -174,7 +174,8 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
             context["slot_bias_m"] = add(layer, "bias_m", (n,), "optimizer")
             context["slot_bias_v"] = add(layer, "bias_v", (n,), "optimizer")
     context.update(
-        slot_coords=add(layer, "lsh_coords", (lsh.bins * 8,), "hash", "int32"),
+        **({"slot_planes": add(layer, "lsh_planes", (lsh.bins, d), "hash")} if lsh.family == "srp" else
+           {"slot_coords": add(layer, "lsh_coords", (lsh.bins * 8,), "hash", "int32")}),
         slot_order=add(layer, "lsh_order", (n,), "hash", "int32"),
         slot_offsets=add(layer, "table_offsets", (lsh.tables, lsh.range + 1), "table", "int32"),
         slot_ids=add(layer, "table_ids", (lsh.tables, n), "table", "int32"),

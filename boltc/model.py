@@ -166,9 +166,13 @@ class Model:
     def _draw_hash_functions(self, seed: int) -> None:
         rng = np.random.default_rng([seed, 1 + self.step])
         for layer in self.sparse_layers:
-            coords = np.concatenate([rng.permutation(layer.in_dim) for _ in range(layer.lsh.permutations)])
-            # bin i holds coordinates 8i .. 8i+7; stored coordinate-major for the vectorised hash
-            self.arrays[f"l{layer.index}.lsh_coords"][...] = coords[: layer.lsh.bins * 8].reshape(-1, 8).T.ravel()
+            if layer.lsh.family == "srp":
+                self.arrays[f"l{layer.index}.lsh_planes"][...] = rng.choice([-1.0, 1.0], size=(layer.lsh.bins,
+                                                                                              layer.in_dim))
+            else:
+                coords = np.concatenate([rng.permutation(layer.in_dim) for _ in range(layer.lsh.permutations)])
+                # bin i holds coordinates 8i .. 8i+7; stored coordinate-major for the vectorised hash
+                self.arrays[f"l{layer.index}.lsh_coords"][...] = coords[: layer.lsh.bins * 8].reshape(-1, 8).T.ravel()
             self.arrays[f"l{layer.index}.lsh_order"][...] = rng.permutation(layer.out_dim)
 
     def rebuild(self) -> None:

@@ -49,7 +49,7 @@ class SourcePlan:
 class LshPlan:
     """How a sparse layer picks its active neurons. Values follow BOLT's formulas (BOLT-NOTES.md)."""
 
-    family: str  # dwta
+    family: str  # dwta | srp
     hashes: int  # K: bin hashes per key
     tables: int  # L
     range: int  # keys per table: 2^(3K)
@@ -172,22 +172,29 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
     """BOLT's DWTA configuration for a layer of `units` neurons at `sparsity` reading `in_dim` values; values the
     spec gives (sampling=dwta(...), train { rebuild = N }) replace the formulas'."""
     given = sampling or ir.Sampling("dwta", None, None, None)
-    hashes = given.hashes or min(8, max(2, round(math.log2(128 / sparsity) / 3)))
-    key_range = 2 ** (3 * hashes)
-    tables = given.tables or max(1, round(sparsity * key_range))
+    active = min(units, max(1, math.ceil(sparsity * units)))
+    if given.family == "srp":
+        # no BOLT formula: buckets of about 4 neurons, and enough tables to return about twice the active count
+        hashes = given.hashes or min(24, max(2, round(math.log2(max(units, 4) / 4))))
+        key_range = 2**hashes
+        tables = given.tables or min(256, max(4, math.ceil(2 * active / max(units / key_range, 1))))
+    else:
+        hashes = given.hashes or min(8, max(2, round(math.log2(128 / sparsity) / 3)))
+        key_range = 2 ** (3 * hashes)
+        tables = given.tables or max(1, round(sparsity * key_range))
     bins = hashes * tables
     fixed_period = train is not None and train.rebuild_every is not None
     from_spec = [name for name in ("hashes", "tables", "bucket_cap") if getattr(given, name) is not None]
     from_spec += ["rebuild"] if fixed_period else []
-    origin = "formula (BOLT's autotuner; rebuild schedule decaying as SLIDE proposes)"
+    origin = ("formula (BOLT's autotuner; rebuild schedule decaying as SLIDE proposes)" if given.family == "dwta"
+              else "formula (SRP: buckets of ~4 neurons, tables for ~2x the active count)")
     if from_spec:
         origin = f"spec ({', '.join(from_spec)}), formula for the rest"
     return LshPlan(
-        family="dwta", hashes=hashes, tables=tables, range=key_range,
-        bucket_cap=given.bucket_cap or 4 * max(units // key_range, 1),
-        active=min(units, max(1, math.ceil(sparsity * units))),
+        family=given.family, hashes=hashes, tables=tables, range=key_range,
+        bucket_cap=given.bucket_cap or 4 * max(units // key_range, 1), active=active,
         inference_active=min(units, INFERENCE_WIDENING * max(1, math.ceil(sparsity * units))),
-        bins=bins, permutations=math.ceil(bins * 8 / in_dim), threads=threads,
+        bins=bins, permutations=math.ceil(bins * 8 / in_dim) if given.family == "dwta" else 0, threads=threads,
         rebuild_first=train.rebuild_every if fixed_period else 50, rebuild_growth=1.0 if fixed_period else 1.25,
         freeze_after_epochs=train.freeze_tables_after if train is not None else None,
         reconstruct_every=RECONSTRUCT_EVERY,
@@ -226,7 +233,7 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
         else:
             lsh = lsh_plan(layer.units, layer.in_dim, requested, threads, layer.sampling, model.train)
             note = (f"LSH-sparse: {lsh.active} of {layer.units} neurons per sample (sparsity {requested:g}, "
-                    f"{origin}); DWTA K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
+                    f"{origin}); {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
                     f"{lsh.bucket_cap}, {lsh.permutations} permutations, tables {lsh.table_bytes / 2**20:.1f} MiB; "
                     f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}, new hash "
                     f"functions every {lsh.reconstruct_every} rebuilds"
@@ -247,7 +254,7 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
             input_tile=min(layer.in_dim, COLUMN_TILE), transposed_backward=False, sparsity_requested=requested,
             sparsity_origin=origin, sparsity_note=note, lsh=lsh, parameters=parameters,
             parameter_bytes=parameters * real_bytes, optimizer_bytes=parameters * real_bytes * optimizer_copies,
-            flops_forward=active_matmul + lsh.bins * 8,
+            flops_forward=active_matmul + (lsh.bins * 8 if lsh.family == "dwta" else 2 * lsh.bins * layer.in_dim),
             flops_backward=active_matmul * (2 if needs_input_gradient else 1),
         )
     if reads_input and model.inputs[source.index].kind is ir.InputKind.SPARSE:

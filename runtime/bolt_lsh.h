@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "bolt_dense.h"
+
 #define BOLT_DWTA_BIN 8 /* coordinates per bin: a bin hash is 3 bits */
 
 /* bins[i] for i < n_bins: the position of the largest of bin i's 8 coordinates (lowest on ties), or -1 when they
@@ -66,16 +68,42 @@ static inline void bolt_dwta_keys(int32_t tables, int32_t hashes, const real_t *
     }
 }
 
+/* SRP (signed random projections): bit k of table t's key is whether x lies on the positive side of hyperplane
+ * t * hashes + k; planes holds tables * hashes rows of dim random +-1 values. Suited to dense inputs whose sign
+ * pattern carries the similarity; it costs tables * hashes dot products per vector where DWTA costs comparisons. */
+static inline void bolt_srp_keys(int32_t tables, int32_t hashes, int32_t dim, const real_t *restrict x,
+                                 const real_t *restrict planes, int32_t *restrict keys)
+{
+    for (int32_t t = 0; t < tables; ++t) {
+        int32_t key = 0;
+        for (int32_t k = 0; k < hashes; ++k)
+            key |= (bolt_dot(dim, planes + (size_t)(t * hashes + k) * dim, x) > 0) << k;
+        keys[t] = key;
+    }
+}
+
+/* The keys of x in every table, by the layer's family: SRP when `planes` is given, else DWTA over `coords`. */
+static inline void bolt_lsh_keys(int32_t tables, int32_t hashes, int32_t dim, const real_t *restrict x,
+                                 const int32_t *restrict coords, const real_t *restrict planes,
+                                 int32_t *restrict bins, int32_t *restrict keys)
+{
+    if (planes)
+        bolt_srp_keys(tables, hashes, dim, x, planes, keys);
+    else
+        bolt_dwta_keys(tables, hashes, x, coords, bins, keys);
+}
+
 /* Rebuild step 1: the key of every neuron row in every table, written into ids[t][n] (sorted in step 2). The keys
  * of a chunk of rows are gathered row-major in `keys` (scratch for count * tables ints) and written out table by
  * table, so the writes into ids are sequential runs rather than one scattered store per table and row. */
 static inline void bolt_lsh_hash_rows(int32_t first, int32_t count, int32_t n, int32_t dim, int32_t tables,
                                       int32_t hashes, const real_t *restrict weights, const int32_t *restrict coords,
-                                      int32_t *restrict keys, int32_t *restrict ids)
+                                      const real_t *restrict planes, int32_t *restrict keys, int32_t *restrict ids)
 {
     int32_t bins[tables * hashes];
     for (int32_t r = 0; r < count; ++r)
-        bolt_dwta_keys(tables, hashes, weights + (size_t)(first + r) * dim, coords, bins, keys + (size_t)r * tables);
+        bolt_lsh_keys(tables, hashes, dim, weights + (size_t)(first + r) * dim, coords, planes, bins,
+                      keys + (size_t)r * tables);
     for (int32_t t = 0; t < tables; ++t)
         for (int32_t r = 0; r < count; ++r)
             ids[(size_t)t * n + first + r] = keys[(size_t)r * tables + t];

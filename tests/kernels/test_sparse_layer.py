@@ -20,10 +20,10 @@ RTOL, ATOL = 2e-4, 2e-5
 
 
 def spec_text(inputs: int, hidden: int, outputs: int, sparsity: float, batch: int = 16, extra: str = "",
-              activation: str = "relu") -> str:
+              activation: str = "relu", sampling: str = "") -> str:
     return (f"model s {{\n    input x: dense[{inputs}]\n    target y: multilabel[{outputs}]\n"
             f"    h = dense(x, {hidden}, activation={activation})\n"
-            f"    o = dense(h, {outputs}, activation=softmax, sparsity={sparsity})\n"
+            f"    o = dense(h, {outputs}, activation=softmax, sparsity={sparsity}{sampling})\n"
             f"    loss cross_entropy(o, y)\n{extra}    train {{ batch_size = {batch}, seed = 4 }}\n}}\n")
 
 
@@ -133,10 +133,12 @@ def test_rebuild_puts_every_neuron_once_in_each_table_under_its_key(write_spec):
             assert sorted(bucket.tolist()) == sorted(np.flatnonzero(keys[t] == key).tolist())
 
 
-def test_neurons_closer_to_the_query_are_retrieved_more_often(write_spec):
+@pytest.mark.parametrize("sampling", ["", ", sampling=srp()"], ids=["dwta", "srp"])
+def test_neurons_closer_to_the_query_are_retrieved_more_often(write_spec, sampling):
     """A linear hidden layer set to the identity makes the hashed vector the input itself."""
     dim, outputs = 32, 2000
-    model = boltc.load(write_spec(spec_text(dim, dim, outputs, 0.05, batch=64, activation="linear")))
+    model = boltc.load(write_spec(spec_text(dim, dim, outputs, 0.05, batch=64, activation="linear",
+                                            sampling=sampling)))
     model.arrays["l0.weights"][...] = np.eye(dim)
     model.arrays["l0.bias"][...] = 0
     rng = np.random.default_rng(5)
@@ -226,3 +228,18 @@ def test_every_fourth_scheduled_rebuild_draws_new_hash_functions(write_spec):
     model.fit((x[:8], labels[:8]), epochs=1)  # the fourth rebuild draws new ones
     assert not np.array_equal(model.arrays["l1.lsh_coords"], coords)
     assert sorted(model.arrays["l1.lsh_order"].tolist()) == list(range(400))
+
+
+def test_srp_tables_hold_each_neuron_under_the_signs_of_its_projections(write_spec):
+    model = boltc.load(write_spec(spec_text(10, 24, 300, 0.1, sampling=", sampling=srp(hashes=6, tables=9)")))
+    lsh = model.plan.output.lsh
+    assert (lsh.family, lsh.hashes, lsh.tables, lsh.range) == ("srp", 6, 9, 64)
+    planes = model.arrays["l1.lsh_planes"].astype(np.float64)  # [tables * hashes][24] of +-1
+    assert set(np.unique(planes)) == {-1.0, 1.0}
+    bits = (model.arrays["l1.weights"].astype(np.float64) @ planes.T > 0).reshape(300, 9, 6)
+    keys = (bits << np.arange(6)).sum(axis=2).T  # [tables, neurons]
+    ids, offsets = model.arrays["l1.table_ids"], model.arrays["l1.table_offsets"]
+    for t in range(9):
+        for key in np.unique(keys[t]):
+            bucket = ids[t, offsets[t, key]:offsets[t, key + 1]]
+            assert sorted(bucket.tolist()) == sorted(np.flatnonzero(keys[t] == key).tolist())

@@ -76,6 +76,15 @@ def test_spec_sampling_and_rebuild_settings_replace_the_formulas():
     assert lsh.origin == "spec (tables, bucket_cap, rebuild), formula for the rest"
 
 
+def test_srp_on_request_with_its_own_formula():
+    p = plan_of(FASHION.replace("activation=softmax)", "activation=softmax, sparsity=0.05, sampling=srp())")
+                .replace("classes[10]", "classes[1000]").replace("(hidden, 10,", "(hidden, 1000,"))
+    lsh = p.layers[1].lsh
+    # buckets of about 4 neurons: 2^round(log2(1000 / 4)) = 256 keys; tables for ~2x the 50 active neurons
+    assert (lsh.family, lsh.hashes, lsh.range, lsh.tables, lsh.bucket_cap, lsh.active) == ("srp", 8, 256, 26, 12, 50)
+    assert p.layers[1].flops_forward == 2 * 256 * 50 + 2 * (8 * 26) * 256
+
+
 def test_sparsity_where_lsh_does_not_apply_runs_dense_and_says_so():
     p = plan_of(FASHION.replace("activation=relu)", "activation=relu, sparsity=auto)")
                 .replace("dense(pixels, 256,", "dense(pixels, 1000,"))
