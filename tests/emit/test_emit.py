@@ -43,6 +43,10 @@ VARIANTS = {
     "lsh-sparse-output": "model x {\n input p: sparse[300]\n target l: multilabel[1000]\n"
                          " h = dense(p, 33, activation=relu)\n s = dense(h, 1000, activation=softmax, sparsity=0.05)\n"
                          " loss cross_entropy(s, l)\n}\n",
+    "srp-sparse-output": "model x {\n input p: dense[30]\n target l: classes[700]\n"
+                         " h = dense(p, 17, activation=tanh)\n"
+                         " s = dense(h, 700, activation=softmax, sparsity=0.1, sampling=srp(hashes=5))\n"
+                         " loss cross_entropy(s, l)\n optimizer sgd(learning_rate=0.1)\n}\n",
 }
 
 
