@@ -405,6 +405,23 @@ static inline int bolt_data_fail_id(bolt_data_reader *r, const char *kind, int s
     }
 }
 
+/* The id in begin .. end of a `kind` ("label" or "feature") entry: a number, below `limit` (when limit >= 0), and
+ * not the same as the row's previous id. */
+static inline int bolt_data_checked_id(bolt_data_reader *r, const char *kind, int64_t limit, int64_t previous,
+                                       const char *token, const char *token_end, const char *begin,
+                                       const char *end, int64_t *id)
+{
+    int status = bolt_data_parse_uint(begin, end, BOLT_DATA_ID_MAX, id);
+    if (status != BOLT_DATA_NUM_OK)
+        return bolt_data_fail_id(r, kind, status, token, token_end, begin, end);
+    if (limit >= 0 && *id >= limit)
+        return bolt_data_fail(r, 0, "%s id %lld is out of range (n_%ss = %lld)", kind, (long long)*id, kind,
+                              (long long)limit);
+    if (*id == previous)
+        return bolt_data_fail(r, 0, "%s id %lld appears twice in this row", kind, (long long)*id);
+    return BOLT_DATA_OK;
+}
+
 static inline int bolt_data_parse_labels(bolt_data_reader *r, const char *token, const char *token_end,
                                          bolt_data_row *row)
 {
@@ -415,15 +432,10 @@ static inline int bolt_data_parse_labels(bolt_data_reader *r, const char *token,
         while (q < token_end && *q != ',')
             ++q;
         int64_t id = 0;
-        int status = bolt_data_parse_uint(p, q, BOLT_DATA_ID_MAX, &id);
-        if (status != BOLT_DATA_NUM_OK)
-            return bolt_data_fail_id(r, "label", status, token, token_end, p, q);
-        if (r->n_labels >= 0 && id >= r->n_labels)
-            return bolt_data_fail(r, 0, "label id %lld is out of range (n_labels = %lld)", (long long)id,
-                                  (long long)r->n_labels);
         /* Only neighbours are compared here; the fill pass sorts each row and catches the rest. */
-        if (id == previous)
-            return bolt_data_fail(r, 0, "label id %lld appears twice in this row", (long long)id);
+        int status = bolt_data_checked_id(r, "label", r->n_labels, previous, token, token_end, p, q, &id);
+        if (status != BOLT_DATA_OK)
+            return status;
         previous = id;
         if (r->filling) {
             if (r->label_pos >= r->label_end)
@@ -452,14 +464,9 @@ static inline int bolt_data_parse_feature(bolt_data_reader *r, const char *token
         return bolt_data_fail(r, 1, "feature entry '%s' has no ':' (expected id:value)", whole.text);
     }
     int64_t id = 0;
-    int status = bolt_data_parse_uint(token, colon, BOLT_DATA_ID_MAX, &id);
-    if (status != BOLT_DATA_NUM_OK)
-        return bolt_data_fail_id(r, "feature", status, token, token_end, token, colon);
-    if (r->n_features >= 0 && id >= r->n_features)
-        return bolt_data_fail(r, 0, "feature id %lld is out of range (n_features = %lld)", (long long)id,
-                              (long long)r->n_features);
-    if (id == *previous)
-        return bolt_data_fail(r, 0, "feature id %lld appears twice in this row", (long long)id);
+    int status = bolt_data_checked_id(r, "feature", r->n_features, *previous, token, token_end, token, colon, &id);
+    if (status != BOLT_DATA_OK)
+        return status;
     *previous = id;
 
     float value = 0.0f;
