@@ -36,7 +36,8 @@ STATUS_MESSAGES = {
     4: "the loss is not finite",
 }
 LOSS_TEMPLATES = {"cross_entropy": "loss_softmax_ce.c.j2", "binary_cross_entropy": "loss_sigmoid_bce.c.j2"}
-SPARSE_LOSS_TEMPLATE = "loss_sparse_softmax_ce.c.j2"
+SPARSE_LOSS_TEMPLATES = {"cross_entropy": "loss_sparse_softmax_ce.c.j2",
+                         "binary_cross_entropy": "loss_sparse_sigmoid_bce.c.j2"}
 DENSE_ROWS = 32  # rows per pass over the weights in dense inference through a sparse layer
 ACTIVATIONS = {"relu": "bolt_relu", "tanh": "bolt_tanh", "sigmoid": "bolt_sigmoid", "linear": None}
 DERIVATIVES = {"relu": "bolt_relu_grad", "tanh": "bolt_tanh_grad", "sigmoid": "bolt_sigmoid_grad", "linear": None}
@@ -203,6 +204,7 @@ def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, di
         **base,
         "template": "fc_sparse.c.j2" if layer.kernel == "sparse" else "fc.c.j2",
         "sparse_output": layer.kernel == "sparse",
+        "softmax": plan.loss == "cross_entropy",
         "lsh": layer.lsh,
         "dense_rows": DENSE_ROWS,
         "banner": _banner(plan, layer, "dense"),
@@ -268,7 +270,7 @@ def emit(plan: Plan) -> CSource:
         "output": output,
         "csr_inputs": sorted({c["input_index"] for c in layers if c.get("gather")}),
         "loss": {
-            "template": SPARSE_LOSS_TEMPLATE if output["sparse_output"] else LOSS_TEMPLATES[plan.loss],
+            "template": (SPARSE_LOSS_TEMPLATES if output["sparse_output"] else LOSS_TEMPLATES)[plan.loss],
             "banner": c_comment(f"loss: {plan.loss} on '{plan.output.name}'"),
             "banner_short": c_comment(f"loss {plan.loss}"),
         },

@@ -207,8 +207,6 @@ def _sparse_reason(model: ir.Model, layer: ir.DenseLayer) -> str:
     """Why a layer that asked for sparsity runs dense, or an empty string when it can run LSH-sparse."""
     if layer.index != model.loss.output:
         return "only an output layer runs LSH-sparse so far"
-    if model.loss.kind is not ir.LossKind.CROSS_ENTROPY:
-        return "LSH-sparse outputs support cross_entropy (softmax) only so far"
     if layer.source.is_input:
         return "an LSH-sparse layer hashes a layer's activations; put a hidden layer before it"
     return ""
@@ -248,8 +246,9 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
             out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
             sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
             needs_input_gradient=needs_input_gradient, kernel="sparse",
-            kernel_note=("LSH-sparse output: DWTA keys of the input, capped CSR buckets, labels first, topped up to a "
-                         "fixed active count; only touched neuron rows updated (lazy Adam)"),
+            kernel_note=(f"LSH-sparse output: {lsh.family.upper()} keys of the input, capped CSR buckets, labels "
+                         "first, topped up to a fixed active count; only touched neuron rows updated (lazy "
+                         f"{model.optimizer.kind.value})"),
             weight_layout="output-major [out][in]", column_tile=min(layer.units, COLUMN_TILE),
             input_tile=min(layer.in_dim, COLUMN_TILE), transposed_backward=False, sparsity_requested=requested,
             sparsity_origin=origin, sparsity_note=note, lsh=lsh, parameters=parameters,

@@ -19,12 +19,16 @@ import reference  # noqa: E402
 RTOL, ATOL = 2e-4, 2e-5
 
 
+OUTPUT_ACTIVATION = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+LOSSES = list(OUTPUT_ACTIVATION)
+
+
 def spec_text(inputs: int, hidden: int, outputs: int, sparsity: float, batch: int = 16, extra: str = "",
-              activation: str = "relu", sampling: str = "") -> str:
+              activation: str = "relu", sampling: str = "", loss: str = "cross_entropy") -> str:
     return (f"model s {{\n    input x: dense[{inputs}]\n    target y: multilabel[{outputs}]\n"
             f"    h = dense(x, {hidden}, activation={activation})\n"
-            f"    o = dense(h, {outputs}, activation=softmax, sparsity={sparsity}{sampling})\n"
-            f"    loss cross_entropy(o, y)\n{extra}    train {{ batch_size = {batch}, seed = 4 }}\n}}\n")
+            f"    o = dense(h, {outputs}, activation={OUTPUT_ACTIVATION[loss]}, sparsity={sparsity}{sampling})\n"
+            f"    loss {loss}(o, y)\n{extra}    train {{ batch_size = {batch}, seed = 4 }}\n}}\n")
 
 
 def make_data(rows: int, inputs: int, outputs: int, seed: int, max_labels: int = 3):
@@ -50,16 +54,21 @@ def training_active_sets(model, rows: int) -> np.ndarray:
     return model.arrays["l1.active"].ravel()[: rows * width].reshape(rows, width)
 
 
-def test_with_every_neuron_active_the_sparse_path_is_the_dense_layer(write_spec):
-    model = boltc.load(write_spec(spec_text(9, 17, 7, 0.99)))  # ceil(0.99 * 7) = 7: all active
+@pytest.mark.parametrize("loss", LOSSES)
+def test_with_every_neuron_active_the_sparse_path_is_the_dense_layer(write_spec, loss):
+    model = boltc.load(write_spec(spec_text(9, 17, 7, 0.99, loss=loss)))  # ceil(0.99 * 7) = 7: all active
     assert model.plan.output.lsh.active == 7
     x, labels = make_data(16, 9, 7, seed=1)
-    values, _ = reference.forward(model.plan, as_reference_params(model), [x.astype(np.float64)])
+    params = as_reference_params(model)
+    values, logits = reference.forward(model.plan, params, [x.astype(np.float64)])
     for sparse in (False, True):
         ids, scores = model.predict(x, top_k=7, sparse=sparse)
         full = np.zeros((16, 7))
         np.put_along_axis(full, ids.astype(np.int64), scores, axis=1)
         np.testing.assert_allclose(full, values[model.plan.output_layer], rtol=RTOL, atol=ATOL)
+    # dense evaluation's loss streams over chunks of neurons: against the reference's loss over every output
+    expected_loss = reference.loss(model.plan, logits, reference.targets(model.plan, labels), np.ones((16, 1)))
+    assert model.evaluate((x, labels), ["loss"])["loss"] == pytest.approx(expected_loss, rel=1e-5)
     # one training step: labels first then the rest, so the loss and gradient are the full softmax's
     state = {b.name: model.arrays[b.name].astype(np.float64).copy() for b in model.buffers
              if b.kind in ("parameter", "optimizer")}
@@ -160,10 +169,13 @@ def test_neurons_closer_to_the_query_are_retrieved_more_often(write_spec, sampli
     assert rate[0] > rate[4] > rate[-1] or rate[0] > 2 * rate[4]
 
 
-def test_sparse_gradient_matches_numpy_on_the_chosen_active_sets(write_spec):
+@pytest.mark.parametrize("loss", LOSSES)
+def test_sparse_gradient_matches_numpy_on_the_chosen_active_sets(write_spec, loss):
     """SGD at learning rate 1 in double precision: each parameter moves by minus its gradient; the gradient is
-    recomputed in numpy over the active sets the kernels chose (softmax over the active neurons only)."""
-    text = spec_text(6, 5, 60, 0.2, batch=8, extra="    optimizer sgd(learning_rate=1)\n", activation="tanh")
+    recomputed in numpy over the active sets the kernels chose (softmax over the active neurons only, or a sigmoid
+    per active neuron)."""
+    text = spec_text(6, 5, 60, 0.2, batch=8, extra="    optimizer sgd(learning_rate=1)\n", activation="tanh",
+                     loss=loss)
     model = boltc.load(write_spec(text), real_type="double")
     x, labels = make_data(8, 6, 60, seed=6)
     before = {k: v.copy() for k, v in model.parameters().items()}
@@ -174,11 +186,14 @@ def test_sparse_gradient_matches_numpy_on_the_chosen_active_sets(write_spec):
     w0, b0, w1, b1 = before["l0.weights"], before["l0.bias"], before["l1.weights"], before["l1.bias"]
     h = np.tanh(x.astype(np.float64) @ w0 + b0)
     z = np.einsum("bi,bai->ba", h, w1[active]) + b1[active]
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
+    if loss == "cross_entropy":
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+    else:
+        p = 1 / (1 + np.exp(-z))
     target = np.zeros_like(p)
     for row, row_labels in enumerate(labels):
-        target[row, : len(row_labels)] = 1.0 / len(row_labels)
+        target[row, : len(row_labels)] = 1.0 / len(row_labels) if loss == "cross_entropy" else 1.0
     dz = (p - target) / len(labels)
     grad_w1, grad_b1 = np.zeros_like(w1), np.zeros_like(b1)
     np.add.at(grad_w1, active, dz[:, :, None] * h[:, None, :])

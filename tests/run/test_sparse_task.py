@@ -4,6 +4,7 @@ and sparse inference stays within a few points of dense inference."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 import boltc
@@ -40,8 +41,12 @@ def documents(rows: int, seed: int):
     return from_arrays(x, labels, n_features=FEATURES, n_labels=LABELS)
 
 
-def test_sparse_training_learns_and_sparse_inference_keeps_up(write_spec):
-    model = boltc.load(write_spec(SPEC, "task.bolt"))
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
+def test_sparse_training_learns_and_sparse_inference_keeps_up(write_spec, loss):
+    spec = SPEC
+    if loss == "binary_cross_entropy":  # per-neuron sigmoids move slower than a softmax at the same rate
+        spec = SPEC.replace("softmax", "sigmoid").replace("cross_entropy", loss).replace("=0.005", "=0.02")
+    model = boltc.load(write_spec(spec, "task.bolt"))
     assert model.plan.output.lsh.active == 50
     train, test = documents(5000, seed=1), documents(1000, seed=2)
     model.fit(train)
