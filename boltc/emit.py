@@ -179,7 +179,7 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
            {"slot_coords": add(layer, "lsh_coords", (lsh.bins * 8,), "hash", "int32")}),
         slot_order=add(layer, "lsh_order", (n,), "hash", "int32"),
         slot_offsets=add(layer, "table_offsets", (lsh.tables, lsh.range + 1), "table", "int32"),
-        slot_ids=add(layer, "table_ids", (lsh.tables, n), "table", "int32"),
+        slot_ids=add(layer, "table_ids", (lsh.tables, n + lsh.range * lsh.insert_slack), "table", "int32"),
         slot_sort_scratch=add(layer, "sort_scratch", (lsh.threads, n + lsh.range), "scratch", "int32"),
         slot_stamps=add(layer, "stamps", (lsh.threads, n), "scratch", "int32"),
         slot_marks=add(layer, "marks", (lsh.threads,), "scratch", "int32"),
@@ -193,7 +193,11 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_group_coefs=add(layer, "group_coefs", (entries,), "scratch"),
         slot_group_slot=add(layer, "group_slot", (n,), "scratch", "int32"),
         slot_dense_scores=add(layer, "dense_scores", (lsh.threads, DENSE_ROWS * lsh.dense_chunk), "scratch"),
+        table_stride=n + lsh.range * lsh.insert_slack,
     )
+    if lsh.insert_slack:
+        context["slot_sizes"] = add(layer, "table_sizes", (lsh.tables, lsh.range), "table", "int32")
+        context["slot_sample_keys"] = add(layer, "sample_keys", (batch, lsh.tables), "scratch", "int32")
     return context
 
 

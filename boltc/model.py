@@ -320,6 +320,8 @@ class Model:
     def _epoch(self, feed: _Feed, order: np.ndarray, batch_size: int, progress: bool | None) -> EpochRecord:
         lib, plan, step = self.library.lib, self.plan, self._step_struct
         step.learning_rate, step.beta1, step.beta2, step.eps = self.learning_rate, plan.beta1, plan.beta2, plan.eps
+        frozen = bool(self.sparse_layers) and self._tables_frozen()
+        step.insert_labels = int(frozen)
         n_rows = feed.dataset.n_rows
         bar = Progress(f"epoch {self.epochs_trained + 1}", n_rows, enabled=progress)
         loss_total, started = 0.0, time.perf_counter()
@@ -337,7 +339,7 @@ class Model:
             self._check(status)
             self.step += 1
             loss_total += batch_loss
-            if self.sparse_layers and not self._tables_frozen():
+            if self.sparse_layers and not frozen:
                 self._batches_to_rebuild -= 1
                 if self._batches_to_rebuild <= 0:
                     self._scheduled_rebuild()

@@ -25,6 +25,9 @@ INFERENCE_WIDENING = 2
 # BOLT reconstructs (draws new hash functions) 4 times per epoch and rebuilds 100 times (BOLT-NOTES.md); with the
 # decaying schedule there are far fewer rebuilds, so every fourth one reconstructs.
 RECONSTRUCT_EVERY = 4
+# Free slots per bucket in tables that freeze: room for a few inserted labels before each insertion replaces a
+# member, as BOLT's reservoirs do, for L x range more ids (a tenth of the tables at Amazon-670K's shape).
+INSERT_SLACK = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class LshPlan:
     rebuild_first: int  # batches before the first rebuild of the tables
     rebuild_growth: float  # each period between rebuilds is this much longer than the last
     freeze_after_epochs: int | None  # no rebuilds after this many epochs
+    insert_slack: int  # free slots per bucket for labels inserted into frozen tables (0: the tables never freeze)
     reconstruct_every: int  # every this many scheduled rebuilds draws new hash functions first (0: never)
     table_bytes: int
     hash_chunk: int  # rows hashed per step of a rebuild (their keys must fit a thread's scratch)
@@ -183,6 +187,8 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         key_range = 2 ** (3 * hashes)
         tables = given.tables or max(1, round(sparsity * key_range))
     bins = hashes * tables
+    freeze = train.freeze_tables_after if train is not None else None
+    slack = INSERT_SLACK if freeze is not None else 0
     fixed_period = train is not None and train.rebuild_every is not None
     from_spec = [name for name in ("hashes", "tables", "bucket_cap") if getattr(given, name) is not None]
     from_spec += ["rebuild"] if fixed_period else []
@@ -196,9 +202,8 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         inference_active=min(units, INFERENCE_WIDENING * max(1, math.ceil(sparsity * units))),
         bins=bins, permutations=math.ceil(bins * 8 / in_dim) if given.family == "dwta" else 0, threads=threads,
         rebuild_first=train.rebuild_every if fixed_period else 50, rebuild_growth=1.0 if fixed_period else 1.25,
-        freeze_after_epochs=train.freeze_tables_after if train is not None else None,
-        reconstruct_every=RECONSTRUCT_EVERY,
-        table_bytes=4 * tables * (units + key_range + 1),
+        freeze_after_epochs=freeze, insert_slack=slack, reconstruct_every=RECONSTRUCT_EVERY,
+        table_bytes=4 * tables * (units + key_range * slack + key_range + 1 + (key_range if slack else 0)),
         hash_chunk=max(1, min(1024, (units + key_range) // tables)), dense_chunk=min(units, 1024), origin=origin,
     )
 
@@ -235,7 +240,8 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
                     f"{lsh.bucket_cap}, {lsh.permutations} permutations, tables {lsh.table_bytes / 2**20:.1f} MiB; "
                     f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}, new hash "
                     f"functions every {lsh.reconstruct_every} rebuilds"
-                    + (f", frozen after {lsh.freeze_after_epochs} epochs" if lsh.freeze_after_epochs is not None
+                    + (f", frozen after {lsh.freeze_after_epochs} epochs (then labels are inserted into "
+                       f"{lsh.insert_slack} free slots per bucket)" if lsh.freeze_after_epochs is not None
                        else "") + "; sparse "
                     f"inference scores {lsh.inference_active}; forward FLOP/sample "
                     f"{2 * layer.in_dim * lsh.active + lsh.bins * 8:,} vs {matmul:,} dense [{lsh.origin}]")

@@ -38,13 +38,14 @@ typedef struct bolt_workspace {
     float *entry_values;    /* [capacity] value of each entry, grouped by feature */
 } bolt_workspace;
 
-/* Optimiser settings for one update. */
+/* Settings for one training step. */
 typedef struct bolt_step {
     double learning_rate;
     double beta1;
     double beta2;
     double eps;
-    int64_t step; /* 1-based count of updates so far, for Adam's bias correction */
+    int64_t step;          /* 1-based count of updates so far, for Adam's bias correction */
+    int32_t insert_labels; /* the hash tables are frozen: each row's labels join the buckets its input hashes to */
 } bolt_step;
 /* BOLT_CDEF_END */
 

@@ -6,7 +6,9 @@
  *
  * Tables are compact CSR buckets: for table t, the neurons with key k are ids[t][offsets[t][k] .. offsets[t][k+1]),
  * placed in a per-rebuild shuffled order, so reading only the first `cap` ids of a crowded bucket samples it
- * fairly. Memory is L x (N + range + 1) integers, never L x range x capacity.
+ * fairly. Memory is L x (N + range + 1) integers, never L x range x capacity. A layer whose tables freeze keeps
+ * `slack` free slots after each bucket and the fill of each bucket in `sizes`, so that training labels can still
+ * be inserted once the rebuilds stop.
  */
 #ifndef BOLT_LSH_H
 #define BOLT_LSH_H
@@ -93,10 +95,11 @@ static inline void bolt_lsh_keys(int32_t tables, int32_t hashes, int32_t dim, co
         bolt_dwta_keys(tables, hashes, x, coords, bins, keys);
 }
 
-/* Rebuild step 1: the key of every neuron row in every table, written into ids[t][n] (sorted in step 2). The keys
- * of a chunk of rows are gathered row-major in `keys` (scratch for count * tables ints) and written out table by
- * table, so the writes into ids are sequential runs rather than one scattered store per table and row. */
-static inline void bolt_lsh_hash_rows(int32_t first, int32_t count, int32_t n, int32_t dim, int32_t tables,
+/* Rebuild step 1: the key of every neuron row in every table, written into ids[t][n] (sorted in step 2; a table's
+ * row of ids is `stride` long). The keys of a chunk of rows are gathered row-major in `keys` (scratch for
+ * count * tables ints) and written out table by table, so the writes into ids are sequential runs rather than one
+ * scattered store per table and row. */
+static inline void bolt_lsh_hash_rows(int32_t first, int32_t count, int64_t stride, int32_t dim, int32_t tables,
                                       int32_t hashes, const real_t *restrict weights, const int32_t *restrict coords,
                                       const real_t *restrict planes, int32_t *restrict keys, int32_t *restrict ids)
 {
@@ -106,12 +109,14 @@ static inline void bolt_lsh_hash_rows(int32_t first, int32_t count, int32_t n, i
                       keys + (size_t)r * tables);
     for (int32_t t = 0; t < tables; ++t)
         for (int32_t r = 0; r < count; ++r)
-            ids[(size_t)t * n + first + r] = keys[(size_t)r * tables + t];
+            ids[(size_t)t * stride + first + r] = keys[(size_t)r * tables + t];
 }
 
 /* Rebuild step 2 for table t: counting sort of its neurons by key. keys is scratch [n], cursor scratch [range];
- * neurons are placed in the order of `order` (a permutation of 0..n-1) so capped buckets sample fairly. */
-static inline void bolt_lsh_sort_table(int32_t n, int32_t range, int32_t *restrict ids, int32_t *restrict offsets,
+ * neurons are placed in the order of `order` (a permutation of 0..n-1) so capped buckets sample fairly. With
+ * `slack` > 0 every bucket gets that many free slots after its neurons and `sizes` [range] its fill. */
+static inline void bolt_lsh_sort_table(int32_t n, int32_t range, int32_t slack, int32_t *restrict ids,
+                                       int32_t *restrict offsets, int32_t *restrict sizes,
                                        const int32_t *restrict order, int32_t *restrict keys,
                                        int32_t *restrict cursor)
 {
@@ -119,6 +124,11 @@ static inline void bolt_lsh_sort_table(int32_t n, int32_t range, int32_t *restri
     memset(offsets, 0, (size_t)(range + 1) * sizeof(int32_t));
     for (int32_t i = 0; i < n; ++i)
         offsets[keys[i] + 1] += 1;
+    if (slack > 0)
+        for (int32_t k = 0; k < range; ++k) {
+            sizes[k] = offsets[k + 1];
+            offsets[k + 1] += slack;
+        }
     for (int32_t k = 0; k < range; ++k)
         offsets[k + 1] += offsets[k];
     memcpy(cursor, offsets, (size_t)range * sizeof(int32_t));
@@ -128,6 +138,36 @@ static inline void bolt_lsh_sort_table(int32_t n, int32_t range, int32_t *restri
     }
 }
 
+/* A well-mixed 32-bit hash of a value (the finaliser of MurmurHash3): reproducible choices without a generator. */
+static inline uint32_t bolt_mix32(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    return h ^ (h >> 16);
+}
+
+/* Label insertion into frozen tables (BOLT's behaviour once rebuilds stop): `label` joins the bucket `key` of one
+ * table unless it is there already, in a free slot while the bucket has one within the `cap` ids a query reads,
+ * else in place of one of those ids, chosen by `salt` as a reservoir would. */
+static inline void bolt_lsh_insert(int32_t key, int32_t label, uint32_t salt, int32_t cap,
+                                   const int32_t *restrict offsets, int32_t *restrict sizes, int32_t *restrict ids)
+{
+    const int32_t begin = offsets[key], room = offsets[key + 1] - begin, size = sizes[key];
+    for (int32_t p = begin; p < begin + size; ++p)
+        if (ids[p] == label)
+            return;
+    if (size < room && size < cap) {
+        ids[begin + size] = label;
+        sizes[key] = size + 1;
+        return;
+    }
+    const int32_t visible = size < cap ? size : cap;
+    if (visible > 0)
+        ids[begin + (int32_t)(bolt_mix32(salt) % (uint32_t)visible)] = label;
+}
+
 #define BOLT_LSH_MARK_LIMIT (1 << 23) /* marks live in the high bits of a stamp, vote counts in the low 8 */
 
 /* The active set of one sample, exactly `active` distinct ids: its labels first (training); then the neurons the
@@ -135,10 +175,12 @@ static inline void bolt_lsh_sort_table(int32_t n, int32_t range, int32_t *restri
  * more than fit, since a neuron found in more tables collides with the query more often and so is more similar;
  * then neurons taken in `order` from a place derived from the keys, if the buckets returned too few.
  * stamp[n] >> 8 == mark means neuron n was already met for this sample; its low 8 bits count its votes.
- * candidates is scratch for tables * cap ids. */
+ * candidates is scratch for tables * cap ids. A table's row of ids is `stride` long; `sizes` (NULL for tables
+ * without slack) holds the fill of each bucket. */
 static inline void bolt_lsh_select(int32_t active, int32_t n, int32_t tables, int32_t range, int32_t cap,
-                                   const int32_t *restrict keys, const int32_t *restrict offsets,
-                                   const int32_t *restrict ids, const int32_t *restrict order,
+                                   int64_t stride, const int32_t *restrict keys, const int32_t *restrict offsets,
+                                   const int32_t *restrict sizes, const int32_t *restrict ids,
+                                   const int32_t *restrict order,
                                    const int32_t *restrict labels, int64_t n_labels, int32_t *restrict stamp,
                                    int32_t mark, int32_t *restrict candidates, int32_t *restrict chosen)
 {
@@ -153,10 +195,11 @@ static inline void bolt_lsh_select(int32_t active, int32_t n, int32_t tables, in
     }
     for (int32_t t = 0; t < tables; ++t) {
         const int32_t *table_offsets = offsets + (size_t)t * (range + 1);
-        const int32_t begin = table_offsets[keys[t]], end = table_offsets[keys[t] + 1];
+        const int32_t begin = table_offsets[keys[t]];
+        const int32_t end = sizes ? begin + sizes[(size_t)t * range + keys[t]] : table_offsets[keys[t] + 1];
         const int32_t stop = end - begin > cap ? begin + cap : end;
         for (int32_t p = begin; p < stop; ++p) {
-            const int32_t neuron = ids[(size_t)t * n + p];
+            const int32_t neuron = ids[(size_t)t * stride + p];
             const int32_t s = stamp[neuron];
             if ((s & ~255) != seen) {
                 stamp[neuron] = seen | 1;

@@ -47,6 +47,9 @@ VARIANTS = {
                          " h = dense(p, 17, activation=tanh)\n"
                          " s = dense(h, 700, activation=softmax, sparsity=0.1, sampling=srp(hashes=5))\n"
                          " loss cross_entropy(s, l)\n optimizer sgd(learning_rate=0.1)\n}\n",
+    "sparse-bce-frozen": "model x {\n input p: sparse[300]\n target l: multilabel[900]\n"
+                         " h = dense(p, 20, activation=relu)\n s = dense(h, 900, activation=sigmoid, sparsity=0.05)\n"
+                         " loss binary_cross_entropy(s, l)\n train { freeze_tables_after = 2 }\n}\n",
 }
 
 

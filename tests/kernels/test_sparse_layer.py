@@ -221,16 +221,42 @@ def test_save_and_load_keep_hash_functions_and_rebuild_tables(write_spec, tmp_pa
                                       model.predict(x, top_k=3, sparse=sparse)[0])
 
 
-def test_tables_follow_the_rebuild_setting_and_freeze(write_spec):
+def test_frozen_tables_stop_rebuilding_and_take_in_each_rows_labels(write_spec):
     x, labels = make_data(64, 12, 400, seed=8)
-    frozen = boltc.load(write_spec(spec_text(12, 16, 400, 0.05, batch=16).replace(
-        "seed = 4 }", "seed = 4, rebuild = 2, freeze_tables_after = 1 }")))
-    frozen.fit((x, labels), epochs=1)  # 4 batches: rebuilt after batches 2 and 4
-    tables = frozen.arrays["l1.table_ids"].copy()
-    frozen.fit((x, labels), epochs=1)  # past the freeze: the weights move, the tables do not
-    np.testing.assert_array_equal(frozen.arrays["l1.table_ids"], tables)
-    frozen.rebuild()
-    assert not np.array_equal(frozen.arrays["l1.table_ids"], tables)
+    text = spec_text(12, 16, 400, 0.05, batch=16, sampling=", sampling=dwta(hashes=3, tables=12)")
+    model = boltc.load(write_spec(text.replace("seed = 4 }", "seed = 4, rebuild = 2, freeze_tables_after = 1 }")),
+                       real_type="double")
+    lsh = model.plan.output.lsh
+    assert lsh.insert_slack > 0
+    ids, offsets, sizes = (model.arrays[f"l1.{name}"] for name in ("table_ids", "table_offsets", "table_sizes"))
+
+    def bucket(t: int, key: int, visible: bool = False) -> np.ndarray:
+        fill = min(sizes[t, key], lsh.bucket_cap) if visible else sizes[t, key]
+        return ids[t, offsets[t, key]:offsets[t, key] + fill]
+
+    model.fit((x, labels), epochs=1)  # 4 batches, rebuilt after batches 2 and 4: every neuron once per table
+    keys = numpy_dwta_keys(model.arrays["l1.weights"], model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)
+    for t in range(lsh.tables):
+        assert np.array_equal(np.diff(offsets[t]), np.bincount(keys[t], minlength=lsh.range) + lsh.insert_slack)
+        for key in range(lsh.range):
+            assert sorted(bucket(t, key).tolist()) == np.flatnonzero(keys[t] == key).tolist()
+    layout = offsets.copy()
+    for row in range(6):  # past the freeze, one row at a time: its label joins the buckets its input hashes to
+        params = model.parameters()
+        hidden = np.maximum(x[row:row + 1] @ params["l0.weights"] + params["l0.bias"], 0)
+        row_keys = numpy_dwta_keys(hidden, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)[:, 0]
+        model.fit((x[row:row + 1], [labels[row][:1]]), epochs=1)
+        np.testing.assert_array_equal(model.arrays["l1.sample_keys"][0], row_keys)
+        for t in range(lsh.tables):
+            assert labels[row][0] in bucket(t, row_keys[t], visible=True)
+    np.testing.assert_array_equal(offsets, layout)  # never rebuilt
+    for t in range(lsh.tables):
+        room = np.diff(offsets[t])
+        assert np.all(sizes[t] <= room)
+        for key in range(lsh.range):
+            assert len(set(bucket(t, key).tolist())) == sizes[t, key]  # no neuron twice in a bucket
+    model.rebuild()  # an explicit rebuild starts again from the weights
+    assert sizes.sum() == 400 * lsh.tables
 
 
 def test_every_fourth_scheduled_rebuild_draws_new_hash_functions(write_spec):
