@@ -57,7 +57,7 @@ class BufferSpec:
     kind: str
     fan_in: int  # for initialisation of weights
     fan_out: int
-    dtype: str = "real"  # real (the plan's scalar) | int32
+    dtype: str = "real"  # real (the plan's scalar) | int32 | int64
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,13 +188,16 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_act=add(layer, "act", (batch, lsh.inference_active), "scratch"),
         slot_grad=add(layer, "grad", (batch, lsh.active), "scratch"),
         slot_groups=add(layer, "groups", (entries,), "scratch", "int32"),
-        slot_group_starts=add(layer, "group_starts", (entries + 1,), "scratch", "int32"),
+        slot_group_starts=add(layer, "group_starts", (entries + lsh.update_parts,), "scratch", "int32"),
         slot_group_rows=add(layer, "group_rows", (entries,), "scratch", "int32"),
         slot_group_coefs=add(layer, "group_coefs", (entries,), "scratch"),
         slot_group_slot=add(layer, "group_slot", (n,), "scratch", "int32"),
+        slot_part_offsets=add(layer, "part_offsets", (lsh.update_parts + 1,), "scratch", "int64"),
         slot_dense_scores=add(layer, "dense_scores", (lsh.threads, DENSE_ROWS * lsh.dense_chunk), "scratch"),
         table_stride=n + lsh.range * lsh.insert_slack,
     )
+    if layer.needs_input_gradient:
+        context["slot_dx_parts"] = add(layer, "dx_parts", (lsh.update_parts, batch, d), "scratch")
     if lsh.insert_slack:
         context["slot_sizes"] = add(layer, "table_sizes", (lsh.tables, lsh.range), "table", "int32")
         context["slot_sample_keys"] = add(layer, "sample_keys", (batch, lsh.tables), "scratch", "int32")

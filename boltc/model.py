@@ -117,7 +117,8 @@ class Model:
         self.buffers = buffers
         self.real = np.dtype(np.float32 if plan.real_type == "float" else np.float64)
         self.arrays: dict[str, np.ndarray] = {
-            spec.name: np.zeros(spec.shape, dtype=self.real if spec.dtype == "real" else np.int32) for spec in buffers}
+            spec.name: np.zeros(spec.shape, dtype=self.real if spec.dtype == "real" else np.dtype(spec.dtype))
+            for spec in buffers}
         self.sparse_layers = [layer for layer in plan.layers if layer.lsh is not None]
         ffi = library.ffi
         self._table = ffi.new("void *[]", len(buffers))

@@ -28,6 +28,9 @@ RECONSTRUCT_EVERY = 4
 # Free slots per bucket in tables that freeze: room for a few inserted labels before each insertion replaces a
 # member, as BOLT's reservoirs do, for L x range more ids (a tenth of the tables at Amazon-670K's shape).
 INSERT_SLACK = 2
+# The sparse update splits neurons into this many parts per planned thread: enough for threads to balance the
+# load, few enough that every part's pass over the batch's entries stays cheap.
+UPDATE_PARTS_PER_THREAD = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,8 @@ class LshPlan:
     rebuild_growth: float  # each period between rebuilds is this much longer than the last
     freeze_after_epochs: int | None  # no rebuilds after this many epochs
     insert_slack: int  # free slots per bucket for labels inserted into frozen tables (0: the tables never freeze)
+    update_part_shift: int  # the race-free update splits neurons into parts of 2^shift consecutive ids...
+    update_parts: int  # ...this many of them
     reconstruct_every: int  # every this many scheduled rebuilds draws new hash functions first (0: never)
     table_bytes: int
     hash_chunk: int  # rows hashed per step of a rebuild (their keys must fit a thread's scratch)
@@ -189,6 +194,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
     bins = hashes * tables
     freeze = train.freeze_tables_after if train is not None else None
     slack = INSERT_SLACK if freeze is not None else 0
+    part_shift = ((units - 1) // (UPDATE_PARTS_PER_THREAD * threads)).bit_length()
     fixed_period = train is not None and train.rebuild_every is not None
     from_spec = [name for name in ("hashes", "tables", "bucket_cap") if getattr(given, name) is not None]
     from_spec += ["rebuild"] if fixed_period else []
@@ -203,6 +209,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         bins=bins, permutations=math.ceil(bins * 8 / in_dim) if given.family == "dwta" else 0, threads=threads,
         rebuild_first=train.rebuild_every if fixed_period else 50, rebuild_growth=1.0 if fixed_period else 1.25,
         freeze_after_epochs=freeze, insert_slack=slack, reconstruct_every=RECONSTRUCT_EVERY,
+        update_part_shift=part_shift, update_parts=((units - 1) >> part_shift) + 1,
         table_bytes=4 * tables * (units + key_range * slack + key_range + 1 + (key_range if slack else 0)),
         hash_chunk=max(1, min(1024, (units + key_range) // tables)), dense_chunk=min(units, 1024), origin=origin,
     )

@@ -223,6 +223,41 @@ static BOLT_ALWAYS_INLINE void bolt_gather_add(int64_t count, const int32_t *res
     }
 }
 
+/* Y[row[e]][0..width) += coef[e] * v[0..width) for every entry e: one vector added into scattered rows (the
+ * transpose of bolt_gather_add), with v held in registers while the entries go by. */
+static BOLT_ALWAYS_INLINE void bolt_scatter_add(int64_t count, const int32_t *restrict row,
+                                                const real_t *restrict coef, const real_t *restrict v,
+                                                int32_t width, real_t *restrict Y, int32_t ldy)
+{
+    const int32_t full = width / BOLT_LANES;
+    int32_t v0 = 0;
+    for (; v0 + BOLT_GATHER_BLOCK <= full; v0 += BOLT_GATHER_BLOCK) {
+        bolt_vec held[BOLT_GATHER_BLOCK];
+        for (int32_t k = 0; k < BOLT_GATHER_BLOCK; ++k)
+            held[k] = bolt_load(v + (v0 + k) * BOLT_LANES);
+        for (int64_t e = 0; e < count; ++e) {
+            real_t *target = Y + (size_t)row[e] * ldy + v0 * BOLT_LANES;
+            for (int32_t k = 0; k < BOLT_GATHER_BLOCK; ++k)
+                bolt_store(target + k * BOLT_LANES, bolt_load(target + k * BOLT_LANES) + coef[e] * held[k]);
+        }
+    }
+    for (; v0 < full; ++v0) {
+        const bolt_vec held = bolt_load(v + v0 * BOLT_LANES);
+        for (int64_t e = 0; e < count; ++e) {
+            real_t *target = Y + (size_t)row[e] * ldy + v0 * BOLT_LANES;
+            bolt_store(target, bolt_load(target) + coef[e] * held);
+        }
+    }
+    if (width % BOLT_LANES) {
+        const int32_t tail = width % BOLT_LANES, at = full * BOLT_LANES;
+        const bolt_vec held = bolt_load_part(v + at, tail);
+        for (int64_t e = 0; e < count; ++e) {
+            real_t *target = Y + (size_t)row[e] * ldy + at;
+            bolt_store_part(target, bolt_load_part(target, tail) + coef[e] * held, tail);
+        }
+    }
+}
+
 /* T[N][K] = W[K][N]^T, for rows k0 .. k0 + count of W. */
 static inline void bolt_transpose_rows(int32_t k0, int32_t count, int32_t K, int32_t N, const real_t *restrict W,
                                        real_t *restrict T)

@@ -243,19 +243,33 @@ static inline void bolt_lsh_select(int32_t active, int32_t n, int32_t tables, in
     }
 }
 
-/* Group the entries of a [rows][row_length] matrix of neuron ids by neuron, for weight updates that one thread per
- * neuron can apply without races: groups lists the distinct neurons in first-seen order; entries of group g are
- * starts[g] .. starts[g+1]-1 of entry_rows (the batch row of each) and entry_coefs (its coefficient). slot [n]
- * must be all zero on entry and is all zero again on return. Returns the number of groups. */
+/* Entries among the first n_entries whose neuron id falls in part `part` (id >> part_shift == part). */
+static inline int64_t bolt_count_part(int64_t n_entries, const int32_t *restrict neuron, int32_t part_shift,
+                                      int32_t part)
+{
+    int64_t count = 0;
+    for (int64_t e = 0; e < n_entries; ++e)
+        count += (neuron[e] >> part_shift) == part;
+    return count;
+}
+
+/* Group by neuron the entries of a [rows][row_length] matrix of neuron ids whose neuron falls in part `part` (a
+ * range of ids, so that the part's share of `slot` stays in cache), for weight updates that one thread per part can
+ * apply without races: groups lists the part's distinct neurons in
+ * first-seen order; entries of group g are starts[g] .. starts[g+1]-1 of entry_rows (the batch row of each) and
+ * entry_coefs (its coefficient). slot [n] must be all zero for the part's neurons on entry and is so again on
+ * return. Returns the number of groups. */
 static inline int32_t bolt_group_entries(int32_t rows, int32_t row_length, const int32_t *restrict neuron,
-                                         const real_t *restrict coef, int32_t *restrict slot,
-                                         int32_t *restrict groups, int32_t *restrict starts,
+                                         const real_t *restrict coef, int32_t part_shift, int32_t part,
+                                         int32_t *restrict slot, int32_t *restrict groups, int32_t *restrict starts,
                                          int32_t *restrict entry_rows, real_t *restrict entry_coefs)
 {
-    const int32_t n_entries = rows * row_length;
+    const int64_t n_entries = (int64_t)rows * row_length;
     int32_t n_groups = 0;
-    for (int32_t e = 0; e < n_entries; ++e) {
+    for (int64_t e = 0; e < n_entries; ++e) {
         const int32_t id = neuron[e];
+        if (id >> part_shift != part)
+            continue;
         if (slot[id] == 0) {
             groups[n_groups] = id;
             starts[n_groups] = 0;
@@ -269,9 +283,12 @@ static inline int32_t bolt_group_entries(int32_t rows, int32_t row_length, const
         starts[g] = offset;
         offset += count;
     }
-    for (int32_t e = 0; e < n_entries; ++e) {
-        const int32_t at = starts[slot[neuron[e]] - 1]++;
-        entry_rows[at] = e / row_length;
+    for (int64_t e = 0; e < n_entries; ++e) {
+        const int32_t id = neuron[e];
+        if (id >> part_shift != part)
+            continue;
+        const int32_t at = starts[slot[id] - 1]++;
+        entry_rows[at] = (int32_t)(e / row_length);
         entry_coefs[at] = coef[e];
     }
     for (int32_t g = n_groups; g > 0; --g)

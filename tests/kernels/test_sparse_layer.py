@@ -108,6 +108,21 @@ def test_same_seed_same_active_sets(write_spec):
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+def test_sparse_training_does_not_depend_on_the_thread_count(write_spec, loss):
+    spec = write_spec(spec_text(12, 16, 400, 0.05, batch=32, loss=loss))
+    x, labels = make_data(96, 12, 400, seed=3)
+    runs = []
+    for threads in (1, 2, 3):
+        model = boltc.load(spec)
+        model.threads = threads
+        model.fit((x, labels), epochs=2)
+        runs.append({k: v.copy() for k, v in model.parameters().items()})
+    for run in runs[1:]:
+        for name, value in run.items():
+            np.testing.assert_array_equal(value, runs[0][name], err_msg=name)
+
+
 def numpy_dwta_keys(vectors: np.ndarray, coords: np.ndarray, tables: int, hashes: int) -> np.ndarray:
     """keys[t, n] of each row of `vectors`, computed independently of the C code."""
     bins = coords.reshape(8, tables * hashes).T  # stored coordinate-major
