@@ -57,7 +57,7 @@ class BufferSpec:
     kind: str
     fan_in: int  # for initialisation of weights
     fan_out: int
-    dtype: str = "real"  # real (the plan's scalar) | int32 | int64
+    dtype: str = "real"  # real (the plan's scalar) | int32 | int64 | uint8
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +181,7 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_offsets=add(layer, "table_offsets", (lsh.tables, lsh.range + 1), "table", "int32"),
         slot_ids=add(layer, "table_ids", (lsh.tables, n + lsh.range * lsh.insert_slack), "table", "int32"),
         slot_sort_scratch=add(layer, "sort_scratch", (lsh.threads, n + lsh.range), "scratch", "int32"),
-        slot_stamps=add(layer, "stamps", (lsh.threads, n), "scratch", "int32"),
-        slot_marks=add(layer, "marks", (lsh.threads,), "scratch", "int32"),
+        slot_votes=add(layer, "votes", (lsh.threads, n), "scratch", "uint8"),
         slot_candidates=add(layer, "candidates", (lsh.threads, lsh.tables * lsh.bucket_cap), "scratch", "int32"),
         slot_active=add(layer, "active", (batch, lsh.inference_active), "scratch", "int32"),
         slot_act=add(layer, "act", (batch, lsh.inference_active), "scratch"),

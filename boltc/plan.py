@@ -250,7 +250,8 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
                     + (f", frozen after {lsh.freeze_after_epochs} epochs (then labels are inserted into "
                        f"{lsh.insert_slack} free slots per bucket)" if lsh.freeze_after_epochs is not None
                        else "") + "; sparse "
-                    f"inference scores {lsh.inference_active}; forward FLOP/sample "
+                    f"inference scores {lsh.inference_active}; update in {lsh.update_parts} parts of "
+                    f"{2 ** lsh.update_part_shift} neurons; forward FLOP/sample "
                     f"{2 * layer.in_dim * lsh.active + lsh.bins * 8:,} vs {matmul:,} dense [{lsh.origin}]")
     if lsh is not None:
         active_matmul = 2 * layer.in_dim * lsh.active

@@ -168,79 +168,99 @@ static inline void bolt_lsh_insert(int32_t key, int32_t label, uint32_t salt, in
         ids[begin + (int32_t)(bolt_mix32(salt) % (uint32_t)visible)] = label;
 }
 
-#define BOLT_LSH_MARK_LIMIT (1 << 23) /* marks live in the high bits of a stamp, vote counts in the low 8 */
+#if defined(__GNUC__)
+#define BOLT_PREFETCH(address) __builtin_prefetch(address)
+#else
+#define BOLT_PREFETCH(address) ((void)(address))
+#endif
+
+/* Ask for the cache lines of count ids. */
+static inline void bolt_prefetch_ids(const int32_t *ids, int32_t count)
+{
+    for (int32_t i = 0; i < count; i += 64 / (int32_t)sizeof(int32_t))
+        BOLT_PREFETCH(ids + i);
+}
+
+#define BOLT_LSH_TAKEN 255 /* votes[n] of a neuron already in the active set; 1 .. 254 count bucket hits */
 
 /* The active set of one sample, exactly `active` distinct ids: its labels first (training); then the neurons the
  * probed buckets return (at most `cap` ids from each bucket), ranked by how many tables returned them when there are
  * more than fit, since a neuron found in more tables collides with the query more often and so is more similar;
  * then neurons taken in `order` from a place derived from the keys, if the buckets returned too few.
- * stamp[n] >> 8 == mark means neuron n was already met for this sample; its low 8 bits count its votes.
- * candidates is scratch for tables * cap ids. A table's row of ids is `stride` long; `sizes` (NULL for tables
- * without slack) holds the fill of each bucket. */
+ * votes [n] is one byte per neuron, so a thread's share stays in its cache; it must be all zero on entry and is all
+ * zero again on return. candidates is scratch for tables * cap ids. A table's row of ids is `stride` long; `sizes`
+ * (NULL for tables without slack) holds the fill of each bucket. */
 static inline void bolt_lsh_select(int32_t active, int32_t n, int32_t tables, int32_t range, int32_t cap,
                                    int64_t stride, const int32_t *restrict keys, const int32_t *restrict offsets,
                                    const int32_t *restrict sizes, const int32_t *restrict ids,
-                                   const int32_t *restrict order,
-                                   const int32_t *restrict labels, int64_t n_labels, int32_t *restrict stamp,
-                                   int32_t mark, int32_t *restrict candidates, int32_t *restrict chosen)
+                                   const int32_t *restrict order, const int32_t *restrict labels, int64_t n_labels,
+                                   uint8_t *restrict votes, int32_t *restrict candidates, int32_t *restrict chosen)
 {
-    const int32_t seen = mark << 8, taken = seen | 255;
+    int32_t bounds[2 * tables]; /* the part of each table's bucket that is read */
     int32_t count = 0, n_candidates = 0;
     for (int64_t p = 0; p < n_labels && count < active; ++p) {
         const int32_t label = labels[p];
-        if (stamp[label] != taken) {
-            stamp[label] = taken;
+        if (votes[label] != BOLT_LSH_TAKEN) {
+            votes[label] = BOLT_LSH_TAKEN;
             chosen[count++] = label;
         }
+    }
+    /* every table's bucket is a random place in memory: ask for all of them before reading any */
+    for (int32_t t = 0; t < tables; ++t) {
+        BOLT_PREFETCH(offsets + (size_t)t * (range + 1) + keys[t]);
+        if (sizes)
+            BOLT_PREFETCH(sizes + (size_t)t * range + keys[t]);
     }
     for (int32_t t = 0; t < tables; ++t) {
         const int32_t *table_offsets = offsets + (size_t)t * (range + 1);
         const int32_t begin = table_offsets[keys[t]];
         const int32_t end = sizes ? begin + sizes[(size_t)t * range + keys[t]] : table_offsets[keys[t] + 1];
-        const int32_t stop = end - begin > cap ? begin + cap : end;
-        for (int32_t p = begin; p < stop; ++p) {
+        bounds[2 * t] = begin;
+        bounds[2 * t + 1] = end - begin > cap ? begin + cap : end;
+        bolt_prefetch_ids(ids + (size_t)t * stride + begin, bounds[2 * t + 1] - begin);
+    }
+    for (int32_t t = 0; t < tables; ++t) {
+        for (int32_t p = bounds[2 * t]; p < bounds[2 * t + 1]; ++p) {
             const int32_t neuron = ids[(size_t)t * stride + p];
-            const int32_t s = stamp[neuron];
-            if ((s & ~255) != seen) {
-                stamp[neuron] = seen | 1;
+            const uint8_t v = votes[neuron];
+            if (v == 0)
                 candidates[n_candidates++] = neuron;
-            } else if ((s & 255) < 254) {
-                stamp[neuron] = s + 1;
-            }
+            votes[neuron] = v + (v < BOLT_LSH_TAKEN - 1);
         }
     }
-    int32_t threshold = 0; /* candidates with more votes than this are all taken */
     if (count + n_candidates > active) {
-        int32_t histogram[256] = {0};
+        int32_t histogram[BOLT_LSH_TAKEN] = {0};
         for (int32_t c = 0; c < n_candidates; ++c)
-            histogram[stamp[candidates[c]] & 255] += 1;
-        int32_t room = active - count, above = 0;
-        for (threshold = 254; threshold > 0 && above + histogram[threshold] < room; --threshold)
+            histogram[votes[candidates[c]]] += 1;
+        /* candidates with more votes than the threshold all fit; the rest of the room goes to ties at the threshold,
+         * in bucket order */
+        int32_t room = active - count, above = 0, threshold = BOLT_LSH_TAKEN - 1;
+        for (; threshold > 0 && above + histogram[threshold] < room; --threshold)
             above += histogram[threshold];
-        /* those above the threshold all fit; the rest of the room goes to ties at the threshold, in bucket order */
         int32_t ties = room - above;
         for (int32_t c = 0; c < n_candidates; ++c) {
-            const int32_t votes = stamp[candidates[c]] & 255;
-            if (votes > threshold || (votes == threshold && ties-- > 0)) {
-                stamp[candidates[c]] = taken;
+            const int32_t v = votes[candidates[c]];
+            if (v > threshold || (v == threshold && ties-- > 0))
                 chosen[count++] = candidates[c];
+            votes[candidates[c]] = 0;
+        }
+    } else {
+        for (int32_t c = 0; c < n_candidates; ++c) {
+            votes[candidates[c]] = BOLT_LSH_TAKEN;
+            chosen[count++] = candidates[c];
+        }
+        int64_t at = ((uint32_t)keys[0] * 2654435761u) % (uint32_t)n;
+        while (count < active) {
+            const int32_t neuron = order[at];
+            at = at + 1 == n ? 0 : at + 1;
+            if (votes[neuron] == 0) {
+                votes[neuron] = BOLT_LSH_TAKEN;
+                chosen[count++] = neuron;
             }
         }
-        return;
     }
-    for (int32_t c = 0; c < n_candidates; ++c) {
-        stamp[candidates[c]] = taken;
-        chosen[count++] = candidates[c];
-    }
-    int64_t at = ((uint32_t)keys[0] * 2654435761u) % (uint32_t)n;
-    while (count < active) {
-        const int32_t neuron = order[at];
-        at = at + 1 == n ? 0 : at + 1;
-        if ((stamp[neuron] & ~255) != seen) {
-            stamp[neuron] = taken;
-            chosen[count++] = neuron;
-        }
-    }
+    for (int32_t a = 0; a < count; ++a)
+        votes[chosen[a]] = 0;
 }
 
 /* Entries among the first n_entries whose neuron id falls in part `part` (id >> part_shift == part). */

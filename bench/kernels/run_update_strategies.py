@@ -9,7 +9,8 @@ The C file is built into a temporary directory with boltc's flags (gcc -std=c11 
 timed run, a small shape (--verify-neurons x --verify-active) checks every strategy against "grouped" (max abs
 difference of W, M, V after all batches and of the last batch's dX). Timings are medians over --batches timed
 batches after --warmup warm-up batches, cycling through --distinct-batches generated batches so no batch finds
-the previous one's rows in cache.
+the previous one's rows in cache; the strategies run interleaved, one batch each in turn, each on its own W/M/V,
+so that they share the background load of a busy machine (about 8 GB of arrays at the default shape).
 """
 
 from __future__ import annotations
@@ -151,10 +152,11 @@ def main() -> None:
     if args.only:
         common += ["--only", args.only]
 
-    # W, M, V, the reference copy of them, hogwild's G, and perthread's T buffers (each N x D floats)
+    # every strategy its own W, M, V (they run interleaved); hogwild's G; perthread's T buffers (each N x D floats)
     array = args.neurons * row_bytes
-    need_without = 7 * array
-    need_with = need_without + args.threads * array
+    n_strategies = len(args.only.split(",")) + 1 if args.only else 7
+    need_without = (3 * n_strategies + 1) * array
+    need_with = need_without + (3 + args.threads) * array
     avail = mem_available_bytes()
     perthread = not args.no_perthread
     if perthread and avail is not None and need_with > 0.85 * avail:
@@ -177,7 +179,7 @@ def main() -> None:
                 str(args.stream_reps), *common]
         results["main"] = run(exe, args.threads, full, args.timeout)
         print_main(results["main"])
-        print(f"(memory in big arrays incl. the reference copy: {results['main']['big_alloc_mb']:,.0f} MB; "
+        print(f"(memory in big arrays, every strategy's own W/M/V included: {results['main']['big_alloc_mb']:,.0f} MB; "
               f"process run time {results['main']['setup_and_run_s']:.1f} s; load average 1 min before "
               f"{load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
     if args.json:

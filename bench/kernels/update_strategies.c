@@ -42,8 +42,11 @@
  *
  * The process generates a few different batches (realistic active sets: 5 Zipf-distributed "labels" per row, the
  * rest uniform distinct ids) and cycles through them, so that no iteration finds the previous one's rows in cache.
- * Each strategy starts from the same deterministic W/M/V and runs the same batch sequence; the final W/M/V and the
- * last batch's dX are compared with grouped's. A STREAM-like probe of 512-byte row gathers gives the memory limit.
+ * Each strategy has its own W/M/V (all start from the same deterministic values) and runs the same batch sequence;
+ * the strategies run interleaved, one batch each in turn (the first one rotating), so on a shared machine they all
+ * see the same background load, and a strategy's batch always follows other strategies' batches on other arrays
+ * (cold caches, as in training where the other layers run in between). The final W/M/V and the last batch's dX are
+ * compared with grouped's. A STREAM-like probe of 512-byte row gathers gives the memory limit.
  *
  * Prints one JSON object on stdout (bench/kernels/run_update_strategies.py formats it).
  * Build: gcc -std=c11 -O3 -fno-math-errno -fno-trapping-math -march=native -fopenmp -Iruntime this.c -lm
@@ -866,21 +869,28 @@ static probe probe_rmw3(real_t *w, real_t *m, real_t *v, const int32_t *ids, int
     return (probe){bytes / median(times, reps) / 1e9, bytes};
 }
 
+/* Sequential read of a whole N x DIM array: contiguous halves per thread, VECS independent vector sums. */
 static probe probe_seq_read(const real_t *w, int64_t n, int reps)
 {
     double times[MAX_ITERS], sink = 0;
-    const int64_t total = n * DIM;
     for (int r = 0; r < reps; ++r) {
         const double t0 = omp_get_wtime();
-        real_t s = 0;
-#pragma omp parallel for simd schedule(static) reduction(+ : s)
-        for (int64_t i = 0; i < total; ++i)
-            s += w[i];
-        sink += s;
+#pragma omp parallel reduction(+ : sink)
+        {
+            bolt_vec acc[VECS];
+            for (int32_t v = 0; v < VECS; ++v)
+                acc[v] = (bolt_vec){0};
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < n; ++i)
+                for (int32_t v = 0; v < VECS; ++v)
+                    acc[v] += bolt_load(w + (size_t)i * DIM + v * BOLT_LANES);
+            for (int32_t v = 0; v < VECS; ++v)
+                sink += bolt_hsum(acc[v]);
+        }
         times[r] = omp_get_wtime() - t0;
     }
     probe_sink += sink;
-    const double bytes = (double)total * sizeof(real_t);
+    const double bytes = (double)n * ROW_BYTES;
     return (probe){bytes / median(times, reps) / 1e9, bytes};
 }
 
@@ -1025,12 +1035,22 @@ int main(int argc, char **argv)
         st.g_threads = (real_t *)big_alloc((size_t)threads * nd * sizeof(real_t), c.thp);
         st.flag_threads = (uint8_t *)small_alloc((size_t)threads * c.n);
     }
-    /* the reference (grouped's result) to compare with */
-    real_t *ref_w = (real_t *)big_alloc((size_t)nd * sizeof(real_t), 0);
-    real_t *ref_m = (real_t *)big_alloc((size_t)nd * sizeof(real_t), 0);
-    real_t *ref_v = (real_t *)big_alloc((size_t)nd * sizeof(real_t), 0);
-    real_t *ref_dx = (real_t *)small_alloc((size_t)c.b * DIM * sizeof(real_t));
-    init_params(&st);
+    /* every strategy its own W, M, V and dX, so that the strategies can run interleaved batch by batch (each then
+     * sees the same background load on a shared machine) and be compared with grouped's arrays at the end */
+    int ns = 0, order[N_STRATEGIES];
+    state_t sts[N_STRATEGIES];
+    for (int s = 0; s < N_STRATEGIES; ++s) {
+        if (s != GROUPED && !wanted(&c, s)) /* grouped always runs: it is the reference */
+            continue;
+        order[ns++] = s;
+        sts[s] = st;
+        if (s != GROUPED) {
+            sts[s].w = (real_t *)big_alloc((size_t)nd * sizeof(real_t), c.thp);
+            sts[s].m = (real_t *)big_alloc((size_t)nd * sizeof(real_t), c.thp);
+            sts[s].v = (real_t *)big_alloc((size_t)nd * sizeof(real_t), c.thp);
+            sts[s].dx = (real_t *)small_alloc((size_t)c.b * DIM * sizeof(real_t));
+        }
+    }
     const int64_t huge_kb = anon_huge_kb();
 
     printf("{\n  \"config\": {\"neurons\": %ld, \"dim\": %d, \"rows\": %d, \"active\": %d, \"entries\": %ld, "
@@ -1053,21 +1073,43 @@ int main(int argc, char **argv)
         int64_t n_uniq = group_first_seen(&st, &batches[0]); /* groups = distinct ids in first-seen order */
         memcpy(uniq, st.groups, (size_t)n_uniq * sizeof(int32_t));
         const int32_t pf = c.prefetch, reps = c.stream_reps;
-        probe p[7];
-        p[0] = probe_seq_read(st.w, c.n, reps);
-        p[1] = probe_read(st.w, ids, entries, pf, reps);
-        p[2] = probe_read(st.w, batches[0].active, entries, pf, reps);
-        p[3] = probe_rmw3(st.w, st.m, st.v, uniq, n_uniq, pf, reps);
-        qsort(ids, (size_t)entries, sizeof(int32_t), cmp_i32);
-        qsort(uniq, (size_t)n_uniq, sizeof(int32_t), cmp_i32);
-        p[4] = probe_read(st.w, ids, entries, pf, reps);
-        p[5] = probe_rmw3(st.w, st.m, st.v, uniq, n_uniq, pf, reps);
-        p[6] = probe_rmw3(st.w, st.m, st.v, uniq, n_uniq, 0, reps);
-        const char *names[7] = {"seq_read_W",       "gather_read_random",   "gather_read_batch_order",
+        int32_t *ids_sorted = (int32_t *)small_alloc((size_t)entries * sizeof(int32_t));
+        int32_t *uniq_sorted = (int32_t *)small_alloc((size_t)entries * sizeof(int32_t));
+        int32_t *all = (int32_t *)small_alloc((size_t)c.n * sizeof(int32_t)); /* every row, in order */
+        memcpy(ids_sorted, ids, (size_t)entries * sizeof(int32_t));
+        memcpy(uniq_sorted, uniq, (size_t)n_uniq * sizeof(int32_t));
+        qsort(ids_sorted, (size_t)entries, sizeof(int32_t), cmp_i32);
+        qsort(uniq_sorted, (size_t)n_uniq, sizeof(int32_t), cmp_i32);
+        for (int64_t i = 0; i < c.n; ++i)
+            all[i] = (int32_t)i;
+        /* the probes take turns, one pass each per round, so they share the background load; median per probe */
+        probe p[8];
+        double rates[8][MAX_ITERS];
+        for (int r = 0; r < reps; ++r) {
+            probe q[8];
+            q[0] = probe_seq_read(st.w, c.n, 1);
+            q[1] = probe_read(st.w, ids, entries, pf, 1);
+            q[2] = probe_read(st.w, batches[0].active, entries, pf, 1);
+            q[3] = probe_rmw3(st.w, st.m, st.v, uniq, n_uniq, pf, 1);
+            q[4] = probe_read(st.w, ids_sorted, entries, pf, 1);
+            q[5] = probe_rmw3(st.w, st.m, st.v, uniq_sorted, n_uniq, pf, 1);
+            q[6] = probe_rmw3(st.w, st.m, st.v, uniq_sorted, n_uniq, 0, 1);
+            q[7] = probe_rmw3(st.w, st.m, st.v, all, c.n, 0, 1);
+            for (int i = 0; i < 8; ++i) {
+                rates[i][r] = q[i].gbps;
+                p[i].bytes = q[i].bytes;
+            }
+        }
+        for (int i = 0; i < 8; ++i)
+            p[i].gbps = median(rates[i], reps);
+        free(ids_sorted);
+        free(uniq_sorted);
+        free(all);
+        const char *names[8] = {"seq_read_W",        "gather_read_random",  "gather_read_batch_order",
                                 "rmw3_random_order", "gather_read_sorted",  "rmw3_id_order",
-                                "rmw3_id_order_no_prefetch"};
+                                "rmw3_id_order_no_prefetch", "rmw3_all_rows_sequential"};
         printf("  \"stream\": [");
-        for (int i = 0; i < 7; ++i)
+        for (int i = 0; i < 8; ++i)
             printf("%s\n    {\"name\": \"%s\", \"gbps\": %.3f, \"mb\": %.1f}", i ? "," : "", names[i], p[i].gbps,
                    p[i].bytes / 1e6);
         printf("\n  ],\n");
@@ -1075,32 +1117,30 @@ int main(int argc, char **argv)
         free(uniq);
     }
 
+    for (int k = 0; k < ns; ++k) /* after the probe, which changes the first arrays */
+        init_params(&sts[order[k]]);
+    static batch_result res[N_STRATEGIES][MAX_ITERS];
+    const int total = c.warmup + c.iters;
+    for (int it = 0; it < total; ++it) /* round robin, the first strategy rotating from one batch to the next */
+        for (int k = 0; k < ns; ++k) {
+            const int s = order[(k + it) % ns];
+            res[s][it] = run_batch(s, &sts[s], &batches[it % c.n_batches], it + 1);
+        }
+
     printf("  \"strategies\": [");
-    int first_out = 1, have_ref = 0;
-    for (int s = 0; s < N_STRATEGIES; ++s) {
-        if (!wanted(&c, s) && !(s == GROUPED)) /* grouped always runs: it is the reference */
-            continue;
-        init_params(&st);
-        batch_result res[MAX_ITERS];
-        const int total = c.warmup + c.iters;
-        for (int it = 0; it < total; ++it)
-            res[it] = run_batch(s, &st, &batches[it % c.n_batches], it + 1);
+    for (int k = 0; k < ns; ++k) {
+        const int s = order[k];
+        const state_t *x = &sts[s], *ref = &sts[GROUPED];
         double diff_w = 0, diff_m = 0, diff_v = 0, diff_dx = 0;
-        if (s == GROUPED) {
-            memcpy(ref_w, st.w, (size_t)nd * sizeof(real_t));
-            memcpy(ref_m, st.m, (size_t)nd * sizeof(real_t));
-            memcpy(ref_v, st.v, (size_t)nd * sizeof(real_t));
-            memcpy(ref_dx, st.dx, (size_t)c.b * DIM * sizeof(real_t));
-            have_ref = 1;
-        } else if (have_ref) {
-            diff_w = max_abs_diff(st.w, ref_w, nd);
-            diff_m = max_abs_diff(st.m, ref_m, nd);
-            diff_v = max_abs_diff(st.v, ref_v, nd);
-            diff_dx = max_abs_diff(st.dx, ref_dx, (int64_t)c.b * DIM);
+        if (s != GROUPED) {
+            diff_w = max_abs_diff(x->w, ref->w, nd);
+            diff_m = max_abs_diff(x->m, ref->m, nd);
+            diff_v = max_abs_diff(x->v, ref->v, nd);
+            diff_dx = max_abs_diff(x->dx, ref->dx, (int64_t)c.b * DIM);
         }
         double total_t[MAX_ITERS], ph[N_PHASES][MAX_ITERS], bytes = 0;
         for (int it = 0; it < c.iters; ++it) {
-            const batch_result *r = &res[c.warmup + it];
+            const batch_result *r = &res[s][c.warmup + it];
             total_t[it] = 0;
             for (int p = 0; p < N_PHASES; ++p) {
                 ph[p][it] = r->phase[p];
@@ -1109,7 +1149,7 @@ int main(int argc, char **argv)
             bytes += r->bytes / c.iters;
         }
         const double t_med = median(total_t, c.iters);
-        printf("%s\n    {\"name\": \"%s\", \"ms_median\": %.3f, \"ms\": [", first_out ? "" : ",", strategy_names[s],
+        printf("%s\n    {\"name\": \"%s\", \"ms_median\": %.3f, \"ms\": [", k ? "," : "", strategy_names[s],
                t_med * 1e3);
         for (int it = 0; it < c.iters; ++it)
             printf("%s%.2f", it ? ", " : "", total_t[it] * 1e3);
@@ -1120,8 +1160,6 @@ int main(int argc, char **argv)
                "\"V\": %.3g, \"dX\": %.3g}, \"reference\": %s}",
                bytes / 1e6, bytes / t_med / 1e9, (double)extra[s] / 1e6, diff_w, diff_m, diff_v, diff_dx,
                s == GROUPED ? "true" : "false");
-        first_out = 0;
-        fflush(stdout);
     }
     printf("\n  ],\n  \"big_alloc_mb\": %.1f, \"setup_and_run_s\": %.2f, \"sink\": %g\n}\n",
            (double)big_bytes_total / 1e6, omp_get_wtime() - t_setup, probe_sink);
