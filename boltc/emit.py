@@ -184,6 +184,7 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_votes=add(layer, "votes", (lsh.threads, n), "scratch", "uint8"),
         slot_candidates=add(layer, "candidates", (lsh.threads, lsh.tables * lsh.bucket_cap), "scratch", "int32"),
         slot_active=add(layer, "active", (batch, lsh.inference_active), "scratch", "int32"),
+        slot_active_counts=add(layer, "active_counts", (batch,), "scratch", "int32"),
         slot_act=add(layer, "act", (batch, lsh.inference_active), "scratch"),
         slot_grad=add(layer, "grad", (batch, lsh.active), "scratch"),
         slot_groups=add(layer, "groups", (entries,), "scratch", "int32"),

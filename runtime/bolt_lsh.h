@@ -183,14 +183,16 @@ static inline void bolt_prefetch_ids(const int32_t *ids, int32_t count)
 
 #define BOLT_LSH_TAKEN 255 /* votes[n] of a neuron already in the active set; 1 .. 254 count bucket hits */
 
-/* The active set of one sample, exactly `active` distinct ids: its labels first (training); then the neurons the
+/* The active set of one sample, at most `active` distinct ids: its labels first (training); then the neurons the
  * probed buckets return (at most `cap` ids from each bucket), ranked by how many tables returned them when there are
  * more than fit, since a neuron found in more tables collides with the query more often and so is more similar;
- * then neurons taken in `order` from a place derived from the keys, if the buckets returned too few.
+ * then, while there are fewer than `least`, neurons taken in `order` from a place derived from the keys. Returns
+ * the number of ids chosen (`active` whenever `least` is).
  * votes [n] is one byte per neuron, so a thread's share stays in its cache; it must be all zero on entry and is all
  * zero again on return. candidates is scratch for tables * cap ids. A table's row of ids is `stride` long; `sizes`
  * (NULL for tables without slack) holds the fill of each bucket. */
-static inline void bolt_lsh_select(int32_t active, int32_t n, int32_t tables, int32_t range, int32_t cap,
+static inline int32_t bolt_lsh_select(int32_t active, int32_t least, int32_t n, int32_t tables, int32_t range,
+                                      int32_t cap,
                                    int64_t stride, const int32_t *restrict keys, const int32_t *restrict offsets,
                                    const int32_t *restrict sizes, const int32_t *restrict ids,
                                    const int32_t *restrict order, const int32_t *restrict labels, int64_t n_labels,
@@ -250,7 +252,7 @@ static inline void bolt_lsh_select(int32_t active, int32_t n, int32_t tables, in
             chosen[count++] = candidates[c];
         }
         int64_t at = ((uint32_t)keys[0] * 2654435761u) % (uint32_t)n;
-        while (count < active) {
+        while (count < least) {
             const int32_t neuron = order[at];
             at = at + 1 == n ? 0 : at + 1;
             if (votes[neuron] == 0) {
@@ -261,6 +263,7 @@ static inline void bolt_lsh_select(int32_t active, int32_t n, int32_t tables, in
     }
     for (int32_t a = 0; a < count; ++a)
         votes[chosen[a]] = 0;
+    return count;
 }
 
 /* Entries among the first n_entries whose neuron id falls in part `part` (id >> part_shift == part). */

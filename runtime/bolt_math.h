@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bolt_omp.h"
+#include "bolt_simd.h"
 
 #if BOLT_REAL_IS_DOUBLE
 #define BOLT_EXP exp
@@ -36,6 +37,45 @@ static inline void bolt_add(int32_t n, const real_t *restrict x, real_t *restric
     BOLT_SIMD
     for (int32_t j = 0; j < n; ++j)
         y[j] += x[j];
+}
+
+/* The largest of n >= 1 values. */
+static inline real_t bolt_max(int32_t n, const real_t *restrict x)
+{
+    const int32_t full = n / BOLT_LANES * BOLT_LANES;
+    real_t top = x[0];
+    if (full > 0) {
+        bolt_vec tops = bolt_load(x);
+        for (int32_t j = BOLT_LANES; j < full; j += BOLT_LANES)
+            tops = bolt_vmax(tops, bolt_load(x + j));
+        top = bolt_hmax(tops);
+    }
+    for (int32_t j = full; j < n; ++j)
+        top = x[j] > top ? x[j] : top;
+    return top;
+}
+
+/* The sum over j < n of e^(x[j] - shift), for x[j] - shift <= 88. */
+static inline real_t bolt_sum_exp(int32_t n, const real_t *restrict x, real_t shift)
+{
+    const int32_t full = n / BOLT_LANES * BOLT_LANES;
+    bolt_vec sums = (bolt_vec){0};
+    for (int32_t j = 0; j < full; j += BOLT_LANES)
+        sums += bolt_vexp(bolt_load(x + j) - shift);
+    real_t sum = bolt_hsum(sums);
+    for (int32_t j = full; j < n; ++j)
+        sum += BOLT_EXP(x[j] - shift);
+    return sum;
+}
+
+/* x[j] = e^(x[j] - shift) for j < n, in place, for x[j] - shift <= 88. */
+static inline void bolt_exp_shifted(int32_t n, real_t *restrict x, real_t shift)
+{
+    const int32_t full = n / BOLT_LANES * BOLT_LANES;
+    for (int32_t j = 0; j < full; j += BOLT_LANES)
+        bolt_store(x + j, bolt_vexp(bolt_load(x + j) - shift));
+    for (int32_t j = full; j < n; ++j)
+        x[j] = BOLT_EXP(x[j] - shift);
 }
 
 /* Activations in place over one row, and their derivatives expressed through the activation's output a, so that

@@ -8,6 +8,8 @@
 #ifndef BOLT_SIMD_H
 #define BOLT_SIMD_H
 
+#include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__GNUC__) && !defined(BOLT_SCALAR_ONLY)
@@ -28,11 +30,67 @@ static inline real_t bolt_hsum(bolt_vec v)
         sum += v[l];
     return sum;
 }
+
+static inline real_t bolt_hmax(bolt_vec v)
+{
+    real_t top = v[0];
+    for (int32_t l = 1; l < BOLT_LANES; ++l)
+        top = v[l] > top ? v[l] : top;
+    return top;
+}
+
+/* Lanes of a where mask is set (all bits), else of b: the vector form of ?:, which C does not have. */
+#if BOLT_REAL_IS_DOUBLE
+typedef int64_t bolt_ivec __attribute__((vector_size(BOLT_VEC_BYTES)));
+#else
+typedef int32_t bolt_ivec __attribute__((vector_size(BOLT_VEC_BYTES)));
+#endif
+static inline bolt_vec bolt_select(bolt_ivec mask, bolt_vec a, bolt_vec b)
+{
+    return (bolt_vec)(((bolt_ivec)a & mask) | ((bolt_ivec)b & ~mask));
+}
+
+static inline bolt_vec bolt_vmax(bolt_vec a, bolt_vec b) { return bolt_select(a > b, a, b); }
+
+#if BOLT_REAL_IS_DOUBLE
+static inline bolt_vec bolt_vexp(bolt_vec x)
+{
+    for (int32_t l = 0; l < BOLT_LANES; ++l)
+        x[l] = exp(x[l]);
+    return x;
+}
+#else
+/* e^x in every lane, for x <= 88 (larger x overflow, x < -87 gives about 1e-38): x = n ln2 + r with |r| <= ln2 / 2,
+ * e^r from its Taylor series to r^6 (relative error below 2e-7, about float's own), and 2^n written straight into
+ * the exponent bits. ln2 is split in two so that n ln2 is subtracted without rounding. */
+static inline bolt_vec bolt_vexp(bolt_vec x)
+{
+    x = bolt_vmax(x, (bolt_vec){0} - 87.0f);
+    const bolt_vec half_up = x * 1.44269504088896341f + 0.5f;
+    bolt_vec n = __builtin_convertvector(__builtin_convertvector(half_up, bolt_ivec), bolt_vec); /* towards 0 */
+    n += __builtin_convertvector((bolt_ivec)(n > half_up), bolt_vec); /* floor(x log2(e) + 1/2): true is -1 */
+    const bolt_vec r = (x - n * 0.693359375f) - n * -2.12194440054690583e-4f;
+    bolt_vec poly = r * (1.0f / 720) + (1.0f / 120);
+    poly = poly * r + (1.0f / 24);
+    poly = poly * r + (1.0f / 6);
+    poly = poly * r + 0.5f;
+    poly = poly * r * r + r + 1.0f;
+    const bolt_ivec exponent = (__builtin_convertvector(n, bolt_ivec) + 127) << 23;
+    return poly * (bolt_vec)exponent;
+}
+#endif
 #define BOLT_ALWAYS_INLINE __attribute__((always_inline)) inline
 #else
 typedef real_t bolt_vec;
 #define BOLT_LANES 1
 static inline real_t bolt_hsum(bolt_vec v) { return v; }
+static inline real_t bolt_hmax(bolt_vec v) { return v; }
+static inline bolt_vec bolt_vmax(bolt_vec a, bolt_vec b) { return a > b ? a : b; }
+#if BOLT_REAL_IS_DOUBLE
+static inline bolt_vec bolt_vexp(bolt_vec x) { return exp(x); }
+#else
+static inline bolt_vec bolt_vexp(bolt_vec x) { return expf(x); }
+#endif
 #define BOLT_ALWAYS_INLINE inline
 #endif
 

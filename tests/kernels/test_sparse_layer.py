@@ -81,6 +81,23 @@ def test_with_every_neuron_active_the_sparse_path_is_the_dense_layer(write_spec,
         np.testing.assert_allclose(model.arrays[key], value, rtol=RTOL, atol=ATOL, err_msg=key)
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+def test_dense_inference_through_a_sparse_layer_is_the_full_layer(write_spec, loss):
+    """Scores stream through in chunks of neurons (online softmax normaliser, running top k): against numpy over
+    all 3000 outputs at once."""
+    model = boltc.load(write_spec(spec_text(9, 17, 3000, 0.01, batch=32, loss=loss)))
+    x, labels = make_data(40, 9, 3000, seed=11)
+    model.arrays["l1.weights"] *= 8  # spread the scores so that the top k is decided by them, not by rounding
+    values, logits = reference.forward(model.plan, as_reference_params(model), [x.astype(np.float64)])
+    probabilities = values[model.plan.output_layer]
+    ids, scores = model.predict(x, top_k=5)
+    expected_ids = np.argsort(-probabilities, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_allclose(scores, np.take_along_axis(probabilities, expected_ids, axis=1), rtol=1e-4)
+    expected_loss = reference.loss(model.plan, logits, reference.targets(model.plan, labels), np.ones((40, 1)))
+    assert model.evaluate((x, labels), ["loss"])["loss"] == pytest.approx(expected_loss, rel=1e-5)
+
+
 def test_active_sets_hold_the_labels_and_exactly_the_planned_count(write_spec):
     model = boltc.load(write_spec(spec_text(12, 16, 400, 0.05, batch=32)))
     active_count = model.plan.output.lsh.active
@@ -141,6 +158,29 @@ def numpy_dwta_keys(vectors: np.ndarray, coords: np.ndarray, tables: int, hashes
     shifts = 3 * np.arange(hashes)
     per_table = hashes_of.reshape(len(vectors), tables, hashes)
     return (per_table << shifts).sum(axis=2).T
+
+
+def test_sparse_inference_scores_the_bucket_candidates_and_tops_up_only_to_k(write_spec):
+    model = boltc.load(write_spec(spec_text(10, 24, 3000, 0.02, batch=32,
+                                            sampling=", sampling=dwta(hashes=3, tables=6, bucket_cap=5)")))
+    lsh = model.plan.output.lsh
+    x, _ = make_data(32, 10, 3000, seed=12)
+    ids, offsets = model.arrays["l1.table_ids"], model.arrays["l1.table_offsets"]
+    for k in (1, 20):
+        model.predict(x, top_k=k, sparse=True)
+        hidden = model.arrays["l0.act"][:32].astype(np.float64)
+        keys = numpy_dwta_keys(hidden, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)
+        counts = model.arrays["l1.active_counts"][:32]
+        active = model.arrays["l1.active"].ravel()[: 32 * lsh.inference_active].reshape(32, -1)
+        for row in range(32):
+            found = set()
+            for t in range(lsh.tables):
+                begin = offsets[t, keys[t, row]]
+                found.update(ids[t, begin:min(offsets[t, keys[t, row] + 1], begin + lsh.bucket_cap)].tolist())
+            assert len(found) <= 30 < lsh.inference_active  # at most tables * cap candidates: never truncated
+            assert counts[row] == max(len(found), k)
+            chosen = active[row, : counts[row]].tolist()
+            assert len(set(chosen)) == len(chosen) and found <= set(chosen)
 
 
 def test_rebuild_puts_every_neuron_once_in_each_table_under_its_key(write_spec):
