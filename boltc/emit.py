@@ -185,6 +185,7 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_candidates=add(layer, "candidates", (lsh.threads, lsh.tables * lsh.bucket_cap), "scratch", "int32"),
         slot_active=add(layer, "active", (batch, lsh.inference_active), "scratch", "int32"),
         slot_active_counts=add(layer, "active_counts", (batch,), "scratch", "int32"),
+        slot_batch_negatives=add(layer, "batch_negatives", (lsh.batch_negatives,), "scratch", "int32"),
         slot_act=add(layer, "act", (batch, lsh.inference_active), "scratch"),
         slot_grad=add(layer, "grad", (batch, lsh.active), "scratch"),
         slot_groups=add(layer, "groups", (entries,), "scratch", "int32"),

@@ -31,6 +31,9 @@ INSERT_SLACK = 2
 # The sparse update splits neurons into this many parts per planned thread: enough for threads to balance the
 # load, few enough that every part's pass over the batch's entries stays cheap.
 UPDATE_PARTS_PER_THREAD = 4
+# At most this share of a training active set goes to the labels of the other rows of the batch (negatives in
+# proportion to label frequency); the rest is left to the LSH candidates.
+BATCH_NEGATIVE_SHARE = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class LshPlan:
     bucket_cap: int  # ids read from one bucket at most (BOLT's reservoir size)
     active: int  # neurons computed per sample in training: ceil(sparsity * N)
     inference_active: int  # neurons scored per sample in sparse inference (a wider net: it only reads weights)
+    batch_negatives: int  # the batch's labels that join every training active set, at most
     bins: int  # K * L bins of 8 input coordinates
     permutations: int  # random permutations of the input coordinates the bins are cut from
     threads: int  # per-thread scratch is sized for this many threads
@@ -206,6 +210,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         family=given.family, hashes=hashes, tables=tables, range=key_range,
         bucket_cap=given.bucket_cap or 4 * max(units // key_range, 1), active=active,
         inference_active=min(units, INFERENCE_WIDENING * max(1, math.ceil(sparsity * units))),
+        batch_negatives=max(1, int(BATCH_NEGATIVE_SHARE * active)),
         bins=bins, permutations=math.ceil(bins * 8 / in_dim) if given.family == "dwta" else 0, threads=threads,
         rebuild_first=train.rebuild_every if fixed_period else 50, rebuild_growth=1.0 if fixed_period else 1.25,
         freeze_after_epochs=freeze, insert_slack=slack, reconstruct_every=RECONSTRUCT_EVERY,
@@ -243,7 +248,8 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
         else:
             lsh = lsh_plan(layer.units, layer.in_dim, requested, threads, layer.sampling, model.train)
             note = (f"LSH-sparse: {lsh.active} of {layer.units} neurons per sample (sparsity {requested:g}, "
-                    f"{origin}); {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
+                    f"{origin}; in training the row's labels, up to {lsh.batch_negatives} of the batch's labels, "
+                    f"then LSH candidates); {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
                     f"{lsh.bucket_cap}, {lsh.permutations} permutations, tables {lsh.table_bytes / 2**20:.1f} MiB; "
                     f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}, new hash "
                     f"functions every {lsh.reconstruct_every} rebuilds"

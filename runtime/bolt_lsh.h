@@ -183,11 +183,12 @@ static inline void bolt_prefetch_ids(const int32_t *ids, int32_t count)
 
 #define BOLT_LSH_TAKEN 255 /* votes[n] of a neuron already in the active set; 1 .. 254 count bucket hits */
 
-/* The active set of one sample, at most `active` distinct ids: its labels first (training); then the neurons the
+/* The active set of one sample, at most `active` distinct ids: its labels first, then the shared `negatives`
+ * (training); then the neurons the
  * probed buckets return (at most `cap` ids from each bucket), ranked by how many tables returned them when there are
  * more than fit, since a neuron found in more tables collides with the query more often and so is more similar;
- * then, while there are fewer than `least`, neurons taken in `order` from a place derived from the keys. Returns
- * the number of ids chosen (`active` whenever `least` is).
+ * then, while there are fewer than `least`, neurons taken in `order` from a place chosen by `salt`. Returns the
+ * number of ids chosen (`active` whenever `least` is).
  * votes [n] is one byte per neuron, so a thread's share stays in its cache; it must be all zero on entry and is all
  * zero again on return. candidates is scratch for tables * cap ids. A table's row of ids is `stride` long; `sizes`
  * (NULL for tables without slack) holds the fill of each bucket. */
@@ -196,15 +197,16 @@ static inline int32_t bolt_lsh_select(int32_t active, int32_t least, int32_t n, 
                                    int64_t stride, const int32_t *restrict keys, const int32_t *restrict offsets,
                                    const int32_t *restrict sizes, const int32_t *restrict ids,
                                    const int32_t *restrict order, const int32_t *restrict labels, int64_t n_labels,
+                                   const int32_t *restrict negatives, int32_t n_negatives, uint32_t salt,
                                    uint8_t *restrict votes, int32_t *restrict candidates, int32_t *restrict chosen)
 {
     int32_t bounds[2 * tables]; /* the part of each table's bucket that is read */
     int32_t count = 0, n_candidates = 0;
-    for (int64_t p = 0; p < n_labels && count < active; ++p) {
-        const int32_t label = labels[p];
-        if (votes[label] != BOLT_LSH_TAKEN) {
-            votes[label] = BOLT_LSH_TAKEN;
-            chosen[count++] = label;
+    for (int64_t p = 0; p < n_labels + n_negatives && count < active; ++p) {
+        const int32_t neuron = p < n_labels ? labels[p] : negatives[p - n_labels];
+        if (votes[neuron] != BOLT_LSH_TAKEN) {
+            votes[neuron] = BOLT_LSH_TAKEN;
+            chosen[count++] = neuron;
         }
     }
     /* every table's bucket is a random place in memory: ask for all of them before reading any */
@@ -251,7 +253,7 @@ static inline int32_t bolt_lsh_select(int32_t active, int32_t least, int32_t n, 
             votes[candidates[c]] = BOLT_LSH_TAKEN;
             chosen[count++] = candidates[c];
         }
-        int64_t at = ((uint32_t)keys[0] * 2654435761u) % (uint32_t)n;
+        int64_t at = bolt_mix32(salt) % (uint32_t)n;
         while (count < least) {
             const int32_t neuron = order[at];
             at = at + 1 == n ? 0 : at + 1;

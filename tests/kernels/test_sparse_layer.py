@@ -113,6 +113,23 @@ def test_active_sets_hold_the_labels_and_exactly_the_planned_count(write_spec):
         assert chosen[: len(row_labels)] == row_labels  # labels first, in order
 
 
+def test_the_batch_labels_join_every_active_set_after_the_rows_own(write_spec):
+    model = boltc.load(write_spec(spec_text(12, 16, 400, 0.1, batch=32)))
+    lsh = model.plan.output.lsh
+    assert (lsh.active, lsh.batch_negatives) == (40, 10)
+    x, labels = make_data(32, 12, 400, seed=2, max_labels=3)
+    model.fit((x, labels), epochs=1)
+    active = training_active_sets(model, 32)
+    batch_labels = []  # distinct, in batch order, the first ten
+    for data_row in model.epoch_order(0, 32):
+        batch_labels += [label for label in labels[data_row] if label not in batch_labels]
+    batch_labels = batch_labels[:10]
+    for row, data_row in enumerate(model.epoch_order(0, 32)):
+        own = labels[data_row]
+        expected = own + [label for label in batch_labels if label not in own]
+        assert active[row, : len(expected)].tolist() == expected
+
+
 def test_same_seed_same_active_sets(write_spec):
     spec = write_spec(spec_text(12, 16, 400, 0.05, batch=32))
     x, labels = make_data(32, 12, 400, seed=3)
