@@ -38,7 +38,6 @@ STATUS_MESSAGES = {
 LOSS_TEMPLATES = {"cross_entropy": "loss_softmax_ce.c.j2", "binary_cross_entropy": "loss_sigmoid_bce.c.j2"}
 SPARSE_LOSS_TEMPLATES = {"cross_entropy": "loss_sparse_softmax_ce.c.j2",
                          "binary_cross_entropy": "loss_sparse_sigmoid_bce.c.j2"}
-DENSE_ROWS = 32  # rows per pass over the weights in dense inference through a sparse layer
 ACTIVATIONS = {"relu": "bolt_relu", "tanh": "bolt_tanh", "sigmoid": "bolt_sigmoid", "linear": None}
 DERIVATIVES = {"relu": "bolt_relu_grad", "tanh": "bolt_tanh_grad", "sigmoid": "bolt_sigmoid_grad", "linear": None}
 
@@ -194,7 +193,7 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_group_coefs=add(layer, "group_coefs", (entries,), "scratch"),
         slot_group_slot=add(layer, "group_slot", (n,), "scratch", "int32"),
         slot_part_offsets=add(layer, "part_offsets", (lsh.update_parts + 1,), "scratch", "int64"),
-        slot_dense_scores=add(layer, "dense_scores", (lsh.threads, DENSE_ROWS * lsh.dense_chunk), "scratch"),
+        slot_dense_scores=add(layer, "dense_scores", (lsh.threads, lsh.dense_rows * lsh.dense_chunk), "scratch"),
         table_stride=n + lsh.range * lsh.insert_slack,
     )
     if layer.needs_input_gradient:
@@ -214,7 +213,6 @@ def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, di
         "sparse_output": layer.kernel == "sparse",
         "softmax": plan.loss == "cross_entropy",
         "lsh": layer.lsh,
-        "dense_rows": DENSE_ROWS,
         "banner": _banner(plan, layer, "dense"),
         "banner_short": c_comment(f"layer {layer.index} '{layer.name}'"),
         "tile": layer.column_tile,
