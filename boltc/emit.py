@@ -193,7 +193,7 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_group_coefs=add(layer, "group_coefs", (entries,), "scratch"),
         slot_group_slot=add(layer, "group_slot", (n,), "scratch", "int32"),
         slot_part_offsets=add(layer, "part_offsets", (lsh.update_parts + 1,), "scratch", "int64"),
-        slot_dense_scores=add(layer, "dense_scores", (lsh.threads, lsh.dense_rows * lsh.dense_chunk), "scratch"),
+        slot_dense_scores=add(layer, "dense_scores", (lsh.threads, lsh.dense_rows * (lsh.dense_chunk + d)), "scratch"),
         table_stride=n + lsh.range * lsh.insert_slack,
     )
     if layer.needs_input_gradient:

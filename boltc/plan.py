@@ -222,7 +222,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         update_part_shift=part_shift, update_parts=((units - 1) >> part_shift) + 1,
         table_bytes=4 * tables * (units + key_range * slack + key_range + 1 + (key_range if slack else 0)),
         hash_chunk=max(1, min(1024, (units + key_range) // tables)), dense_chunk=min(units, 1024),
-        dense_rows=max(4, min(DENSE_ROWS_MOST, train.batch_size // threads)), origin=origin,
+        dense_rows=max(16, min(DENSE_ROWS_MOST, -(-train.batch_size // threads) // 16 * 16)), origin=origin,
     )
 
 

@@ -31,6 +31,8 @@ static inline real_t bolt_hsum(bolt_vec v)
     return sum;
 }
 
+static inline real_t bolt_lane(bolt_vec v, int32_t lane) { return v[lane]; }
+
 static inline real_t bolt_hmax(bolt_vec v)
 {
     real_t top = v[0];
@@ -85,6 +87,7 @@ typedef real_t bolt_vec;
 #define BOLT_LANES 1
 static inline real_t bolt_hsum(bolt_vec v) { return v; }
 static inline real_t bolt_hmax(bolt_vec v) { return v; }
+static inline real_t bolt_lane(bolt_vec v, int32_t lane) { return (void)lane, v; }
 static inline bolt_vec bolt_vmax(bolt_vec a, bolt_vec b) { return a > b ? a : b; }
 #if BOLT_REAL_IS_DOUBLE
 static inline bolt_vec bolt_vexp(bolt_vec x) { return exp(x); }

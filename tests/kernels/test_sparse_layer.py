@@ -81,10 +81,14 @@ def test_with_every_neuron_active_the_sparse_path_is_the_dense_layer(write_spec,
         np.testing.assert_allclose(model.arrays[key], value, rtol=RTOL, atol=ATOL, err_msg=key)
 
 
+@pytest.mark.parametrize("portable", [False, True], ids=["native", "serial-scalar"])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_dense_inference_through_a_sparse_layer_is_the_full_layer(write_spec, loss):
+def test_dense_inference_through_a_sparse_layer_is_the_full_layer(write_spec, monkeypatch, loss, portable):
     """Scores stream through in chunks of neurons (online softmax normaliser, running top k): against numpy over
-    all 3000 outputs at once."""
+    all 3000 outputs at once, also in the build a machine without OpenMP or the vector extension gets."""
+    if portable:
+        monkeypatch.setenv("BOLTC_OPENMP", "0")
+        monkeypatch.setenv("BOLTC_CFLAGS", "-DBOLT_SCALAR_ONLY")
     model = boltc.load(write_spec(spec_text(9, 17, 3000, 0.01, batch=32, loss=loss)))
     x, labels = make_data(40, 9, 3000, seed=11)
     model.arrays["l1.weights"] *= 8  # spread the scores so that the top k is decided by them, not by rounding
@@ -96,6 +100,9 @@ def test_dense_inference_through_a_sparse_layer_is_the_full_layer(write_spec, lo
     np.testing.assert_allclose(scores, np.take_along_axis(probabilities, expected_ids, axis=1), rtol=1e-4)
     expected_loss = reference.loss(model.plan, logits, reference.targets(model.plan, labels), np.ones((40, 1)))
     assert model.evaluate((x, labels), ["loss"])["loss"] == pytest.approx(expected_loss, rel=1e-5)
+    model.fit((x, labels), epochs=1)  # this build also trains and runs sparse inference (values: other tests)
+    sparse_ids, _ = model.predict(x, top_k=5, sparse=True)
+    assert sparse_ids.min() >= 0 and sparse_ids.max() < 3000
 
 
 def test_active_sets_hold_the_labels_and_exactly_the_planned_count(write_spec):
