@@ -31,6 +31,7 @@ INSERT_SLACK = 2
 # The sparse update splits neurons into this many parts per planned thread: enough for threads to balance the
 # load, few enough that every part's pass over the batch's entries stays cheap.
 UPDATE_PARTS_PER_THREAD = 4
+UPDATE_PARTS_MOST = 64  # every part scans the whole batch's entries: many more would cost more than they balance
 # At most this share of a training active set goes to the labels of the other rows of the batch (negatives in
 # proportion to label frequency); the rest is left to the LSH candidates.
 BATCH_NEGATIVE_SHARE = 0.25
@@ -203,7 +204,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
     bins = hashes * tables
     freeze = train.freeze_tables_after
     slack = INSERT_SLACK if freeze is not None else 0
-    part_shift = ((units - 1) // (UPDATE_PARTS_PER_THREAD * threads)).bit_length()
+    part_shift = ((units - 1) // min(UPDATE_PARTS_PER_THREAD * threads, UPDATE_PARTS_MOST)).bit_length()
     fixed_period = train.rebuild_every is not None
     from_spec = [name for name in ("hashes", "tables", "bucket_cap") if getattr(given, name) is not None]
     from_spec += ["rebuild"] if fixed_period else []

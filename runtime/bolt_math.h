@@ -39,7 +39,7 @@ static inline void bolt_add(int32_t n, const real_t *restrict x, real_t *restric
         y[j] += x[j];
 }
 
-/* The largest of n >= 1 values. */
+/* The largest of n >= 1 values; NaN if any is NaN. */
 static inline real_t bolt_max(int32_t n, const real_t *restrict x)
 {
     const int32_t full = n / BOLT_LANES * BOLT_LANES;
@@ -51,7 +51,7 @@ static inline real_t bolt_max(int32_t n, const real_t *restrict x)
         top = bolt_hmax(tops);
     }
     for (int32_t j = full; j < n; ++j)
-        top = x[j] > top ? x[j] : top;
+        top = x[j] > top || x[j] != x[j] ? x[j] : top;
     return top;
 }
 

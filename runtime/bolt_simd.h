@@ -33,11 +33,12 @@ static inline real_t bolt_hsum(bolt_vec v)
 
 static inline real_t bolt_lane(bolt_vec v, int32_t lane) { return v[lane]; }
 
+/* The largest lane; NaN if any lane is NaN. */
 static inline real_t bolt_hmax(bolt_vec v)
 {
     real_t top = v[0];
     for (int32_t l = 1; l < BOLT_LANES; ++l)
-        top = v[l] > top ? v[l] : top;
+        top = v[l] > top || v[l] != v[l] ? v[l] : top;
     return top;
 }
 
@@ -52,7 +53,19 @@ static inline bolt_vec bolt_select(bolt_ivec mask, bolt_vec a, bolt_vec b)
     return (bolt_vec)(((bolt_ivec)a & mask) | ((bolt_ivec)b & ~mask));
 }
 
-static inline bolt_vec bolt_vmax(bolt_vec a, bolt_vec b) { return bolt_select(a > b, a, b); }
+/* The larger of acc and v in every lane, for running maxima: a NaN in v is taken and a NaN in acc stays, so a
+ * non-finite score is never hidden. */
+static inline bolt_vec bolt_vmax(bolt_vec acc, bolt_vec v) { return bolt_select((v > acc) | (v != v), v, acc); }
+
+/* Whether any lane of a is greater than the same lane of b. */
+static inline int bolt_any_greater(bolt_vec a, bolt_vec b)
+{
+    const bolt_ivec greater = (bolt_ivec)(a > b);
+    for (int32_t l = 0; l < BOLT_LANES; ++l)
+        if (greater[l])
+            return 1;
+    return 0;
+}
 
 #if BOLT_REAL_IS_DOUBLE
 static inline bolt_vec bolt_vexp(bolt_vec x)
@@ -62,12 +75,14 @@ static inline bolt_vec bolt_vexp(bolt_vec x)
     return x;
 }
 #else
-/* e^x in every lane, for x <= 88 (larger x overflow, x < -87 gives about 1e-38): x = n ln2 + r with |r| <= ln2 / 2,
- * e^r from its Taylor series to r^6 (relative error below 2e-7, about float's own), and 2^n written straight into
- * the exponent bits. ln2 is split in two so that n ln2 is subtracted without rounding. */
+/* e^x in every lane: x = n ln2 + r with |r| <= ln2 / 2, e^r from its Taylor series to r^6 (relative error below
+ * 2e-7, about float's own), and 2^n written straight into the exponent bits. ln2 is split in two so that n ln2 is
+ * subtracted without rounding. x is clamped to [-87, 88.5] (e^-87 is about 1.6e-38; e^88.5 about 2.7e38), and a
+ * NaN stays NaN. */
 static inline bolt_vec bolt_vexp(bolt_vec x)
 {
-    x = bolt_vmax(x, (bolt_vec){0} - 87.0f);
+    const bolt_vec lowest = (bolt_vec){0} - 87.0f, highest = (bolt_vec){0} + 88.5f;
+    x = bolt_select(x < lowest, lowest, bolt_select(x > highest, highest, x));
     const bolt_vec half_up = x * 1.44269504088896341f + 0.5f;
     bolt_vec n = __builtin_convertvector(__builtin_convertvector(half_up, bolt_ivec), bolt_vec); /* towards 0 */
     n += __builtin_convertvector((bolt_ivec)(n > half_up), bolt_vec); /* floor(x log2(e) + 1/2): true is -1 */
@@ -88,7 +103,8 @@ typedef real_t bolt_vec;
 static inline real_t bolt_hsum(bolt_vec v) { return v; }
 static inline real_t bolt_hmax(bolt_vec v) { return v; }
 static inline real_t bolt_lane(bolt_vec v, int32_t lane) { return (void)lane, v; }
-static inline bolt_vec bolt_vmax(bolt_vec a, bolt_vec b) { return a > b ? a : b; }
+static inline bolt_vec bolt_vmax(bolt_vec acc, bolt_vec v) { return v > acc || v != v ? v : acc; }
+static inline int bolt_any_greater(bolt_vec a, bolt_vec b) { return a > b; }
 #if BOLT_REAL_IS_DOUBLE
 static inline bolt_vec bolt_vexp(bolt_vec x) { return exp(x); }
 #else

@@ -15,7 +15,8 @@ static inline void bolt_topk_offer(int32_t n, int32_t first_id, int32_t k, const
 {
     for (int32_t j0 = 0; j0 < n; j0 += BOLT_LANES) {
         const int32_t stop = n - j0 < BOLT_LANES ? n : j0 + BOLT_LANES;
-        if (*filled == k && stop - j0 == BOLT_LANES && !((float)bolt_hmax(bolt_load(row + j0)) > scores[k - 1]))
+        if (*filled == k && stop - j0 == BOLT_LANES &&
+            !bolt_any_greater(bolt_load(row + j0), (bolt_vec){0} + (real_t)scores[k - 1]))
             continue;
         for (int32_t j = j0; j < stop; ++j) {
             const float s = (float)row[j];

@@ -105,6 +105,23 @@ def test_dense_inference_through_a_sparse_layer_is_the_full_layer(write_spec, mo
     assert sparse_ids.min() >= 0 and sparse_ids.max() < 3000
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_nan_weight_among_the_negatives_stops_training_before_any_update(write_spec, loss):
+    """Vectorised maxima and exponentials must not hide a NaN: the loss guard has to see it."""
+    from boltc.model import TrainingError
+
+    text = spec_text(12, 16, 40, 0.99, batch=16, loss=loss)  # all 40 neurons active: whole vectors of them
+    model = boltc.load(write_spec(text.replace("seed = 4 }", "seed = 4, freeze_tables_after = 0 }")))
+    x, _ = make_data(16, 12, 40, seed=13)
+    labels = [[1], [20]] * 8
+    model.arrays["l1.weights"][5] = np.nan  # never a label: in the loss only through the softmax's max and sum
+    before = {k: v.copy() for k, v in model.arrays.items() if k.startswith("l") and ("weights" in k or "table" in k)}
+    with pytest.raises(TrainingError, match=r"the loss became nan at batch 1 of epoch 1"):
+        model.fit((x, labels), epochs=1)
+    for name, array in before.items():
+        np.testing.assert_array_equal(model.arrays[name], array, err_msg=name)
+
+
 def test_active_sets_hold_the_labels_and_exactly_the_planned_count(write_spec):
     model = boltc.load(write_spec(spec_text(12, 16, 400, 0.05, batch=32)))
     active_count = model.plan.output.lsh.active
