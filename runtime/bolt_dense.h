@@ -10,6 +10,7 @@
 #ifndef BOLT_DENSE_H
 #define BOLT_DENSE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bolt_simd.h"
@@ -153,16 +154,22 @@ static BOLT_ALWAYS_INLINE void bolt_xtdz(int32_t mi, int32_t rows, int32_t K, in
 
 #define BOLT_PREFETCH_ROWS 4 /* gathered rows fetched this far ahead */
 
-/* Ask for a row that will be read soon, one cache line at a time. */
-static inline void bolt_prefetch_row(const real_t *row, int32_t n)
+/* Ask for `bytes` of memory that will be read soon, one cache line at a time. */
+static inline void bolt_prefetch_bytes(const void *start, size_t bytes)
 {
 #if defined(__GNUC__)
-    for (int32_t j = 0; j < n; j += 64 / (int32_t)sizeof(real_t))
-        __builtin_prefetch(row + j);
+    for (size_t offset = 0; offset < bytes; offset += 64)
+        __builtin_prefetch((const char *)start + offset);
 #else
-    (void)row;
-    (void)n;
+    (void)start;
+    (void)bytes;
 #endif
+}
+
+/* Ask for a row of n values that will be read soon. */
+static inline void bolt_prefetch_row(const real_t *row, int32_t n)
+{
+    bolt_prefetch_bytes(row, (size_t)n * sizeof(real_t));
 }
 
 /* x . y over n values, in vectors. */

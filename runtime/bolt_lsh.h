@@ -168,19 +168,6 @@ static inline void bolt_lsh_insert(int32_t key, int32_t label, uint32_t salt, in
         ids[begin + (int32_t)(bolt_mix32(salt) % (uint32_t)visible)] = label;
 }
 
-#if defined(__GNUC__)
-#define BOLT_PREFETCH(address) __builtin_prefetch(address)
-#else
-#define BOLT_PREFETCH(address) ((void)(address))
-#endif
-
-/* Ask for the cache lines of count ids. */
-static inline void bolt_prefetch_ids(const int32_t *ids, int32_t count)
-{
-    for (int32_t i = 0; i < count; i += 64 / (int32_t)sizeof(int32_t))
-        BOLT_PREFETCH(ids + i);
-}
-
 #define BOLT_LSH_TAKEN 255 /* votes[n] of a neuron already in the active set; 1 .. 254 count bucket hits */
 
 /* The active set of one sample, at most `active` distinct ids: its labels first, then the shared `negatives`
@@ -211,9 +198,9 @@ static inline int32_t bolt_lsh_select(int32_t active, int32_t least, int32_t n, 
     }
     /* every table's bucket is a random place in memory: ask for all of them before reading any */
     for (int32_t t = 0; t < tables; ++t) {
-        BOLT_PREFETCH(offsets + (size_t)t * (range + 1) + keys[t]);
+        bolt_prefetch_bytes(offsets + (size_t)t * (range + 1) + keys[t], 1);
         if (sizes)
-            BOLT_PREFETCH(sizes + (size_t)t * range + keys[t]);
+            bolt_prefetch_bytes(sizes + (size_t)t * range + keys[t], 1);
     }
     for (int32_t t = 0; t < tables; ++t) {
         const int32_t *table_offsets = offsets + (size_t)t * (range + 1);
@@ -221,7 +208,7 @@ static inline int32_t bolt_lsh_select(int32_t active, int32_t least, int32_t n, 
         const int32_t end = sizes ? begin + sizes[(size_t)t * range + keys[t]] : table_offsets[keys[t] + 1];
         bounds[2 * t] = begin;
         bounds[2 * t + 1] = end - begin > cap ? begin + cap : end;
-        bolt_prefetch_ids(ids + (size_t)t * stride + begin, bounds[2 * t + 1] - begin);
+        bolt_prefetch_bytes(ids + (size_t)t * stride + begin, sizeof(int32_t) * (size_t)(bounds[2 * t + 1] - begin));
     }
     for (int32_t t = 0; t < tables; ++t) {
         for (int32_t p = bounds[2 * t]; p < bounds[2 * t + 1]; ++p) {
