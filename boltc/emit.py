@@ -38,6 +38,12 @@ STATUS_MESSAGES = {
 LOSS_TEMPLATES = {"cross_entropy": "loss_softmax_ce.c.j2", "binary_cross_entropy": "loss_sigmoid_bce.c.j2"}
 SPARSE_LOSS_TEMPLATES = {"cross_entropy": "loss_sparse_softmax_ce.c.j2",
                          "binary_cross_entropy": "loss_sparse_sigmoid_bce.c.j2"}
+# What a sparse layer's kernels count in its profile buffer (doubles, summed over training batches); the names are
+# the keys of Model.kernel_profile(). Thread-seconds are summed over threads: they split a wall time, not add to it.
+SPARSE_PROFILE_FIELDS = (
+    "batches", "forward_seconds", "select_thread_seconds", "score_thread_seconds", "entries_scored",
+    "backward_seconds", "neurons_updated", "entries_updated", "rebuilds", "rebuild_seconds",
+)
 ACTIVATIONS = {"relu": "bolt_relu", "tanh": "bolt_tanh", "sigmoid": "bolt_sigmoid", "linear": None}
 DERIVATIVES = {"relu": "bolt_relu_grad", "tanh": "bolt_tanh_grad", "sigmoid": "bolt_sigmoid_grad", "linear": None}
 
@@ -56,7 +62,7 @@ class BufferSpec:
     kind: str
     fan_in: int  # for initialisation of weights
     fan_out: int
-    dtype: str = "real"  # real (the plan's scalar) | int32 | int64 | uint8
+    dtype: str = "real"  # real (the plan's scalar) | int32 | int64 | uint8 | float64
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +200,8 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_group_slot=add(layer, "group_slot", (n,), "scratch", "int32"),
         slot_part_offsets=add(layer, "part_offsets", (lsh.update_parts + 1,), "scratch", "int64"),
         slot_dense_scores=add(layer, "dense_scores", (lsh.threads, lsh.dense_rows * (lsh.dense_chunk + d)), "scratch"),
+        slot_profile=add(layer, "profile", (len(SPARSE_PROFILE_FIELDS),), "scratch", "float64"),
+        profile_fields=[f"PROFILE_{name.upper()}" for name in SPARSE_PROFILE_FIELDS],
         table_stride=n + lsh.range * lsh.insert_slack,
     )
     if layer.needs_input_gradient:

@@ -22,7 +22,7 @@ from boltc import metrics as ranking
 from boltc.build import CompiledLibrary
 from boltc.data import Dataset, FeatureMatrix, from_arrays, read_xmc
 from boltc.diagnostics import ModelFileError, UsageError
-from boltc.emit import STATUS_MESSAGES, BufferSpec
+from boltc.emit import SPARSE_PROFILE_FIELDS, STATUS_MESSAGES, BufferSpec
 from boltc.plan import Plan
 from boltc.progress import Progress
 
@@ -199,6 +199,16 @@ class Model:
         self._rebuild_period = (self._rebuild_period * lsh.rebuild_growth) if self._rebuild_period else \
             float(lsh.rebuild_first)
         self._batches_to_rebuild = int(self._rebuild_period)
+
+    def kernel_profile(self) -> dict[str, dict[str, float]]:
+        """Per LSH-sparse layer (by name): what its kernels counted in training since the model was made or the
+        profile was reset, by ``SPARSE_PROFILE_FIELDS`` (seconds, batches, entries and neurons touched)."""
+        return {layer.name: dict(zip(SPARSE_PROFILE_FIELDS, self.arrays[f"l{layer.index}.profile"].tolist()))
+                for layer in self.sparse_layers}
+
+    def reset_kernel_profile(self) -> None:
+        for layer in self.sparse_layers:
+            self.arrays[f"l{layer.index}.profile"].fill(0)
 
     def parameters(self) -> dict[str, np.ndarray]:
         """The learned arrays by name (views: writing to them changes the model)."""

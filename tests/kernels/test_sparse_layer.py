@@ -380,3 +380,21 @@ def test_srp_tables_hold_each_neuron_under_the_signs_of_its_projections(write_sp
         for key in np.unique(keys[t]):
             bucket = ids[t, offsets[t, key]:offsets[t, key + 1]]
             assert sorted(bucket.tolist()) == sorted(np.flatnonzero(keys[t] == key).tolist())
+
+
+def test_the_kernel_profile_counts_what_training_touched(write_spec):
+    model = boltc.load(write_spec(spec_text(9, 17, 300, 0.05, batch=16)))
+    active = model.plan.output.lsh.active
+    x, labels = make_data(40, 9, 300, seed=5)
+    model.fit((x, labels), epochs=1)  # batches of 16, 16, 8
+    first = model.kernel_profile()["o"]
+    assert first["batches"] == 3
+    assert first["entries_scored"] == first["entries_updated"] == 40 * active
+    # neurons updated: the distinct ids of each batch's active sets, here checked on a batch on its own
+    model.reset_kernel_profile()
+    model.fit((x[:16], labels[:16]), epochs=1)
+    alone = model.kernel_profile()["o"]
+    assert alone["batches"] == 1
+    assert alone["neurons_updated"] == len(np.unique(training_active_sets(model, 16)))
+    assert alone["forward_seconds"] > 0 and alone["backward_seconds"] > 0
+    assert alone["rebuilds"] == 1  # fit() rebuilds at its end, so that inference reads the final weights
