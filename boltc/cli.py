@@ -1,4 +1,4 @@
-"""The ``boltc`` command: compile, explain, train, evaluate, predict, demo.
+"""The ``boltc`` command: compile, explain, tune, train, evaluate, predict, demo.
 
 Errors a user can act on (``BoltError``) print as compiler-style messages and exit 2 (spec errors) or 1; anything
 else is a bug in boltc and keeps its traceback.
@@ -37,14 +37,44 @@ def _build_info(compiled_or_plan) -> dict:
 
 def cmd_explain(args) -> int:
     from boltc.explain import plan_json, render_plan
-    from boltc.pipeline import plan_spec
+    from boltc.pipeline import cached_measurements, plan_spec
 
-    the_plan = plan_spec(args.spec)
+    measured = cached_measurements(args.spec, args.data) if args.data else None
+    the_plan = plan_spec(args.spec, measured=measured)
     info = _build_info(the_plan)
     if args.json:
         _print_json(plan_json(the_plan, info))
     else:
         print(render_plan(the_plan, info))
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from boltc.pipeline import tune_spec
+    from boltc.tune import TOP_NEURONS
+
+    found = tune_spec(args.spec, args.data, budget=args.budget, force=args.force,
+                      progress=None if not args.json else False)
+    if args.json:
+        _print_json(found.to_json() | {"cached": found.cached})
+        return 0
+    if not found.trials:
+        print(f"{args.spec}: no LSH-sparse layer, nothing to measure")
+        return 0
+    where = "from the cache" if found.cached else f"measured in {found.seconds:.1f} s on {found.sample_rows:,} rows"
+    print(f"{args.spec}: {where}; recall = share of each row's {TOP_NEURONS} best-scoring neurons that sparse "
+          "inference scores, labels = the same for its labels; ms/batch = the layer's kernels per training batch")
+    print(f"  {'layer':>5}  {'candidate':<22} {'family':<6} {'K':>3} {'L':>4} {'cap':>5} {'parts':>5} "
+          f"{'recall':>7} {'labels':>7} {'ms/batch':>9} {'rebuild ms':>10} {'cost ms':>8}")
+    for trial in found.trials:
+        c = trial.config
+        print(f"  {trial.layer:>5}  {trial.label:<22} {c.family:<6} {c.hashes:>3} {c.tables:>4} {c.bucket_cap:>5} "
+              f"{c.update_parts:>5} {trial.recall:>7.3f} {trial.label_recall:>7.3f} {trial.batch_ms:>9.1f} "
+              f"{trial.rebuild_ms:>10.0f} "
+              f"{trial.cost_ms:>8.1f}")
+    for index, chosen in sorted(found.measured.items()):
+        print(f"  layer {index}: {chosen.family} K={chosen.hashes} L={chosen.tables} bucket cap {chosen.bucket_cap}, "
+              f"{chosen.update_parts} update parts ({chosen.note})")
     return 0
 
 
@@ -106,18 +136,18 @@ def _train_report(model, history, compile_seconds: float, test_metrics: dict, me
 def run_training(spec: str, train: str, test: str | None, *, epochs: int | None, batch_size: int | None,
                  learning_rate: float | None, save: str | None, as_json: bool, show_plan: bool = False) -> dict:
     from boltc.explain import render_plan
-    from boltc.model import Model
-    from boltc.pipeline import compile_spec
+    from boltc.pipeline import load
 
     if save:
         _check_writable(save)
-    compiled = compile_spec(spec)
+    started = time.perf_counter()
+    model = load(spec)
+    compile_seconds = time.perf_counter() - started
     if show_plan and not as_json:
-        print(render_plan(compiled.plan))
+        print(render_plan(model.plan))
         print()
-    model = Model(compiled.plan, compiled.library, compiled.source.buffers)
     log = sys.stderr if as_json else sys.stdout
-    state = f"compiled in {compiled.library.compile_seconds:.2f} s" if compiled.library.compiled else "cached library"
+    state = f"compiled in {model.library.compile_seconds:.2f} s" if model.library.compiled else "cached library"
     print(f"model '{model.plan.model_name}': {state}; {model.plan.threads} threads", file=log)
     loaded = time.perf_counter()
     train_set = model.prepare_data(train, labelled=True)
@@ -139,7 +169,7 @@ def run_training(spec: str, train: str, test: str | None, *, epochs: int | None,
     if save:
         model.save(save)
         print(f"saved {save}", file=log)
-    report = _train_report(model, history, compiled.library.compile_seconds, results, metrics_on)
+    report = _train_report(model, history, compile_seconds, results, metrics_on)
     if as_json:
         _print_json(report)
     return report
@@ -201,6 +231,8 @@ def cmd_demo(args) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from boltc.tune import DEFAULT_BUDGET_SECONDS
+
     parser = argparse.ArgumentParser(prog="boltc", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"boltc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -213,8 +245,18 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("explain", help="print the plan: shapes, sizes, FLOPs, threads, kernels")
     p.add_argument("spec")
+    p.add_argument("--data", metavar="FILE", help="show the values boltc tune measured on this data (if cached)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_explain)
+
+    p = commands.add_parser("tune", help="measure the sparse layers' hashing and kernel values on a data file")
+    p.add_argument("spec")
+    p.add_argument("--data", required=True, metavar="FILE", help="labelled training data (a sample is used)")
+    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET_SECONDS, metavar="SECONDS",
+                   help="seconds for candidates after the formula's (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="measure again even when a result is cached")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_tune)
 
     p = commands.add_parser("train", help="train a spec on a data file")
     p.add_argument("spec")

@@ -116,6 +116,33 @@ class Dataset:
         return self.label_ids[self.label_indptr[row]:self.label_indptr[row + 1]]
 
 
+def _csr_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """indptr of the chosen rows, and the positions of their entries in the original arrays."""
+    lengths = indptr[rows + 1] - indptr[rows]
+    new_indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_indptr[1:])
+    positions = np.repeat(indptr[rows] - new_indptr[:-1], lengths) + np.arange(new_indptr[-1], dtype=np.int64)
+    return new_indptr, positions
+
+
+def take_rows(dataset: Dataset, rows: np.ndarray) -> Dataset:
+    """The given rows of a data set, in that order (copies)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    features = []
+    for matrix in dataset.features:
+        if not matrix.is_sparse:
+            features.append(FeatureMatrix(matrix.dim, dense=np.ascontiguousarray(matrix.dense[rows])))
+            continue
+        indptr, positions = _csr_rows(matrix.indptr, rows)
+        features.append(FeatureMatrix(matrix.dim, indptr=indptr, indices=matrix.indices[positions],
+                                      values=matrix.values[positions]))
+    label_indptr = label_ids = None
+    if dataset.has_labels:
+        label_indptr, positions = _csr_rows(dataset.label_indptr, rows)
+        label_ids = dataset.label_ids[positions]
+    return Dataset(dataset.path, len(rows), tuple(features), dataset.n_labels, label_indptr, label_ids)
+
+
 # ---- reading text files ---------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)

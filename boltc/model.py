@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -110,8 +110,47 @@ class _Feed:
         self.batch.threads = min(self.threads, len(rows))
 
 
+def dataset_for(plan: Plan, data, labelled: bool) -> Dataset:
+    """A data file, Dataset or arrays as a Dataset checked against the inputs and target of `plan`."""
+    dims = [i.dim for i in plan.inputs]
+    names = [i.name for i in plan.inputs]
+    if len(dims) > 1 and not isinstance(data, (Dataset, dict, tuple)) or \
+            isinstance(data, tuple) and len(dims) > 1 and not isinstance(data[0], dict):
+        raise UsageError(f"model '{plan.model_name}' has {len(dims)} inputs ({', '.join(names)}): pass the "
+                         "features as a dict {name: array}")
+    if isinstance(data, Dataset):
+        dataset = data
+    elif isinstance(data, (str, Path)):
+        if len(dims) != 1:
+            raise UsageError(f"model '{plan.model_name}' has {len(dims)} inputs; a data file feeds one, "
+                             "pass arrays instead")
+        dataset = read_xmc(data, n_features=dims[0], n_labels=plan.target_dim)
+    else:
+        features, labels = data if isinstance(data, tuple) else (data, None)
+        dataset = from_arrays(features, labels, n_features=dims if len(dims) > 1 else dims[0],
+                              n_labels=plan.target_dim, names=names if len(dims) > 1 else None)
+    if len(dataset.features) != len(dims) or any(m.dim != d for m, d in zip(dataset.features, dims)):
+        got = [m.dim for m in dataset.features]
+        raise UsageError(f"data has feature dimensions {got}, model '{plan.model_name}' expects {dims}")
+    where = dataset.path or "the data"
+    if labelled and dataset.label_ids is None:
+        raise UsageError(f"{where} has no labels")
+    _check_ids(where, "label", dataset.label_ids, plan.target_dim)
+    for matrix, model_input in zip(dataset.features, plan.inputs):
+        _check_ids(where, f"feature of input '{model_input.name}'", matrix.indices, model_input.dim)
+    gather_inputs = {layer.sources[0].index for layer in plan.layers if layer.kernel == "gather"}
+    if any(dataset.features[i].dense is not None for i in gather_inputs):
+        # sparse-input kernels read CSR rows: a dense array for such an input is converted once, here
+        features = tuple(_as_csr(m) if i in gather_inputs else m for i, m in enumerate(dataset.features))
+        dataset = dataclasses.replace(dataset, features=features)
+    return dataset
+
+
 class Model:
-    def __init__(self, plan: Plan, library: CompiledLibrary, buffers: tuple[BufferSpec, ...]):
+    def __init__(self, plan: Plan, library: CompiledLibrary, buffers: tuple[BufferSpec, ...],
+                 initialize: bool = True):
+        """``initialize=False`` leaves every array zero, for a caller that fills them and then calls
+        ``reconstruct``."""
         self.plan = plan
         self.library = library
         self.buffers = buffers
@@ -137,7 +176,18 @@ class Model:
         self._batches_to_rebuild = 0
         self._rebuild_period = 0.0
         self._rebuilds = 0
-        self.initialize(plan.seed)
+        # set by boltc.load: called by the first fit() with its data, returns this model built on measured values
+        self.tuner: Callable[[Dataset], Model] | None = None
+        self.tuning = None  # the boltc.tune.Tuning this model's plan was made with, when fit() measured it
+        if initialize:
+            self.initialize(plan.seed)
+
+    def _adopt(self, other: Model) -> None:
+        """Become `other` (the same spec, re-planned on measured values, untrained), keeping the settings a user
+        may have changed."""
+        threads, learning_rate = self.threads, self.learning_rate
+        self.__dict__.update(other.__dict__)
+        self.threads, self.learning_rate = threads, learning_rate
 
     # -- parameters ------------------------------------------------------------------------------------
 
@@ -218,39 +268,7 @@ class Model:
 
     def prepare_data(self, data, labelled: bool) -> Dataset:
         """A data file, Dataset or arrays as a Dataset checked against this model's inputs and target."""
-        plan = self.plan
-        dims = [i.dim for i in plan.inputs]
-        names = [i.name for i in plan.inputs]
-        if len(dims) > 1 and not isinstance(data, (Dataset, dict, tuple)) or \
-                isinstance(data, tuple) and len(dims) > 1 and not isinstance(data[0], dict):
-            raise UsageError(f"model '{plan.model_name}' has {len(dims)} inputs ({', '.join(names)}): pass the "
-                             "features as a dict {name: array}")
-        if isinstance(data, Dataset):
-            dataset = data
-        elif isinstance(data, (str, Path)):
-            if len(dims) != 1:
-                raise UsageError(f"model '{plan.model_name}' has {len(dims)} inputs; a data file feeds one, "
-                                 "pass arrays instead")
-            dataset = read_xmc(data, n_features=dims[0], n_labels=plan.target_dim)
-        else:
-            features, labels = data if isinstance(data, tuple) else (data, None)
-            dataset = from_arrays(features, labels, n_features=dims if len(dims) > 1 else dims[0],
-                                  n_labels=plan.target_dim, names=names if len(dims) > 1 else None)
-        if len(dataset.features) != len(dims) or any(m.dim != d for m, d in zip(dataset.features, dims)):
-            got = [m.dim for m in dataset.features]
-            raise UsageError(f"data has feature dimensions {got}, model '{plan.model_name}' expects {dims}")
-        where = dataset.path or "the data"
-        if labelled and dataset.label_ids is None:
-            raise UsageError(f"{where} has no labels")
-        _check_ids(where, "label", dataset.label_ids, plan.target_dim)
-        for matrix, model_input in zip(dataset.features, plan.inputs):
-            _check_ids(where, f"feature of input '{model_input.name}'", matrix.indices, model_input.dim)
-        gather_inputs = {layer.sources[0].index for layer in plan.layers if layer.kernel == "gather"}
-        if any(dataset.features[i].dense is not None for i in gather_inputs):
-            # sparse-input kernels read CSR rows: a dense array for such an input is converted once, here
-            features = tuple(_as_csr(m) if i in gather_inputs else m for i, m in enumerate(dataset.features))
-            dataset = dataclasses.replace(dataset, features=features)
-        return dataset
+        return dataset_for(self.plan, data, labelled)
 
     def _feed(self, dataset: Dataset) -> _Feed:
         needed = max([m.max_row_nnz for m in dataset.features if m.dense is None] + [0]) * self.plan.batch_size
@@ -281,12 +299,17 @@ class Model:
     # -- training --------------------------------------------------------------------------------------
 
     def fit(self, train, epochs: int | None = None, validation=None, batch_size: int | None = None,
-            learning_rate: float | None = None, progress: bool | None = None) -> History:
+            learning_rate: float | None = None, progress: bool | None = None, final_rebuild: bool = True) -> History:
         """Train for ``epochs`` (default: the spec's) passes over ``train``; returns per-epoch records.
 
         ``train`` and ``validation`` are data files, ``Dataset``s or ``(X, y)`` arrays. Ctrl-C stops after the
-        current batch and returns the history so far; the model stays usable.
+        current batch and returns the history so far; the model stays usable. Sparse layers' tables are rebuilt
+        at the end for inference unless ``final_rebuild=False`` (when more training follows at once).
         """
+        if self.tuner is not None and self.step == 0:
+            train = self.prepare_data(train, labelled=True)
+            tuner, self.tuner = self.tuner, None
+            self._adopt(tuner(train))
         plan = self.plan
         epochs = plan.epochs if epochs is None else epochs
         batch_size = plan.batch_size if batch_size is None else batch_size
@@ -317,7 +340,7 @@ class Model:
                 history.epochs.append(record)
         except KeyboardInterrupt:
             pass
-        if history.epochs and self.sparse_layers and not self._tables_frozen() \
+        if final_rebuild and history.epochs and self.sparse_layers and not self._tables_frozen() \
                 and self._batches_to_rebuild != int(self._rebuild_period):
             self.rebuild()  # tables of the final weights for inference; the schedule goes on where it was
         history.wall_seconds = time.perf_counter() - started - validation_seconds
@@ -361,7 +384,8 @@ class Model:
 
     # -- inference -------------------------------------------------------------------------------------
 
-    def _infer(self, dataset: Dataset, top_k: int, progress: bool | None, label: str, sparse: bool):
+    def _infer(self, dataset: Dataset, top_k: int, progress: bool | None, label: str, sparse: bool,
+               after_batch=None):
         plan, lib = self.plan, self.library.lib
         ffi = self.library.ffi
         if sparse and not self.sparse_layers:
@@ -385,6 +409,8 @@ class Model:
                 status = lib.bolt_infer_batch(self._table, feed.batch, top_k,
                                               ffi.cast("int32_t *", ffi.from_buffer(ids[start:])),
                                               ffi.cast("float *", ffi.from_buffer(scores[start:])), self._loss)
+                if after_batch is not None and status == 0:
+                    after_batch(start, len(rows))  # reads scratch buffers the next call overwrites
             self._check(status)
             loss_total += self._loss[0]
             bar.advance(len(rows))
@@ -415,6 +441,28 @@ class Model:
         self.last_eval_seconds = seconds
         return results
 
+    def candidate_sets(self, data) -> tuple[np.ndarray, np.ndarray]:
+        """The neurons sparse inference scores for each row of ``data`` in the output layer: ids [rows, width]
+        (the first ``counts[r]`` of row r are valid, in selection order) and counts [rows]. Label recall of these
+        sets is what ``boltc tune`` measures hash configurations by."""
+        if not self.sparse_layers:
+            raise UsageError(f"model '{self.plan.model_name}' has no LSH-sparse layer")
+        dataset = self.prepare_data(data, labelled=False)
+        layer = self.plan.output
+        width = layer.lsh.inference_active
+        ids = np.full((dataset.n_rows, width), -1, dtype=np.int32)
+        counts = np.zeros(dataset.n_rows, dtype=np.int32)
+        active = self.arrays[f"l{layer.index}.active"]
+        active_counts = self.arrays[f"l{layer.index}.active_counts"]
+
+        def keep(start: int, rows: int) -> None:
+            counts[start:start + rows] = active_counts[:rows]
+            valid = np.arange(width) < active_counts[:rows, None]  # past a row's count: the last call's leftovers
+            ids[start:start + rows] = np.where(valid, active[:rows], -1)
+
+        self._infer(dataset, 1, False, "candidates", True, after_batch=keep)
+        return ids, counts
+
     def predict(self, data, top_k: int = 1, progress: bool | None = False,
                 sparse: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The ``top_k`` best output ids per row, best first, and their scores (probabilities; with
@@ -436,6 +484,8 @@ class Model:
             "step": self.step,
             "epochs_trained": self.epochs_trained,
             "learning_rate": self.learning_rate,
+            # values boltc tune measured: the plan, and so the buffers, depend on them
+            "measured": {str(index): dataclasses.asdict(value) for index, value in self.plan.measured.items()},
         }
         checkpoint.write_model_file(path, header, self.saved_arrays())
 

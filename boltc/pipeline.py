@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from boltc import checkpoint
+from boltc import checkpoint, ir
+from boltc import tune as tuning
 from boltc.build import CompiledLibrary, build
 from boltc.check import check
 from boltc.diagnostics import ModelFileError
 from boltc.emit import CSource, emit
 from boltc.machine import Machine, probe
-from boltc.model import Model
+from boltc.data import Dataset
+from boltc.model import Model, dataset_for
 from boltc.parse import parse, parse_file
-from boltc.plan import Plan, plan
+from boltc.plan import MeasuredLsh, Plan, plan
 
 
 @dataclass(frozen=True)
@@ -25,27 +28,75 @@ class Compiled:
     seconds: float  # wall time of the whole pipeline
 
 
+def _checked(path: str | Path, source: str | None, machine: Machine) -> ir.Model:
+    spec = parse(source, str(path)) if source is not None else parse_file(path)
+    return check(spec, memory_bytes=machine.memory_bytes)
+
+
 def plan_spec(path: str | Path, *, source: str | None = None, machine: Machine | None = None,
-              real_type: str = "float") -> Plan:
+              real_type: str = "float", measured: dict[int, MeasuredLsh] | None = None) -> Plan:
     """parse -> check -> plan, without compiling anything (what ``boltc explain`` shows)."""
     machine = machine or probe()
-    spec = parse(source, str(path)) if source is not None else parse_file(path)
-    return plan(check(spec, memory_bytes=machine.memory_bytes), machine, real_type=real_type)
+    return plan(_checked(path, source, machine), machine, real_type=real_type, measured=measured)
 
 
-def compile_spec(path: str | Path, *, source: str | None = None, real_type: str = "float") -> Compiled:
+def compile_spec(path: str | Path, *, source: str | None = None, real_type: str = "float",
+                 measured: dict[int, MeasuredLsh] | None = None) -> Compiled:
     started = time.perf_counter()
     machine = probe()
-    the_plan = plan_spec(path, source=source, machine=machine, real_type=real_type)
+    the_plan = plan_spec(path, source=source, machine=machine, real_type=real_type, measured=measured)
     c_source = emit(the_plan)
     library = build(c_source, machine)
     return Compiled(the_plan, c_source, library, time.perf_counter() - started)
 
 
-def load(path: str | Path, *, real_type: str = "float") -> Model:
-    """Compile a ``.bolt`` spec (or fetch it from the cache) and return a freshly initialised model."""
+def autotune_enabled() -> bool:
+    """Whether a model's first fit() measures its sparse layers' values (``BOLTC_TUNE=off`` turns it off)."""
+    return os.environ.get("BOLTC_TUNE", "on").strip().lower() not in ("off", "0", "no", "false")
+
+
+def tune_spec(path: str | Path, data, *, source: str | None = None, real_type: str = "float",
+              budget: float = tuning.DEFAULT_BUDGET_SECONDS, progress: bool | None = None,
+              force: bool = False) -> tuning.Tuning:
+    """What ``boltc tune`` runs: the measured values of the spec's sparse layers on `data` (cached)."""
+    machine = probe()
+    spec = _checked(path, source, machine)
+    base = plan(spec, machine, real_type=real_type)
+    return tuning.tune(spec, machine, dataset_for(base, data, labelled=True), real_type=real_type, budget=budget, progress=progress, force=force)
+
+
+def cached_measurements(path: str | Path, data, *, real_type: str = "float") -> dict[int, MeasuredLsh]:
+    """Measured values stored for this spec and data file, without measuring anything (what explain shows)."""
+    machine = probe()
+    spec = _checked(path, None, machine)
+    base = plan(spec, machine, real_type=real_type)
+    if not any(layer.lsh is not None for layer in base.layers):
+        return {}
+    found = tuning.cached(base, machine, dataset_for(base, data, labelled=True))
+    return found.measured if found else {}
+
+
+def load(path: str | Path, *, real_type: str = "float", tune: bool | None = None,
+         tune_budget: float = tuning.DEFAULT_BUDGET_SECONDS) -> Model:
+    """Compile a ``.bolt`` spec (or fetch it from the cache) and return a freshly initialised model.
+
+    With ``tune`` (default: on unless ``BOLTC_TUNE=off``), a model with LSH-sparse layers measures their values
+    on its training data at its first ``fit`` (or takes them from the cache) and is rebuilt on them."""
     compiled = compile_spec(path, real_type=real_type)
-    return Model(compiled.plan, compiled.library, compiled.source.buffers)
+    model = Model(compiled.plan, compiled.library, compiled.source.buffers)
+    if (autotune_enabled() if tune is None else tune) and model.sparse_layers:
+        source = compiled.plan.spec_source
+
+        def tuned(dataset: Dataset) -> Model:
+            found = tuning.tune(_checked(path, source, probe()), probe(), dataset, real_type=real_type,
+                                budget=tune_budget)
+            again = compile_spec(path, source=source, real_type=real_type, measured=found.measured)
+            tuned_model = Model(again.plan, again.library, again.source.buffers)
+            tuned_model.tuning = found
+            return tuned_model
+
+        model.tuner = tuned
+    return model
 
 
 def load_model(path: str | Path) -> Model:
@@ -53,9 +104,12 @@ def load_model(path: str | Path) -> Model:
     header, payload_at = checkpoint.read_header(path)
     try:
         spec_path, spec_source, real_type = header["spec_path"], header["spec_source"], header["real_type"]
+        measured = {int(index): MeasuredLsh(**values) for index, values in header.get("measured", {}).items()}
     except KeyError as exc:
         raise ModelFileError(str(path), f"model file has no {exc.args[0]}") from None
-    compiled = compile_spec(spec_path, source=spec_source, real_type=real_type)
+    except (TypeError, ValueError, AttributeError):
+        raise ModelFileError(str(path), "model file has unreadable measured values") from None
+    compiled = compile_spec(spec_path, source=spec_source, real_type=real_type, measured=measured)
     model = Model(compiled.plan, compiled.library, compiled.source.buffers)
     arrays = checkpoint.read_arrays(path, header, payload_at, destination=model.saved_arrays())
     model.restore(str(path), header, arrays)

@@ -39,6 +39,9 @@ BATCH_NEGATIVE_SHARE = 0.25
 # all the weights once, so blocks are as large as keeps all threads busy on one batch, up to this many rows (measured
 # at the Amazon shape, 2 threads: 32 rows 280 rows/s, 128 rows 330 rows/s).
 DENSE_ROWS_MOST = 128
+# The sparse kernels fetch the weight rows (and moments) this many active neurons ahead: far enough to hide a DRAM
+# miss behind the work on the rows in between, near enough that fetched rows are still in L1 when used.
+PREFETCH_ROWS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,22 @@ class LshPlan:
     hash_chunk: int  # rows hashed per step of a rebuild (their keys must fit a thread's scratch)
     dense_chunk: int  # neurons scored per step of dense inference...
     dense_rows: int  # ...for this many rows at once
+    prefetch_rows: int  # the kernels fetch gathered rows this many neurons ahead
     origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredLsh:
+    """Values ``boltc tune`` measured for one sparse layer on the user's data; they replace the formulas' (values
+    written in the spec still win). ``note`` says what was measured, for ``boltc explain``."""
+
+    family: str
+    hashes: int
+    tables: int
+    bucket_cap: int
+    update_parts: int
+    prefetch_rows: int
+    note: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +160,7 @@ class Plan:
     metrics: tuple[str, ...]
     openmp: bool
     isa: tuple[str, ...]
+    measured: dict[int, MeasuredLsh]  # by layer index: what boltc tune measured and this plan used
 
     @property
     def output(self) -> LayerPlan:
@@ -187,10 +206,18 @@ def _carries_gradient(model: ir.Model, ref: ir.NodeRef) -> bool:
 
 
 def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: ir.Sampling | None,
-             train: ir.TrainConfig) -> LshPlan:
+             train: ir.TrainConfig, measured: MeasuredLsh | None = None) -> LshPlan:
     """BOLT's DWTA configuration for a layer of `units` neurons at `sparsity` reading `in_dim` values; values the
-    spec gives (sampling=dwta(...), train { rebuild = N }) replace the formulas'."""
-    given = sampling or ir.Sampling("dwta", None, None, None)
+    spec gives (sampling=dwta(...), train { rebuild = N }) replace the formulas', and so do measured ones that the
+    spec leaves open (the hash family is measured only when the spec names none)."""
+    written = sampling or ir.Sampling("dwta", None, None, None)
+    given = written
+    if measured is not None:
+        family = written.family if sampling is not None else measured.family
+        same_family = family == measured.family
+        given = ir.Sampling(family, written.hashes or (measured.hashes if same_family else None),
+                            written.tables or (measured.tables if same_family else None),
+                            written.bucket_cap or (measured.bucket_cap if same_family else None))
     active = min(units, max(1, math.ceil(sparsity * units)))
     if given.family == "srp":
         # no BOLT formula: buckets of about 4 neurons, and enough tables to return about twice the active count
@@ -204,14 +231,20 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
     bins = hashes * tables
     freeze = train.freeze_tables_after
     slack = INSERT_SLACK if freeze is not None else 0
-    part_shift = ((units - 1) // min(UPDATE_PARTS_PER_THREAD * threads, UPDATE_PARTS_MOST)).bit_length()
+    parts = measured.update_parts if measured is not None else min(UPDATE_PARTS_PER_THREAD * threads,
+                                                                    UPDATE_PARTS_MOST)
+    part_shift = ((units - 1) // max(1, parts)).bit_length()
     fixed_period = train.rebuild_every is not None
-    from_spec = [name for name in ("hashes", "tables", "bucket_cap") if getattr(given, name) is not None]
+    from_spec = [name for name in ("hashes", "tables", "bucket_cap") if getattr(written, name) is not None]
+    from_spec += ["family"] if sampling is not None and measured is not None else []
     from_spec += ["rebuild"] if fixed_period else []
     origin = ("formula (BOLT's autotuner; rebuild schedule decaying as SLIDE proposes)" if given.family == "dwta"
               else "formula (SRP: buckets of ~4 neurons, tables for ~2x the active count)")
+    if measured is not None:
+        origin = f"measured ({measured.note})"
     if from_spec:
-        origin = f"spec ({', '.join(from_spec)}), formula for the rest"
+        origin = f"spec ({', '.join(from_spec)}), " + ("measured" if measured is not None else "formula") + \
+            " for the rest" + (f" ({measured.note})" if measured is not None else "")
     return LshPlan(
         family=given.family, hashes=hashes, tables=tables, range=key_range,
         bucket_cap=given.bucket_cap or 4 * max(units // key_range, 1), active=active,
@@ -223,7 +256,8 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         update_part_shift=part_shift, update_parts=((units - 1) >> part_shift) + 1,
         table_bytes=4 * tables * (units + key_range * slack + key_range + 1 + (key_range if slack else 0)),
         hash_chunk=max(1, min(1024, (units + key_range) // tables)), dense_chunk=min(units, 1024),
-        dense_rows=max(16, min(DENSE_ROWS_MOST, -(-train.batch_size // threads) // 16 * 16)), origin=origin,
+        dense_rows=max(16, min(DENSE_ROWS_MOST, -(-train.batch_size // threads) // 16 * 16)),
+        prefetch_rows=measured.prefetch_rows if measured is not None else PREFETCH_ROWS, origin=origin,
     )
 
 
@@ -237,7 +271,7 @@ def _sparse_reason(model: ir.Model, layer: ir.DenseLayer) -> str:
 
 
 def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_copies: int,
-             threads: int) -> LayerPlan:
+             threads: int, measured: MeasuredLsh | None) -> LayerPlan:
     source = layer.source
     reads_input = source.is_input
     needs_input_gradient = _carries_gradient(model, source)
@@ -253,7 +287,7 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
         if reason:
             note = f"runs dense: sparsity {requested:g} was asked for ({origin}), but {reason}"
         else:
-            lsh = lsh_plan(layer.units, layer.in_dim, requested, threads, layer.sampling, model.train)
+            lsh = lsh_plan(layer.units, layer.in_dim, requested, threads, layer.sampling, model.train, measured)
             note = (f"LSH-sparse: {lsh.active} of {layer.units} neurons per sample (sparsity {requested:g}, "
                     f"{origin}; in training the row's labels, up to {lsh.batch_negatives} of the batch's labels, "
                     f"then LSH candidates); {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
@@ -321,14 +355,17 @@ def _concat_plan(model: ir.Model, layer: ir.ConcatLayer) -> LayerPlan:
     )
 
 
-def plan(model: ir.Model, machine: Machine, real_type: str = "float") -> Plan:
+def plan(model: ir.Model, machine: Machine, real_type: str = "float",
+         measured: dict[int, MeasuredLsh] | None = None) -> Plan:
+    """The plan of `model` on `machine`; `measured` (by layer index) holds values ``boltc tune`` measured."""
     if real_type not in ("float", "double"):
         raise ValueError(f"real_type must be float or double, not {real_type!r}")
     real_bytes = 4 if real_type == "float" else 8
     optimizer_copies = 2 if model.optimizer.kind is ir.OptimizerKind.ADAM else 0
     threads, threads_origin = _threads(model.train, machine)
     layers = tuple(
-        _fc_plan(model, layer, real_bytes, optimizer_copies, threads) if isinstance(layer, ir.DenseLayer)
+        _fc_plan(model, layer, real_bytes, optimizer_copies, threads, (measured or {}).get(layer.index))
+        if isinstance(layer, ir.DenseLayer)
         else _concat_plan(model, layer)
         for layer in model.layers
     )
@@ -341,5 +378,6 @@ def plan(model: ir.Model, machine: Machine, real_type: str = "float") -> Plan:
         learning_rate=optimizer.learning_rate, beta1=optimizer.beta1, beta2=optimizer.beta2, eps=optimizer.eps,
         batch_size=model.train.batch_size, epochs=model.train.epochs, seed=model.train.seed, threads=threads,
         threads_origin=threads_origin, metrics=tuple(m.label for m in model.metrics), openmp=machine.openmp,
-        isa=machine.isa,
+        isa=machine.isa, measured={index: value for index, value in (measured or {}).items()
+                                   if layers[index].lsh is not None},
     )

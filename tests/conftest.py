@@ -16,6 +16,8 @@ def private_cache(tmp_path_factory):
     """Compile into a cache of this session's own, so tests never depend on (or pollute) the user's cache."""
     if "BOLTC_TEST_KEEP_CACHE" not in os.environ:
         os.environ["BOLTC_CACHE_DIR"] = str(tmp_path_factory.mktemp("boltc-cache"))
+    # tests assert on the formulas' plans and stay fast; the tuner's own tests ask for it
+    os.environ["BOLTC_TUNE"] = "off"
     yield
 
 

@@ -1,0 +1,344 @@
+"""Measured planning: the values of each LSH-sparse layer that BOLT derives from formulas, measured instead on the
+user's data and this machine.
+
+A short warm-up trains the formula's model on a sample of the data, so that the weights already point towards their
+labels. Every candidate configuration (hash family, K, L, bucket cap, then the update's part count) is planned,
+emitted and built like any spec, takes over the warmed weights and optimizer state, rebuilds its tables, and is
+scored by two measurements: how many of the best-scoring neurons of held-out sample rows are among those sparse
+inference would score for them (what LSH is for; label recall is reported beside it), and the time of the layer's
+kernels in a training step plus its share of the planned rebuilds. The cheapest candidate
+whose recall is within RECALL_KEPT of the formula's wins; it must also be cheaper by more than TIME_NOISE than the
+formula's, measured again after the search, or the formula's values stay. The choice is cached per machine, spec and data (``cache_root()/tuning``).
+
+This module drives the stages (plan, emit, build, run) the way ``pipeline`` does; no stage calls back into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from boltc import ir
+from boltc.build import build
+from boltc.data import Dataset, take_rows
+from boltc.emit import emit
+from boltc.machine import Machine, cache_root
+from boltc.model import Model
+from boltc.plan import UPDATE_PARTS_MOST, LayerPlan, MeasuredLsh, Plan, lsh_plan, plan
+from boltc.progress import Progress
+
+TUNE_VERSION = 1
+DEFAULT_BUDGET_SECONDS = 90.0
+# A candidate must find at least this share of the labels that the formula's configuration finds for the same rows.
+RECALL_KEPT = 0.98
+# Timings on a shared machine move by several percent from batch to batch: a candidate must be at least this much
+# cheaper than the formula's to replace it.
+TIME_NOISE = 0.05
+# Hash variants are compared only when the formula's hashing finds the best neurons at least this many times more
+# often than chance.
+INFORMATIVE_LIFT = 2.0
+# The warm-up is short: it only has to move the weights away from their random start; recall is then judged on the
+# neurons the warmed weights score highest, which is what hashing must find at any stage of training, while the
+# labels' own recall (also reported) means little until training has gone on for a while.
+WARMUP_SHARE = 0.4  # of the budget
+WARMUP_CHUNK_BATCHES = 20
+WARMUP_MOST_BATCHES = 600
+TIMED_BATCHES = 8
+TIMED_ROUNDS = 3
+RECALL_ROWS = 1024
+TOP_NEURONS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """One measured candidate of one layer."""
+
+    layer: int
+    label: str  # what differs from the formula, in words
+    config: MeasuredLsh
+    recall: float  # share of the held-out rows' TOP_NEURONS best-scoring neurons that sparse inference scores
+    label_recall: float  # the same for the rows' labels (low until training has gone on for a while)
+    chance: float  # the recall of as many neurons drawn at random: the mean candidates per row over the layer width
+    batch_ms: float  # the layer's kernels in one training step, rebuilds excluded
+    rebuild_ms: float  # one rebuild of the tables
+    cost_ms: float  # batch_ms plus the planned rebuilds' share per batch
+    build_seconds: float  # plan, emit and compile (0 when the build was cached)
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    key: str
+    measured: dict[int, MeasuredLsh]  # by layer index: the winners
+    trials: tuple[Trial, ...]
+    sample_rows: int
+    seconds: float
+    cached: bool = False
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["measured"] = {str(k): v for k, v in data["measured"].items()}
+        del data["cached"]
+        return data
+
+    @staticmethod
+    def from_json(data: dict) -> Tuning:
+        return Tuning(
+            key=data["key"], measured={int(k): MeasuredLsh(**v) for k, v in data["measured"].items()},
+            trials=tuple(Trial(**{**t, "config": MeasuredLsh(**t["config"])}) for t in data["trials"]),
+            sample_rows=int(data["sample_rows"]), seconds=float(data["seconds"]), cached=True)
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """Identifies a data set cheaply: its file's size, time and first and last MiB, or a digest of its arrays."""
+    digest = hashlib.sha256(f"{dataset.n_rows}|{dataset.n_labels}".encode())
+    if dataset.path and os.path.isfile(dataset.path):
+        info = os.stat(dataset.path)
+        digest.update(f"{os.path.abspath(dataset.path)}|{info.st_size}|{info.st_mtime_ns}".encode())
+        with open(dataset.path, "rb") as fh:
+            digest.update(fh.read(1 << 20))
+            fh.seek(max(0, info.st_size - (1 << 20)))
+            digest.update(fh.read(1 << 20))
+        return digest.hexdigest()[:24]
+    arrays = [a for m in dataset.features for a in (m.dense, m.indptr, m.indices, m.values) if a is not None]
+    arrays += [a for a in (dataset.label_indptr, dataset.label_ids) if a is not None]
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).view(np.uint8).tobytes())
+    return digest.hexdigest()[:24]
+
+
+def tuning_key(base: Plan, machine: Machine, dataset: Dataset) -> str:
+    plan_text = json.dumps(base.to_json(), sort_keys=True, default=str)
+    parts = [TUNE_VERSION, machine.cpu_fingerprint, machine.compiler_id, plan_text, data_fingerprint(dataset)]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def _cache_path(key: str) -> Path:
+    return cache_root() / "tuning" / f"{key}.json"
+
+
+def cached(base: Plan, machine: Machine, dataset: Dataset) -> Tuning | None:
+    """The tuning stored for this plan, machine and data, or None."""
+    path = _cache_path(tuning_key(base, machine, dataset))
+    try:
+        return Tuning.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent or unreadable: measured again
+
+
+def _store(tuning: Tuning) -> None:
+    path = _cache_path(tuning.key)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(tuning.to_json(), indent=1))
+    os.replace(partial, path)
+
+
+def _formula(layer: LayerPlan) -> MeasuredLsh:
+    lsh = layer.lsh
+    return MeasuredLsh(lsh.family, lsh.hashes, lsh.tables, lsh.bucket_cap, lsh.update_parts, lsh.prefetch_rows,
+                       "formula")
+
+
+def _lsh_candidates(model: ir.Model, layer: LayerPlan) -> list[tuple[str, MeasuredLsh]]:
+    """The formula's configuration first, then variants that trade retrieval for time (fewer or shallower tables,
+    coarser keys) and the other hash family, as far as the spec leaves them open."""
+    formula = _formula(layer)
+    given = model.layers[layer.index].sampling
+    family_open = given is None
+    open_ = {name: given is None or getattr(given, name) is None for name in ("hashes", "tables", "bucket_cap")}
+    out = [("formula", formula)]
+    if open_["tables"]:
+        for share in (2, 4):
+            if formula.tables // share >= 1:
+                out.append((f"tables/{share}", dataclasses.replace(formula, tables=formula.tables // share)))
+    if open_["bucket_cap"] and formula.bucket_cap >= 8:
+        out.append(("bucket_cap/2", dataclasses.replace(formula, bucket_cap=formula.bucket_cap // 2)))
+    if open_["hashes"] and open_["tables"] and formula.family == "dwta" and formula.hashes > 2:
+        # keys of one bin hash fewer hold 8x more neurons per bucket: an eighth of the tables keep the same reach
+        coarser = dataclasses.replace(formula, hashes=formula.hashes - 1, tables=max(1, formula.tables // 8))
+        out.append(("hashes-1, tables/8", coarser))
+    if family_open:
+        train = model.train
+        other = "srp" if formula.family == "dwta" else "dwta"
+        alternative = lsh_plan(layer.out_dim, layer.in_dim, layer.sparsity_requested, layer.lsh.threads,
+                               ir.Sampling(other, None, None, None), train)
+        out.append((f"{other} (formula)", MeasuredLsh(other, alternative.hashes, alternative.tables,
+                                                      alternative.bucket_cap, formula.update_parts,
+                                                      formula.prefetch_rows, "formula")))
+    return out
+
+
+def _kernel_candidates(best: MeasuredLsh) -> list[tuple[str, MeasuredLsh]]:
+    """Variants that change only speed: how many id ranges the update is split into, and how far ahead the
+    kernels fetch gathered rows."""
+    out = []
+    for label, parts in (("update parts x2", best.update_parts * 2), ("update parts /2", best.update_parts // 2)):
+        if 1 <= parts <= UPDATE_PARTS_MOST:
+            out.append((label, dataclasses.replace(best, update_parts=parts)))
+    for distance in (2, 8, 16):
+        if distance != best.prefetch_rows:
+            out.append((f"prefetch {distance} rows ahead", dataclasses.replace(best, prefetch_rows=distance)))
+    return out
+
+
+def _planned_rebuilds(layer: LayerPlan, batches: int) -> int:
+    lsh, count, period, at = layer.lsh, 0, float(layer.lsh.rebuild_first), 0.0
+    while at + period <= batches:
+        at += period
+        count += 1
+        period *= lsh.rebuild_growth
+    return count
+
+
+def _recall(ids: np.ndarray, counts: np.ndarray, wanted: list[np.ndarray]) -> float:
+    """Share of each row's wanted neurons among the ones sparse inference scores for it, over all rows."""
+    found = total = 0
+    for row, targets in enumerate(wanted):
+        found += int(np.isin(targets, ids[row, :counts[row]]).sum())
+        total += len(targets)
+    return found / total if total else 0.0
+
+
+class _Tuner:
+    def __init__(self, spec: ir.Model, machine: Machine, real_type: str, dataset: Dataset, budget: float,
+                 progress: bool | None):
+        self.spec, self.machine, self.real_type = spec, machine, real_type
+        self.budget, self.started = budget, time.perf_counter()
+        self.base = plan(spec, machine, real_type)
+        self.key = tuning_key(self.base, machine, dataset)
+        rng = np.random.default_rng([self.base.seed, 7])
+        order = rng.permutation(dataset.n_rows)
+        batch = self.base.batch_size
+        recall_rows = min(RECALL_ROWS, max(1, dataset.n_rows // 5))
+        train_rows = min(dataset.n_rows - recall_rows, WARMUP_MOST_BATCHES * batch)
+        self.recall_set = take_rows(dataset, order[:recall_rows])
+        self.dataset, self.train_order = dataset, order[recall_rows:recall_rows + train_rows]
+        self.timing_set = take_rows(dataset, self.train_order[:TIMED_BATCHES * batch])
+        self.planned_batches = self.base.epochs * math.ceil(dataset.n_rows / batch)
+        self.progress = progress
+        self.warm: Model | None = None
+        self.top_neurons: np.ndarray | None = None
+        self.warmed_rows = 0
+        self.trials: list[Trial] = []
+
+    def out_of_time(self) -> bool:
+        return time.perf_counter() - self.started > self.budget
+
+    def model_for(self, measured: dict[int, MeasuredLsh], initialize: bool) -> tuple[Model, float]:
+        started = time.perf_counter()
+        the_plan = plan(self.spec, self.machine, self.real_type, measured)
+        source = emit(the_plan)
+        library = build(source, self.machine)
+        return Model(the_plan, library, source.buffers, initialize=initialize), time.perf_counter() - started
+
+    def warm_up(self) -> None:
+        self.warm, _ = self.model_for({}, initialize=True)
+        chunk = WARMUP_CHUNK_BATCHES * self.base.batch_size
+        for start in range(0, len(self.train_order), chunk):
+            self.warm.fit(take_rows(self.dataset, self.train_order[start:start + chunk]), epochs=1, progress=False,
+                          final_rebuild=False)
+            self.warmed_rows = start + chunk
+            if time.perf_counter() - self.started > WARMUP_SHARE * self.budget:
+                break
+        top_ids, _ = self.warm.predict(self.recall_set, top_k=min(TOP_NEURONS, self.base.output.out_dim))
+        self.top_neurons = top_ids
+
+    def measure(self, layer: LayerPlan, label: str, config: MeasuredLsh,
+                chosen: dict[int, MeasuredLsh]) -> Trial:
+        model, build_seconds = self.model_for({**chosen, layer.index: config}, initialize=False)
+        for spec in model.buffers:  # the warmed weights and moments; hash functions and tables are the candidate's
+            if spec.kind in ("parameter", "optimizer"):
+                model.arrays[spec.name][...] = self.warm.arrays[spec.name]
+        model.step, model.threads = self.warm.step, self.warm.threads
+        model.reconstruct(self.base.seed)
+        rebuild_seconds = model.kernel_profile()[layer.name]["rebuild_seconds"]
+        ids, counts = model.candidate_sets(self.recall_set)
+        top_recall = _recall(ids, counts, [row for row in self.top_neurons])
+        label_recall = _recall(ids, counts, [self.recall_set.labels_of(r) for r in range(self.recall_set.n_rows)])
+        rounds = []
+        for _ in range(TIMED_ROUNDS):  # the quickest round: interference from the rest of the machine only adds
+            model.reset_kernel_profile()
+            model.fit(self.timing_set, epochs=1, progress=False, final_rebuild=False)
+            profile = model.kernel_profile()[layer.name]
+            rounds.append((profile["forward_seconds"] + profile["backward_seconds"]) / max(1.0, profile["batches"]))
+        batch_ms = 1000 * min(rounds)
+        rebuilds = _planned_rebuilds(model.plan.layers[layer.index], self.planned_batches)
+        cost_ms = batch_ms + 1000 * rebuild_seconds * rebuilds / max(1, self.planned_batches)
+        chance = float(counts.mean()) / layer.out_dim
+        return Trial(layer.index, label, config, top_recall, label_recall, chance, batch_ms, 1000 * rebuild_seconds,
+                     cost_ms, build_seconds)
+
+    def search(self, layer: LayerPlan, candidates, formula: Trial, best: Trial, chosen: dict[int, MeasuredLsh],
+               bar: Progress) -> Trial:
+        """Measure candidates while the budget lasts; the cheapest that keeps the formula's recall wins."""
+        for label, config in candidates:
+            if self.out_of_time():
+                break
+            trial = self.measure(layer, label, config, chosen)
+            self.trials.append(trial)
+            bar.advance(1, f"{label}: recall {trial.recall:.3f}, {trial.cost_ms:.1f} ms/batch")
+            if trial.recall >= RECALL_KEPT * formula.recall and trial.cost_ms < (1 - TIME_NOISE) * best.cost_ms:
+                best = trial
+        return best
+
+    def run(self) -> Tuning:
+        sparse_layers = [layer for layer in self.base.layers if layer.lsh is not None]
+        chosen: dict[int, MeasuredLsh] = {}
+        bar = Progress("tune", 1 + sum(len(_lsh_candidates(self.spec, layer)) + 6 for layer in sparse_layers),
+                       enabled=self.progress)
+        self.warm_up()
+        bar.advance(1, "warm-up")
+        for layer in sparse_layers:
+            formula = self.measure(layer, "formula", _formula(layer), chosen)
+            self.trials.append(formula)
+            bar.advance(1, f"formula: recall {formula.recall:.3f}, {formula.cost_ms:.1f} ms/batch")
+            # hash variants are judged by recall, which tells nothing while the formula's hashing finds the best
+            # neurons no more often than as many neurons drawn at random would
+            informative = formula.recall >= INFORMATIVE_LIFT * formula.chance
+            best = formula
+            if informative:
+                best = self.search(layer, _lsh_candidates(self.spec, layer)[1:], formula, best, chosen, bar)
+            best = self.search(layer, _kernel_candidates(best.config), formula, best, chosen, bar)
+            if best is not formula:  # the machine may have got quieter since: the formula is timed again
+                again = self.measure(layer, "formula (again)", formula.config, chosen)
+                self.trials.append(again)
+                if best.cost_ms >= (1 - TIME_NOISE) * again.cost_ms:
+                    best = formula
+            hashing = "hash values measured" if informative else \
+                "hash values kept (the warm-up's hashing found the best neurons at chance rate)"
+            note = (f"boltc tune: {best.label}; {hashing}; recall {best.recall:.3f} vs formula {formula.recall:.3f}, "
+                    f"chance {formula.chance:.3f}; {best.cost_ms:.1f} vs {formula.cost_ms:.1f} ms per batch")
+            chosen[layer.index] = dataclasses.replace(best.config, note=note)
+        bar.close()
+        return Tuning(self.key, chosen, tuple(self.trials),
+                      self.recall_set.n_rows + min(self.warmed_rows, len(self.train_order)),
+                      time.perf_counter() - self.started)
+
+
+def tune(spec: ir.Model, machine: Machine, dataset: Dataset, *, real_type: str = "float",
+         budget: float = DEFAULT_BUDGET_SECONDS, progress: bool | None = None, force: bool = False) -> Tuning:
+    """Measured values for every sparse layer of `spec` on `dataset` (labelled): from the cache unless `force`.
+    `budget` bounds the seconds spent on candidates after the formula's (which is always measured)."""
+    base = plan(spec, machine, real_type)
+    if not any(layer.lsh is not None for layer in base.layers):
+        return Tuning(tuning_key(base, machine, dataset), {}, (), 0, 0.0)
+    if not force:
+        found = cached(base, machine, dataset)
+        if found is not None:
+            return found
+    if not dataset.has_labels:
+        raise ValueError("tuning needs labelled data")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    tuning = _Tuner(spec, machine, real_type, dataset, budget, progress).run()
+    _store(tuning)
+    return tuning

@@ -1,0 +1,93 @@
+"""Measured planning (boltc tune): the formula's configuration is measured first, the winner is cached per data,
+the first fit of a model adopts it, and a saved model keeps it."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import boltc
+from boltc import tune as tuning
+from boltc.pipeline import load, load_model, plan_spec, tune_spec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_sparse_task import SPEC, documents  # noqa: E402
+
+BUDGET = 8.0
+
+
+def values(config) -> tuple:
+    """A configuration without its note."""
+    return dataclasses.astuple(config)[:-1]
+
+
+def test_tune_measures_the_formula_first_and_caches_the_choice(write_spec):
+    spec = write_spec(SPEC, "task.bolt")
+    train = documents(3000, seed=1)
+    found = tune_spec(spec, train, budget=BUDGET, progress=False)
+    formula = plan_spec(spec).output.lsh
+    first = found.trials[0]
+    assert not found.cached and first.label == "formula"
+    assert (first.config.family, first.config.hashes, first.config.tables, first.config.bucket_cap) == \
+        (formula.family, formula.hashes, formula.tables, formula.bucket_cap)
+    for trial in found.trials:
+        assert 0 <= trial.recall <= 1 and 0 <= trial.label_recall <= 1 and 0 < trial.chance <= 1
+        assert trial.batch_ms > 0 and trial.cost_ms >= trial.batch_ms
+    chosen = found.measured[1]
+    winner = next(t for t in found.trials if values(t.config) == values(chosen))  # the choice was measured
+    if winner is not first:
+        assert winner.recall >= tuning.RECALL_KEPT * first.recall and winner.cost_ms < first.cost_ms
+    again = tune_spec(spec, train, budget=BUDGET, progress=False)
+    assert again.cached and again.measured == found.measured and again.trials == found.trials
+    other_data = tune_spec(spec, documents(3000, seed=3), budget=1.0, progress=False)
+    assert not other_data.cached
+
+
+def test_measured_values_shape_the_plan_and_the_spec_still_wins(write_spec):
+    measured = {1: boltc.plan.MeasuredLsh("dwta", 3, 9, 12, 5, 8, "test")}
+    spec = write_spec(SPEC, "task.bolt")
+    lsh = plan_spec(spec, measured=measured).output.lsh
+    assert (lsh.hashes, lsh.tables, lsh.bucket_cap, lsh.prefetch_rows) == (3, 9, 12, 8)
+    assert lsh.update_parts <= 5 and lsh.update_parts << lsh.update_part_shift >= 1000
+    assert lsh.origin.startswith("measured (test)")
+    pinned = write_spec(SPEC.replace("sparsity=0.05", "sparsity=0.05, sampling=dwta(tables=7)"), "pinned.bolt")
+    lsh = plan_spec(pinned, measured=measured).output.lsh
+    assert (lsh.hashes, lsh.tables, lsh.bucket_cap) == (3, 7, 12)
+    assert lsh.origin.startswith("spec (tables, family), measured for the rest")
+
+
+def test_candidate_sets_hold_what_sparse_inference_ranks(write_spec):
+    model = load(write_spec(SPEC, "task.bolt"), tune=False)
+    train, test = documents(2000, seed=1), documents(300, seed=2)
+    model.fit(train, epochs=1)
+    ids, counts = model.candidate_sets(test)
+    top, _ = model.predict(test, top_k=1, sparse=True)
+    width = model.plan.output.lsh.inference_active
+    assert ids.shape == (300, width) and (counts <= width).all()
+    for row in range(300):
+        chosen = ids[row, :counts[row]]
+        assert len(set(chosen.tolist())) == counts[row] and (chosen >= 0).all() and (chosen < 1000).all()
+        assert (ids[row, counts[row]:] == -1).all()
+        if counts[row]:
+            assert top[row, 0] in chosen
+
+
+def test_first_fit_adopts_the_measured_plan_and_a_saved_model_keeps_it(write_spec, tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning, "DEFAULT_BUDGET_SECONDS", BUDGET)
+    spec = write_spec(SPEC, "task.bolt")
+    model = load(spec, tune=True, tune_budget=BUDGET)
+    assert model.tuner is not None and not model.plan.measured
+    train, test = documents(3000, seed=1), documents(500, seed=2)
+    model.fit(train, epochs=2)
+    assert model.tuning is not None and model.tuner is None
+    assert model.plan.measured == model.tuning.measured
+    assert model.plan.output.lsh.origin.startswith("measured (boltc tune")
+    assert model.evaluate(test, ["precision@1"])["precision@1"] > 0.5
+    path = tmp_path / "tuned.boltm"
+    model.save(path)
+    restored = load_model(path)
+    assert restored.plan.measured == model.plan.measured
+    np.testing.assert_array_equal(restored.predict(test, top_k=3)[0], model.predict(test, top_k=3)[0])
