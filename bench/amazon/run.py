@@ -8,9 +8,9 @@ One run, one system at a time, each step a subprocess with OMP_NUM_THREADS = --t
 2. boltc: ``boltc train specs/amazon670k.bolt --train T --test E --save MODEL --json``;
 3. boltc inference: ``boltc evaluate MODEL --data E --json`` and the same with ``--sparse``;
 4. boltc batch-1 latency: ``boltc_latency.py`` (``model.predict`` on one scipy CSR row, dense and sparse);
-5. PyTorch: ``torch_peer.py`` with ``--time-budget`` = boltc's train_seconds (the same training time;
-   --torch-budget overrides, and applies when boltc failed), the same threads and batch size, evaluated
-   at boltc's epoch lengths.
+5. PyTorch: ``bench/peers/torch_xmc.py`` (full softmax) with ``--time-budget`` = boltc's train_seconds (the
+   same training time; --torch-budget overrides, and applies when boltc failed), the same threads and batch
+   size, evaluated at boltc's epoch lengths.
 
 Peak RSS of every step is taken from the kernel (``os.wait4`` rusage of that child, ru_maxrss).
 A failing step is recorded with its error and the rest still runs. Writes results.json,
@@ -47,6 +47,7 @@ import generate  # noqa: E402  (sibling script)
 from common import find_boltc, machine_info, tail  # noqa: E402
 
 SPEC = REPO_ROOT / "specs" / "amazon670k.bolt"
+TORCH_PEER = REPO_ROOT / "bench" / "peers" / "torch_xmc.py"
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "amazon"
 FALLBACK_BUDGET = 600.0
 
@@ -405,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         budget, source = FALLBACK_BUDGET, "fallback: boltc gave no train_seconds"
     setup["torch_budget"], setup["torch_budget_source"] = budget, source
-    torch_cmd = [sys.executable, str(HERE / "torch_peer.py"), "--train", train, "--test", test,
+    torch_cmd = [sys.executable, str(TORCH_PEER), "--train", train, "--test", test,
                  "--threads", str(args.threads), "--batch-size", str(args.batch_size), "--eval-rows", str(eval_rows),
                  "--time-budget", f"{budget:.3f}", "--json"]
     epoch_seconds = bolt_train.get("epoch_seconds") or []
