@@ -44,6 +44,7 @@ SPARSE_PROFILE_FIELDS = (
     "batches", "forward_seconds", "select_thread_seconds", "score_thread_seconds", "entries_scored",
     "backward_seconds", "neurons_updated", "entries_updated", "rebuilds", "rebuild_seconds",
 )
+HASH_BLOCK = 16  # runtime/bolt_lsh.h BOLT_HASH_BLOCK: rows the rebuild's DWTA hashes at once
 ACTIVATIONS = {"relu": "bolt_relu", "tanh": "bolt_tanh", "sigmoid": "bolt_sigmoid", "linear": None}
 DERIVATIVES = {"relu": "bolt_relu_grad", "tanh": "bolt_tanh_grad", "sigmoid": "bolt_sigmoid_grad", "linear": None}
 
@@ -186,6 +187,9 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_offsets=add(layer, "table_offsets", (lsh.tables, lsh.range + 1), "table", "int32"),
         slot_ids=add(layer, "table_ids", (lsh.tables, n + lsh.range * lsh.insert_slack), "table", "int32"),
         slot_sort_scratch=add(layer, "sort_scratch", (lsh.threads, n + lsh.range), "scratch", "int32"),
+        **({"slot_hash_rows": add(layer, "hash_rows", (lsh.threads, d * HASH_BLOCK), "scratch"),
+            "slot_hash_bins": add(layer, "hash_bins", (lsh.threads, lsh.bins * HASH_BLOCK), "scratch", "int32")}
+           if lsh.family == "dwta" else {}),
         slot_votes=add(layer, "votes", (lsh.threads, n), "scratch", "uint8"),
         slot_candidates=add(layer, "candidates", (lsh.threads, lsh.tables * lsh.bucket_cap), "scratch", "int32"),
         slot_active=add(layer, "active", (batch, lsh.inference_active), "scratch", "int32"),

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "bolt_dense.h"
+#include "bolt_omp.h"
 
 #define BOLT_DWTA_BIN 8 /* coordinates per bin: a bin hash is 3 bits */
 
@@ -43,16 +44,14 @@ static inline void bolt_dwta_bins(int32_t n_bins, const real_t *restrict x, cons
     }
 }
 
-/* keys[t] for t < tables: the DWTA key of x in each table. bins is scratch for tables * hashes ints. */
-static inline void bolt_dwta_keys(int32_t tables, int32_t hashes, const real_t *restrict x,
-                                  const int32_t *restrict coords, int32_t *restrict bins, int32_t *restrict keys)
+/* Densification: an empty bin (-1) borrows the hash of the next non-empty bin, cyclically (0 when every bin is
+ * empty); a borrowed hash is marked with bit 3 so that later empty bins do not borrow it in turn. */
+static inline void bolt_dwta_densify(int32_t n_bins, int32_t *restrict bins)
 {
-    const int32_t n_bins = tables * hashes;
-    bolt_dwta_bins(n_bins, x, coords, bins);
     for (int32_t i = 0; i < n_bins; ++i) {
         if (bins[i] >= 0)
             continue;
-        int32_t donor = 0; /* densification: the next non-empty bin, cyclically; 0 when every bin is empty */
+        int32_t donor = 0;
         for (int32_t step = 1; step < n_bins; ++step) {
             const int32_t h = bins[(i + step) % n_bins];
             if (h >= 0) {
@@ -60,8 +59,17 @@ static inline void bolt_dwta_keys(int32_t tables, int32_t hashes, const real_t *
                 break;
             }
         }
-        bins[i] = donor | 8; /* marked as borrowed so later empty bins do not borrow from it */
+        bins[i] = donor | 8;
     }
+}
+
+/* keys[t] for t < tables: the DWTA key of x in each table. bins is scratch for tables * hashes ints. */
+static inline void bolt_dwta_keys(int32_t tables, int32_t hashes, const real_t *restrict x,
+                                  const int32_t *restrict coords, int32_t *restrict bins, int32_t *restrict keys)
+{
+    const int32_t n_bins = tables * hashes;
+    bolt_dwta_bins(n_bins, x, coords, bins);
+    bolt_dwta_densify(n_bins, bins);
     for (int32_t t = 0; t < tables; ++t) {
         int32_t key = 0;
         for (int32_t k = 0; k < hashes; ++k)
@@ -84,29 +92,89 @@ static inline void bolt_srp_keys(int32_t tables, int32_t hashes, int32_t dim, co
     }
 }
 
-/* The keys of x in every table, by the layer's family: SRP when `planes` is given, else DWTA over `coords`. */
-static inline void bolt_lsh_keys(int32_t tables, int32_t hashes, int32_t dim, const real_t *restrict x,
-                                 const int32_t *restrict coords, const real_t *restrict planes,
-                                 int32_t *restrict bins, int32_t *restrict keys)
+enum { BOLT_HASH_BLOCK = 16 }; /* rows hashed at once by the rebuild's DWTA: one vector of floats */
+
+/* The DWTA keys of `rows` (at most BOLT_HASH_BLOCK) consecutive rows of x, written to ids[t * stride + r]. The
+ * block is transposed first (xt: [dim][BOLT_HASH_BLOCK]) so that each comparison of a bin's tournament runs on
+ * the same coordinate of every row at once, from contiguous loads, where one row at a time needs a gather per
+ * coordinate; the keys of a table then leave as one contiguous run. bins is scratch [tables * hashes][BLOCK];
+ * the results equal bolt_dwta_keys' row by row. */
+static inline void bolt_dwta_keys_block(int32_t rows, int32_t dim, int32_t tables, int32_t hashes,
+                                        const real_t *restrict x, const int32_t *restrict coords,
+                                        real_t *restrict xt, int32_t *restrict bins, int64_t stride,
+                                        int32_t *restrict ids)
 {
-    if (planes)
-        bolt_srp_keys(tables, hashes, dim, x, planes, keys);
-    else
-        bolt_dwta_keys(tables, hashes, x, coords, bins, keys);
+    enum { B = BOLT_HASH_BLOCK };
+    const int32_t n_bins = tables * hashes;
+    for (int32_t c = 0; c < dim; ++c)
+        for (int32_t r = 0; r < B; ++r)
+            xt[(size_t)c * B + r] = r < rows ? x[(size_t)r * dim + c] : 0;
+    int32_t any_empty = 0;
+    for (int32_t i = 0; i < n_bins; ++i) {
+        const real_t *restrict a0 = xt + (size_t)coords[i] * B, *restrict a1 = xt + (size_t)coords[n_bins + i] * B;
+        const real_t *restrict a2 = xt + (size_t)coords[2 * n_bins + i] * B;
+        const real_t *restrict a3 = xt + (size_t)coords[3 * n_bins + i] * B;
+        const real_t *restrict a4 = xt + (size_t)coords[4 * n_bins + i] * B;
+        const real_t *restrict a5 = xt + (size_t)coords[5 * n_bins + i] * B;
+        const real_t *restrict a6 = xt + (size_t)coords[6 * n_bins + i] * B;
+        const real_t *restrict a7 = xt + (size_t)coords[7 * n_bins + i] * B;
+        int32_t *restrict out = bins + (size_t)i * B;
+        for (int32_t r = 0; r < B; ++r) {
+            const real_t v0 = a0[r], v1 = a1[r], v2 = a2[r], v3 = a3[r], v4 = a4[r], v5 = a5[r], v6 = a6[r];
+            const real_t v7 = a7[r];
+            const real_t m01 = v1 > v0 ? v1 : v0, m23 = v3 > v2 ? v3 : v2;
+            const real_t m45 = v5 > v4 ? v5 : v4, m67 = v7 > v6 ? v7 : v6;
+            const int32_t i01 = v1 > v0 ? 1 : 0, i23 = v3 > v2 ? 3 : 2, i45 = v5 > v4 ? 5 : 4, i67 = v7 > v6 ? 7 : 6;
+            const real_t m03 = m23 > m01 ? m23 : m01, m47 = m67 > m45 ? m67 : m45;
+            const int32_t i03 = m23 > m01 ? i23 : i01, i47 = m67 > m45 ? i67 : i45;
+            const int32_t best = m47 > m03 ? i47 : i03;
+            const int32_t nonzero = (v0 != 0) | (v1 != 0) | (v2 != 0) | (v3 != 0) | (v4 != 0) | (v5 != 0) |
+                                    (v6 != 0) | (v7 != 0);
+            out[r] = nonzero ? best : -1;
+            any_empty |= !nonzero;
+        }
+    }
+    if (any_empty) /* rare for weight rows: only an all-zero bin needs the row's bins in order */
+        for (int32_t r = 0; r < rows; ++r) {
+            int32_t row_bins[n_bins];
+            for (int32_t i = 0; i < n_bins; ++i)
+                row_bins[i] = bins[(size_t)i * B + r];
+            bolt_dwta_densify(n_bins, row_bins);
+            for (int32_t i = 0; i < n_bins; ++i)
+                bins[(size_t)i * B + r] = row_bins[i];
+        }
+    for (int32_t t = 0; t < tables; ++t) {
+        int32_t keys[B] = {0};
+        for (int32_t k = 0; k < hashes; ++k) {
+            const int32_t *restrict bin = bins + (size_t)(t * hashes + k) * B;
+            BOLT_SIMD
+            for (int32_t r = 0; r < B; ++r)
+                keys[r] |= (bin[r] & 7) << (3 * k);
+        }
+        memcpy(ids + (size_t)t * stride, keys, (size_t)rows * sizeof(int32_t));
+    }
 }
 
-/* Rebuild step 1: the key of every neuron row in every table, written into ids[t][n] (sorted in step 2; a table's
- * row of ids is `stride` long). The keys of a chunk of rows are gathered row-major in `keys` (scratch for
- * count * tables ints) and written out table by table, so the writes into ids are sequential runs rather than one
- * scattered store per table and row. */
-static inline void bolt_lsh_hash_rows(int32_t first, int32_t count, int64_t stride, int32_t dim, int32_t tables,
-                                      int32_t hashes, const real_t *restrict weights, const int32_t *restrict coords,
-                                      const real_t *restrict planes, int32_t *restrict keys, int32_t *restrict ids)
+/* Rebuild step 1 (DWTA): the key of every neuron row of a chunk in every table, written into ids[t][first ..] (a
+ * table's row of ids is `stride` long; step 2 sorts them), in blocks of rows (xt and bins: their scratch). */
+static inline void bolt_dwta_hash_rows(int32_t first, int32_t count, int64_t stride, int32_t dim, int32_t tables,
+                                       int32_t hashes, const real_t *restrict weights, const int32_t *restrict coords,
+                                       real_t *restrict xt, int32_t *restrict bins, int32_t *restrict ids)
 {
-    int32_t bins[tables * hashes];
+    for (int32_t r = 0; r < count; r += BOLT_HASH_BLOCK)
+        bolt_dwta_keys_block(count - r < BOLT_HASH_BLOCK ? count - r : BOLT_HASH_BLOCK, dim, tables, hashes,
+                             weights + (size_t)(first + r) * dim, coords, xt, bins, stride, ids + first + r);
+}
+
+/* Rebuild step 1 (SRP): the same. The keys of the chunk are gathered row-major in `keys` (scratch for
+ * count * tables ints) and written out table by table, so that the writes into ids are sequential runs rather
+ * than one scattered store per table and row. */
+static inline void bolt_srp_hash_rows(int32_t first, int32_t count, int64_t stride, int32_t dim, int32_t tables,
+                                      int32_t hashes, const real_t *restrict weights, const real_t *restrict planes,
+                                      int32_t *restrict keys, int32_t *restrict ids)
+{
     for (int32_t r = 0; r < count; ++r)
-        bolt_lsh_keys(tables, hashes, dim, weights + (size_t)(first + r) * dim, coords, planes, bins,
-                      keys + (size_t)r * tables);
+        bolt_srp_keys(tables, hashes, dim, weights + (size_t)(first + r) * dim, planes, keys + (size_t)r * tables);
     for (int32_t t = 0; t < tables; ++t)
         for (int32_t r = 0; r < count; ++r)
             ids[(size_t)t * stride + first + r] = keys[(size_t)r * tables + t];

@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=0.001)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-rows", type=int, default=None, help="evaluate on the first N test rows (default all)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last stdout line")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
@@ -106,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
     x_train = torch.from_numpy(x_train_np)
     y_train = torch.from_numpy(y_train_np)
-    x_test = torch.from_numpy(x_test_np)
-    y_test = torch.from_numpy(y_test_np)
+    x_test = torch.from_numpy(x_test_np[:args.eval_rows])
+    y_test = torch.from_numpy(y_test_np[:args.eval_rows])
     n_train = x_train.shape[0]
 
     model = torch.nn.Sequential(
@@ -119,8 +120,19 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-7)
     shuffle_gen = torch.Generator().manual_seed(args.seed)
 
+    def accuracy() -> tuple[float, float]:
+        model.eval()
+        started = time.perf_counter()
+        with torch.no_grad():
+            correct = 0
+            for lo in range(0, x_test.shape[0], 4096):
+                pred = model(x_test[lo:lo + 4096]).argmax(dim=1)
+                correct += int((pred == y_test[lo:lo + 4096]).sum())
+        return correct / x_test.shape[0], time.perf_counter() - started
+
     epoch_seconds: list[float] = []
     epoch_loss: list[float] = []
+    curve: list[dict] = []
     for epoch in range(args.epochs):
         model.train()
         loss_sum = torch.zeros(())
@@ -138,40 +150,37 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - start
         epoch_seconds.append(elapsed)
         epoch_loss.append(float(loss_sum) / n_train)
-        log(f"epoch {epoch + 1}/{args.epochs}: {elapsed:.3f}s, "
-            f"{n_train / elapsed:,.0f} samples/s, mean train loss {epoch_loss[-1]:.4f}")
+        tested, eval_seconds = accuracy()
+        # accuracy is P@1 for one label per row
+        curve.append({"train_seconds": sum(epoch_seconds), "samples": n_train * (epoch + 1),
+                      "precision@1": tested, "accuracy": tested})
+        log(f"epoch {epoch + 1}/{args.epochs}: {elapsed:.3f}s, {n_train / elapsed:,.0f} samples/s, mean train loss "
+            f"{epoch_loss[-1]:.4f}, test accuracy {tested:.4f}")
 
-    model.eval()
-    t_eval = time.perf_counter()
-    with torch.no_grad():
-        correct = 0
-        for lo in range(0, x_test.shape[0], 4096):
-            pred = model(x_test[lo:lo + 4096]).argmax(dim=1)
-            correct += int((pred == y_test[lo:lo + 4096]).sum())
-    accuracy = correct / x_test.shape[0]
-    eval_seconds = time.perf_counter() - t_eval
     train_seconds = sum(epoch_seconds)
     samples_per_second = n_train * args.epochs / train_seconds
-    log(f"test accuracy {accuracy:.4f} ({x_test.shape[0]} points, {eval_seconds:.2f}s); "
+    final = curve[-1]["accuracy"]
+    log(f"test accuracy {final:.4f} ({x_test.shape[0]} points, {eval_seconds:.2f}s); "
         f"train {train_seconds:.3f}s, {samples_per_second:,.0f} samples/s at {args.threads} threads")
 
     if args.json:
         record = {
             "system": "pytorch",
+            "version": torch.__version__,
             "epochs": args.epochs,
             "epoch_seconds": epoch_seconds,
             "train_seconds": train_seconds,
+            "samples_seen": int(n_train) * args.epochs,
             "samples_per_second": samples_per_second,
-            "metrics": {"accuracy": accuracy},
+            "curve": curve,
+            "final": {"precision@1": final, "accuracy": final},
+            "inference_rows_per_second": x_test.shape[0] / eval_seconds,
             "threads": args.threads,
-            "torch_version": torch.__version__,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "seed": args.seed,
+            "config": {"hidden": HIDDEN, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                       "adam_eps": 1e-7},
             "n_train": int(n_train),
-            "n_test": int(x_test.shape[0]),
+            "n_eval": int(x_test.shape[0]),
             "epoch_train_loss": epoch_loss,
-            "eval_seconds": eval_seconds,
         }
         print(json.dumps(record), flush=True)
     return 0

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""boltc as a bench system: train a spec on an XC text file through the Python API, following the peers' contract
+(xc_eval.py): P@k on the first --eval-rows test rows after every --evals-per-epoch share of an epoch, then
+inference throughput, batch-1 latency and the sparse layers' kernel profile (for the roofline report).
+
+With an LSH-sparse output layer, both inference modes are measured at every point; the curve's precision@k is
+sparse inference's (the mode a sparse model serves in), dense inference's is kept beside it. Training seconds count
+fit()'s wall time (the rebuilds included), not evaluation; measured autotuning (the first fit's, unless
+--tune off) is timed apart as tune_seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from xc_eval import (add_contract_arguments, check_contract_arguments, claim_stdout_for_record, curve_point, log,
+                     peak_rss_mb, print_record, set_thread_environment)
+
+LATENCY_WARMUP, LATENCY_CALLS = 3, 30
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_contract_arguments(parser)
+    parser.add_argument("--spec", required=True, help="the .bolt spec")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the spec's")
+    parser.add_argument("--evals-per-epoch", type=int, default=1)
+    parser.add_argument("--tune", choices=("on", "off"), default="on",
+                        help="measured autotuning at the first fit (off: BOLT's formulas)")
+    parser.add_argument("--tune-budget", type=float, default=None, help="seconds (default: boltc's)")
+    args = parser.parse_args(argv)
+    check_contract_arguments(parser, args)
+    set_thread_environment(args.threads)
+    record_stream = claim_stdout_for_record()
+
+    import boltc
+    from boltc.data import take_rows
+    from boltc.tune import DEFAULT_BUDGET_SECONDS
+
+    started = time.perf_counter()
+    model = boltc.load(args.spec, tune=args.tune == "on", tune_budget=args.tune_budget or DEFAULT_BUDGET_SECONDS)
+    compile_seconds = time.perf_counter() - started
+    model.threads = args.threads
+    loaded = time.perf_counter()
+    train = model.prepare_data(args.train, labelled=True)
+    test_all = model.prepare_data(args.test, labelled=True)
+    test = take_rows(test_all, np.arange(min(args.eval_rows, test_all.n_rows)))
+    load_seconds = time.perf_counter() - loaded
+    epochs = args.epochs or model.plan.epochs
+    sparse = bool(model.sparse_layers)
+    metrics = ["precision@1", "precision@5"]
+    log(f"boltc {boltc.__version__}: {train.n_rows:,} training rows, {test.n_rows:,} evaluated, {epochs} epochs, "
+        f"{args.threads} threads, sparse output: {sparse}")
+
+    def evaluate() -> tuple[dict, dict | None, float, float | None]:
+        dense = model.evaluate(test, metrics, progress=False)
+        dense_seconds = model.last_eval_seconds
+        if not sparse:
+            return dense, None, dense_seconds, None
+        found = model.evaluate(test, metrics, progress=False, sparse=True)
+        return dense, found, dense_seconds, model.last_eval_seconds
+
+    curve: list[dict] = []
+    train_seconds, samples, tune_seconds = 0.0, 0, 0.0
+    for epoch in range(epochs):
+        order = np.random.default_rng([args.seed, epoch]).permutation(train.n_rows)
+        for piece in np.array_split(order, args.evals_per_epoch):
+            history = model.fit(take_rows(train, piece), epochs=1, progress=False)
+            if not curve and model.tuning is not None and not model.tuning.cached:
+                tune_seconds = model.tuning.seconds
+            train_seconds += history.wall_seconds  # fit() starts its clock after tuning
+            samples += len(piece)
+            dense, found, dense_seconds, sparse_seconds = evaluate()
+            point = curve_point(train_seconds, samples, found or dense)
+            point["dense"] = dense
+            curve.append(point)
+            log(f"{train_seconds:.1f}s, {samples:,} samples: P@1 {point['precision@1']:.4f} "
+                + (f"(dense {dense['precision@1']:.4f})" if found else ""))
+    dense, found, dense_seconds, sparse_seconds = evaluate()
+
+    latency = {}
+    one = take_rows(test, np.array([0]))
+    for mode in (False, True) if sparse else (False,):
+        timings = []
+        for call in range(LATENCY_WARMUP + LATENCY_CALLS):
+            before = time.perf_counter()
+            model.predict(one, top_k=5, sparse=mode)
+            if call >= LATENCY_WARMUP:
+                timings.append(time.perf_counter() - before)
+        latency["sparse" if mode else "dense"] = 1000 * float(np.median(timings))
+
+    record = {
+        "system": "boltc" if args.tune == "on" or not sparse else "boltc-formula",
+        "version": boltc.__version__,
+        "train_seconds": train_seconds,
+        "tune_seconds": tune_seconds,
+        "samples_seen": samples,
+        "samples_per_second": samples / train_seconds if train_seconds else 0.0,
+        "curve": curve,
+        "final": found or dense,
+        "final_dense": dense,
+        "inference_rows_per_second": test.n_rows / (sparse_seconds or dense_seconds),
+        "inference_rows_per_second_dense": test.n_rows / dense_seconds,
+        "latency_ms_batch1": latency,
+        "threads": args.threads,
+        "config": {"spec": args.spec, "epochs": epochs, "tune": args.tune},
+        "plan": {layer.name: {"lsh": layer.lsh and {k: getattr(layer.lsh, k) for k in (
+            "family", "hashes", "tables", "bucket_cap", "active", "update_parts", "prefetch_rows", "origin")}}
+            for layer in model.plan.layers if layer.lsh is not None},
+        "tuning": model.tuning.to_json() if model.tuning is not None else None,
+        "kernel_profile": model.kernel_profile(),
+        "layer_shapes": {layer.name: [layer.in_dim, layer.out_dim] for layer in model.plan.layers
+                         if layer.lsh is not None},
+        "compile_seconds": compile_seconds,
+        "load_seconds": load_seconds,
+        "n_train": train.n_rows,
+        "n_eval": test.n_rows,
+        "peak_rss_mb": peak_rss_mb(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+    print_record(record, record_stream)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The roofline of boltc's sparse-layer kernels: this machine's limits (limits.c) beside what the kernels achieved
+in a training run (``Model.kernel_profile()``).
+
+Bytes are counted as the kernels must move them at least, from their access pattern (rows of ``in_dim`` reals):
+  score             each active neuron's weight row and bias, gathered (the layer input stays in cache)
+  backward+update   each distinct neuron of the batch: its weight row and both Adam moments read and written
+                    (6 rows), plus its bias and moments; the gradient lives in registers
+  rebuild           every weight row read once (hashing), the tables written
+FLOPs: score 2*in per active neuron; backward 4*in per (row, neuron) entry (weight gradient and input gradient)
+plus about 10*in per distinct neuron for Adam. Each kernel is compared with the STREAM triad and with the limit of
+its own access pattern (random row gathers, random row read-modify-writes).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REAL_BYTES = 4
+ADAM_FLOPS_PER_WEIGHT = 10
+
+
+def machine_limits(threads: int, row_floats: int, matrix_mb: int = 1024) -> dict:
+    """Build limits.c with the compiler and flags boltc uses on this machine, run it, return its JSON."""
+    from boltc.machine import probe
+
+    machine = probe()
+    with tempfile.TemporaryDirectory(prefix="boltc-limits-") as tmp:
+        binary = Path(tmp) / "limits"
+        flags = [f for f in machine.cflags if f != "-fno-trapping-math"]
+        subprocess.run([*machine.compiler, *flags, "-o", str(binary), str(HERE / "limits.c"), *machine.ldflags],
+                       check=True, capture_output=True, text=True)
+        done = subprocess.run([str(binary), str(threads), str(row_floats), str(matrix_mb)], check=True,
+                              capture_output=True, text=True, env={"OMP_NUM_THREADS": str(threads),
+                                                                   "OMP_PROC_BIND": "false"})
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found["compiler"] = " ".join(machine.compiler)
+    found["cflags"] = flags
+    return found
+
+
+def _row(kernel: str, seconds: float, per: float, bytes_moved: float, flops: float, pattern_limit: float | None,
+         limits: dict) -> dict:
+    gbps = bytes_moved / seconds / 1e9 if seconds > 0 else 0.0
+    gflops = flops / seconds / 1e9 if seconds > 0 else 0.0
+    return {
+        "kernel": kernel, "seconds": seconds, "ms_per_call": 1000 * seconds / per if per else 0.0,
+        "gb_per_s": gbps, "gflop_per_s": gflops,
+        "of_triad": gbps / limits["triad_gbps"],
+        "of_pattern": gbps / pattern_limit if pattern_limit else None,
+        "of_fma_peak": gflops / limits["fma_gflops"],
+    }
+
+
+def kernel_rates(profile: dict, in_dim: int, out_dim: int, limits: dict) -> list[dict]:
+    """One row per kernel of one sparse layer: seconds, GB/s, GFLOP/s and their fractions of the limits."""
+    row_bytes = in_dim * REAL_BYTES
+    batches = max(1.0, profile["batches"])
+    thread_seconds = profile["select_thread_seconds"] + profile["score_thread_seconds"]
+    score_share = profile["score_thread_seconds"] / thread_seconds if thread_seconds else 0.0
+    score_seconds = profile["forward_seconds"] * score_share
+    scored = profile["entries_scored"]
+    updated, entries = profile["neurons_updated"], profile["entries_updated"]
+    rows = [
+        {"kernel": "select (hash + buckets)", "seconds": profile["forward_seconds"] - score_seconds,
+         "ms_per_call": 1000 * (profile["forward_seconds"] - score_seconds) / batches, "gb_per_s": None,
+         "gflop_per_s": None, "of_triad": None, "of_pattern": None, "of_fma_peak": None},
+        _row("score (gathered dot products)", score_seconds, batches, scored * (row_bytes + REAL_BYTES),
+             2.0 * in_dim * scored, limits["gather_gbps"], limits),
+        _row("backward + Adam update", profile["backward_seconds"], batches,
+             updated * 6 * (row_bytes + REAL_BYTES), 4.0 * in_dim * entries + ADAM_FLOPS_PER_WEIGHT * in_dim * updated,
+             limits["update_gbps"], limits),
+    ]
+    if profile["rebuilds"]:
+        rows.append(_row("rebuild (hash every row, sort)", profile["rebuild_seconds"], profile["rebuilds"],
+                         profile["rebuilds"] * out_dim * row_bytes, 0.0, None, limits))
+    return rows
+
+
+def markdown(rows: list[dict], limits: dict) -> str:
+    def pct(value):
+        return f"{100 * value:.0f}%" if value is not None else "n/a"
+
+    def num(value, digits=1):
+        return f"{value:,.{digits}f}" if value is not None else "n/a"
+
+    lines = [
+        f"Machine limits ({limits['threads']} threads, rows of {limits['row_floats']} floats, "
+        f"{limits['matrix_mb']} MB matrices): STREAM triad {limits['triad_gbps']:.1f} GB/s, random row gather "
+        f"{limits['gather_gbps']:.1f} GB/s, random row read-modify-write (3 matrices) {limits['update_gbps']:.1f} "
+        f"GB/s, FMA peak {limits['fma_gflops']:.0f} GFLOP/s.",
+        "",
+        "| kernel | ms per call | GB/s | of triad | of its access pattern | GFLOP/s | of FMA peak |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(f"| {row['kernel']} | {row['ms_per_call']:.2f} | {num(row['gb_per_s'])} | {pct(row['of_triad'])} "
+                     f"| {pct(row['of_pattern'])} | {num(row['gflop_per_s'])} | {pct(row['of_fma_peak'])} |")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""The workloads ``python -m bench`` knows: where their data come from, and which systems run on them with which
+settings. Data preparation runs as children (the scripts also work on their own)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+BENCH = Path(__file__).resolve().parent
+REPO_ROOT = BENCH.parent
+PEERS = BENCH / "peers"
+DATA = BENCH / "data"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    train: Path
+    test: Path
+    meta: dict
+    fasttext_train: Path | None = None  # the same rows as text, where the workload has text
+    fasttext_test: Path | None = None
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    command: tuple[str, ...]
+    matches_boltc_time: bool = False  # gets --time-budget = boltc's seconds
+    budget_arguments: Callable[[float], tuple[str, ...]] = field(default=lambda budget: ())
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    title: str
+    description: str
+    prepare: Callable[[argparse.Namespace], Prepared]
+    systems: Callable[[Prepared, argparse.Namespace], list[System]]
+    fallback_budget: float = 600.0  # peers' seconds when boltc failed
+
+
+def _python(script: Path, *arguments: str) -> tuple[str, ...]:
+    return (sys.executable, str(script), *arguments)
+
+
+def _prepare_with(command: tuple[str, ...]) -> None:
+    print(f"[data] $ {' '.join(command)}", flush=True)
+    subprocess.run(command, cwd=REPO_ROOT, check=True)
+
+
+def _contract(data: Prepared, args: argparse.Namespace) -> tuple[str, ...]:
+    return ("--train", str(data.train), "--test", str(data.test), "--threads", str(args.threads), "--eval-rows",
+            str(args.eval_rows), "--json")
+
+
+def _boltc(name: str, spec: str, data: Prepared, args: argparse.Namespace, *extra: str) -> System:
+    epochs = ("--epochs", str(args.epochs)) if args.epochs else ()
+    return System(name, _python(PEERS / "boltc_xmc.py", "--spec", str(REPO_ROOT / spec), *_contract(data, args),
+                                *epochs, *extra))
+
+
+def _eval_every(budget: float) -> tuple[str, ...]:
+    return ("--eval-every", f"{budget / 4:.2f}")
+
+
+# -- Amazon-670K-shaped synthetic ----------------------------------------------------------------------------------
+
+def _amazon_data(args: argparse.Namespace) -> Prepared:
+    rows = args.train_rows or 100_000
+    out = DATA / "amazon"
+    _prepare_with(_python(BENCH / "amazon" / "generate.py", "--train-rows", str(rows), "--test-rows", "20000",
+                          "--out", str(out)))
+    return Prepared(out / "train.txt", out / "test.txt", {"train_rows": rows, "test_rows": 20000,
+                                                          "generator": "bench/amazon/generate.py"})
+
+
+def _amazon_systems(data: Prepared, args: argparse.Namespace) -> list[System]:
+    contract = _contract(data, args)
+    return [
+        _boltc("boltc", "specs/amazon670k.bolt", data, args, "--evals-per-epoch", "2"),
+        _boltc("boltc-formula", "specs/amazon670k.bolt", data, args, "--evals-per-epoch", "2", "--tune", "off"),
+        System("pytorch-full-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "full", *contract),
+               matches_boltc_time=True, budget_arguments=_eval_every),
+        System("pytorch-sampled-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "sampled", *contract),
+               matches_boltc_time=True, budget_arguments=_eval_every),
+        # fastText's one-vs-all loss touches every label per example: hierarchical softmax is its XMC mode
+        System("fasttext", _python(PEERS / "fasttext_peer.py", "--loss", "hs", *contract), matches_boltc_time=True),
+        System("omikuji", _python(PEERS / "tree_peer.py", "--library", "omikuji", *contract)),
+    ]
+
+
+# -- Fashion-MNIST ---------------------------------------------------------------------------------------------------
+
+def _fashion_data(args: argparse.Namespace) -> Prepared:
+    out = DATA / "fashion_mnist"
+    _prepare_with(_python(BENCH / "fashion_mnist" / "convert.py", "--out", str(out)))
+    return Prepared(out / "train.txt", out / "test.txt", {"source": "dataset-fashion-mnist (Debian)"})
+
+
+def _fashion_systems(data: Prepared, args: argparse.Namespace) -> list[System]:
+    epochs = str(args.epochs or 5)
+    return [
+        _boltc("boltc", "specs/fashion_mnist.bolt", data, args),
+        System("pytorch", _python(BENCH / "fashion_mnist" / "torch_peer.py", "--train", str(data.train), "--test",
+                                  str(data.test), "--threads", str(args.threads), "--epochs", epochs, "--eval-rows",
+                                  str(args.eval_rows), "--json")),
+    ]
+
+
+# -- Debian package descriptions -> Debtags ----------------------------------------------------------------------
+
+def _debtags_data(args: argparse.Namespace) -> Prepared:
+    out = DATA / "debtags"
+    _prepare_with(_python(BENCH / "debtags" / "prepare.py", "--out", str(out)))
+    meta = json.loads((out / "meta.json").read_text())
+    return Prepared(out / "train.txt", out / "test.txt", meta, out / "train.ft.txt", out / "test.ft.txt")
+
+
+def _debtags_systems(data: Prepared, args: argparse.Namespace) -> list[System]:
+    contract = _contract(data, args)
+    epochs = str(args.epochs or 3)
+    return [
+        _boltc("boltc", "specs/debtags.bolt", data, args),
+        # the spec's network and recipe: 256 ReLU units, softmax over the tags, Adam at 0.002, batch 256
+        System("pytorch-full-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "full", "--hidden", "256",
+                                               "--lr", "0.002", "--max-epochs", epochs, *contract)),
+        System("fasttext", _python(PEERS / "fasttext_peer.py", "--train-ft", str(data.fasttext_train), "--test-ft",
+                                   str(data.fasttext_test), "--threads", str(args.threads), "--eval-rows",
+                                   str(args.eval_rows), "--epochs", "5,10", "--json")),
+        System("napkinxc-plt", _python(PEERS / "tree_peer.py", "--library", "napkinxc", *contract)),
+        System("omikuji", _python(PEERS / "tree_peer.py", "--library", "omikuji", *contract)),
+    ]
+
+
+WORKLOADS = {w.name: w for w in (
+    Workload("amazon", "Amazon-670K-shaped synthetic (135,909 features -> 128 ReLU -> 670,091 labels)",
+             "Synthetic rows with Amazon-670K's shape (bench/amazon/generate.py): ~75 features and ~5 labels per "
+             "row, Zipf label frequencies. boltc: specs/amazon670k.bolt, LSH-sparse output (0.5% of neurons), P@k "
+             "by sparse inference (dense beside it in results.json); boltc-formula: the same with BOLT's formula "
+             "values instead of measured ones.", _amazon_data, _amazon_systems),
+    Workload("fashion_mnist", "Fashion-MNIST (784 pixels -> 256 ReLU -> 10 classes)",
+             "The same network and recipe in boltc and PyTorch, 5 epochs; P@1 is accuracy.",
+             _fashion_data, _fashion_systems),
+    Workload("debtags", "Debian package descriptions -> Debtags (multi-label text)",
+             "Packages with tags from the apt index (bench/debtags/prepare.py): unigrams and bigrams of the "
+             "descriptions hashed into 262,144 tf-idf features, split 80/20 by source package. Each system "
+             "trains by its own recipe; fastText reads the text itself.", _debtags_data, _debtags_systems),
+)}
