@@ -134,6 +134,13 @@ def tuning_comparison(records: list[dict]) -> str | None:
                                                                "data)" if tuning else ""))
     if all(times.values()):
         lines.append(f"- formula / measured: {times['boltc-formula'] / times['boltc']:.2f}x")
+    values = {name: {layer: {k: v for k, v in found[name]["plan"][layer]["lsh"].items() if k != "origin"}
+                     for layer in found[name]["plan"]} for name in found}
+    if values["boltc"] == values["boltc-formula"]:
+        lines.append("- the tuner kept the formula's values: both runs trained the same configuration, so the "
+                     "difference is run-to-run noise")
+    else:
+        lines.append(f"- measured values: {values['boltc']}; formula's: {values['boltc-formula']}")
     return "\n".join(lines)
 
 

@@ -182,6 +182,19 @@ class Model:
         if initialize:
             self.initialize(plan.seed)
 
+    def _tune(self, train: Dataset) -> None:
+        """Become the model planned on measured values. This untrained model's arrays are freed first: the tuner
+        holds two models of its own at a time."""
+        tuner, self.tuner = self.tuner, None
+        plan, library, buffers = self.plan, self.library, self.buffers
+        self.arrays, self._table = {}, None
+        try:
+            tuned = tuner(train)
+        except BaseException:
+            self._adopt(Model(plan, library, buffers))  # untrained as it was
+            raise
+        self._adopt(tuned)
+
     def _adopt(self, other: Model) -> None:
         """Become `other` (the same spec, re-planned on measured values, untrained), keeping the settings a user
         may have changed."""
@@ -308,8 +321,7 @@ class Model:
         """
         if self.tuner is not None and self.step == 0:
             train = self.prepare_data(train, labelled=True)
-            tuner, self.tuner = self.tuner, None
-            self._adopt(tuner(train))
+            self._tune(train)
         plan = self.plan
         epochs = plan.epochs if epochs is None else epochs
         batch_size = plan.batch_size if batch_size is None else batch_size

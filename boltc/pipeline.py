@@ -77,7 +77,7 @@ def cached_measurements(path: str | Path, data, *, real_type: str = "float") -> 
 
 
 def load(path: str | Path, *, real_type: str = "float", tune: bool | None = None,
-         tune_budget: float = tuning.DEFAULT_BUDGET_SECONDS) -> Model:
+         tune_budget: float = tuning.FIT_BUDGET_SECONDS) -> Model:
     """Compile a ``.bolt`` spec (or fetch it from the cache) and return a freshly initialised model.
 
     With ``tune`` (default: on unless ``BOLTC_TUNE=off``), a model with LSH-sparse layers measures their values

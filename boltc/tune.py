@@ -2,13 +2,14 @@
 user's data and this machine.
 
 A short warm-up trains the formula's model on a sample of the data, so that the weights already point towards their
-labels. Every candidate configuration (hash family, K, L, bucket cap, then the update's part count) is planned,
-emitted and built like any spec, takes over the warmed weights and optimizer state, rebuilds its tables, and is
-scored by two measurements: how many of the best-scoring neurons of held-out sample rows are among those sparse
-inference would score for them (what LSH is for; label recall is reported beside it), and the time of the layer's
-kernels in a training step plus its share of the planned rebuilds. The cheapest candidate
-whose recall is within RECALL_KEPT of the formula's wins; it must also be cheaper by more than TIME_NOISE than the
-formula's, measured again after the search, or the formula's values stay. The choice is cached per machine, spec and data (``cache_root()/tuning``).
+labels. Every candidate configuration (the update's part count and prefetch distance first, then hash family, K, L
+and bucket cap) is planned, emitted and built like any spec, takes over the warmed weights and optimizer state
+(and hash functions, where it hashes as the formula does), rebuilds its tables, and is scored by two measurements:
+how many of the best-scoring neurons of held-out sample rows are among those sparse inference would score for them
+(what LSH is for; label recall is reported beside it), and the time of the layer's kernels in a training step plus
+its share of the planned rebuilds. The cheapest candidate whose recall is within RECALL_KEPT of the formula's wins;
+it must also be cheaper by more than TIME_NOISE than the formula's, measured again after the search, or the
+formula's values stay. The choice is cached per machine, spec and data (``cache_root()/tuning``).
 
 This module drives the stages (plan, emit, build, run) the way ``pipeline`` does; no stage calls back into it.
 """
@@ -37,7 +38,8 @@ from boltc.plan import UPDATE_PARTS_MOST, LayerPlan, MeasuredLsh, Plan, lsh_plan
 from boltc.progress import Progress
 
 TUNE_VERSION = 1
-DEFAULT_BUDGET_SECONDS = 90.0
+DEFAULT_BUDGET_SECONDS = 90.0  # boltc tune
+FIT_BUDGET_SECONDS = 30.0  # the first fit of a model that nothing was measured for: kernel variants, mostly
 # A candidate must find at least this share of the labels that the formula's configuration finds for the same rows.
 RECALL_KEPT = 0.98
 # Timings on a shared machine move by several percent from batch to batch: a candidate must be at least this much
@@ -148,6 +150,10 @@ def _formula(layer: LayerPlan) -> MeasuredLsh:
                        "formula")
 
 
+def _hashing(config: MeasuredLsh) -> tuple:
+    return config.family, config.hashes, config.tables, config.bucket_cap
+
+
 def _lsh_candidates(model: ir.Model, layer: LayerPlan) -> list[tuple[str, MeasuredLsh]]:
     """The formula's configuration first, then variants that trade retrieval for time (fewer or shallower tables,
     coarser keys) and the other hash family, as far as the spec leaves them open."""
@@ -254,12 +260,19 @@ class _Tuner:
 
     def measure(self, layer: LayerPlan, label: str, config: MeasuredLsh,
                 chosen: dict[int, MeasuredLsh]) -> Trial:
-        model, build_seconds = self.model_for({**chosen, layer.index: config}, initialize=False)
-        for spec in model.buffers:  # the warmed weights and moments; hash functions and tables are the candidate's
-            if spec.kind in ("parameter", "optimizer"):
-                model.arrays[spec.name][...] = self.warm.arrays[spec.name]
-        model.step, model.threads = self.warm.step, self.warm.threads
-        model.reconstruct(self.base.seed)
+        measured = {**chosen, layer.index: config}
+        model, build_seconds = self.model_for(measured, initialize=False)
+        model.threads = self.warm.threads
+        if all(_hashing(measured.get(sparse.index, _formula(sparse))) == _hashing(_formula(sparse))
+               for sparse in self.base.layers if sparse.lsh is not None):
+            # the warmed model's hash functions too: kernel variants then select exactly what the formula does
+            model.restore("the tuner's warmed model", {"step": self.warm.step}, self.warm.saved_arrays())
+        else:
+            for spec in model.buffers:  # the warmed weights and moments; hash functions are the candidate's own
+                if spec.kind in ("parameter", "optimizer"):
+                    model.arrays[spec.name][...] = self.warm.arrays[spec.name]
+            model.step = self.warm.step
+            model.reconstruct(self.base.seed)
         rebuild_seconds = model.kernel_profile()[layer.name]["rebuild_seconds"]
         ids, counts = model.candidate_sets(self.recall_set)
         top_recall = _recall(ids, counts, [row for row in self.top_neurons])
@@ -304,10 +317,14 @@ class _Tuner:
             # hash variants are judged by recall, which tells nothing while the formula's hashing finds the best
             # neurons no more often than as many neurons drawn at random would
             informative = formula.recall >= INFORMATIVE_LIFT * formula.chance
-            best = formula
+            # kernel variants first: they select exactly what the formula does, so only their time can differ
+            best = self.search(layer, _kernel_candidates(formula.config), formula, formula, chosen, bar)
             if informative:
-                best = self.search(layer, _lsh_candidates(self.spec, layer)[1:], formula, best, chosen, bar)
-            best = self.search(layer, _kernel_candidates(best.config), formula, best, chosen, bar)
+                kernel = best.config
+                hash_variants = [(label, dataclasses.replace(config, update_parts=kernel.update_parts,
+                                                             prefetch_rows=kernel.prefetch_rows))
+                                 for label, config in _lsh_candidates(self.spec, layer)[1:]]
+                best = self.search(layer, hash_variants, formula, best, chosen, bar)
             if best is not formula:  # the machine may have got quieter since: the formula is timed again
                 again = self.measure(layer, "formula (again)", formula.config, chosen)
                 self.trials.append(again)

@@ -21,27 +21,31 @@
 
 #define BOLT_DWTA_BIN 8 /* coordinates per bin: a bin hash is 3 bits */
 
-/* bins[i] for i < n_bins: the position of the largest of bin i's 8 coordinates (lowest on ties), or -1 when they
- * are all zero. coords is coordinate-major (coords[c * n_bins + i] is the c-th coordinate of bin i) and the
- * comparisons form a branch-free tournament, so the compiler turns the loop into vector gathers and blends. */
+/* The position of the largest of a bin's 8 values (the lowest on ties), or -1 when they are all zero: a
+ * branch-free tournament, so that the loops calling it become vector compares and blends. */
+static inline int32_t bolt_dwta_bin(real_t v0, real_t v1, real_t v2, real_t v3, real_t v4, real_t v5, real_t v6,
+                                    real_t v7)
+{
+    const real_t m01 = v1 > v0 ? v1 : v0, m23 = v3 > v2 ? v3 : v2;
+    const real_t m45 = v5 > v4 ? v5 : v4, m67 = v7 > v6 ? v7 : v6;
+    const int32_t i01 = v1 > v0 ? 1 : 0, i23 = v3 > v2 ? 3 : 2, i45 = v5 > v4 ? 5 : 4, i67 = v7 > v6 ? 7 : 6;
+    const real_t m03 = m23 > m01 ? m23 : m01, m47 = m67 > m45 ? m67 : m45;
+    const int32_t i03 = m23 > m01 ? i23 : i01, i47 = m67 > m45 ? i67 : i45;
+    const int32_t best = m47 > m03 ? i47 : i03;
+    const int nonzero = (v0 != 0) | (v1 != 0) | (v2 != 0) | (v3 != 0) | (v4 != 0) | (v5 != 0) | (v6 != 0) |
+                        (v7 != 0);
+    return nonzero ? best : -1;
+}
+
+/* bins[i] for i < n_bins: bolt_dwta_bin of bin i's coordinates of x. coords is coordinate-major (coords[c * n_bins +
+ * i] is the c-th coordinate of bin i), so that the loop gathers each coordinate of many bins at once. */
 static inline void bolt_dwta_bins(int32_t n_bins, const real_t *restrict x, const int32_t *restrict coords,
                                   int32_t *restrict bins)
 {
     const int32_t *c0 = coords, *c1 = c0 + n_bins, *c2 = c1 + n_bins, *c3 = c2 + n_bins;
     const int32_t *c4 = c3 + n_bins, *c5 = c4 + n_bins, *c6 = c5 + n_bins, *c7 = c6 + n_bins;
-    for (int32_t i = 0; i < n_bins; ++i) {
-        const real_t v0 = x[c0[i]], v1 = x[c1[i]], v2 = x[c2[i]], v3 = x[c3[i]];
-        const real_t v4 = x[c4[i]], v5 = x[c5[i]], v6 = x[c6[i]], v7 = x[c7[i]];
-        const real_t m01 = v1 > v0 ? v1 : v0, m23 = v3 > v2 ? v3 : v2;
-        const real_t m45 = v5 > v4 ? v5 : v4, m67 = v7 > v6 ? v7 : v6;
-        const int32_t i01 = v1 > v0 ? 1 : 0, i23 = v3 > v2 ? 3 : 2, i45 = v5 > v4 ? 5 : 4, i67 = v7 > v6 ? 7 : 6;
-        const real_t m03 = m23 > m01 ? m23 : m01, m47 = m67 > m45 ? m67 : m45;
-        const int32_t i03 = m23 > m01 ? i23 : i01, i47 = m67 > m45 ? i67 : i45;
-        const int32_t best = m47 > m03 ? i47 : i03;
-        const int nonzero = (v0 != 0) | (v1 != 0) | (v2 != 0) | (v3 != 0) | (v4 != 0) | (v5 != 0) | (v6 != 0) |
-                            (v7 != 0);
-        bins[i] = nonzero ? best : -1;
-    }
+    for (int32_t i = 0; i < n_bins; ++i)
+        bins[i] = bolt_dwta_bin(x[c0[i]], x[c1[i]], x[c2[i]], x[c3[i]], x[c4[i]], x[c5[i]], x[c6[i]], x[c7[i]]);
 }
 
 /* Densification: an empty bin (-1) borrows the hash of the next non-empty bin, cyclically (0 when every bin is
@@ -120,18 +124,8 @@ static inline void bolt_dwta_keys_block(int32_t rows, int32_t dim, int32_t table
         const real_t *restrict a7 = xt + (size_t)coords[7 * n_bins + i] * B;
         int32_t *restrict out = bins + (size_t)i * B;
         for (int32_t r = 0; r < B; ++r) {
-            const real_t v0 = a0[r], v1 = a1[r], v2 = a2[r], v3 = a3[r], v4 = a4[r], v5 = a5[r], v6 = a6[r];
-            const real_t v7 = a7[r];
-            const real_t m01 = v1 > v0 ? v1 : v0, m23 = v3 > v2 ? v3 : v2;
-            const real_t m45 = v5 > v4 ? v5 : v4, m67 = v7 > v6 ? v7 : v6;
-            const int32_t i01 = v1 > v0 ? 1 : 0, i23 = v3 > v2 ? 3 : 2, i45 = v5 > v4 ? 5 : 4, i67 = v7 > v6 ? 7 : 6;
-            const real_t m03 = m23 > m01 ? m23 : m01, m47 = m67 > m45 ? m67 : m45;
-            const int32_t i03 = m23 > m01 ? i23 : i01, i47 = m67 > m45 ? i67 : i45;
-            const int32_t best = m47 > m03 ? i47 : i03;
-            const int32_t nonzero = (v0 != 0) | (v1 != 0) | (v2 != 0) | (v3 != 0) | (v4 != 0) | (v5 != 0) |
-                                    (v6 != 0) | (v7 != 0);
-            out[r] = nonzero ? best : -1;
-            any_empty |= !nonzero;
+            out[r] = bolt_dwta_bin(a0[r], a1[r], a2[r], a3[r], a4[r], a5[r], a6[r], a7[r]);
+            any_empty |= out[r] < 0;
         }
     }
     if (any_empty) /* rare for weight rows: only an all-zero bin needs the row's bins in order */

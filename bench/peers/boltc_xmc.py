@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import boltc
     from boltc.data import take_rows
-    from boltc.tune import DEFAULT_BUDGET_SECONDS
+    from boltc.tune import FIT_BUDGET_SECONDS
 
     started = time.perf_counter()
-    model = boltc.load(args.spec, tune=args.tune == "on", tune_budget=args.tune_budget or DEFAULT_BUDGET_SECONDS)
+    model = boltc.load(args.spec, tune=args.tune == "on", tune_budget=args.tune_budget or FIT_BUDGET_SECONDS)
     compile_seconds = time.perf_counter() - started
     model.threads = args.threads
     loaded = time.perf_counter()
