@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = machine_info(args.threads)
     roofline, roofline_data = roofline_section(records, args.threads)
-    plot_problem = plot(records, f"{workload.title}, {args.threads} threads", out_dir / "p_at_1.png")
+    plot_problem = plot(records, f"{workload.name}, {args.threads} threads", out_dir / "p_at_1.png")
     comparison = tuning_comparison(records)
     timing = "peers marked in the workload trained for boltc's seconds" if budget is not None else \
         "each system trained by its own recipe"

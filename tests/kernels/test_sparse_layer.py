@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 import boltc
-from boltc.data import from_arrays
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import reference  # noqa: E402

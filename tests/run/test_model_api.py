@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 import boltc
-from boltc.data import from_arrays, read_xmc
+from boltc.data import read_xmc
 from boltc.diagnostics import UsageError
 from boltc.model import TrainingError
 
