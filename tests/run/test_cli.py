@@ -122,3 +122,40 @@ def test_compile_emits_readable_c(workdir):
     assert (workdir / "out" / "bolt_abi.h").exists()
     again = boltc("compile", "tiny.bolt", "--json", cwd=workdir)
     assert json.loads(again.stdout)["compiled"] is False
+
+
+SPARSE_SPEC = """\
+model wide {
+    input  words: sparse[60]
+    target tags: multilabel[400]
+    hidden = dense(words, 32, activation=relu)
+    scores = dense(hidden, 400, activation=softmax, sparsity=0.05)
+    loss cross_entropy(scores, tags)
+    train { batch_size = 32, epochs = 2, seed = 3 }
+}
+"""
+
+
+def test_tune_measures_once_and_explain_shows_the_measured_values(workdir):
+    (workdir / "wide.bolt").write_text(SPARSE_SPEC)
+    rng = np.random.default_rng(4)
+    lines = ["600 60 400"]
+    for _ in range(600):
+        label = int(rng.integers(0, 400))
+        features = sorted({label % 60, (label * 7) % 60, int(rng.integers(0, 60))})
+        lines.append(f"{label} " + " ".join(f"{f}:1" for f in features))
+    (workdir / "tags.txt").write_text("\n".join(lines) + "\n")
+    done = boltc("tune", "wide.bolt", "--data", "tags.txt", "--budget", "3", "--json", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    first = json.loads(done.stdout.splitlines()[-1])
+    assert not first["cached"] and first["trials"][0]["label"] == "formula"
+    assert first["measured"]["1"]["note"].startswith("boltc tune: ")
+    done = boltc("tune", "wide.bolt", "--data", "tags.txt", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "wide.bolt: from the cache" in done.stdout and "  layer 1: dwta K=" in done.stdout
+    explained = json.loads(boltc("explain", "wide.bolt", "--data", "tags.txt", "--json", cwd=workdir).stdout)
+    assert explained["layers"][1]["lsh"]["origin"] == f"measured ({first['measured']['1']['note']})"
+    formula = json.loads(boltc("explain", "wide.bolt", "--json", cwd=workdir).stdout)
+    assert formula["layers"][1]["lsh"]["origin"].startswith("formula")
+    done = boltc("tune", "tiny.bolt", "--data", "train.txt", cwd=workdir)
+    assert done.returncode == 0 and "no LSH-sparse layer, nothing to measure" in done.stdout
