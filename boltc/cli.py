@@ -128,6 +128,7 @@ def _train_report(model, history, compile_seconds: float, test_metrics: dict, me
         "epoch_loss": [e.loss for e in history.epochs],
         "epoch_metrics": [e.validation for e in history.epochs],
         "compile_seconds": compile_seconds,
+        "tune_seconds": model.tuning.seconds if model.tuning is not None and not model.tuning.cached else 0.0,
         "threads": model.plan.threads,
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -156,6 +157,10 @@ def run_training(spec: str, train: str, test: str | None, *, epochs: int | None,
           + f" read in {time.perf_counter() - loaded:.2f} s", file=log)
     history = model.fit(train_set, epochs=epochs, validation=test_set, batch_size=batch_size,
                         learning_rate=learning_rate)
+    if model.tuning is not None:
+        spent = "from the cache" if model.tuning.cached else f"measured in {model.tuning.seconds:.1f} s"
+        for index, values in sorted(model.plan.measured.items()):
+            print(f"layer {index} values {spent}: {values.note}", file=log)
     for record in history.epochs:
         tested = "".join(f", test {k} {v:.4f}" for k, v in record.validation.items())
         print(f"epoch {record.epoch}: loss {record.loss:.4f}, {record.seconds:.2f} s, "

@@ -36,9 +36,9 @@ def write_data(path: Path, rows: int, seed: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def boltc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def boltc(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "boltc.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env=dict(os.environ), timeout=300)
+                          env={**os.environ, **env}, timeout=300)
 
 
 @pytest.fixture
@@ -155,6 +155,10 @@ def test_tune_measures_once_and_explain_shows_the_measured_values(workdir):
     assert "wide.bolt: from the cache" in done.stdout and "  layer 1: dwta K=" in done.stdout
     explained = json.loads(boltc("explain", "wide.bolt", "--data", "tags.txt", "--json", cwd=workdir).stdout)
     assert explained["layers"][1]["lsh"]["origin"] == f"measured ({first['measured']['1']['note']})"
+    # the first fit of boltc train finds the same data's values in the cache and trains on them
+    done = boltc("train", "wide.bolt", "--train", "tags.txt", "--epochs", "1", cwd=workdir, BOLTC_TUNE="on")
+    assert done.returncode == 0, done.stderr
+    assert f"layer 1 values from the cache: {first['measured']['1']['note']}" in done.stdout
     formula = json.loads(boltc("explain", "wide.bolt", "--json", cwd=workdir).stdout)
     assert formula["layers"][1]["lsh"]["origin"].startswith("formula")
     done = boltc("tune", "tiny.bolt", "--data", "train.txt", cwd=workdir)
