@@ -24,9 +24,10 @@ SRP_HASHES_LIMIT = 24  # SRP keys have one bit per hash; DWTA keys three
 LAYER_KINDS = ("dense", "concat")
 TRAIN_SETTINGS = ("batch_size", "epochs", "seed", "threads", "rebuild", "freeze_tables_after")
 OPTIMIZER_PARAMS = {
-    ir.OptimizerKind.ADAM: ("learning_rate", "beta1", "beta2", "eps"),
+    ir.OptimizerKind.ADAM: ("learning_rate", "beta1", "beta2", "eps", "moments"),
     ir.OptimizerKind.SGD: ("learning_rate",),
 }
+MOMENT_STORAGE = ("fp32", "bf16")
 DEFAULT_OPTIMIZER = ir.Optimizer(ir.OptimizerKind.ADAM, learning_rate=0.001, beta1=0.9, beta2=0.999, eps=1e-7)
 DEFAULT_TRAIN = ir.TrainConfig(batch_size=256, epochs=1, seed=0, threads=None)
 METRICS_WITH_K = ("precision", "recall")
@@ -426,6 +427,11 @@ class _Checker:
             "eps": (lambda x: x > 0, "positive"),
         }
         for name, arg in args.items():
+            if name == "moments":
+                storage = self.word(arg.value, "moments", MOMENT_STORAGE)
+                if storage is not None:
+                    values["moments"] = storage
+                continue
             valid, rule = rules[name]
             value = self.number(arg.value, name, valid, rule)
             if value is not None:

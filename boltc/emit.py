@@ -63,7 +63,7 @@ class BufferSpec:
     kind: str
     fan_in: int  # for initialisation of weights
     fan_out: int
-    dtype: str = "real"  # real (the plan's scalar) | int32 | int64 | uint8 | float64
+    dtype: str = "real"  # real (the plan's scalar) | int32 | int64 | uint8 | uint16 (bf16) | float64
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +175,10 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
     context["slot_weights"] = add(layer, "weights", (n, d), "parameter")
     context["slot_bias"] = add(layer, "bias", (n,), "parameter") if layer.bias else None
     if plan.optimizer == "adam":
-        context["slot_weights_m"] = add(layer, "weights_m", (n, d), "optimizer")
-        context["slot_weights_v"] = add(layer, "weights_v", (n, d), "optimizer")
+        # bf16 moments are stored as the upper halves of floats
+        moments = "uint16" if plan.moments == "bf16" else "real"
+        context["slot_weights_m"] = add(layer, "weights_m", (n, d), "optimizer", moments)
+        context["slot_weights_v"] = add(layer, "weights_v", (n, d), "optimizer", moments)
         if layer.bias:
             context["slot_bias_m"] = add(layer, "bias_m", (n,), "optimizer")
             context["slot_bias_v"] = add(layer, "bias_v", (n,), "optimizer")
@@ -232,6 +234,7 @@ def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, di
         "transposed_backward": layer.transposed_backward,
         "bias": layer.bias,
         "adam": plan.optimizer == "adam",
+        "bf16_moments": plan.optimizer == "adam" and plan.moments == "bf16" and layer.kernel == "sparse",
         "optimizer": plan.optimizer,
         "gather": layer.kernel == "gather",
         "reads_input": source.is_input,

@@ -30,7 +30,8 @@ def plan_json(plan: Plan, build_info: dict | None = None) -> dict:
 def render_plan(plan: Plan, build_info: dict | None = None) -> str:
     inputs = ", ".join(f"{i.name}: {i.kind}[{i.dim}]" for i in plan.inputs)
     optimizer = f"{plan.optimizer}(learning_rate={plan.learning_rate:g}"
-    optimizer += f", beta1={plan.beta1:g}, beta2={plan.beta2:g}, eps={plan.eps:g})" if plan.optimizer == "adam" else ")"
+    optimizer += (f", beta1={plan.beta1:g}, beta2={plan.beta2:g}, eps={plan.eps:g}, moments={plan.moments})"
+                  if plan.optimizer == "adam" else ")")
     lines = [
         f"model '{plan.model_name}' from {plan.spec_path}",
         f"  inputs    {inputs}",

@@ -119,6 +119,7 @@ class Optimizer:
     beta1: float
     beta2: float
     eps: float
+    moments: str = "fp32"  # fp32 | bf16: how LSH-sparse layers store Adam's moments
 
 
 @dataclass(frozen=True, slots=True)

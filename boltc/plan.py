@@ -42,6 +42,7 @@ DENSE_ROWS_MOST = 128
 # The sparse kernels fetch the weight rows (and moments) this many active neurons ahead: far enough to hide a DRAM
 # miss behind the work on the rows in between, near enough that fetched rows are still in L1 when used.
 PREFETCH_ROWS = 4
+BF16_BYTES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,7 @@ class Plan:
     beta1: float
     beta2: float
     eps: float
+    moments: str  # fp32 | bf16: Adam's moments in LSH-sparse layers (dense layers keep the plan's scalar)
     batch_size: int
     epochs: int
     seed: int
@@ -313,7 +315,10 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
             weight_layout="output-major [out][in]", column_tile=min(layer.units, COLUMN_TILE),
             input_tile=min(layer.in_dim, COLUMN_TILE), transposed_backward=False, sparsity_requested=requested,
             sparsity_origin=origin, sparsity_note=note, lsh=lsh, parameters=parameters,
-            parameter_bytes=parameters * real_bytes, optimizer_bytes=parameters * real_bytes * optimizer_copies,
+            parameter_bytes=parameters * real_bytes,
+            optimizer_bytes=optimizer_copies * (
+                layer.in_dim * layer.units * (BF16_BYTES if model.optimizer.moments == "bf16" else real_bytes)
+                + (layer.units * real_bytes if layer.bias else 0)),
             flops_forward=active_matmul + (lsh.bins * 8 if lsh.family == "dwta" else 2 * lsh.bins * layer.in_dim),
             flops_backward=active_matmul * (2 if needs_input_gradient else 1),
         )
@@ -376,6 +381,7 @@ def plan(model: ir.Model, machine: Machine, real_type: str = "float",
         target_kind=model.target.kind.value, target_dim=model.target.dim, layers=layers,
         output_layer=model.loss.output, loss=model.loss.kind.value, optimizer=optimizer.kind.value,
         learning_rate=optimizer.learning_rate, beta1=optimizer.beta1, beta2=optimizer.beta2, eps=optimizer.eps,
+        moments=optimizer.moments,
         batch_size=model.train.batch_size, epochs=model.train.epochs, seed=model.train.seed, threads=threads,
         threads_origin=threads_origin, metrics=tuple(m.label for m in model.metrics), openmp=machine.openmp,
         isa=machine.isa, measured={index: value for index, value in (measured or {}).items()

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "bolt_dense.h"
+#include "bolt_math.h"
 #include "bolt_omp.h"
 
 #define BOLT_DWTA_BIN 8 /* coordinates per bin: a bin hash is 3 bits */
@@ -198,16 +199,6 @@ static inline void bolt_lsh_sort_table(int32_t n, int32_t range, int32_t slack, 
         const int32_t neuron = order[i];
         ids[cursor[keys[neuron]]++] = neuron;
     }
-}
-
-/* A well-mixed 32-bit hash of a value (the finaliser of MurmurHash3): reproducible choices without a generator. */
-static inline uint32_t bolt_mix32(uint32_t h)
-{
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    return h ^ (h >> 16);
 }
 
 /* Label insertion into frozen tables (BOLT's behaviour once rebuilds stop): `label` joins the bucket `key` of one

@@ -120,4 +120,14 @@ static inline void bolt_sigmoid_grad(int32_t n, const real_t *restrict a, real_t
         g[j] *= a[j] * (1 - a[j]);
 }
 
+/* A well-mixed 32-bit hash of a value (the finaliser of MurmurHash3): reproducible choices without a generator. */
+static inline uint32_t bolt_mix32(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    return h ^ (h >> 16);
+}
+
 #endif /* BOLT_MATH_H */

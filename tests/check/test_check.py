@@ -168,6 +168,11 @@ model m {
        (8, 13, "accuracy takes no @k"),
        (8, 25, "precision needs a cut-off, e.g. precision@1"),
        (8, 43, "the k of recall@k must be between 1 and 4, got 5")]),
+    ("adam's moment storage", with_body("""\
+    o = dense(x, 4, activation=softmax)
+    loss cross_entropy(o, y)
+    optimizer adam(moments=fp16)
+"""), [(6, 28, "moments must be fp32 or bf16, got 'fp16'")]),
     ("sampling needs sparsity and a known family", with_body("""\
     o = dense(x, 4, activation=softmax, sampling=dwta(hashes=3))
     p = dense(x, 4, activation=softmax, sparsity=0.5, sampling=minhash(bits=3))

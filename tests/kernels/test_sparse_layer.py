@@ -396,3 +396,30 @@ def test_the_kernel_profile_counts_what_training_touched(write_spec):
     assert alone["neurons_updated"] == len(np.unique(training_active_sets(model, 16)))
     assert alone["forward_seconds"] > 0 and alone["backward_seconds"] > 0
     assert alone["rebuilds"] == 1  # fit() rebuilds at its end, so that inference reads the final weights
+
+
+def bf16_to_float(stored: np.ndarray) -> np.ndarray:
+    return (stored.astype(np.uint32) << 16).view(np.float32)
+
+
+def test_bf16_moments_follow_adam_within_their_rounding_and_survive_save(write_spec, tmp_path):
+    extra = "    optimizer adam(learning_rate=0.01, moments=bf16)\n"
+    model = boltc.load(write_spec(spec_text(9, 17, 7, 0.99, extra=extra)))  # every neuron active
+    assert model.arrays["l1.weights_m"].dtype == np.uint16 and model.arrays["l0.weights_m"].dtype == np.float32
+    x, labels = make_data(16, 9, 7, seed=1)
+    state = {b.name: model.arrays[b.name].astype(np.float64).copy() for b in model.buffers
+             if b.kind in ("parameter", "optimizer")}
+    grads = reference.gradients(model.plan, as_reference_params(model), [x.astype(np.float64)], labels)
+    grads["l1.weights"] = grads["l1.weights"].T
+    expected = reference.adam_step(model.plan, state, grads, {}, step=1, learning_rate=0.01)
+    model.fit((x, labels), epochs=1)
+    for key in ("l1.weights_m", "l1.weights_v"):  # stochastic rounding: within one bf16 step of the exact value
+        np.testing.assert_allclose(bf16_to_float(model.arrays[key]), expected[key], rtol=2**-7, atol=1e-30,
+                                   err_msg=key)
+    # the weights move by the exact moments (rounding only affects what is stored for the next step)
+    np.testing.assert_allclose(model.arrays["l1.weights"], expected["l1.weights"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(model.arrays["l0.weights_m"], expected["l0.weights_m"], rtol=RTOL, atol=ATOL)
+    path = tmp_path / "bf16.boltm"
+    model.save(path)
+    restored = boltc.load_model(path)
+    np.testing.assert_array_equal(restored.arrays["l1.weights_v"], model.arrays["l1.weights_v"])

@@ -41,11 +41,12 @@ def documents(rows: int, seed: int):
     return from_arrays(x, labels, n_features=FEATURES, n_labels=LABELS)
 
 
-@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
-def test_sparse_training_learns_and_sparse_inference_keeps_up(write_spec, loss):
-    spec = SPEC
+@pytest.mark.parametrize("loss, moments", [("cross_entropy", "fp32"), ("binary_cross_entropy", "fp32"),
+                                           ("cross_entropy", "bf16")])
+def test_sparse_training_learns_and_sparse_inference_keeps_up(write_spec, loss, moments):
+    spec = SPEC.replace("adam(learning_rate=0.005)", f"adam(learning_rate=0.005, moments={moments})")
     if loss == "binary_cross_entropy":  # per-neuron sigmoids move slower than a softmax at the same rate
-        spec = SPEC.replace("softmax", "sigmoid").replace("cross_entropy", loss).replace("=0.005", "=0.02")
+        spec = spec.replace("softmax", "sigmoid").replace("cross_entropy", loss).replace("=0.005", "=0.02")
     model = boltc.load(write_spec(spec, "task.bolt"))
     assert model.plan.output.lsh.active == 50
     train, test = documents(5000, seed=1), documents(1000, seed=2)
