@@ -150,7 +150,7 @@ class Model:
     def __init__(self, plan: Plan, library: CompiledLibrary, buffers: tuple[BufferSpec, ...],
                  initialize: bool = True):
         """``initialize=False`` leaves every array zero, for a caller that fills them and then calls
-        ``reconstruct``."""
+        ``reconstruct`` or ``restore``."""
         self.plan = plan
         self.library = library
         self.buffers = buffers
@@ -455,8 +455,8 @@ class Model:
 
     def candidate_sets(self, data) -> tuple[np.ndarray, np.ndarray]:
         """The neurons sparse inference scores for each row of ``data`` in the output layer: ids [rows, width]
-        (the first ``counts[r]`` of row r are valid, in selection order) and counts [rows]. Label recall of these
-        sets is what ``boltc tune`` measures hash configurations by."""
+        (the first ``counts[r]`` of row r are valid, in selection order) and counts [rows]. ``boltc tune`` judges
+        hash configurations by how many of each row's best-scoring neurons these sets hold."""
         if not self.sparse_layers:
             raise UsageError(f"model '{self.plan.model_name}' has no LSH-sparse layer")
         dataset = self.prepare_data(data, labelled=False)

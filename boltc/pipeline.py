@@ -61,18 +61,17 @@ def tune_spec(path: str | Path, data, *, source: str | None = None, real_type: s
     """What ``boltc tune`` runs: the measured values of the spec's sparse layers on `data` (cached)."""
     machine = probe()
     spec = _checked(path, source, machine)
-    base = plan(spec, machine, real_type=real_type)
-    return tuning.tune(spec, machine, dataset_for(base, data, labelled=True), real_type=real_type, budget=budget, progress=progress, force=force)
+    dataset = dataset_for(plan(spec, machine, real_type=real_type), data, labelled=True)
+    return tuning.tune(spec, machine, dataset, real_type=real_type, budget=budget, progress=progress, force=force)
 
 
 def cached_measurements(path: str | Path, data, *, real_type: str = "float") -> dict[int, MeasuredLsh]:
     """Measured values stored for this spec and data file, without measuring anything (what explain shows)."""
     machine = probe()
-    spec = _checked(path, None, machine)
-    base = plan(spec, machine, real_type=real_type)
+    base = plan(_checked(path, None, machine), machine, real_type=real_type)
     if not any(layer.lsh is not None for layer in base.layers):
         return {}
-    found = tuning.cached(base, machine, dataset_for(base, data, labelled=True))
+    found = tuning.cached(tuning.tuning_key(base, machine, dataset_for(base, data, labelled=True)))
     return found.measured if found else {}
 
 

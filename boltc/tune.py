@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,16 +99,8 @@ class Tuning:
 
 
 def data_fingerprint(dataset: Dataset) -> str:
-    """Identifies a data set cheaply: its file's size, time and first and last MiB, or a digest of its arrays."""
+    """A digest of the data set's arrays (a file's name would not do: rows taken from it keep its path)."""
     digest = hashlib.sha256(f"{dataset.n_rows}|{dataset.n_labels}".encode())
-    if dataset.path and os.path.isfile(dataset.path):
-        info = os.stat(dataset.path)
-        digest.update(f"{os.path.abspath(dataset.path)}|{info.st_size}|{info.st_mtime_ns}".encode())
-        with open(dataset.path, "rb") as fh:
-            digest.update(fh.read(1 << 20))
-            fh.seek(max(0, info.st_size - (1 << 20)))
-            digest.update(fh.read(1 << 20))
-        return digest.hexdigest()[:24]
     arrays = [a for m in dataset.features for a in (m.dense, m.indptr, m.indices, m.values) if a is not None]
     arrays += [a for a in (dataset.label_indptr, dataset.label_ids) if a is not None]
     for array in arrays:
@@ -127,9 +118,9 @@ def _cache_path(key: str) -> Path:
     return cache_root() / "tuning" / f"{key}.json"
 
 
-def cached(base: Plan, machine: Machine, dataset: Dataset) -> Tuning | None:
-    """The tuning stored for this plan, machine and data, or None."""
-    path = _cache_path(tuning_key(base, machine, dataset))
+def cached(key: str) -> Tuning | None:
+    """The tuning stored under `key` (see tuning_key), or None."""
+    path = _cache_path(key)
     try:
         return Tuning.from_json(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
@@ -215,12 +206,11 @@ def _recall(ids: np.ndarray, counts: np.ndarray, wanted: list[np.ndarray]) -> fl
 
 
 class _Tuner:
-    def __init__(self, spec: ir.Model, machine: Machine, real_type: str, dataset: Dataset, budget: float,
-                 progress: bool | None):
+    def __init__(self, spec: ir.Model, machine: Machine, real_type: str, base: Plan, key: str, dataset: Dataset,
+                 budget: float, progress: bool | None):
         self.spec, self.machine, self.real_type = spec, machine, real_type
         self.budget, self.started = budget, time.perf_counter()
-        self.base = plan(spec, machine, real_type)
-        self.key = tuning_key(self.base, machine, dataset)
+        self.base, self.key = base, key
         rng = np.random.default_rng([self.base.seed, 7])
         order = rng.permutation(dataset.n_rows)
         batch = self.base.batch_size
@@ -344,18 +334,18 @@ class _Tuner:
 def tune(spec: ir.Model, machine: Machine, dataset: Dataset, *, real_type: str = "float",
          budget: float = DEFAULT_BUDGET_SECONDS, progress: bool | None = None, force: bool = False) -> Tuning:
     """Measured values for every sparse layer of `spec` on `dataset` (labelled): from the cache unless `force`.
-    `budget` bounds the seconds spent on candidates after the formula's (which is always measured)."""
+    `budget` bounds the seconds of the warm-up and the candidates; the formula's values are always measured, and
+    the candidate in progress when the budget ends finishes."""
     base = plan(spec, machine, real_type)
+    key = tuning_key(base, machine, dataset)
     if not any(layer.lsh is not None for layer in base.layers):
-        return Tuning(tuning_key(base, machine, dataset), {}, (), 0, 0.0)
+        return Tuning(key, {}, (), 0, 0.0)
     if not force:
-        found = cached(base, machine, dataset)
+        found = cached(key)
         if found is not None:
             return found
     if not dataset.has_labels:
         raise ValueError("tuning needs labelled data")
-    if progress is None:
-        progress = sys.stderr.isatty()
-    tuning = _Tuner(spec, machine, real_type, dataset, budget, progress).run()
+    tuning = _Tuner(spec, machine, real_type, base, key, dataset, budget, progress).run()
     _store(tuning)
     return tuning

@@ -59,153 +59,164 @@ static float *big_array(size_t floats)
     return a;
 }
 
-static double triad(size_t n)
+/* What one timed run works on; `sink` collects results so that the compiler cannot drop the work. */
+typedef struct job {
+    float *a, *b, *c; /* triad: a = b + s * c, n floats each */
+    size_t n;
+    float *w, *mo, *ve; /* rows x width matrices: weights and two moments */
+    size_t rows;
+    int width;
+    double sink;
+} job;
+
+/* The quickest of REPEATS runs, in seconds: other load on the machine only ever adds time. */
+static double best_seconds(void (*run)(job *, int), job *work)
 {
-    float *a = big_array(n), *b = big_array(n), *c = big_array(n);
-    PARALLEL
-    {
-        PARALLEL_FOR
-        for (size_t i = 0; i < n; ++i) {
-            a[i] = 0;
-            b[i] = 1;
-            c[i] = 2;
-        }
-    }
     double best = 1e30;
-    for (int r = 0; r < REPEATS; ++r) {
+    for (int repeat = 0; repeat < REPEATS; ++repeat) {
         const double started = now();
-        PARALLEL
-        {
-            PARALLEL_FOR
-            for (size_t i = 0; i < n; ++i)
-                a[i] = b[i] + 3.0f * c[i];
-        }
+        run(work, repeat);
         const double seconds = now() - started;
         best = seconds < best ? seconds : best;
     }
-    volatile float keep = a[n / 2];
-    (void)keep;
-    free(a);
-    free(b);
-    free(c);
-    return 3.0 * sizeof(float) * (double)n / best / 1e9;
+    return best;
 }
 
-static void fill(float *m, size_t n)
+static float lanes_sum(const vfloat *v)
+{
+    float total = 0;
+    for (int lane = 0; lane < 16; ++lane)
+        total += (*v)[lane];
+    return total;
+}
+
+/* A thread's random stream for one run, and the first rows it will visit (the kernels fetch 8 ahead). */
+static uint64_t start_visits(uint64_t multiplier, int repeat, size_t rows, uint64_t ahead[8])
+{
+    uint64_t state = multiplier * (uint64_t)(omp_get_thread_num() + 1 + repeat * 64);
+    for (int k = 0; k < 8; ++k)
+        ahead[k] = next_random(&state) % rows;
+    return state;
+}
+
+static void add_to_sink(job *work, float value)
+{
+#ifdef _OPENMP
+#pragma omp atomic
+#endif
+    work->sink += value;
+}
+
+static void triad_run(job *work, int repeat)
+{
+    (void)repeat;
+    float *restrict a = work->a;
+    const float *restrict b = work->b, *restrict c = work->c;
+    PARALLEL
+    {
+        PARALLEL_FOR
+        for (size_t i = 0; i < work->n; ++i)
+            a[i] = b[i] + 3.0f * c[i];
+    }
+    work->sink += a[work->n / 2];
+}
+
+static void fill(float *m, size_t n, float scale)
 {
     PARALLEL
     {
         PARALLEL_FOR
         for (size_t i = 0; i < n; ++i)
-            m[i] = (float)(i % 7) * 0.01f;
+            m[i] = (float)(i % 7) * scale;
     }
 }
 
-/* Random rows of m (rows x width) dotted with a vector: prefetched a few rows ahead, as the kernels do. */
-static double gather(const float *m, size_t rows, int width, int threads)
+static double triad(size_t n, job *work)
 {
-    double best = 1e30, sink = 0;
-    for (int r = 0; r < REPEATS; ++r) {
-        const double started = now();
-        PARALLEL
-        {
-            uint64_t state = 0x9E3779B97F4A7C15ull * (uint64_t)(omp_get_thread_num() + 1 + r * 64);
-            uint64_t ahead[8];
-            for (int k = 0; k < 8; ++k)
-                ahead[k] = next_random(&state) % rows;
-            float total = 0;
-            for (int v = 0; v < ROWS_PER_THREAD_VISITS; ++v) {
-                const size_t row = ahead[v & 7];
-                ahead[v & 7] = next_random(&state) % rows;
-                __builtin_prefetch(m + ahead[v & 7] * (size_t)width);
-                __builtin_prefetch(m + ahead[v & 7] * (size_t)width + width / 2);
-                const float *x = m + row * (size_t)width;
-                vfloat dot = {0}, chunk;
-                int i = 0;
-                for (; i + 16 <= width; i += 16) { /* vector sums: a scalar sum would measure the add latency */
-                    memcpy(&chunk, x + i, sizeof chunk);
-                    dot += chunk * chunk;
-                }
-                for (; i < width; ++i)
-                    dot[0] += x[i] * x[i];
-                for (int lane = 0; lane < 16; ++lane)
-                    total += dot[lane];
+    work->a = big_array(n), work->b = big_array(n), work->c = big_array(n), work->n = n;
+    fill(work->a, n, 0), fill(work->b, n, 1), fill(work->c, n, 2);
+    const double best = best_seconds(triad_run, work);
+    free(work->a);
+    free(work->b);
+    free(work->c);
+    return 3.0 * sizeof(float) * (double)n / best / 1e9;
+}
+
+/* Random rows of w dotted with themselves: prefetched a few rows ahead, as the kernels do. */
+static void gather_run(job *work, int repeat)
+{
+    const float *m = work->w;
+    const size_t rows = work->rows;
+    const int width = work->width;
+    PARALLEL
+    {
+        uint64_t ahead[8];
+        uint64_t state = start_visits(0x9E3779B97F4A7C15ull, repeat, rows, ahead);
+        float total = 0;
+        for (int v = 0; v < ROWS_PER_THREAD_VISITS; ++v) {
+            const size_t row = ahead[v & 7];
+            ahead[v & 7] = next_random(&state) % rows;
+            __builtin_prefetch(m + ahead[v & 7] * (size_t)width);
+            __builtin_prefetch(m + ahead[v & 7] * (size_t)width + width / 2);
+            const float *x = m + row * (size_t)width;
+            vfloat dot = {0}, chunk;
+            int i = 0;
+            for (; i + 16 <= width; i += 16) { /* vector sums: a scalar sum would measure the add latency */
+                memcpy(&chunk, x + i, sizeof chunk);
+                dot += chunk * chunk;
             }
-#ifdef _OPENMP
-#pragma omp atomic
-#endif
-            sink += total;
+            for (; i < width; ++i)
+                dot[0] += x[i] * x[i];
+            total += lanes_sum(&dot);
         }
-        const double seconds = now() - started;
-        best = seconds < best ? seconds : best;
+        add_to_sink(work, total);
     }
-    if (sink == 12345.678)
-        puts("");
-    return (double)threads * ROWS_PER_THREAD_VISITS * width * sizeof(float) / best / 1e9;
 }
 
 /* Random rows of three matrices read and written back (an Adam step's traffic): 6 row transfers per visit. */
-static double update(float *w, float *mo, float *ve, size_t rows, int width, int threads)
+static void update_run(job *work, int repeat)
 {
-    double best = 1e30;
-    for (int r = 0; r < REPEATS; ++r) {
-        const double started = now();
-        PARALLEL
-        {
-            uint64_t state = 0xD1B54A32D192ED03ull * (uint64_t)(omp_get_thread_num() + 1 + r * 64);
-            uint64_t ahead[8];
-            for (int k = 0; k < 8; ++k)
-                ahead[k] = next_random(&state) % rows;
-            for (int v = 0; v < ROWS_PER_THREAD_VISITS / 4; ++v) {
-                const size_t at = ahead[v & 7] * (size_t)width;
-                ahead[v & 7] = next_random(&state) % rows;
-                const size_t next = ahead[v & 7] * (size_t)width;
-                __builtin_prefetch(w + next, 1);
-                __builtin_prefetch(mo + next, 1);
-                __builtin_prefetch(ve + next, 1);
-                for (int i = 0; i < width; ++i) {
-                    const float g = 0.001f * (float)i;
-                    mo[at + i] = 0.9f * mo[at + i] + 0.1f * g;
-                    ve[at + i] = 0.999f * ve[at + i] + 0.001f * g * g;
-                    w[at + i] -= 0.0001f * mo[at + i] / (ve[at + i] + 1e-7f);
-                }
+    float *w = work->w, *mo = work->mo, *ve = work->ve;
+    const size_t rows = work->rows;
+    const int width = work->width;
+    PARALLEL
+    {
+        uint64_t ahead[8];
+        uint64_t state = start_visits(0xD1B54A32D192ED03ull, repeat, rows, ahead);
+        for (int v = 0; v < ROWS_PER_THREAD_VISITS / 4; ++v) {
+            const size_t at = ahead[v & 7] * (size_t)width;
+            ahead[v & 7] = next_random(&state) % rows;
+            const size_t next = ahead[v & 7] * (size_t)width;
+            __builtin_prefetch(w + next, 1);
+            __builtin_prefetch(mo + next, 1);
+            __builtin_prefetch(ve + next, 1);
+            for (int i = 0; i < width; ++i) {
+                const float g = 0.001f * (float)i;
+                mo[at + i] = 0.9f * mo[at + i] + 0.1f * g;
+                ve[at + i] = 0.999f * ve[at + i] + 0.001f * g * g;
+                w[at + i] -= 0.0001f * mo[at + i] / (ve[at + i] + 1e-7f);
             }
         }
-        const double seconds = now() - started;
-        best = seconds < best ? seconds : best;
     }
-    return (double)threads * (ROWS_PER_THREAD_VISITS / 4) * 6.0 * width * sizeof(float) / best / 1e9;
 }
 
-static double fma_peak(int threads)
+static void fma_run(job *work, int repeat)
 {
-    double best = 1e30, sink = 0;
-    for (int r = 0; r < REPEATS; ++r) {
-        const double started = now();
-        PARALLEL
-        {
-            vfloat acc[ACCUMULATORS];
-            const vfloat step = (vfloat){0} + 1e-7f;
+    (void)repeat;
+    PARALLEL
+    {
+        vfloat acc[ACCUMULATORS];
+        const vfloat step = (vfloat){0} + 1e-7f;
+        for (int k = 0; k < ACCUMULATORS; ++k)
+            acc[k] = (vfloat){0} + (float)(k + omp_get_thread_num());
+        for (int round = 0; round < FMA_ROUNDS / 16; ++round)
             for (int k = 0; k < ACCUMULATORS; ++k)
-                acc[k] = (vfloat){0} + (float)(k + omp_get_thread_num());
-            for (int round = 0; round < FMA_ROUNDS / 16; ++round)
-                for (int k = 0; k < ACCUMULATORS; ++k)
-                    acc[k] = acc[k] * step + acc[k]; /* contracted to one FMA per vector at -O2 and above */
-            float total = 0;
-            for (int k = 0; k < ACCUMULATORS; ++k)
-                for (int lane = 0; lane < 16; ++lane)
-                    total += acc[k][lane];
-#ifdef _OPENMP
-#pragma omp atomic
-#endif
-            sink += total;
-        }
-        const double seconds = now() - started;
-        best = seconds < best ? seconds : best;
+                acc[k] = acc[k] * step + acc[k]; /* contracted to one FMA per vector at -O2 and above */
+        float total = 0;
+        for (int k = 0; k < ACCUMULATORS; ++k)
+            total += lanes_sum(&acc[k]);
+        add_to_sink(work, total);
     }
-    if (sink == 12345.678)
-        puts("");
-    return (double)threads * (FMA_ROUNDS / 16) * ACCUMULATORS * 16 * 2 / best / 1e9;
 }
 
 int main(int argc, char **argv)
@@ -221,20 +232,24 @@ int main(int argc, char **argv)
         return 2;
     }
     omp_set_num_threads(threads);
-    const size_t rows = matrix_floats / (size_t)width;
-    const double triad_gbps = triad(matrix_floats);
-    float *w = big_array(rows * width), *mo = big_array(rows * width), *ve = big_array(rows * width);
-    fill(w, rows * width);
-    fill(mo, rows * width);
-    fill(ve, rows * width);
-    const double gather_gbps = gather(w, rows, width, threads);
-    const double update_gbps = update(w, mo, ve, rows, width, threads);
-    const double fma_gflops = fma_peak(threads);
+    job work = {.rows = matrix_floats / (size_t)width, .width = width};
+    const double triad_gbps = triad(matrix_floats, &work);
+    const size_t floats = work.rows * (size_t)width;
+    work.w = big_array(floats), work.mo = big_array(floats), work.ve = big_array(floats);
+    fill(work.w, floats, 0.01f), fill(work.mo, floats, 0.01f), fill(work.ve, floats, 0.01f);
+    const double row_bytes = (double)width * sizeof(float);
+    const double gather_gbps = threads * ROWS_PER_THREAD_VISITS * row_bytes / best_seconds(gather_run, &work) / 1e9;
+    const double update_gbps =
+        threads * (ROWS_PER_THREAD_VISITS / 4) * 6.0 * row_bytes / best_seconds(update_run, &work) / 1e9;
+    const double fma_gflops = threads * (double)(FMA_ROUNDS / 16) * ACCUMULATORS * 16 * 2 /
+                              best_seconds(fma_run, &work) / 1e9;
+    if (work.sink == 12345.678) /* never true: reading the sink keeps the timed work */
+        puts("");
     printf("{\"threads\": %d, \"row_floats\": %d, \"matrix_mb\": %zu, \"triad_gbps\": %.2f, \"gather_gbps\": %.2f, "
            "\"update_gbps\": %.2f, \"fma_gflops\": %.1f}\n",
            threads, width, matrix_floats * sizeof(float) >> 20, triad_gbps, gather_gbps, update_gbps, fma_gflops);
-    free(w);
-    free(mo);
-    free(ve);
+    free(work.w);
+    free(work.mo);
+    free(work.ve);
     return 0;
 }

@@ -14,6 +14,7 @@ its own access pattern (random row gathers, random row read-modify-writes).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -30,15 +31,13 @@ def machine_limits(threads: int, row_floats: int, matrix_mb: int = 1024) -> dict
     machine = probe()
     with tempfile.TemporaryDirectory(prefix="boltc-limits-") as tmp:
         binary = Path(tmp) / "limits"
-        flags = [f for f in machine.cflags if f != "-fno-trapping-math"]
-        subprocess.run([*machine.compiler, *flags, "-o", str(binary), str(HERE / "limits.c"), *machine.ldflags],
-                       check=True, capture_output=True, text=True)
+        subprocess.run([*machine.compiler, *machine.cflags, "-o", str(binary), str(HERE / "limits.c"),
+                        *machine.ldflags], check=True, capture_output=True, text=True)
         done = subprocess.run([str(binary), str(threads), str(row_floats), str(matrix_mb)], check=True,
-                              capture_output=True, text=True, env={"OMP_NUM_THREADS": str(threads),
-                                                                   "OMP_PROC_BIND": "false"})
+                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     found = json.loads(done.stdout.strip().splitlines()[-1])
     found["compiler"] = " ".join(machine.compiler)
-    found["cflags"] = flags
+    found["cflags"] = list(machine.cflags)
     return found
 
 
