@@ -18,7 +18,8 @@ MAX_BATCH = 65536
 DENSE_ARGS = ("input", "units")
 DENSE_OPTIONS = ("activation", "sparsity", "bias", "sampling")
 SAMPLING_FAMILIES = ("dwta", "srp")
-SAMPLING_PARAMS = ("hashes", "tables", "bucket_cap")
+SAMPLING_PARAMS = ("hashes", "tables", "bucket_cap", "active_sets")
+ACTIVE_SETS = ("row", "batch")
 SAMPLING_LIMITS = {"hashes": (1, 8), "tables": (1, 10000), "bucket_cap": (1, 1 << 20)}
 SRP_HASHES_LIMIT = 24  # SRP keys have one bit per hash; DWTA keys three
 LAYER_KINDS = ("dense", "concat")
@@ -290,8 +291,10 @@ class _Checker:
             return None
         settings = self.bind(value, (), SAMPLING_PARAMS)
         limits = dict(SAMPLING_LIMITS, hashes=(1, SRP_HASHES_LIMIT)) if family == "srp" else SAMPLING_LIMITS
+        active_sets = self.word(settings.pop("active_sets").value, "active_sets", ACTIVE_SETS) \
+            if "active_sets" in settings else None
         chosen = {name: self.integer(given.value, name, *limits[name]) for name, given in settings.items()}
-        return ir.Sampling(family, chosen.get("hashes"), chosen.get("tables"), chosen.get("bucket_cap"))
+        return ir.Sampling(family, chosen.get("hashes"), chosen.get("tables"), chosen.get("bucket_cap"), active_sets)
 
     def sparsity_of(self, value: syntax.Value) -> ir.Sparsity:
         if isinstance(value, syntax.Name) and value.text == "auto":

@@ -171,6 +171,8 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
     scratch its selection, rebuild and update need (sized for lsh.threads threads)."""
     lsh, batch, n, d = layer.lsh, plan.batch_size, layer.out_dim, layer.in_dim
     entries = batch * lsh.active
+    shared = lsh.active_sets == "batch"
+    train_width = lsh.shared_active if shared else lsh.active  # logits per row in training
     add = buffers.add
     context["slot_weights"] = add(layer, "weights", (n, d), "parameter")
     context["slot_bias"] = add(layer, "bias", (n,), "parameter") if layer.bias else None
@@ -197,22 +199,37 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_candidates=add(layer, "candidates", (lsh.threads, lsh.tables * lsh.bucket_cap), "scratch", "int32"),
         slot_active=add(layer, "active", (batch, lsh.inference_active), "scratch", "int32"),
         slot_active_counts=add(layer, "active_counts", (batch,), "scratch", "int32"),
-        slot_batch_negatives=add(layer, "batch_negatives", (lsh.batch_negatives,), "scratch", "int32"),
-        slot_act=add(layer, "act", (batch, lsh.inference_active), "scratch"),
-        slot_grad=add(layer, "grad", (batch, lsh.active), "scratch"),
-        slot_groups=add(layer, "groups", (entries,), "scratch", "int32"),
-        slot_group_starts=add(layer, "group_starts", (entries + lsh.update_parts,), "scratch", "int32"),
-        slot_group_rows=add(layer, "group_rows", (entries,), "scratch", "int32"),
-        slot_group_coefs=add(layer, "group_coefs", (entries,), "scratch"),
-        slot_group_slot=add(layer, "group_slot", (n,), "scratch", "int32"),
-        slot_part_offsets=add(layer, "part_offsets", (lsh.update_parts + 1,), "scratch", "int64"),
+        slot_act=add(layer, "act", (batch, max(lsh.inference_active, train_width)), "scratch"),
+        slot_grad=add(layer, "grad", (batch, train_width), "scratch"),
         slot_dense_scores=add(layer, "dense_scores", (lsh.threads, lsh.dense_rows * (lsh.dense_chunk + d)), "scratch"),
         slot_profile=add(layer, "profile", (len(SPARSE_PROFILE_FIELDS),), "scratch", "float64"),
         profile_fields=[f"PROFILE_{name.upper()}" for name in SPARSE_PROFILE_FIELDS],
+        shared=shared, train_width=train_width, shared_tile=min(lsh.shared_active, layer.column_tile),
         table_stride=n + lsh.range * lsh.insert_slack,
     )
-    if layer.needs_input_gradient:
-        context["slot_dx_parts"] = add(layer, "dx_parts", (lsh.update_parts, batch, d), "scratch")
+    if shared:
+        context.update(
+            slot_shared_ids=add(layer, "shared_ids", (lsh.shared_active,), "scratch", "int32"),
+            slot_shared_size=add(layer, "shared_size", (1,), "scratch", "int32"),
+            slot_shared_position=add(layer, "shared_position", (n,), "scratch", "int32"),
+            slot_shared_weights=add(layer, "shared_weights", (d, lsh.shared_active), "scratch"),
+            slot_row_candidates=add(layer, "row_candidates", (batch, lsh.row_candidates), "scratch", "int32"),
+            slot_row_candidate_counts=add(layer, "row_candidate_counts", (batch,), "scratch", "int32"),
+        )
+        if layer.bias:
+            context["slot_shared_bias"] = add(layer, "shared_bias", (lsh.shared_active,), "scratch")
+    else:
+        context.update(
+            slot_batch_negatives=add(layer, "batch_negatives", (lsh.batch_negatives,), "scratch", "int32"),
+            slot_groups=add(layer, "groups", (entries,), "scratch", "int32"),
+            slot_group_starts=add(layer, "group_starts", (entries + lsh.update_parts,), "scratch", "int32"),
+            slot_group_rows=add(layer, "group_rows", (entries,), "scratch", "int32"),
+            slot_group_coefs=add(layer, "group_coefs", (entries,), "scratch"),
+            slot_group_slot=add(layer, "group_slot", (n,), "scratch", "int32"),
+            slot_part_offsets=add(layer, "part_offsets", (lsh.update_parts + 1,), "scratch", "int64"),
+        )
+        if layer.needs_input_gradient:
+            context["slot_dx_parts"] = add(layer, "dx_parts", (lsh.update_parts, batch, d), "scratch")
     if lsh.insert_slack:
         context["slot_sizes"] = add(layer, "table_sizes", (lsh.tables, lsh.range), "table", "int32")
         context["slot_sample_keys"] = add(layer, "sample_keys", (batch, lsh.tables), "scratch", "int32")

@@ -73,10 +73,11 @@ class Sparsity:
 class Sampling:
     """An explicit LSH configuration for a sparse layer; None fields are left to the plan."""
 
-    family: str  # dwta
+    family: str  # dwta | srp
     hashes: int | None
     tables: int | None
     bucket_cap: int | None
+    active_sets: str | None = None  # row | batch: whether each training row has its own active set
 
 
 @dataclass(frozen=True, slots=True)

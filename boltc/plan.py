@@ -43,6 +43,19 @@ DENSE_ROWS_MOST = 128
 # miss behind the work on the rows in between, near enough that fetched rows are still in L1 when used.
 PREFETCH_ROWS = 4
 BF16_BYTES = 2
+# A batch-shared active set holds a multiple of this many neurons (a whole number of AVX-512 float vectors), so that
+# its logits fill SIMD registers in the matrix kernels.
+SHARED_ACTIVE_MULTIPLE = 16
+# A batch-shared active set holds the batch's labels and `active` neurons more; its buffers have room for this many
+# distinct labels per row (more are left out of the set, and their rows learn from the labels that are in it).
+SHARED_LABELS_PER_ROW = 8
+# With batch-shared active sets each row offers this many times its fair share (active / batch rows) of its best
+# LSH candidates: rows' candidates overlap, and the set is filled with them in turns, best first.
+ROW_CANDIDATE_SURPLUS = 2
+
+
+def _whole_vectors(neurons: int) -> int:
+    return -(-neurons // SHARED_ACTIVE_MULTIPLE) * SHARED_ACTIVE_MULTIPLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +103,13 @@ class LshPlan:
     dense_chunk: int  # neurons scored per step of dense inference...
     dense_rows: int  # ...for this many rows at once
     prefetch_rows: int  # the kernels fetch gathered rows this many neurons ahead
+    # row: each training row scores its own `active` neurons (BOLT). batch: the rows of a batch share one set: the
+    # batch's labels and `active` neurons more (each row's best `row_candidates` LSH candidates in turns, then random
+    # ones), in whole vectors, `shared_active` at most; scoring and the gradients are then matrix products, and a
+    # batch updates the set's rows instead of up to batch x active
+    active_sets: str
+    shared_active: int
+    row_candidates: int
     origin: str
 
 
@@ -105,6 +125,7 @@ class MeasuredLsh:
     update_parts: int
     prefetch_rows: int
     note: str
+    active_sets: str = "row"
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +240,11 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         same_family = family == measured.family
         given = ir.Sampling(family, written.hashes or (measured.hashes if same_family else None),
                             written.tables or (measured.tables if same_family else None),
-                            written.bucket_cap or (measured.bucket_cap if same_family else None))
+                            written.bucket_cap or (measured.bucket_cap if same_family else None),
+                            written.active_sets or measured.active_sets)
     active = min(units, max(1, math.ceil(sparsity * units)))
+    active_sets = given.active_sets or "row"
+    shared_active = min(units, _whole_vectors(active + SHARED_LABELS_PER_ROW * train.batch_size))
     if given.family == "srp":
         # no BOLT formula: buckets of about 4 neurons, and enough tables to return about twice the active count
         hashes = given.hashes or min(24, max(2, round(math.log2(max(units, 4) / 4))))
@@ -231,13 +255,15 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         key_range = 2 ** (3 * hashes)
         tables = given.tables or max(1, round(sparsity * key_range))
     bins = hashes * tables
+    bucket_cap = given.bucket_cap or 4 * max(units // key_range, 1)
     freeze = train.freeze_tables_after
     slack = INSERT_SLACK if freeze is not None else 0
     parts = measured.update_parts if measured is not None else min(UPDATE_PARTS_PER_THREAD * threads,
                                                                     UPDATE_PARTS_MOST)
     part_shift = ((units - 1) // max(1, parts)).bit_length()
     fixed_period = train.rebuild_every is not None
-    from_spec = [name for name in ("hashes", "tables", "bucket_cap") if getattr(written, name) is not None]
+    from_spec = [name for name in ("hashes", "tables", "bucket_cap", "active_sets")
+                 if getattr(written, name) is not None]
     from_spec += ["family"] if sampling is not None and measured is not None else []
     from_spec += ["rebuild"] if fixed_period else []
     origin = ("formula (BOLT's autotuner; rebuild schedule decaying as SLIDE proposes)" if given.family == "dwta"
@@ -249,7 +275,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
             " for the rest" + (f" ({measured.note})" if measured is not None else "")
     return LshPlan(
         family=given.family, hashes=hashes, tables=tables, range=key_range,
-        bucket_cap=given.bucket_cap or 4 * max(units // key_range, 1), active=active,
+        bucket_cap=bucket_cap, active=active,
         inference_active=min(units, INFERENCE_WIDENING * max(1, math.ceil(sparsity * units))),
         batch_negatives=max(1, int(BATCH_NEGATIVE_SHARE * active)),
         bins=bins, permutations=math.ceil(bins * 8 / in_dim) if given.family == "dwta" else 0, threads=threads,
@@ -259,7 +285,10 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         table_bytes=4 * tables * (units + key_range * slack + key_range + 1 + (key_range if slack else 0)),
         hash_chunk=max(1, min(1024, (units + key_range) // tables)), dense_chunk=min(units, 1024),
         dense_rows=max(16, min(DENSE_ROWS_MOST, -(-train.batch_size // threads) // 16 * 16)),
-        prefetch_rows=measured.prefetch_rows if measured is not None else PREFETCH_ROWS, origin=origin,
+        prefetch_rows=measured.prefetch_rows if measured is not None else PREFETCH_ROWS,
+        active_sets=active_sets, shared_active=shared_active,
+        row_candidates=min(tables * bucket_cap, max(1, -(-ROW_CANDIDATE_SURPLUS * active // train.batch_size))),
+        origin=origin,
     )
 
 

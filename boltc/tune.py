@@ -138,7 +138,7 @@ def _store(tuning: Tuning) -> None:
 def _formula(layer: LayerPlan) -> MeasuredLsh:
     lsh = layer.lsh
     return MeasuredLsh(lsh.family, lsh.hashes, lsh.tables, lsh.bucket_cap, lsh.update_parts, lsh.prefetch_rows,
-                       "formula")
+                       "formula", lsh.active_sets)
 
 
 def _hashing(config: MeasuredLsh) -> tuple:
@@ -170,7 +170,7 @@ def _lsh_candidates(model: ir.Model, layer: LayerPlan) -> list[tuple[str, Measur
                                ir.Sampling(other, None, None, None), train)
         out.append((f"{other} (formula)", MeasuredLsh(other, alternative.hashes, alternative.tables,
                                                       alternative.bucket_cap, formula.update_parts,
-                                                      formula.prefetch_rows, "formula")))
+                                                      formula.prefetch_rows, "formula", formula.active_sets)))
     return out
 
 

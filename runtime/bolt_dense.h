@@ -89,10 +89,12 @@ static BOLT_ALWAYS_INLINE void bolt_xw(int32_t rows, int32_t K, int32_t N, int32
         bolt_tile_columns(1, width, K, X + (size_t)r * ldx, ldx, 1, W, N, Y + (size_t)r * N, N, 1);
 }
 
-/* dX[0..mr)[i0 .. i0 + ni) += dZ[0..mr)[0..N) . W[i0 .. i0 + ni)[0..N): a tile of dot products. Used when N
- * fills vectors well; narrow layers instead multiply by a transposed copy of W with bolt_xw. */
-static BOLT_ALWAYS_INLINE void bolt_dzwt_tile(int32_t mr, int32_t ni, int32_t K, int32_t N, const real_t *restrict dZ,
-                                              const real_t *restrict W, real_t *restrict dX)
+/* dX[0..mr)[i0 .. i0 + ni) += dZ[0..mr)[0..N) . W[i0 .. i0 + ni)[0..N): a tile of dot products, dZ and W with row
+ * stride ld >= N. Used when N fills vectors well; narrow layers instead multiply by a transposed copy of W with
+ * bolt_xw. */
+static BOLT_ALWAYS_INLINE void bolt_dzwt_tile(int32_t mr, int32_t ni, int32_t K, int32_t N, int32_t ld,
+                                              const real_t *restrict dZ, const real_t *restrict W,
+                                              real_t *restrict dX)
 {
     bolt_vec acc[BOLT_DOT_BLOCK][BOLT_DOT_BLOCK];
     for (int32_t m = 0; m < mr; ++m)
@@ -102,18 +104,18 @@ static BOLT_ALWAYS_INLINE void bolt_dzwt_tile(int32_t mr, int32_t ni, int32_t K,
     for (int32_t j = 0; j < full; j += BOLT_LANES) {
         bolt_vec w[BOLT_DOT_BLOCK];
         for (int32_t t = 0; t < ni; ++t)
-            w[t] = bolt_load(W + (size_t)t * N + j);
+            w[t] = bolt_load(W + (size_t)t * ld + j);
         for (int32_t m = 0; m < mr; ++m) {
-            const bolt_vec d = bolt_load(dZ + (size_t)m * N + j);
+            const bolt_vec d = bolt_load(dZ + (size_t)m * ld + j);
             for (int32_t t = 0; t < ni; ++t)
                 acc[m][t] += d * w[t];
         }
     }
     if (N % BOLT_LANES) {
         for (int32_t m = 0; m < mr; ++m) {
-            const bolt_vec d = bolt_load_part(dZ + (size_t)m * N + full, N % BOLT_LANES);
+            const bolt_vec d = bolt_load_part(dZ + (size_t)m * ld + full, N % BOLT_LANES);
             for (int32_t t = 0; t < ni; ++t)
-                acc[m][t] += d * bolt_load_part(W + (size_t)t * N + full, N % BOLT_LANES);
+                acc[m][t] += d * bolt_load_part(W + (size_t)t * ld + full, N % BOLT_LANES);
         }
     }
     for (int32_t m = 0; m < mr; ++m)
@@ -121,25 +123,26 @@ static BOLT_ALWAYS_INLINE void bolt_dzwt_tile(int32_t mr, int32_t ni, int32_t K,
             dX[(size_t)m * K + t] += bolt_hsum(acc[m][t]);
 }
 
-static BOLT_ALWAYS_INLINE void bolt_dzwt_row_block(int32_t mr, int32_t K, int32_t N, const real_t *restrict dZ,
-                                                   const real_t *restrict W, real_t *restrict dX)
+static BOLT_ALWAYS_INLINE void bolt_dzwt_row_block(int32_t mr, int32_t K, int32_t N, int32_t ld,
+                                                   const real_t *restrict dZ, const real_t *restrict W,
+                                                   real_t *restrict dX)
 {
     int32_t i = 0;
     for (; i + BOLT_DOT_BLOCK <= K; i += BOLT_DOT_BLOCK)
-        bolt_dzwt_tile(mr, BOLT_DOT_BLOCK, K, N, dZ, W + (size_t)i * N, dX + i);
+        bolt_dzwt_tile(mr, BOLT_DOT_BLOCK, K, N, ld, dZ, W + (size_t)i * ld, dX + i);
     for (; i < K; ++i)
-        bolt_dzwt_tile(mr, 1, K, N, dZ, W + (size_t)i * N, dX + i);
+        bolt_dzwt_tile(mr, 1, K, N, ld, dZ, W + (size_t)i * ld, dX + i);
 }
 
-/* dX[rows][K] += dZ[rows][N] W[K][N]^T */
-static BOLT_ALWAYS_INLINE void bolt_dzwt(int32_t rows, int32_t K, int32_t N, const real_t *restrict dZ,
+/* dX[rows][K] += dZ[rows][N] W[K][N]^T, dZ and W with row stride ld >= N */
+static BOLT_ALWAYS_INLINE void bolt_dzwt(int32_t rows, int32_t K, int32_t N, int32_t ld, const real_t *restrict dZ,
                                          const real_t *restrict W, real_t *restrict dX)
 {
     int32_t r = 0;
     for (; r + BOLT_DOT_BLOCK <= rows; r += BOLT_DOT_BLOCK)
-        bolt_dzwt_row_block(BOLT_DOT_BLOCK, K, N, dZ + (size_t)r * N, W, dX + (size_t)r * K);
+        bolt_dzwt_row_block(BOLT_DOT_BLOCK, K, N, ld, dZ + (size_t)r * ld, W, dX + (size_t)r * K);
     for (; r < rows; ++r)
-        bolt_dzwt_row_block(1, K, N, dZ + (size_t)r * N, W, dX + (size_t)r * K);
+        bolt_dzwt_row_block(1, K, N, ld, dZ + (size_t)r * ld, W, dX + (size_t)r * K);
 }
 
 /* G[0..mi)[0..width) = sum over rows r of X[r][m] * dZ[r][0..width): the weight gradient of mi consecutive inputs

@@ -52,9 +52,13 @@ def training_active_sets(model, rows: int) -> np.ndarray:
     return model.arrays["l1.active"].ravel()[: rows * width].reshape(rows, width)
 
 
+SHARED = ", sampling=dwta(active_sets=batch)"  # one active set per batch
+
+
+@pytest.mark.parametrize("sampling", ["", SHARED], ids=["row-sets", "batch-sets"])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_with_every_neuron_active_the_sparse_path_is_the_dense_layer(write_spec, loss):
-    model = boltc.load(write_spec(spec_text(9, 17, 7, 0.99, loss=loss)))  # ceil(0.99 * 7) = 7: all active
+def test_with_every_neuron_active_the_sparse_path_is_the_dense_layer(write_spec, loss, sampling):
+    model = boltc.load(write_spec(spec_text(9, 17, 7, 0.99, loss=loss, sampling=sampling)))  # ceil(0.99 * 7) = 7
     assert model.plan.output.lsh.active == 7
     x, labels = make_data(16, 9, 7, seed=1)
     params = as_reference_params(model)
@@ -103,17 +107,18 @@ def test_dense_inference_through_a_sparse_layer_is_the_full_layer(write_spec, mo
     assert sparse_ids.min() >= 0 and sparse_ids.max() < 3000
 
 
+@pytest.mark.parametrize("sampling", ["", SHARED], ids=["row-sets", "batch-sets"])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_a_nan_weight_among_the_negatives_stops_training_before_any_update(write_spec, loss):
+def test_a_nan_weight_among_the_negatives_stops_training_before_any_update(write_spec, loss, sampling):
     """Vectorised maxima and exponentials must not hide a NaN: the loss guard has to see it."""
     from boltc.model import TrainingError
 
-    text = spec_text(12, 16, 40, 0.99, batch=16, loss=loss)  # all 40 neurons active: whole vectors of them
+    text = spec_text(12, 16, 40, 0.99, batch=16, loss=loss, sampling=sampling)  # all 40 neurons active: whole vectors of them
     model = boltc.load(write_spec(text.replace("seed = 4 }", "seed = 4, freeze_tables_after = 0 }")))
     x, _ = make_data(16, 12, 40, seed=13)
     labels = [[1], [20]] * 8
     model.arrays["l1.weights"][5] = np.nan  # never a label: in the loss only through the softmax's max and sum
-    before = {k: v.copy() for k, v in model.arrays.items() if k.startswith("l") and ("weights" in k or "table" in k)}
+    before = {b.name: model.arrays[b.name].copy() for b in model.buffers if b.kind in ("parameter", "optimizer", "table")}
     with pytest.raises(TrainingError, match=r"the loss became nan at batch 1 of epoch 1"):
         model.fit((x, labels), epochs=1)
     for name, array in before.items():
@@ -164,9 +169,10 @@ def test_same_seed_same_active_sets(write_spec):
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
+@pytest.mark.parametrize("sampling", ["", SHARED], ids=["row-sets", "batch-sets"])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_sparse_training_does_not_depend_on_the_thread_count(write_spec, loss):
-    spec = write_spec(spec_text(12, 16, 400, 0.05, batch=32, loss=loss))
+def test_sparse_training_does_not_depend_on_the_thread_count(write_spec, loss, sampling):
+    spec = write_spec(spec_text(12, 16, 400, 0.05, batch=32, loss=loss, sampling=sampling))
     x, labels = make_data(96, 12, 400, seed=3)
     runs = []
     for threads in (1, 2, 3):
@@ -293,6 +299,73 @@ def test_sparse_gradient_matches_numpy_on_the_chosen_active_sets(write_spec, los
     np.add.at(grad_w1, active, dz[:, :, None] * h[:, None, :])
     np.add.at(grad_b1, active, dz)
     dh = np.einsum("ba,bai->bi", dz, w1[active]) * (1 - h * h)
+    expected = {"l1.weights": grad_w1, "l1.bias": grad_b1, "l0.weights": x.astype(np.float64).T @ dh,
+                "l0.bias": dh.sum(axis=0)}
+    for key, grad in expected.items():
+        np.testing.assert_allclose(before[key] - model.arrays[key], grad, rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+def test_a_batch_shares_its_labels_then_the_rows_candidates_then_random_neurons(write_spec):
+    model = boltc.load(write_spec(spec_text(12, 16, 400, 0.1, batch=32, sampling=SHARED)))
+    lsh = model.plan.output.lsh
+    assert (lsh.active_sets, lsh.active, lsh.shared_active, lsh.row_candidates) == ("batch", 40, 304, 3)  # 40 + 8 labels per row, whole vectors
+    x, labels = make_data(32, 12, 400, seed=2, max_labels=3)
+    model.fit((x, labels), epochs=1)
+    batch_labels = []  # distinct, in batch order
+    for data_row in model.epoch_order(0, 32):
+        batch_labels += [label for label in labels[data_row] if label not in batch_labels]
+    size = int(model.arrays["l1.shared_size"][0])
+    assert size == 16 * -(-(len(batch_labels) + 40) // 16)  # labels and the active count, in whole vectors
+    shared = model.arrays["l1.shared_ids"][:size].tolist()
+    assert len(set(shared)) == size and all(0 <= n < 400 for n in shared)
+    assert shared[: len(batch_labels)] == batch_labels
+    # the rest: each row's LSH candidates first, in turns, then random neurons
+    offered = model.arrays["l1.row_candidates"].reshape(32, lsh.row_candidates)
+    counts = model.arrays["l1.row_candidate_counts"]
+    in_turns = []
+    for rank in range(lsh.row_candidates):
+        for row in range(32):
+            neuron = int(offered[row, rank])
+            if rank < counts[row] and neuron not in batch_labels and neuron not in in_turns:
+                in_turns.append(neuron)
+    expected = in_turns[: size - len(batch_labels)]
+    assert shared[len(batch_labels): len(batch_labels) + len(expected)] == expected
+    position = model.arrays["l1.shared_position"]  # 1 + place in the set, for the loss
+    assert [int(position[n]) for n in shared] == list(range(1, size + 1)) and np.count_nonzero(position) == size
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_batch_shared_gradient_matches_numpy_on_the_chosen_set(write_spec, loss):
+    """As the per-row test, with one active set for the batch: every row scores the same neurons, and its targets
+    are wherever its labels sit in the set."""
+    text = spec_text(6, 5, 60, 0.2, batch=8, extra="    optimizer sgd(learning_rate=1)\n", activation="tanh",
+                     loss=loss, sampling=SHARED)
+    model = boltc.load(write_spec(text), real_type="double")
+    x, labels = make_data(8, 6, 60, seed=6)
+    before = {k: v.copy() for k, v in model.parameters().items()}
+    model.fit((x, labels), epochs=1)
+    shared = model.arrays["l1.shared_ids"][: model.arrays["l1.shared_size"][0]].astype(np.int64)
+    assert len(np.unique(shared)) == len(shared) == 32  # 12 active and the batch's labels, in whole vectors
+    order = model.epoch_order(0, 8)
+    x, labels = x[order], [labels[i] for i in order]
+    w0, b0, w1, b1 = before["l0.weights"], before["l0.bias"], before["l1.weights"], before["l1.bias"]
+    h = np.tanh(x.astype(np.float64) @ w0 + b0)
+    z = h @ w1[shared].T + b1[shared]
+    if loss == "cross_entropy":
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+    else:
+        p = 1 / (1 + np.exp(-z))
+    target = np.zeros_like(p)
+    place = {int(n): a for a, n in enumerate(shared)}
+    for row, row_labels in enumerate(labels):
+        for label in row_labels:
+            target[row, place[label]] = 1.0 / len(row_labels) if loss == "cross_entropy" else 1.0
+    dz = (p - target) / len(labels)
+    grad_w1, grad_b1 = np.zeros_like(w1), np.zeros_like(b1)
+    grad_w1[shared] = dz.T @ h
+    grad_b1[shared] = dz.sum(axis=0)
+    dh = dz @ w1[shared] * (1 - h * h)
     expected = {"l1.weights": grad_w1, "l1.bias": grad_b1, "l0.weights": x.astype(np.float64).T @ dh,
                 "l0.bias": dh.sum(axis=0)}
     for key, grad in expected.items():
