@@ -182,7 +182,8 @@ def roofline_section(records: list[dict], threads: int) -> tuple[str | None, dic
     for layer, profile in boltc["kernel_profile"].items():
         in_dim, out_dim = boltc["layer_shapes"][layer]
         limits = machine_limits(threads, in_dim)
-        rows = kernel_rates(profile, in_dim, out_dim, limits)
+        shared = (boltc["plan"][layer]["lsh"] or {}).get("active_sets") == "batch"
+        rows = kernel_rates(profile, in_dim, out_dim, limits, shared)
         sections.append(f"Sparse layer '{layer}' ({in_dim} -> {out_dim}), boltc's whole run:\n\n"
                         + markdown(rows, limits))
         data[layer] = {"limits": limits, "kernels": rows}

@@ -84,6 +84,8 @@ def _amazon_systems(data: Prepared, args: argparse.Namespace) -> list[System]:
     return [
         _boltc("boltc", "specs/amazon670k.bolt", data, args, "--evals-per-epoch", "2"),
         _boltc("boltc-formula", "specs/amazon670k.bolt", data, args, "--evals-per-epoch", "2", "--tune", "off"),
+        _boltc("boltc-row-sets", "bench/amazon/amazon670k_row_sets.bolt", data, args, "--evals-per-epoch", "2",
+               "--tune", "off"),
         System("pytorch-full-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "full", *contract),
                matches_boltc_time=True, budget_arguments=_eval_every),
         System("pytorch-sampled-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "sampled", *contract),
@@ -141,8 +143,9 @@ WORKLOADS = {w.name: w for w in (
     Workload("amazon", "Amazon-670K-shaped synthetic (135,909 features -> 128 ReLU -> 670,091 labels)",
              "Synthetic rows with Amazon-670K's shape (bench/amazon/generate.py): ~75 features and ~5 labels per "
              "row, Zipf label frequencies. boltc: specs/amazon670k.bolt, LSH-sparse output (0.5% of neurons), P@k "
-             "by sparse inference (dense beside it in results.json); boltc-formula: the same with BOLT's formula "
-             "values instead of measured ones.", _amazon_data, _amazon_systems),
+             "by sparse inference (dense beside it in results.json); boltc-formula: the same with the formulas' "
+             "values instead of measured ones; boltc-row-sets: BOLT's configuration (formula values, an active set "
+             "per training row instead of one per batch).", _amazon_data, _amazon_systems),
     Workload("fashion_mnist", "Fashion-MNIST (784 pixels -> 256 ReLU -> 10 classes)",
              "The same network and recipe in boltc and PyTorch, 5 epochs; P@1 is accuracy.",
              _fashion_data, _fashion_systems),

@@ -43,6 +43,9 @@ DENSE_ROWS_MOST = 128
 # miss behind the work on the rows in between, near enough that fetched rows are still in L1 when used.
 PREFETCH_ROWS = 4
 BF16_BYTES = 2
+# Softmax outputs share one active set per batch unless the spec says otherwise: on the Amazon-670K shape that trains
+# 4.9x faster than per-row sets at a like P@1 per epoch (bench/README.md). Sigmoid outputs keep per-row sets: with a
+# batch's worth of negatives per row their positives learn epochs later (tests/run/test_sparse_task.py's task).
 # A batch-shared active set holds a multiple of this many neurons (a whole number of AVX-512 float vectors), so that
 # its logits fill SIMD registers in the matrix kernels.
 SHARED_ACTIVE_MULTIPLE = 16
@@ -229,7 +232,7 @@ def _carries_gradient(model: ir.Model, ref: ir.NodeRef) -> bool:
 
 
 def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: ir.Sampling | None,
-             train: ir.TrainConfig, measured: MeasuredLsh | None = None) -> LshPlan:
+             train: ir.TrainConfig, softmax: bool, measured: MeasuredLsh | None = None) -> LshPlan:
     """BOLT's DWTA configuration for a layer of `units` neurons at `sparsity` reading `in_dim` values; values the
     spec gives (sampling=dwta(...), train { rebuild = N }) replace the formulas', and so do measured ones that the
     spec leaves open (the hash family is measured only when the spec names none)."""
@@ -243,7 +246,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
                             written.bucket_cap or (measured.bucket_cap if same_family else None),
                             written.active_sets or measured.active_sets)
     active = min(units, max(1, math.ceil(sparsity * units)))
-    active_sets = given.active_sets or "row"
+    active_sets = given.active_sets or ("batch" if softmax else "row")
     shared_active = min(units, _whole_vectors(active + SHARED_LABELS_PER_ROW * train.batch_size))
     if given.family == "srp":
         # no BOLT formula: buckets of about 4 neurons, and enough tables to return about twice the active count
@@ -266,8 +269,9 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
                  if getattr(written, name) is not None]
     from_spec += ["family"] if sampling is not None and measured is not None else []
     from_spec += ["rebuild"] if fixed_period else []
-    origin = ("formula (BOLT's autotuner; rebuild schedule decaying as SLIDE proposes)" if given.family == "dwta"
-              else "formula (SRP: buckets of ~4 neurons, tables for ~2x the active count)")
+    origin = ("formula (BOLT's autotuner; rebuild schedule decaying as SLIDE proposes" if given.family == "dwta"
+              else "formula (SRP: buckets of ~4 neurons, tables for ~2x the active count") + \
+        ("; batch-shared active sets for a softmax output)" if given.active_sets is None and softmax else ")")
     if measured is not None:
         origin = f"measured ({measured.note})"
     if from_spec:
@@ -318,18 +322,26 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
         if reason:
             note = f"runs dense: sparsity {requested:g} was asked for ({origin}), but {reason}"
         else:
-            lsh = lsh_plan(layer.units, layer.in_dim, requested, threads, layer.sampling, model.train, measured)
+            lsh = lsh_plan(layer.units, layer.in_dim, requested, threads, layer.sampling, model.train,
+                           model.loss.kind is ir.LossKind.CROSS_ENTROPY, measured)
+            if lsh.active_sets == "batch":
+                training = (f"in training one set per batch: its labels and {lsh.active} neurons more (each row's "
+                            f"best {lsh.row_candidates} LSH candidates in turns, then random), {lsh.shared_active} "
+                            "at most")
+            else:
+                training = (f"in training the row's labels, up to {lsh.batch_negatives} of the batch's labels, "
+                            "then LSH candidates")
             note = (f"LSH-sparse: {lsh.active} of {layer.units} neurons per sample (sparsity {requested:g}, "
-                    f"{origin}; in training the row's labels, up to {lsh.batch_negatives} of the batch's labels, "
-                    f"then LSH candidates); {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
+                    f"{origin}; {training}); {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
                     f"{lsh.bucket_cap}, {lsh.permutations} permutations, tables {lsh.table_bytes / 2**20:.1f} MiB; "
                     f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}, new hash "
                     f"functions every {lsh.reconstruct_every} rebuilds"
                     + (f", frozen after {lsh.freeze_after_epochs} epochs (then labels are inserted into "
                        f"{lsh.insert_slack} free slots per bucket)" if lsh.freeze_after_epochs is not None
                        else "") + "; sparse "
-                    f"inference scores {lsh.inference_active}; update in {lsh.update_parts} parts of "
-                    f"{2 ** lsh.update_part_shift} neurons; forward FLOP/sample "
+                    f"inference scores {lsh.inference_active}; "
+                    + (f"update in {lsh.update_parts} parts of {2 ** lsh.update_part_shift} neurons; "
+                       if lsh.active_sets == "row" else "") + "forward FLOP/sample "
                     f"{2 * layer.in_dim * lsh.active + lsh.bins * 8:,} vs {matmul:,} dense [{lsh.origin}]")
     if lsh is not None:
         active_matmul = 2 * layer.in_dim * lsh.active
@@ -338,9 +350,11 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
             out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
             sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
             needs_input_gradient=needs_input_gradient, kernel="sparse",
-            kernel_note=(f"LSH-sparse output: {lsh.family.upper()} keys of the input, capped CSR buckets, labels "
-                         "first, topped up to a fixed active count; only touched neuron rows updated (lazy "
-                         f"{model.optimizer.kind.value})"),
+            kernel_note=(f"LSH-sparse output: {lsh.family.upper()} keys of the input, capped CSR buckets; "
+                         + ("in training one active set per batch, its weight rows gathered once and multiplied by "
+                            "the register-blocked dense kernels" if lsh.active_sets == "batch" else
+                            "labels first, topped up to a fixed active count per row")
+                         + f"; only touched neuron rows updated (lazy {model.optimizer.kind.value})"),
             weight_layout="output-major [out][in]", column_tile=min(layer.units, COLUMN_TILE),
             input_tile=min(layer.in_dim, COLUMN_TILE), transposed_backward=False, sparsity_requested=requested,
             sparsity_origin=origin, sparsity_note=note, lsh=lsh, parameters=parameters,

@@ -167,7 +167,8 @@ def _lsh_candidates(model: ir.Model, layer: LayerPlan) -> list[tuple[str, Measur
         train = model.train
         other = "srp" if formula.family == "dwta" else "dwta"
         alternative = lsh_plan(layer.out_dim, layer.in_dim, layer.sparsity_requested, layer.lsh.threads,
-                               ir.Sampling(other, None, None, None), train)
+                               ir.Sampling(other, None, None, None), train,
+                               model.loss.kind is ir.LossKind.CROSS_ENTROPY)
         out.append((f"{other} (formula)", MeasuredLsh(other, alternative.hashes, alternative.tables,
                                                       alternative.bucket_cap, formula.update_parts,
                                                       formula.prefetch_rows, "formula", formula.active_sets)))
@@ -176,7 +177,10 @@ def _lsh_candidates(model: ir.Model, layer: LayerPlan) -> list[tuple[str, Measur
 
 def _kernel_candidates(best: MeasuredLsh) -> list[tuple[str, MeasuredLsh]]:
     """Variants that change only speed: how many id ranges the update is split into, and how far ahead the
-    kernels fetch gathered rows."""
+    kernels fetch gathered rows. Both shape only per-row active sets' kernels: a batch-shared set's are matrix
+    products over rows it gathers once."""
+    if best.active_sets == "batch":
+        return []
     out = []
     for label, parts in (("update parts x2", best.update_parts * 2), ("update parts /2", best.update_parts // 2)):
         if 1 <= parts <= UPDATE_PARTS_MOST:

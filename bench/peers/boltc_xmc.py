@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "config": {"spec": args.spec, "epochs": epochs, "tune": args.tune},
         "plan": {layer.name: {"lsh": layer.lsh and {k: getattr(layer.lsh, k) for k in (
-            "family", "hashes", "tables", "bucket_cap", "active", "update_parts", "prefetch_rows", "origin")}}
+            "family", "hashes", "tables", "bucket_cap", "active", "active_sets", "update_parts", "prefetch_rows",
+            "origin")}}
             for layer in model.plan.layers if layer.lsh is not None},
         "tuning": model.tuning.to_json() if model.tuning is not None else None,
         "kernel_profile": model.kernel_profile(),

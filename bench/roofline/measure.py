@@ -54,8 +54,9 @@ def _row(kernel: str, seconds: float, per: float, bytes_moved: float, flops: flo
     }
 
 
-def kernel_rates(profile: dict, in_dim: int, out_dim: int, limits: dict) -> list[dict]:
-    """One row per kernel of one sparse layer: seconds, GB/s, GFLOP/s and their fractions of the limits."""
+def kernel_rates(profile: dict, in_dim: int, out_dim: int, limits: dict, shared: bool = False) -> list[dict]:
+    """One row per kernel of one sparse layer: seconds, GB/s, GFLOP/s and their fractions of the limits. With
+    batch-shared active sets (`shared`) scoring reads each updated neuron's row once per batch, not once per entry."""
     row_bytes = in_dim * REAL_BYTES
     batches = max(1.0, profile["batches"])
     thread_seconds = profile["select_thread_seconds"] + profile["score_thread_seconds"]
@@ -67,7 +68,8 @@ def kernel_rates(profile: dict, in_dim: int, out_dim: int, limits: dict) -> list
         {"kernel": "select (hash + buckets)", "seconds": profile["forward_seconds"] - score_seconds,
          "ms_per_call": 1000 * (profile["forward_seconds"] - score_seconds) / batches, "gb_per_s": None,
          "gflop_per_s": None, "of_triad": None, "of_pattern": None, "of_fma_peak": None},
-        _row("score (gathered dot products)", score_seconds, batches, scored * (row_bytes + REAL_BYTES),
+        _row("score (gathered rows x batch, matrix product)" if shared else "score (gathered dot products)",
+             score_seconds, batches, (updated if shared else scored) * (row_bytes + REAL_BYTES),
              2.0 * in_dim * scored, limits["gather_gbps"], limits),
         _row("backward + Adam update", profile["backward_seconds"], batches,
              updated * 6 * (row_bytes + REAL_BYTES), 4.0 * in_dim * entries + ADAM_FLOPS_PER_WEIGHT * in_dim * updated,

@@ -36,3 +36,7 @@ def test_kernel_rates_count_the_rows_each_kernel_must_move():
     assert update["gflop_per_s"] == pytest.approx((4 * 128 * 1000 + 10 * 128 * 100) / 0.5 / 1e9)
     assert rebuild["ms_per_call"] == pytest.approx(2000.0)
     assert rebuild["gb_per_s"] == pytest.approx(2 * 50 * 128 * 4 / 4.0 / 1e9)
+    # a batch-shared active set: each of its rows is gathered once, then multiplied by every row of the batch
+    shared_score = kernel_rates(profile, in_dim=128, out_dim=50, limits=limits, shared=True)[1]
+    assert shared_score["gb_per_s"] == pytest.approx(100 * row / 0.75 / 1e9)
+    assert shared_score["gflop_per_s"] == score["gflop_per_s"]

@@ -52,7 +52,8 @@ def training_active_sets(model, rows: int) -> np.ndarray:
     return model.arrays["l1.active"].ravel()[: rows * width].reshape(rows, width)
 
 
-SHARED = ", sampling=dwta(active_sets=batch)"  # one active set per batch
+SHARED = ", sampling=dwta(active_sets=batch)"  # one active set per batch (softmax outputs' default)
+ROW = ", sampling=dwta(active_sets=row)"  # one per row (BOLT's; sigmoid outputs' default)
 
 
 @pytest.mark.parametrize("sampling", ["", SHARED], ids=["row-sets", "batch-sets"])
@@ -126,7 +127,7 @@ def test_a_nan_weight_among_the_negatives_stops_training_before_any_update(write
 
 
 def test_active_sets_hold_the_labels_and_exactly_the_planned_count(write_spec):
-    model = boltc.load(write_spec(spec_text(12, 16, 400, 0.05, batch=32)))
+    model = boltc.load(write_spec(spec_text(12, 16, 400, 0.05, batch=32, sampling=ROW)))
     active_count = model.plan.output.lsh.active
     assert active_count == 20
     x, labels = make_data(32, 12, 400, seed=2, max_labels=5)
@@ -141,7 +142,7 @@ def test_active_sets_hold_the_labels_and_exactly_the_planned_count(write_spec):
 
 
 def test_the_batch_labels_join_every_active_set_after_the_rows_own(write_spec):
-    model = boltc.load(write_spec(spec_text(12, 16, 400, 0.1, batch=32)))
+    model = boltc.load(write_spec(spec_text(12, 16, 400, 0.1, batch=32, sampling=ROW)))
     lsh = model.plan.output.lsh
     assert (lsh.active, lsh.batch_negatives) == (40, 10)
     x, labels = make_data(32, 12, 400, seed=2, max_labels=3)
@@ -158,7 +159,7 @@ def test_the_batch_labels_join_every_active_set_after_the_rows_own(write_spec):
 
 
 def test_same_seed_same_active_sets(write_spec):
-    spec = write_spec(spec_text(12, 16, 400, 0.05, batch=32))
+    spec = write_spec(spec_text(12, 16, 400, 0.05, batch=32, sampling=ROW))
     x, labels = make_data(32, 12, 400, seed=3)
     runs = []
     for _ in range(2):
@@ -242,7 +243,7 @@ def test_rebuild_puts_every_neuron_once_in_each_table_under_its_key(write_spec):
             assert sorted(bucket.tolist()) == sorted(np.flatnonzero(keys[t] == key).tolist())
 
 
-@pytest.mark.parametrize("sampling", ["", ", sampling=srp()"], ids=["dwta", "srp"])
+@pytest.mark.parametrize("sampling", [ROW, ", sampling=srp(active_sets=row)"], ids=["dwta", "srp"])
 def test_neurons_closer_to_the_query_are_retrieved_more_often(write_spec, sampling):
     """A linear hidden layer set to the identity makes the hashed vector the input itself."""
     dim, outputs = 32, 2000
@@ -275,7 +276,7 @@ def test_sparse_gradient_matches_numpy_on_the_chosen_active_sets(write_spec, los
     recomputed in numpy over the active sets the kernels chose (softmax over the active neurons only, or a sigmoid
     per active neuron)."""
     text = spec_text(6, 5, 60, 0.2, batch=8, extra="    optimizer sgd(learning_rate=1)\n", activation="tanh",
-                     loss=loss)
+                     loss=loss, sampling=ROW)
     model = boltc.load(write_spec(text), real_type="double")
     x, labels = make_data(8, 6, 60, seed=6)
     before = {k: v.copy() for k, v in model.parameters().items()}
@@ -454,7 +455,7 @@ def test_srp_tables_hold_each_neuron_under_the_signs_of_its_projections(write_sp
 
 
 def test_the_kernel_profile_counts_what_training_touched(write_spec):
-    model = boltc.load(write_spec(spec_text(9, 17, 300, 0.05, batch=16)))
+    model = boltc.load(write_spec(spec_text(9, 17, 300, 0.05, batch=16, sampling=ROW)))
     active = model.plan.output.lsh.active
     x, labels = make_data(40, 9, 300, seed=5)
     model.fit((x, labels), epochs=1)  # batches of 16, 16, 8

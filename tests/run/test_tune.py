@@ -81,7 +81,7 @@ def test_first_fit_adopts_the_measured_plan_and_a_saved_model_keeps_it(write_spe
     model = load(spec, tune=True, tune_budget=BUDGET)
     assert model.tuner is not None and not model.plan.measured
     train, test = documents(3000, seed=1), documents(500, seed=2)
-    model.fit(train, epochs=2)
+    model.fit(train, epochs=3)
     assert model.tuning is not None and model.tuner is None
     assert model.plan.measured == model.tuning.measured
     assert model.plan.output.lsh.origin.startswith("measured (boltc tune")
