@@ -4,6 +4,7 @@ settings. Data preparation runs as children (the scripts also work on their own)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -84,8 +85,9 @@ def _amazon_systems(data: Prepared, args: argparse.Namespace) -> list[System]:
     return [
         _boltc("boltc", "specs/amazon670k.bolt", data, args, "--evals-per-epoch", "2"),
         _boltc("boltc-formula", "specs/amazon670k.bolt", data, args, "--evals-per-epoch", "2", "--tune", "off"),
-        _boltc("boltc-row-sets", "bench/amazon/amazon670k_row_sets.bolt", data, args, "--evals-per-epoch", "2",
-               "--tune", "off"),
+        dataclasses.replace(_boltc("boltc-row-sets", "bench/amazon/amazon670k_row_sets.bolt", data, args,
+                                   "--evals-per-epoch", "2", "--tune", "off", "--name", "boltc-row-sets"),
+                            matches_boltc_time=True),
         System("pytorch-full-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "full", *contract),
                matches_boltc_time=True, budget_arguments=_eval_every),
         System("pytorch-sampled-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "sampled", *contract),

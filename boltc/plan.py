@@ -44,8 +44,9 @@ DENSE_ROWS_MOST = 128
 PREFETCH_ROWS = 4
 BF16_BYTES = 2
 # Softmax outputs share one active set per batch unless the spec says otherwise: on the Amazon-670K shape that trains
-# 4.9x faster than per-row sets at a like P@1 per epoch (bench/README.md). Sigmoid outputs keep per-row sets: with a
-# batch's worth of negatives per row their positives learn epochs later (tests/run/test_sparse_task.py's task).
+# at 4.4x the samples/s of per-row sets, a few points of P@1 lower per epoch (bench/README.md). Sigmoid outputs keep
+# per-row sets: with a batch's worth of negatives per row their positives learn epochs later
+# (tests/run/test_sparse_task.py's task).
 # A batch-shared active set holds a multiple of this many neurons (a whole number of AVX-512 float vectors), so that
 # its logits fill SIMD registers in the matrix kernels.
 SHARED_ACTIVE_MULTIPLE = 16

@@ -6,7 +6,7 @@ inference throughput, batch-1 latency and the sparse layers' kernel profile (for
 With an LSH-sparse output layer, both inference modes are measured at every point; the curve's precision@k is
 sparse inference's (the mode a sparse model serves in), dense inference's is kept beside it. Training seconds count
 fit()'s wall time (the rebuilds included), not evaluation; measured autotuning (the first fit's, unless
---tune off) is timed apart as tune_seconds.
+--tune off) is timed apart as tune_seconds. With --time-budget, training stops once both together reach it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", choices=("on", "off"), default="on",
                         help="measured autotuning at the first fit (off: BOLT's formulas)")
     parser.add_argument("--tune-budget", type=float, default=None, help="seconds (default: boltc's)")
+    parser.add_argument("--name", default=None, help="the system's name in the record (default: boltc, or "
+                                                     "boltc-formula with --tune off)")
     args = parser.parse_args(argv)
     check_contract_arguments(parser, args)
     set_thread_environment(args.threads)
@@ -67,9 +69,16 @@ def main(argv: list[str] | None = None) -> int:
 
     curve: list[dict] = []
     train_seconds, samples, tune_seconds = 0.0, 0, 0.0
+
+    def within_budget() -> bool:
+        """Checked before each piece, so the last one may overrun --time-budget a little, as the peers' batches do."""
+        return args.time_budget is None or train_seconds + tune_seconds < args.time_budget
+
     for epoch in range(epochs):
         order = np.random.default_rng([args.seed, epoch]).permutation(train.n_rows)
         for piece in np.array_split(order, args.evals_per_epoch):
+            if not within_budget():
+                break
             history = model.fit(take_rows(train, piece), epochs=1, progress=False)
             if not curve and model.tuning is not None and not model.tuning.cached:
                 tune_seconds = model.tuning.seconds
@@ -95,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         latency["sparse" if mode else "dense"] = 1000 * float(np.median(timings))
 
     record = {
-        "system": "boltc" if args.tune == "on" or not sparse else "boltc-formula",
+        "system": args.name or ("boltc" if args.tune == "on" or not sparse else "boltc-formula"),
         "version": boltc.__version__,
         "train_seconds": train_seconds,
         "tune_seconds": tune_seconds,

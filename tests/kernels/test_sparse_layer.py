@@ -472,6 +472,17 @@ def test_the_kernel_profile_counts_what_training_touched(write_spec):
     assert alone["rebuilds"] == 1  # fit() rebuilds at its end, so that inference reads the final weights
 
 
+def test_the_kernel_profile_counts_a_shared_set_once_per_batch(write_spec):
+    model = boltc.load(write_spec(spec_text(9, 17, 300, 0.05, batch=16, sampling=SHARED)))
+    x, labels = make_data(16, 9, 300, seed=5)
+    model.fit((x, labels), epochs=1)
+    profile = model.kernel_profile()["o"]
+    size = int(model.arrays["l1.shared_size"][0])
+    assert size % 16 == 0 and size >= model.plan.output.lsh.active
+    assert profile["batches"] == 1 and profile["neurons_updated"] == size
+    assert profile["entries_scored"] == profile["entries_updated"] == 16 * size
+
+
 def bf16_to_float(stored: np.ndarray) -> np.ndarray:
     return (stored.astype(np.uint32) << 16).view(np.float32)
 
