@@ -223,9 +223,9 @@ static inline void bolt_lsh_insert(int32_t key, int32_t label, uint32_t salt, in
 
 #define BOLT_LSH_TAKEN 255 /* votes[n] of a neuron already in the active set; 1 .. 254 count bucket hits */
 
-/* The active set of one sample, at most `active` distinct ids: its labels first, then the shared `negatives`
- * (training); then the neurons the
- * probed buckets return (at most `cap` ids from each bucket), ranked by how many tables returned them when there are
+/* The active set of one sample, at most `active` distinct ids: its labels first, then the `common` neurons every
+ * sample takes (the batch's labels in training, the heaviest rows in inference); then the neurons the probed buckets
+ * return (at most `cap` ids from each bucket), ranked by how many tables returned them when there are
  * more than fit, since a neuron found in more tables collides with the query more often and so is more similar;
  * then, while there are fewer than `least`, neurons taken in `order` from a place chosen by `salt`. Returns the
  * number of ids chosen (`active` whenever `least` is).
@@ -237,13 +237,13 @@ static inline int32_t bolt_lsh_select(int32_t active, int32_t least, int32_t n, 
                                    int64_t stride, const int32_t *restrict keys, const int32_t *restrict offsets,
                                    const int32_t *restrict sizes, const int32_t *restrict ids,
                                    const int32_t *restrict order, const int32_t *restrict labels, int64_t n_labels,
-                                   const int32_t *restrict negatives, int32_t n_negatives, uint32_t salt,
+                                   const int32_t *restrict common, int32_t n_common, uint32_t salt,
                                    uint8_t *restrict votes, int32_t *restrict candidates, int32_t *restrict chosen)
 {
     int32_t bounds[2 * tables]; /* the part of each table's bucket that is read */
     int32_t count = 0, n_candidates = 0;
-    for (int64_t p = 0; p < n_labels + n_negatives && count < active; ++p) {
-        const int32_t neuron = p < n_labels ? labels[p] : negatives[p - n_labels];
+    for (int64_t p = 0; p < n_labels + n_common && count < active; ++p) {
+        const int32_t neuron = p < n_labels ? labels[p] : common[p - n_labels];
         if (votes[neuron] != BOLT_LSH_TAKEN) {
             votes[neuron] = BOLT_LSH_TAKEN;
             chosen[count++] = neuron;

@@ -206,13 +206,18 @@ def numpy_dwta_keys(vectors: np.ndarray, coords: np.ndarray, tables: int, hashes
     return (per_table << shifts).sum(axis=2).T
 
 
-def test_sparse_inference_scores_the_bucket_candidates_and_tops_up_only_to_k(write_spec):
+def test_sparse_inference_scores_the_heaviest_rows_and_the_bucket_candidates_and_tops_up_only_to_k(write_spec):
     model = boltc.load(write_spec(spec_text(10, 24, 3000, 0.02, batch=32,
                                             sampling=", sampling=dwta(hashes=3, tables=6, bucket_cap=5)")))
     lsh = model.plan.output.lsh
     x, _ = make_data(32, 10, 3000, seed=12)
+    model.arrays["l1.weights"][::7] *= 1.5  # rows of distinct norms, spread over the ids
+    model.rebuild()
+    norms = np.linalg.norm(model.arrays["l1.weights"].astype(np.float64), axis=1)
+    heaviest = np.argsort(-norms)[: lsh.heavy].tolist()
+    assert lsh.heavy == 30
     ids, offsets = model.arrays["l1.table_ids"], model.arrays["l1.table_offsets"]
-    for k in (1, 20):
+    for k in (1, 70):
         model.predict(x, top_k=k, sparse=True)
         hidden = model.arrays["l0.act"][:32].astype(np.float64)
         keys = numpy_dwta_keys(hidden, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)
@@ -223,9 +228,10 @@ def test_sparse_inference_scores_the_bucket_candidates_and_tops_up_only_to_k(wri
             for t in range(lsh.tables):
                 begin = offsets[t, keys[t, row]]
                 found.update(ids[t, begin:min(offsets[t, keys[t, row] + 1], begin + lsh.bucket_cap)].tolist())
-            assert len(found) <= 30 < lsh.inference_active  # at most tables * cap candidates: never truncated
-            assert counts[row] == max(len(found), k)
+            assert len(found) <= 30 and lsh.heavy + 30 <= lsh.inference_active  # never truncated
+            assert counts[row] == max(len(found | set(heaviest)), k)
             chosen = active[row, : counts[row]].tolist()
+            assert chosen[: lsh.heavy] == heaviest  # first, heaviest first
             assert len(set(chosen)) == len(chosen) and found <= set(chosen)
 
 

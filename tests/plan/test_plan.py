@@ -63,7 +63,7 @@ def test_sparse_output_gets_bolts_lsh_configuration():
     assert lsh.table_bytes == 4 * 164 * (670091 + 2**15 + 1)
     assert scores.flops_forward == 2 * 256 * 3351 + 820 * 8
     assert scores.sparsity_note.startswith("LSH-sparse: 3351 of 670091 neurons per sample (sparsity 0.005, spec;")
-    assert lsh.batch_negatives == 837 and lsh.inference_active == 6702
+    assert lsh.batch_negatives == 837 and lsh.heavy == 1676 and lsh.inference_active == 6702 + 1676
 
 
 def test_spec_sampling_and_rebuild_settings_replace_the_formulas():
