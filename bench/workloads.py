@@ -153,6 +153,6 @@ WORKLOADS = {w.name: w for w in (
              _fashion_data, _fashion_systems),
     Workload("debtags", "Debian package descriptions -> Debtags (multi-label text)",
              "Packages with tags from the apt index (bench/debtags/prepare.py): unigrams and bigrams of the "
-             "descriptions hashed into 262,144 tf-idf features, split 80/20 by source package. Each system "
+             "descriptions hashed into 1,048,576 tf-idf features, split 80/20 by source package. Each system "
              "trains by its own recipe; fastText reads the text itself.", _debtags_data, _debtags_systems),
 )}

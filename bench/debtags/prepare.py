@@ -20,7 +20,7 @@ unless ``--force``.
 
 Usage (from the repository root)::
 
-    python bench/debtags/prepare.py [--out bench/data/debtags] [--features 262144] [--seed 0] [--force]
+    python bench/debtags/prepare.py [--out bench/data/debtags] [--features 1048576] [--seed 0] [--force]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "bench" / "data" / "debtags"
-DEFAULT_FEATURES = 2**18
+DEFAULT_FEATURES = 2**20
 APT_HELPER = "/usr/lib/apt/apt-helper"
 UPDATE_HINT = "run `apt-get update -o Acquire::Languages=en` (as root) to fetch the package lists with their tags"
 
