@@ -71,31 +71,40 @@ def _eval_every(budget: float) -> tuple[str, ...]:
 
 # -- Amazon-670K-shaped synthetic ----------------------------------------------------------------------------------
 
-def _amazon_data(args: argparse.Namespace) -> Prepared:
-    rows = args.train_rows or 100_000
-    out = DATA / "amazon"
-    _prepare_with(_python(BENCH / "amazon" / "generate.py", "--train-rows", str(rows), "--test-rows", "20000",
-                          "--out", str(out)))
-    return Prepared(out / "train.txt", out / "test.txt", {"train_rows": rows, "test_rows": 20000,
-                                                          "generator": "bench/amazon/generate.py"})
+def _synthetic_xmc_data(folder: str, *shape: str) -> Callable[[argparse.Namespace], Prepared]:
+    """Rows from bench/amazon/generate.py, of Amazon-670K's shape unless ``shape`` gives --features / --labels."""
+    def prepare(args: argparse.Namespace) -> Prepared:
+        rows = args.train_rows or 100_000
+        out = DATA / folder
+        _prepare_with(_python(BENCH / "amazon" / "generate.py", "--train-rows", str(rows), "--test-rows", "20000",
+                              "--out", str(out), *shape))
+        return Prepared(out / "train.txt", out / "test.txt", {"train_rows": rows, "test_rows": 20000,
+                                                              "generator": "bench/amazon/generate.py " +
+                                                                           " ".join(shape)})
+    return prepare
 
 
-def _amazon_systems(data: Prepared, args: argparse.Namespace) -> list[System]:
-    contract = _contract(data, args)
-    return [
-        _boltc("boltc", "specs/amazon670k.bolt", data, args, "--evals-per-epoch", "2"),
-        _boltc("boltc-formula", "specs/amazon670k.bolt", data, args, "--evals-per-epoch", "2", "--tune", "off"),
-        dataclasses.replace(_boltc("boltc-row-sets", "bench/amazon/amazon670k_row_sets.bolt", data, args,
-                                   "--evals-per-epoch", "2", "--tune", "off", "--name", "boltc-row-sets"),
-                            matches_boltc_time=True),
-        System("pytorch-full-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "full", *contract),
-               matches_boltc_time=True, budget_arguments=_eval_every),
-        System("pytorch-sampled-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "sampled", *contract),
-               matches_boltc_time=True, budget_arguments=_eval_every),
-        # fastText's one-vs-all loss touches every label per example: hierarchical softmax is its XMC mode
-        System("fasttext", _python(PEERS / "fasttext_peer.py", "--loss", "hs", *contract), matches_boltc_time=True),
-        System("omikuji", _python(PEERS / "tree_peer.py", "--library", "omikuji", *contract)),
-    ]
+def _xmc_systems(spec: str, row_sets_spec: str | None) -> Callable[[Prepared, argparse.Namespace], list[System]]:
+    """boltc with measured and with formula values (and, given its spec, BOLT's per-row sets) against the peers."""
+    def systems(data: Prepared, args: argparse.Namespace) -> list[System]:
+        contract = _contract(data, args)
+        row_sets = [dataclasses.replace(_boltc("boltc-row-sets", row_sets_spec, data, args, "--evals-per-epoch", "2",
+                                               "--tune", "off", "--name", "boltc-row-sets"),
+                                        matches_boltc_time=True)] if row_sets_spec else []
+        return [
+            _boltc("boltc", spec, data, args, "--evals-per-epoch", "2"),
+            _boltc("boltc-formula", spec, data, args, "--evals-per-epoch", "2", "--tune", "off"),
+            *row_sets,
+            System("pytorch-full-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "full", *contract),
+                   matches_boltc_time=True, budget_arguments=_eval_every),
+            System("pytorch-sampled-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "sampled", *contract),
+                   matches_boltc_time=True, budget_arguments=_eval_every),
+            # fastText's one-vs-all loss touches every label per example: hierarchical softmax is its XMC mode
+            System("fasttext", _python(PEERS / "fasttext_peer.py", "--loss", "hs", *contract),
+                   matches_boltc_time=True),
+            System("omikuji", _python(PEERS / "tree_peer.py", "--library", "omikuji", *contract)),
+        ]
+    return systems
 
 
 # -- Fashion-MNIST ---------------------------------------------------------------------------------------------------
@@ -147,7 +156,15 @@ WORKLOADS = {w.name: w for w in (
              "row, Zipf label frequencies. boltc: specs/amazon670k.bolt, LSH-sparse output (0.5% of neurons), P@k "
              "by sparse inference (dense beside it in results.json); boltc-formula: the same with the formulas' "
              "values instead of measured ones; boltc-row-sets: BOLT's configuration (formula values, an active set "
-             "per training row instead of one per batch).", _amazon_data, _amazon_systems),
+             "per training row instead of one per batch).", _synthetic_xmc_data("amazon"),
+             _xmc_systems("specs/amazon670k.bolt", "bench/amazon/amazon670k_row_sets.bolt")),
+    Workload("xmc325k", "A 325K-label synthetic (1,617,899 features -> 128 ReLU -> 325,056 labels)",
+             "WikiLSHTC-325K's dimensions with the Amazon generator's rows (bench/amazon/generate.py --features "
+             "1617899 --labels 325056): ~75 features and ~5 labels per row, Zipf label frequencies. boltc: "
+             "specs/xmc325k.bolt, LSH-sparse output (0.5% of neurons), P@k by sparse inference; boltc-formula: the "
+             "same with the formulas' values instead of measured ones.",
+             _synthetic_xmc_data("xmc325k", "--features", "1617899", "--labels", "325056"),
+             _xmc_systems("specs/xmc325k.bolt", None)),
     Workload("fashion_mnist", "Fashion-MNIST (784 pixels -> 256 ReLU -> 10 classes)",
              "The same network and recipe in boltc and PyTorch, 5 epochs; P@1 is accuracy.",
              _fashion_data, _fashion_systems),

@@ -251,12 +251,13 @@ def write_split(path: Path, law: LabelLaw, seed: int, split: str, n_rows: int, c
     }
 
 
-def file_rows(path: Path) -> int | None:
-    """Row count of a complete file: the header's, if the file holds exactly that many lines after it."""
+def file_rows(path: Path, n_features: int = N_FEATURES, n_labels: int = N_LABELS) -> int | None:
+    """Row count of a complete file of this shape: the header's, if the file holds exactly that many lines after
+    it."""
     try:
         with open(path, "rb") as fh:
             header = fh.readline().split()
-            if len(header) != 3 or [int(header[1]), int(header[2])] != [N_FEATURES, N_LABELS]:
+            if len(header) != 3 or [int(header[1]), int(header[2])] != [n_features, n_labels]:
                 return None
             lines = 0
             while True:
@@ -270,13 +271,14 @@ def file_rows(path: Path) -> int | None:
 
 
 def generate(out: Path, train_rows: int, test_rows: int, *, seed: int = 0, a: float = 1.0, q: float = 50.0,
-             chunk_rows: int = 10_000, force: bool = False, quiet: bool = False) -> dict:
+             chunk_rows: int = 10_000, n_features: int = N_FEATURES, n_labels: int = N_LABELS, force: bool = False,
+             quiet: bool = False) -> dict:
     """Make ``out/train.txt`` and ``out/test.txt`` (unless already there); return the paths and stats."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"train": out / "train.txt", "test": out / "test.txt"}
     params = {"format_version": FORMAT_VERSION, "seed": seed, "a": a, "q": q, "chunk_rows": chunk_rows,
-              "train_rows": train_rows, "test_rows": test_rows, "n_features": N_FEATURES, "n_labels": N_LABELS}
+              "train_rows": train_rows, "test_rows": test_rows, "n_features": n_features, "n_labels": n_labels}
     meta_path = out / "meta.json"
 
     def say(msg: str) -> None:
@@ -288,13 +290,13 @@ def generate(out: Path, train_rows: int, test_rows: int, *, seed: int = 0, a: fl
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             meta = {}
-        if (meta.get("params") == params and file_rows(paths["train"]) == train_rows
-                and file_rows(paths["test"]) == test_rows):
+        if (meta.get("params") == params and file_rows(paths["train"], n_features, n_labels) == train_rows
+                and file_rows(paths["test"], n_features, n_labels) == test_rows):
             say(f"generate: {paths['train']} and {paths['test']} are up to date (use --force to remake)")
             return {"paths": paths, "meta": meta, "generated": False}
 
     started = time.perf_counter()
-    law = LabelLaw(seed, a, q)
+    law = LabelLaw(seed, a, q, n_labels, n_features)
     expected_head = 1.0 - (1.0 - law.probabilities[0]) ** 5
     stats = {}
     for split, n_rows in (("train", train_rows), ("test", test_rows)):
@@ -322,14 +324,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--a", type=float, default=1.0, help="Zipf-Mandelbrot exponent (default 1)")
     parser.add_argument("--q", type=float, default=50.0, help="Zipf-Mandelbrot offset (default 50)")
     parser.add_argument("--chunk-rows", type=int, default=10_000, help="rows made and written at a time")
+    parser.add_argument("--features", type=int, default=N_FEATURES, help=f"feature ids (default {N_FEATURES:,})")
+    parser.add_argument("--labels", type=int, default=N_LABELS, help=f"label ids (default {N_LABELS:,})")
     parser.add_argument("--force", action="store_true", help="remake the files even if they are up to date")
     args = parser.parse_args(argv)
     if args.train_rows < 1 or args.test_rows < 1 or args.chunk_rows < 1 or args.seed < 0:
         parser.error("--train-rows, --test-rows and --chunk-rows must be >= 1, --seed >= 0")
     if args.a <= 0 or args.q < 0:
         parser.error("--a must be > 0 and --q >= 0")
+    if args.features < 2 * PROTOTYPE_SIZE or args.labels < MAX_LABELS:
+        parser.error(f"--features must be >= {2 * PROTOTYPE_SIZE} (distinct prototype members) and --labels >= "
+                     f"{MAX_LABELS} (distinct labels per row)")
     generate(args.out, args.train_rows, args.test_rows, seed=args.seed, a=args.a, q=args.q,
-             chunk_rows=args.chunk_rows, force=args.force)
+             chunk_rows=args.chunk_rows, n_features=args.features, n_labels=args.labels, force=args.force)
     return 0
 
 
