@@ -6,8 +6,10 @@ labels. Every candidate configuration (the update's part count and prefetch dist
 and bucket cap) is planned, emitted and built like any spec, takes over the warmed weights and optimizer state
 (and hash functions, where it hashes as the formula does), rebuilds its tables, and is scored by two measurements:
 how many of the best-scoring neurons of held-out sample rows are among those sparse inference would score for them
-(what LSH is for; label recall is reported beside it), and the time of the layer's kernels in a training step plus
-its share of the planned rebuilds. The cheapest candidate whose recall is within RECALL_KEPT of the formula's wins;
+(what LSH is for), how many of their labels are (what sparse P@k rests on: the heaviest rows, which sparse inference
+scores whatever the hashing, can hold every best-scoring neuron, and then only the labels tell hash variants apart),
+and the time of the layer's kernels in a training step plus its share of the planned rebuilds. The cheapest
+candidate whose two recalls are both within RECALL_KEPT of the formula's wins;
 it must also be cheaper by more than TIME_NOISE than the formula's, measured again after the search, or the
 formula's values stay. The choice is cached per machine, spec and data (``cache_root()/tuning``).
 
@@ -200,6 +202,10 @@ def _planned_rebuilds(layer: LayerPlan, batches: int) -> int:
     return count
 
 
+def _keeps_recall(trial: Trial, formula: Trial) -> bool:
+    return trial.recall >= RECALL_KEPT * formula.recall and trial.label_recall >= RECALL_KEPT * formula.label_recall
+
+
 def _recall(ids: np.ndarray, counts: np.ndarray, wanted: list[np.ndarray]) -> float:
     """Share of each row's wanted neurons among the ones sparse inference scores for it, over all rows."""
     found = total = 0
@@ -286,14 +292,14 @@ class _Tuner:
 
     def search(self, layer: LayerPlan, candidates, formula: Trial, best: Trial, chosen: dict[int, MeasuredLsh],
                bar: Progress) -> Trial:
-        """Measure candidates while the budget lasts; the cheapest that keeps the formula's recall wins."""
+        """Measure candidates while the budget lasts; the cheapest that keeps the formula's recalls wins."""
         for label, config in candidates:
             if self.out_of_time():
                 break
             trial = self.measure(layer, label, config, chosen)
             self.trials.append(trial)
             bar.advance(1, f"{label}: recall {trial.recall:.3f}, {trial.cost_ms:.1f} ms/batch")
-            if trial.recall >= RECALL_KEPT * formula.recall and trial.cost_ms < (1 - TIME_NOISE) * best.cost_ms:
+            if _keeps_recall(trial, formula) and trial.cost_ms < (1 - TIME_NOISE) * best.cost_ms:
                 best = trial
         return best
 
@@ -327,7 +333,8 @@ class _Tuner:
             hashing = "hash values measured" if informative else \
                 "hash values kept (the warm-up's hashing found the best neurons at chance rate)"
             note = (f"boltc tune: {best.label}; {hashing}; recall {best.recall:.3f} vs formula {formula.recall:.3f}, "
-                    f"chance {formula.chance:.3f}; {best.cost_ms:.1f} vs {formula.cost_ms:.1f} ms per batch")
+                    f"labels {best.label_recall:.3f} vs {formula.label_recall:.3f}, chance {formula.chance:.3f}; "
+                    f"{best.cost_ms:.1f} vs {formula.cost_ms:.1f} ms per batch")
             chosen[layer.index] = dataclasses.replace(best.config, note=note)
         bar.close()
         return Tuning(self.key, chosen, tuple(self.trials),

@@ -40,6 +40,7 @@ def test_tune_measures_the_formula_first_and_caches_the_choice(write_spec):
     winner = next(t for t in found.trials if values(t.config) == values(chosen))  # the choice was measured
     if winner is not first:
         assert winner.recall >= tuning.RECALL_KEPT * first.recall and winner.cost_ms < first.cost_ms
+        assert winner.label_recall >= tuning.RECALL_KEPT * first.label_recall
     again = tune_spec(spec, train, budget=BUDGET, progress=False)
     assert again.cached and again.measured == found.measured and again.trials == found.trials
     other_data = tune_spec(spec, documents(3000, seed=3), budget=1.0, progress=False)
