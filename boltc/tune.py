@@ -38,7 +38,7 @@ from boltc.model import Model
 from boltc.plan import UPDATE_PARTS_MOST, LayerPlan, MeasuredLsh, Plan, lsh_plan, plan
 from boltc.progress import Progress
 
-TUNE_VERSION = 1
+TUNE_VERSION = 2
 DEFAULT_BUDGET_SECONDS = 90.0  # boltc tune
 FIT_BUDGET_SECONDS = 30.0  # the first fit of a model that nothing was measured for: kernel variants, mostly
 # A candidate must find at least this share of the labels that the formula's configuration finds for the same rows.
