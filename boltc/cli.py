@@ -278,7 +278,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--data", required=True, metavar="FILE")
     p.add_argument("--metrics", help="comma-separated, e.g. accuracy,precision@5 (default: the spec's)")
-    p.add_argument("--sparse", action="store_true", help="score only the LSH-selected neurons of sparse layers")
+    p.add_argument("--sparse", action="store_true", help="score only the heavy rows and LSH candidates of sparse layers")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_evaluate)
 
@@ -286,7 +286,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--data", required=True, metavar="FILE")
     p.add_argument("--top-k", type=_positive, default=1)
-    p.add_argument("--sparse", action="store_true", help="score only the LSH-selected neurons of sparse layers")
+    p.add_argument("--sparse", action="store_true", help="score only the heavy rows and LSH candidates of sparse layers")
     p.set_defaults(run=cmd_predict)
 
     p = commands.add_parser("demo", help="compile, train and evaluate the bundled example in under a minute")

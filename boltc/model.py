@@ -478,7 +478,8 @@ class Model:
     def predict(self, data, top_k: int = 1, progress: bool | None = False,
                 sparse: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The ``top_k`` best output ids per row, best first, and their scores (probabilities; with
-        ``sparse=True``, probabilities over the LSH-selected neurons only)."""
+        ``sparse=True``, probabilities over the neurons sparse inference scores only: the heavy rows and the LSH
+        candidates)."""
         dataset = self.prepare_data(data, labelled=False)
         ids, scores, _ = self._infer(dataset, top_k, progress, "predict", sparse)
         return ids, scores

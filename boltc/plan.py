@@ -19,8 +19,9 @@ COLUMN_TILE = 512
 # Below this many outputs a layer's input gradient goes through a transposed copy of its weights: dot products
 # along so few outputs would leave most SIMD lanes idle, rows of the transpose are as wide as the input.
 TRANSPOSED_BACKWARD_BELOW = 64
-# Sparse inference scores this many times the training active count: still a small fraction of the layer, and the
-# true top neurons that hashing ranks just below the training cut-off are found.
+# Sparse inference takes this many times the training active count of LSH candidates (besides the heavy rows below):
+# still a small fraction of the layer, and the true top neurons that hashing ranks just below the training cut-off
+# are found.
 INFERENCE_WIDENING = 2
 # Sparse inference also scores the neurons of the largest weight norms, a quarter as many as the LSH candidates it
 # takes. DWTA and SRP hash a row's direction, never its length, yet the length decides an inner product, so the rows

@@ -68,6 +68,7 @@ class Trial:
     layer: int
     label: str  # what differs from the formula, in words
     config: MeasuredLsh
+    # recalls and chance count the heavy rows, which every candidate scores alike whatever its hashing
     recall: float  # share of the held-out rows' TOP_NEURONS best-scoring neurons that sparse inference scores
     label_recall: float  # the same for the rows' labels (low until training has gone on for a while)
     chance: float  # the recall of as many neurons drawn at random: the mean candidates per row over the layer width
