@@ -28,6 +28,7 @@ int bolt_train_batch(void *const *buffers, const bolt_batch *batch, bolt_workspa
 int bolt_infer_batch(void *const *buffers, const bolt_batch *batch, int32_t top_k, int32_t *top_ids,
                      float *top_scores, double *loss_sum);
 int bolt_rebuild(void *const *buffers, int32_t threads);
+int bolt_find_heavy(void *const *buffers, int32_t threads);
 """
 STATUS_MESSAGES = {
     1: "the batch is empty or larger than the compiled batch size",

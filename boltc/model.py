@@ -352,9 +352,12 @@ class Model:
                 history.epochs.append(record)
         except KeyboardInterrupt:
             pass
-        if final_rebuild and history.epochs and self.sparse_layers and not self._tables_frozen() \
-                and self._batches_to_rebuild != int(self._rebuild_period):
-            self.rebuild()  # tables of the final weights for inference; the schedule goes on where it was
+        if final_rebuild and history.epochs and self.sparse_layers:
+            if self._tables_frozen():  # their inserted labels stay; the heavy rows follow the final weights
+                with self._lock:
+                    self.library.lib.bolt_find_heavy(self._table, max(1, int(self.threads)))
+            elif self._batches_to_rebuild != int(self._rebuild_period):
+                self.rebuild()  # tables of the final weights for inference; the schedule goes on where it was
         history.wall_seconds = time.perf_counter() - started - validation_seconds
         return history
 

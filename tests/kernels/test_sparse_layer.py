@@ -424,6 +424,8 @@ def test_frozen_tables_stop_rebuilding_and_take_in_each_rows_labels(write_spec):
         for t in range(lsh.tables):
             assert labels[row][0] in bucket(t, row_keys[t], visible=True)
     np.testing.assert_array_equal(offsets, layout)  # never rebuilt
+    norms = np.linalg.norm(model.arrays["l1.weights"], axis=1)  # but the heavy rows follow the weights
+    assert model.arrays["l1.heavy_ids"].tolist() == np.argsort(-norms, kind="stable")[: lsh.heavy].tolist()
     for t in range(lsh.tables):
         room = np.diff(offsets[t])
         assert np.all(sizes[t] <= room)
