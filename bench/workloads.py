@@ -79,8 +79,8 @@ def _synthetic_xmc_data(folder: str, *shape: str) -> Callable[[argparse.Namespac
         _prepare_with(_python(BENCH / "amazon" / "generate.py", "--train-rows", str(rows), "--test-rows", "20000",
                               "--out", str(out), *shape))
         return Prepared(out / "train.txt", out / "test.txt", {"train_rows": rows, "test_rows": 20000,
-                                                              "generator": "bench/amazon/generate.py " +
-                                                                           " ".join(shape)})
+                                                              "generator": " ".join(["bench/amazon/generate.py",
+                                                                                     *shape])})
     return prepare
 
 
