@@ -216,6 +216,7 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
             slot_shared_ids=add(layer, "shared_ids", (lsh.shared_active,), "scratch", "int32"),
             slot_shared_size=add(layer, "shared_size", (1,), "scratch", "int32"),
             slot_shared_position=add(layer, "shared_position", (n,), "scratch", "int32"),
+            slot_shared_rows=add(layer, "shared_rows", (lsh.shared_active, d), "scratch"),
             slot_shared_weights=add(layer, "shared_weights", (d, lsh.shared_active), "scratch"),
             slot_row_candidates=add(layer, "row_candidates", (batch, lsh.row_candidates), "scratch", "int32"),
             slot_row_candidate_counts=add(layer, "row_candidate_counts", (batch,), "scratch", "int32"),

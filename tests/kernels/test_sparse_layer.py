@@ -342,11 +342,13 @@ def test_a_batch_shares_its_labels_then_the_rows_candidates_then_random_neurons(
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-def test_batch_shared_gradient_matches_numpy_on_the_chosen_set(write_spec, loss):
+@pytest.mark.parametrize("hidden, bias", [(5, True), (300, False)], ids=["narrow", "wide-no-bias"])
+def test_batch_shared_gradient_matches_numpy_on_the_chosen_set(write_spec, loss, hidden, bias):
     """As the per-row test, with one active set for the batch: every row scores the same neurons, and its targets
-    are wherever its labels sit in the set."""
-    text = spec_text(6, 5, 60, 0.2, batch=8, extra="    optimizer sgd(learning_rate=1)\n", activation="tanh",
-                     loss=loss, sampling=SHARED)
+    are wherever its labels sit in the set. 300 hidden units take the input gradient's product over the set in
+    two chunks (bolt_xw_deep reads 8192 floats of the set's rows per chunk), with no bias to start the scores from."""
+    text = spec_text(6, hidden, 60, 0.2, batch=8, extra="    optimizer sgd(learning_rate=1)\n", activation="tanh",
+                     loss=loss, sampling=SHARED + ("" if bias else ", bias=false"))
     model = boltc.load(write_spec(text), real_type="double")
     x, labels = make_data(8, 6, 60, seed=6)
     before = {k: v.copy() for k, v in model.parameters().items()}
@@ -355,7 +357,8 @@ def test_batch_shared_gradient_matches_numpy_on_the_chosen_set(write_spec, loss)
     assert len(np.unique(shared)) == len(shared) == 32  # 12 active and the batch's labels, in whole vectors
     order = model.epoch_order(0, 8)
     x, labels = x[order], [labels[i] for i in order]
-    w0, b0, w1, b1 = before["l0.weights"], before["l0.bias"], before["l1.weights"], before["l1.bias"]
+    w0, b0, w1 = before["l0.weights"], before["l0.bias"], before["l1.weights"]
+    b1 = before["l1.bias"] if bias else np.zeros(60)
     h = np.tanh(x.astype(np.float64) @ w0 + b0)
     z = h @ w1[shared].T + b1[shared]
     if loss == "cross_entropy":
@@ -373,8 +376,11 @@ def test_batch_shared_gradient_matches_numpy_on_the_chosen_set(write_spec, loss)
     grad_w1[shared] = dz.T @ h
     grad_b1[shared] = dz.sum(axis=0)
     dh = dz @ w1[shared] * (1 - h * h)
-    expected = {"l1.weights": grad_w1, "l1.bias": grad_b1, "l0.weights": x.astype(np.float64).T @ dh,
-                "l0.bias": dh.sum(axis=0)}
+    expected = {"l1.weights": grad_w1, "l0.weights": x.astype(np.float64).T @ dh, "l0.bias": dh.sum(axis=0)}
+    if bias:
+        expected["l1.bias"] = grad_b1
+    else:
+        assert "l1.bias" not in model.arrays
     for key, grad in expected.items():
         np.testing.assert_allclose(before[key] - model.arrays[key], grad, rtol=1e-9, atol=1e-12, err_msg=key)
 
