@@ -49,7 +49,7 @@
  * compared with grouped's. A STREAM-like probe of 512-byte row gathers gives the memory limit.
  *
  * Prints one JSON object on stdout (bench/kernels/run_update_strategies.py formats it).
- * Build: gcc -std=c11 -O3 -fno-math-errno -fno-trapping-math -march=native -fopenmp -Iruntime this.c -lm
+ * Build: gcc -O3 -fno-math-errno -fno-trapping-math -march=native -fopenmp -Iruntime this.c -lm
  */
 #define _GNU_SOURCE
 #include <math.h>

@@ -101,3 +101,46 @@ def markdown(rows: list[dict], limits: dict) -> str:
         lines.append(f"| {row['kernel']} | {row['ms_per_call']:.2f} | {num(row['gb_per_s'])} | {pct(row['of_triad'])} "
                      f"| {pct(row['of_pattern'])} | {num(row['gflop_per_s'])} | {pct(row['of_fma_peak'])} |")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train a spec on the first rows of a file and print its sparse layers' kernel roofline, the limits measured
+    in the same process: the before-and-after check of a kernel change (run it from each checkout in turn)."""
+    import argparse
+    import sys
+
+    import numpy as np
+
+    parser = argparse.ArgumentParser(prog="python bench/roofline/measure.py", description=main.__doc__)
+    parser.add_argument("spec")
+    parser.add_argument("train", help="a training file the spec reads")
+    parser.add_argument("--rows", type=int, default=25_600, help="training rows taken from the file's start")
+    parser.add_argument("--warmup-rows", type=int, default=5_120, help="rows trained before the profile starts")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tune", choices=("on", "off"), default="off")
+    args = parser.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    sys.path.insert(0, str(HERE.parent))
+    import boltc
+    from boltc.data import take_rows
+
+    model = boltc.load(args.spec, tune=args.tune == "on")
+    model.threads = args.threads
+    data = model.prepare_data(args.train, labelled=True)
+    rows = min(data.n_rows, args.warmup_rows + args.rows)
+    model.fit(take_rows(data, np.arange(min(args.warmup_rows, rows))), epochs=1, progress=False)
+    model.reset_kernel_profile()
+    history = model.fit(take_rows(data, np.arange(min(args.warmup_rows, rows), rows)), epochs=1, progress=False)
+    print(f"{args.spec}: {rows - args.warmup_rows:,} rows in {history.wall_seconds:.2f} s "
+          f"({(rows - args.warmup_rows) / history.wall_seconds:,.0f} samples/s), {args.threads} threads")
+    for layer in model.sparse_layers:
+        profile = model.kernel_profile()[layer.name]
+        limits = machine_limits(args.threads, layer.in_dim, matrix_mb=256)
+        shared = layer.lsh.active_sets == "batch"
+        print(f"\nlayer '{layer.name}' ({layer.in_dim} -> {layer.out_dim}):\n")
+        print(markdown(kernel_rates(profile, layer.in_dim, layer.out_dim, limits, shared), limits))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
