@@ -108,7 +108,7 @@ static BOLT_ALWAYS_INLINE void bolt_xw(int32_t rows, int32_t K, int32_t N, int32
     bolt_xw_onto(rows, K, N, width, X, ldx, W, Y, N, Y);
 }
 
-/* Floats of W that one depth chunk of bolt_xw_deep reads: 32 KB, which stays in a level-1 data cache (32-48 KB on
+/* Floats of W that one depth chunk of bolt_xw_deep reads: 32 KB, which stays in a level-1 data cache (32 KB or more on
  * current x86 and arm64 cores) while every row block of X goes by. */
 #define BOLT_DEPTH_CHUNK_FLOATS 8192
 
