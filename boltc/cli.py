@@ -62,8 +62,9 @@ def cmd_tune(args) -> int:
         print(f"{args.spec}: no LSH-sparse layer, nothing to measure")
         return 0
     where = "from the cache" if found.cached else f"measured in {found.seconds:.1f} s on {found.sample_rows:,} rows"
-    print(f"{args.spec}: {where}; recall = share of each row's {TOP_NEURONS} best-scoring neurons that sparse "
-          "inference scores, labels = the same for its labels; ms/batch = the layer's kernels per training batch")
+    print(f"{args.spec}: {where}; recall = share of each row's {TOP_NEURONS} best-scoring neurons that its LSH "
+          "candidates hold, labels = the same for its labels (both leave out the heavy rows, which sparse inference "
+          "scores whatever the hashing); ms/batch = the layer's kernels per training batch")
     print(f"  {'layer':>5}  {'candidate':<22} {'family':<6} {'K':>3} {'L':>4} {'cap':>5} {'parts':>5} "
           f"{'recall':>7} {'labels':>7} {'ms/batch':>9} {'rebuild ms':>10} {'cost ms':>8}")
     for trial in found.trials:

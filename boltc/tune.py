@@ -5,11 +5,11 @@ A short warm-up trains the formula's model on a sample of the data, so that the 
 labels. Every candidate configuration (the update's part count and prefetch distance first, then hash family, K, L
 and bucket cap) is planned, emitted and built like any spec, takes over the warmed weights and optimizer state
 (and hash functions, where it hashes as the formula does), rebuilds its tables, and is scored by two measurements:
-how many of the best-scoring neurons of held-out sample rows are among those sparse inference would score for them
-(what LSH is for), how many of their labels are (what sparse P@k rests on: the heaviest rows, which sparse inference
-scores whatever the hashing, can hold every best-scoring neuron, and then only the labels tell hash variants apart),
-and the time of the layer's kernels in a training step plus its share of the planned rebuilds. The cheapest
-candidate whose two recalls are both within RECALL_KEPT of the formula's wins;
+how many of the best-scoring neurons of held-out sample rows its LSH candidates hold (what LSH is for), how many of
+the rows' labels they hold (what sparse P@k rests on), and the time of the layer's kernels in a training step plus
+its share of the planned rebuilds. Both recalls leave out the heaviest rows, which sparse inference scores first
+for every row whatever the hashing: they often hold every best-scoring neuron, and would make every hash variant
+look perfect. The cheapest candidate whose two recalls are both within RECALL_KEPT of the formula's wins;
 it must also be cheaper by more than TIME_NOISE than the formula's, measured again after the search, or the
 formula's values stay. The choice is cached per machine, spec and data (``cache_root()/tuning``).
 
@@ -38,7 +38,7 @@ from boltc.model import Model
 from boltc.plan import UPDATE_PARTS_MOST, LayerPlan, MeasuredLsh, Plan, lsh_plan, plan
 from boltc.progress import Progress
 
-TUNE_VERSION = 2
+TUNE_VERSION = 3
 DEFAULT_BUDGET_SECONDS = 90.0  # boltc tune
 FIT_BUDGET_SECONDS = 30.0  # the first fit of a model that nothing was measured for: kernel variants, mostly
 # A candidate must find at least this share of the labels that the formula's configuration finds for the same rows.
@@ -46,8 +46,8 @@ RECALL_KEPT = 0.98
 # Timings on a shared machine move by several percent from batch to batch: a candidate must be at least this much
 # cheaper than the formula's to replace it.
 TIME_NOISE = 0.05
-# Hash variants are compared only when the formula's hashing finds the best neurons at least this many times more
-# often than chance.
+# Hash variants are compared only when the formula's hashing finds the best neurons or the labels at least this many
+# times more often than chance.
 INFORMATIVE_LIFT = 2.0
 # The warm-up is short: it only has to move the weights away from their random start; recall is then judged on the
 # neurons the warmed weights score highest, which is what hashing must find at any stage of training, while the
@@ -68,10 +68,10 @@ class Trial:
     layer: int
     label: str  # what differs from the formula, in words
     config: MeasuredLsh
-    # recalls and chance count the heavy rows, which every candidate scores alike whatever its hashing
-    recall: float  # share of the held-out rows' TOP_NEURONS best-scoring neurons that sparse inference scores
+    # recalls and chance leave out the heavy rows, which every candidate scores alike whatever its hashing
+    recall: float  # share of the held-out rows' TOP_NEURONS best-scoring neurons that the LSH candidates hold
     label_recall: float  # the same for the rows' labels (low until training has gone on for a while)
-    chance: float  # the recall of as many neurons drawn at random: the mean candidates per row over the layer width
+    chance: float  # the recall of as many neurons drawn at random from the rest of the layer
     batch_ms: float  # the layer's kernels in one training step, rebuilds excluded
     rebuild_ms: float  # one rebuild of the tables
     cost_ms: float  # batch_ms plus the planned rebuilds' share per batch
@@ -207,12 +207,15 @@ def _keeps_recall(trial: Trial, formula: Trial) -> bool:
     return trial.recall >= RECALL_KEPT * formula.recall and trial.label_recall >= RECALL_KEPT * formula.label_recall
 
 
-def _recall(ids: np.ndarray, counts: np.ndarray, wanted: list[np.ndarray]) -> float:
-    """Share of each row's wanted neurons among the ones sparse inference scores for it, over all rows."""
+def _hashing_recall(ids: np.ndarray, counts: np.ndarray, heavy: np.ndarray, wanted: list[np.ndarray]) -> float:
+    """Share of the rows' wanted neurons outside the heavy rows that the rows' LSH candidates hold, over all rows.
+    Sparse inference's sets (``Model.candidate_sets``) list the heavy rows first, then the LSH candidates; a set
+    with no wanted neuron outside the heavy rows counts for nothing (0 when no row has one)."""
     found = total = 0
     for row, targets in enumerate(wanted):
-        found += int(np.isin(targets, ids[row, :counts[row]]).sum())
-        total += len(targets)
+        rest = targets[~np.isin(targets, heavy)]
+        found += int(np.isin(rest, ids[row, len(heavy):counts[row]]).sum())
+        total += len(rest)
     return found / total if total else 0.0
 
 
@@ -276,8 +279,10 @@ class _Tuner:
             model.reconstruct(self.base.seed)
         rebuild_seconds = model.kernel_profile()[layer.name]["rebuild_seconds"]
         ids, counts = model.candidate_sets(self.recall_set)
-        top_recall = _recall(ids, counts, [row for row in self.top_neurons])
-        label_recall = _recall(ids, counts, [self.recall_set.labels_of(r) for r in range(self.recall_set.n_rows)])
+        heavy = model.arrays[f"l{layer.index}.heavy_ids"]
+        top_recall = _hashing_recall(ids, counts, heavy, [row for row in self.top_neurons])
+        label_recall = _hashing_recall(ids, counts, heavy,
+                                       [self.recall_set.labels_of(r) for r in range(self.recall_set.n_rows)])
         rounds = []
         for _ in range(TIMED_ROUNDS):  # the quickest round: interference from the rest of the machine only adds
             model.reset_kernel_profile()
@@ -287,7 +292,7 @@ class _Tuner:
         batch_ms = 1000 * min(rounds)
         rebuilds = _planned_rebuilds(model.plan.layers[layer.index], self.planned_batches)
         cost_ms = batch_ms + 1000 * rebuild_seconds * rebuilds / max(1, self.planned_batches)
-        chance = float(counts.mean()) / layer.out_dim
+        chance = float(counts.mean() - len(heavy)) / max(1, layer.out_dim - len(heavy))
         return Trial(layer.index, label, config, top_recall, label_recall, chance, batch_ms, 1000 * rebuild_seconds,
                      cost_ms, build_seconds)
 
@@ -316,8 +321,8 @@ class _Tuner:
             self.trials.append(formula)
             bar.advance(1, f"formula: recall {formula.recall:.3f}, {formula.cost_ms:.1f} ms/batch")
             # hash variants are judged by recall, which tells nothing while the formula's hashing finds the best
-            # neurons no more often than as many neurons drawn at random would
-            informative = formula.recall >= INFORMATIVE_LIFT * formula.chance
+            # neurons and the labels no more often than as many neurons drawn at random would
+            informative = max(formula.recall, formula.label_recall) >= INFORMATIVE_LIFT * formula.chance
             # kernel variants first: they select exactly what the formula does, so only their time can differ
             best = self.search(layer, _kernel_candidates(formula.config), formula, formula, chosen, bar)
             if informative:
@@ -332,7 +337,7 @@ class _Tuner:
                 if best.cost_ms >= (1 - TIME_NOISE) * again.cost_ms:
                     best = formula
             hashing = "hash values measured" if informative else \
-                "hash values kept (the warm-up's hashing found the best neurons at chance rate)"
+                "hash values kept (the warm-up's hashing found the best neurons and the labels at chance rate)"
             note = (f"boltc tune: {best.label}; {hashing}; recall {best.recall:.3f} vs formula {formula.recall:.3f}, "
                     f"labels {best.label_recall:.3f} vs {formula.label_recall:.3f}, chance {formula.chance:.3f}; "
                     f"{best.cost_ms:.1f} vs {formula.cost_ms:.1f} ms per batch")

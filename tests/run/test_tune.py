@@ -76,6 +76,30 @@ def test_candidate_sets_hold_what_sparse_inference_ranks(write_spec):
             assert top[row, 0] in chosen
 
 
+def test_candidate_sets_list_the_heavy_rows_first(write_spec):
+    """The tuner judges hashing on what follows the heavy rows in each set."""
+    model = load(write_spec(SPEC, "task.bolt"), tune=False)
+    model.fit(documents(2000, seed=1), epochs=1)
+    ids, counts = model.candidate_sets(documents(50, seed=2))
+    heavy = model.arrays[f"l{model.plan.output.index}.heavy_ids"]
+    norms = np.linalg.norm(model.arrays[f"l{model.plan.output.index}.weights"], axis=1)
+    assert 0 < len(heavy) < counts.min()
+    assert set(heavy.tolist()) == set(np.argsort(-norms, kind="stable")[:len(heavy)].tolist())
+    assert all(set(ids[row, :len(heavy)].tolist()) == set(heavy.tolist()) for row in range(50))
+
+
+def test_hashing_recall_leaves_out_the_heavy_rows():
+    heavy = np.array([7, 8])
+    ids = np.array([[7, 8, 1, 2, -1], [8, 7, 3, -1, -1], [7, 8, 9, 4, 5]], dtype=np.int32)
+    counts = np.array([4, 3, 5])
+    wanted = [np.array([7, 1, 5]), np.array([8]), np.array([4, 6, 8])]
+    # row 0: 1 of {1, 5} found; row 1: nothing outside the heavy rows; row 2: 4 of {4, 6}
+    assert tuning._hashing_recall(ids, counts, heavy, wanted) == 2 / 4
+    # a wanted neuron past a row's count is not scored
+    assert tuning._hashing_recall(ids, np.array([3, 3, 3]), heavy, wanted) == 1 / 4
+    assert tuning._hashing_recall(ids, counts, heavy, [np.array([7]), np.array([8]), np.array([])]) == 0.0
+
+
 def test_first_fit_adopts_the_measured_plan_and_a_saved_model_keeps_it(write_spec, tmp_path, monkeypatch):
     monkeypatch.setattr(tuning, "DEFAULT_BUDGET_SECONDS", BUDGET)
     spec = write_spec(SPEC, "task.bolt")
