@@ -324,7 +324,8 @@ class _Tuner:
             bar.advance(1, f"formula: recall {formula.recall:.3f}, {formula.cost_ms:.1f} ms/batch")
             # hash variants are judged by recall, which tells nothing while the formula's hashing finds the best
             # neurons and the labels no more often than as many neurons drawn at random would
-            informative = max(formula.recall, formula.label_recall) >= INFORMATIVE_LIFT * formula.chance
+            informative = formula.chance > 0 and \
+                max(formula.recall, formula.label_recall) >= INFORMATIVE_LIFT * formula.chance
             # kernel variants first: they select exactly what the formula does, so only their time can differ
             best = self.search(layer, _kernel_candidates(formula.config), formula, formula, chosen, bar)
             if informative:

@@ -40,10 +40,12 @@ static BOLT_ALWAYS_INLINE void bolt_tile(int32_t mr, int32_t nv, int32_t tail, i
     bolt_vec acc[BOLT_ROW_BLOCK][BOLT_TILE_VECTORS];
     for (int32_t m = 0; m < mr; ++m)
         for (int32_t v = 0; v < nv; ++v) {
+            if (!start) {
+                acc[m][v] = (bolt_vec){0};
+                continue;
+            }
             const real_t *from = start + (size_t)m * start_row + v * BOLT_LANES;
-            acc[m][v] = !start                          ? (bolt_vec){0}
-                        : v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(from, tail)
-                                                           : bolt_load(from);
+            acc[m][v] = v == nv - 1 && tail < BOLT_LANES ? bolt_load_part(from, tail) : bolt_load(from);
         }
     for (int32_t k = 0; k < depth; ++k) {
         bolt_vec b[BOLT_TILE_VECTORS];
@@ -108,8 +110,8 @@ static BOLT_ALWAYS_INLINE void bolt_xw(int32_t rows, int32_t K, int32_t N, int32
     bolt_xw_onto(rows, K, N, width, X, ldx, W, Y, N, Y);
 }
 
-/* Floats of W that one depth chunk of bolt_xw_deep reads: 32 KB, which stays in a level-1 data cache (32 KB or more on
- * current x86 and arm64 cores) while every row block of X goes by. */
+/* Values of W that one depth chunk of bolt_xw_deep reads: 32 KB of floats (64 KB of doubles), which stay in a
+ * level-1 data cache (32 KB or more on current x86-64 and arm64 cores) while every row block of X goes by. */
 #define BOLT_DEPTH_CHUNK_FLOATS 8192
 
 /* Y[rows][N] += X[rows][K] W[K][N] for a long shared dimension K (W and Y row stride N, X row stride ldx): K is

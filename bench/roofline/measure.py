@@ -33,6 +33,8 @@ def machine_limits(threads: int, row_floats: int, matrix_mb: int = 1024, runs: i
     and the best seen is the limit the kernels are held to (each run's rates are kept under "runs")."""
     from boltc.machine import probe
 
+    if runs < 1:
+        raise ValueError("machine_limits needs at least one run")
     machine = probe()
     found_runs = []
     with tempfile.TemporaryDirectory(prefix="boltc-limits-") as tmp:
@@ -132,13 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", choices=("on", "off"), default="off")
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    sys.path.insert(0, str(HERE.parent))
+    sys.path.insert(0, str(HERE.parent.parent))  # this checkout's boltc, templates and runtime
     import boltc
     from boltc.data import take_rows
 
     model = boltc.load(args.spec, tune=args.tune == "on")
     model.threads = args.threads
     data = model.prepare_data(args.train, labelled=True)
+    if data.n_rows <= args.warmup_rows:
+        parser.error(f"{args.train} has {data.n_rows:,} rows: more than --warmup-rows ({args.warmup_rows:,}) needed")
     rows = min(data.n_rows, args.warmup_rows + args.rows)
     model.fit(take_rows(data, np.arange(min(args.warmup_rows, rows))), epochs=1, progress=False)
     model.reset_kernel_profile()

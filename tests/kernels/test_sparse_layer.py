@@ -172,11 +172,12 @@ def test_same_seed_same_active_sets(write_spec):
 
 @pytest.mark.parametrize("sampling", ["", SHARED], ids=["row-sets", "batch-sets"])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_sparse_training_does_not_depend_on_the_thread_count(write_spec, loss, sampling):
-    spec = write_spec(spec_text(12, 16, 400, 0.05, batch=32, loss=loss, sampling=sampling))
+@pytest.mark.parametrize("hidden", [16, 300])  # 300: the batch-shared input gradient takes several depth chunks
+def test_sparse_training_does_not_depend_on_the_thread_count(write_spec, loss, sampling, hidden):
+    spec = write_spec(spec_text(12, hidden, 400, 0.05, batch=32, loss=loss, sampling=sampling))
     x, labels = make_data(96, 12, 400, seed=3)
     runs = []
-    for threads in (1, 2, 3):
+    for threads in (1, 2, 3, 7):  # 7: more threads than the batch has blocks of rows
         model = boltc.load(spec)
         model.threads = threads
         model.fit((x, labels), epochs=2)

@@ -98,6 +98,9 @@ def test_hashing_recall_leaves_out_the_heavy_rows():
     # a wanted neuron past a row's count is not scored
     assert tuning._hashing_recall(ids, np.array([3, 3, 3]), heavy, wanted) == 1 / 4
     assert tuning._hashing_recall(ids, counts, heavy, [np.array([7]), np.array([8]), np.array([])]) == 0.0
+    # a row whose set ends inside the heavy rows has no LSH candidates; with no heavy rows every entry counts
+    assert tuning._hashing_recall(ids, np.array([1, 3, 5]), heavy, wanted) == 1 / 4
+    assert tuning._hashing_recall(ids, counts, np.array([], dtype=np.int32), wanted) == 5 / 7
 
 
 def test_first_fit_adopts_the_measured_plan_and_a_saved_model_keeps_it(write_spec, tmp_path, monkeypatch):
