@@ -343,11 +343,16 @@ def test_a_batch_shares_its_labels_then_the_rows_candidates_then_random_neurons(
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("hidden, bias", [(5, True), (300, False)], ids=["narrow", "wide-no-bias"])
-def test_batch_shared_gradient_matches_numpy_on_the_chosen_set(write_spec, loss, hidden, bias):
+@pytest.mark.parametrize("hidden, bias, portable", [(5, True, False), (300, False, False), (300, True, True)],
+                         ids=["narrow", "wide-no-bias", "wide-serial-scalar"])
+def test_batch_shared_gradient_matches_numpy_on_the_chosen_set(write_spec, monkeypatch, loss, hidden, bias, portable):
     """As the per-row test, with one active set for the batch: every row scores the same neurons, and its targets
     are wherever its labels sit in the set. 300 hidden units take the input gradient's product over the set in
-    two chunks (bolt_xw_deep reads 8192 floats of the set's rows per chunk), with no bias to start the scores from."""
+    two chunks (bolt_xw_deep reads 8192 floats of the set's rows per chunk), with no bias to start the scores from,
+    and in the build a machine without OpenMP or the vector extension gets."""
+    if portable:
+        monkeypatch.setenv("BOLTC_OPENMP", "0")
+        monkeypatch.setenv("BOLTC_CFLAGS", "-DBOLT_SCALAR_ONLY")
     text = spec_text(6, hidden, 60, 0.2, batch=8, extra="    optimizer sgd(learning_rate=1)\n", activation="tanh",
                      loss=loss, sampling=SHARED + ("" if bias else ", bias=false"))
     model = boltc.load(write_spec(text), real_type="double")
