@@ -58,7 +58,7 @@ def cmd_tune(args) -> int:
     if args.json:
         _print_json(found.to_json() | {"cached": found.cached})
         return 0
-    if not found.trials:
+    if not found.measured:
         print(f"{args.spec}: no LSH-sparse layer, nothing to measure")
         return 0
     where = "from the cache" if found.cached else f"measured in {found.seconds:.1f} s on {found.sample_rows:,} rows"

@@ -87,6 +87,9 @@ class Tuning:
     trials: tuple[Trial, ...]
     sample_rows: int
     seconds: float
+    # False when the budget could not hold the formula's trial and a candidate's: the formula's values, unmeasured.
+    # A first fit takes such a result from the cache; `boltc tune` measures again.
+    complete: bool = True
     cached: bool = False
 
     def to_json(self) -> dict:
@@ -100,7 +103,8 @@ class Tuning:
         return Tuning(
             key=data["key"], measured={int(k): MeasuredLsh(**v) for k, v in data["measured"].items()},
             trials=tuple(Trial(**{**t, "config": MeasuredLsh(**t["config"])}) for t in data["trials"]),
-            sample_rows=int(data["sample_rows"]), seconds=float(data["seconds"]), cached=True)
+            sample_rows=int(data["sample_rows"]), seconds=float(data["seconds"]),
+            complete=bool(data.get("complete", True)), cached=True)
 
 
 def data_fingerprint(dataset: Dataset) -> str:
@@ -245,15 +249,24 @@ class _Tuner:
     def out_of_time(self) -> bool:
         return time.perf_counter() - self.started > self.budget
 
-    def model_for(self, measured: dict[int, MeasuredLsh], initialize: bool) -> tuple[Model, float]:
+    def model_for(self, measured: dict[int, MeasuredLsh], initialize: bool) -> tuple[Model, float, float]:
+        """The model planned on `measured`, the seconds its plan, emission and build took, and the seconds its
+        arrays took to allocate (and initialise)."""
         started = time.perf_counter()
         the_plan = plan(self.spec, self.machine, self.real_type, measured)
         source = emit(the_plan)
         library = build(source, self.machine)
-        return Model(the_plan, library, source.buffers, initialize=initialize), time.perf_counter() - started
+        built = time.perf_counter()
+        model = Model(the_plan, library, source.buffers, initialize=initialize)
+        return model, built - started, time.perf_counter() - built
 
-    def warm_up(self) -> None:
-        self.warm, _ = self.model_for({}, initialize=True)
+    def warm_up(self) -> bool:
+        """Train the formula's model on the sample for part of the budget; False, and no training, when what is left
+        of the budget cannot hold the two models that must follow, the formula's trial and at least one candidate's
+        (each at least this model's allocation, the candidate's maybe its build too), or nothing can be compared."""
+        self.warm, build_seconds, allocation_seconds = self.model_for({}, initialize=True)
+        if self.budget - (time.perf_counter() - self.started) < 2 * allocation_seconds + build_seconds:
+            return False
         chunk = WARMUP_CHUNK_BATCHES * self.base.batch_size
         for start in range(0, len(self.train_order), chunk):
             self.warm.fit(take_rows(self.dataset, self.train_order[start:start + chunk]), epochs=1, progress=False,
@@ -263,11 +276,12 @@ class _Tuner:
                 break
         top_ids, _ = self.warm.predict(self.recall_set, top_k=min(TOP_NEURONS, self.base.output.out_dim))
         self.top_neurons = top_ids
+        return True
 
     def measure(self, layer: LayerPlan, label: str, config: MeasuredLsh,
                 chosen: dict[int, MeasuredLsh]) -> Trial:
         measured = {**chosen, layer.index: config}
-        model, build_seconds = self.model_for(measured, initialize=False)
+        model, build_seconds, _ = self.model_for(measured, initialize=False)
         model.threads = self.warm.threads
         if all(_hashing(measured.get(sparse.index, _formula(sparse))) == _hashing(_formula(sparse))
                for sparse in self.base.layers if sparse.lsh is not None):
@@ -316,9 +330,16 @@ class _Tuner:
         chosen: dict[int, MeasuredLsh] = {}
         bar = Progress("tune", 1 + sum(len(_lsh_candidates(self.spec, layer)) + 6 for layer in sparse_layers),
                        enabled=self.progress)
-        self.warm_up()
-        bar.advance(1, "warm-up")
+        comparable = self.warm_up()
+        bar.advance(1, "warm-up" if comparable else "no time to compare candidates")
+        complete = True
         for layer in sparse_layers:
+            if not comparable or self.out_of_time():  # a trial of the formula alone would compare nothing
+                chosen[layer.index] = dataclasses.replace(
+                    _formula(layer), note=f"boltc tune: formula kept, not measured (a {self.budget:g} s budget holds "
+                                          "no comparison at this size; boltc tune SPEC --data FILE measures longer)")
+                complete = False
+                continue
             formula = self.measure(layer, "formula", _formula(layer), chosen)
             self.trials.append(formula)
             bar.advance(1, f"formula: recall {formula.recall:.3f}, {formula.cost_ms:.1f} ms/batch")
@@ -348,21 +369,23 @@ class _Tuner:
         bar.close()
         return Tuning(self.key, chosen, tuple(self.trials),
                       self.recall_set.n_rows + min(self.warmed_rows, len(self.train_order)),
-                      time.perf_counter() - self.started)
+                      time.perf_counter() - self.started, complete)
 
 
 def tune(spec: ir.Model, machine: Machine, dataset: Dataset, *, real_type: str = "float",
-         budget: float = DEFAULT_BUDGET_SECONDS, progress: bool | None = None, force: bool = False) -> Tuning:
-    """Measured values for every sparse layer of `spec` on `dataset` (labelled): from the cache unless `force`.
-    `budget` bounds the seconds of the warm-up and the candidates; the formula's values are always measured, and
-    the candidate in progress when the budget ends finishes."""
+         budget: float = DEFAULT_BUDGET_SECONDS, progress: bool | None = None, force: bool = False,
+         accept_incomplete: bool = False) -> Tuning:
+    """Measured values for every sparse layer of `spec` on `dataset` (labelled): from the cache unless `force`
+    (a cached result whose budget ended in the warm-up only with `accept_incomplete`, as a first fit takes it).
+    `budget` bounds the seconds of the warm-up and the candidates; the formula's values are measured when the
+    warm-up leaves time, and the candidate in progress when the budget ends finishes."""
     base = plan(spec, machine, real_type)
     key = tuning_key(base, machine, dataset)
     if not any(layer.lsh is not None for layer in base.layers):
         return Tuning(key, {}, (), 0, 0.0)
     if not force:
         found = cached(key)
-        if found is not None:
+        if found is not None and (found.complete or accept_incomplete):
             return found
     if not dataset.has_labels:
         raise ValueError("tuning needs labelled data")

@@ -47,6 +47,23 @@ def test_tune_measures_the_formula_first_and_caches_the_choice(write_spec):
     assert not other_data.cached
 
 
+def test_a_budget_that_holds_no_comparison_keeps_the_formula_unmeasured_and_tune_measures_later(write_spec):
+    spec = write_spec(SPEC, "task.bolt")
+    train = documents(3000, seed=1)
+    starved = tune_spec(spec, train, budget=0.001, progress=False)
+    formula = plan_spec(spec).output.lsh
+    chosen = starved.measured[1]
+    assert not starved.complete and starved.trials == ()
+    assert (chosen.family, chosen.hashes, chosen.tables, chosen.bucket_cap) == \
+        (formula.family, formula.hashes, formula.tables, formula.bucket_cap)
+    assert chosen.note.startswith("boltc tune: formula kept, not measured (a 0.001 s budget holds no comparison")
+    model = load(spec, tune=True)
+    model.fit(train, epochs=1)
+    assert model.tuning == dataclasses.replace(starved, cached=True)  # a first fit takes it from the cache...
+    measured = tune_spec(spec, train, budget=BUDGET, progress=False)  # ...boltc tune measures again
+    assert measured.complete and not measured.cached and measured.trials[0].label == "formula"
+
+
 def test_measured_values_shape_the_plan_and_the_spec_still_wins(write_spec):
     measured = {1: boltc.plan.MeasuredLsh("dwta", 3, 9, 12, 5, 8, "test")}
     spec = write_spec(SPEC, "task.bolt")
