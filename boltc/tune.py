@@ -367,9 +367,8 @@ class _Tuner:
                     f"{best.cost_ms:.1f} vs {formula.cost_ms:.1f} ms per batch")
             chosen[layer.index] = dataclasses.replace(best.config, note=note)
         bar.close()
-        return Tuning(self.key, chosen, tuple(self.trials),
-                      self.recall_set.n_rows + min(self.warmed_rows, len(self.train_order)),
-                      time.perf_counter() - self.started, complete)
+        measured_on = self.recall_set.n_rows + min(self.warmed_rows, len(self.train_order)) if comparable else 0
+        return Tuning(self.key, chosen, tuple(self.trials), measured_on, time.perf_counter() - self.started, complete)
 
 
 def tune(spec: ir.Model, machine: Machine, dataset: Dataset, *, real_type: str = "float",

@@ -145,6 +145,7 @@ def test_tune_measures_once_and_explain_shows_the_measured_values(workdir):
         features = sorted({label % 60, (label * 7) % 60, int(rng.integers(0, 60))})
         lines.append(f"{label} " + " ".join(f"{f}:1" for f in features))
     (workdir / "tags.txt").write_text("\n".join(lines) + "\n")
+    assert boltc("compile", "wide.bolt", cwd=workdir).returncode == 0  # the formula's build, cached
     done = boltc("tune", "wide.bolt", "--data", "tags.txt", "--budget", "8", "--json", cwd=workdir)
     assert done.returncode == 0, done.stderr
     first = json.loads(done.stdout.splitlines()[-1])
