@@ -375,9 +375,10 @@ def tune(spec: ir.Model, machine: Machine, dataset: Dataset, *, real_type: str =
          budget: float = DEFAULT_BUDGET_SECONDS, progress: bool | None = None, force: bool = False,
          accept_incomplete: bool = False) -> Tuning:
     """Measured values for every sparse layer of `spec` on `dataset` (labelled): from the cache unless `force`
-    (a cached result whose budget ended in the warm-up only with `accept_incomplete`, as a first fit takes it).
-    `budget` bounds the seconds of the warm-up and the candidates; the formula's values are measured when the
-    warm-up leaves time, and the candidate in progress when the budget ends finishes."""
+    (an incomplete cached result, whose budget held no comparison, only with `accept_incomplete`, as a first fit
+    takes it). `budget` bounds the seconds of the warm-up and the candidates; the formula's values are measured
+    when the budget holds the formula's trial and a candidate's, and the candidate in progress when the budget ends
+    finishes."""
     base = plan(spec, machine, real_type)
     key = tuning_key(base, machine, dataset)
     if not any(layer.lsh is not None for layer in base.layers):

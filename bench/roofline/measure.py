@@ -144,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     if data.n_rows <= args.warmup_rows:
         parser.error(f"{args.train} has {data.n_rows:,} rows: more than --warmup-rows ({args.warmup_rows:,}) needed")
     rows = min(data.n_rows, args.warmup_rows + args.rows)
-    model.fit(take_rows(data, np.arange(min(args.warmup_rows, rows))), epochs=1, progress=False)
+    model.fit(take_rows(data, np.arange(args.warmup_rows)), epochs=1, progress=False)
     model.reset_kernel_profile()
-    history = model.fit(take_rows(data, np.arange(min(args.warmup_rows, rows), rows)), epochs=1, progress=False)
+    history = model.fit(take_rows(data, np.arange(args.warmup_rows, rows)), epochs=1, progress=False)
     print(f"{args.spec}: {rows - args.warmup_rows:,} rows in {history.wall_seconds:.2f} s "
           f"({(rows - args.warmup_rows) / history.wall_seconds:,.0f} samples/s), {args.threads} threads")
     for layer in model.sparse_layers:
