@@ -7,7 +7,7 @@ at the end, sorted by position, so one edit-compile cycle fixes them all.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 from boltc import ir, syntax
@@ -29,6 +29,15 @@ OPTIMIZER_PARAMS = {
     ir.OptimizerKind.SGD: ("learning_rate",),
 }
 MOMENT_STORAGE = ("fp32", "bf16")
+COLUMN_DEFAULT_FEATURES = 100_000
+DATE_FEATURES = 77  # day of week 7, month 12, week of month 5, week of year 53 (runtime/bolt_columns.h)
+COLUMN_OPTIONS = {
+    ir.ColumnKind.TEXT: ("ngrams", "pairs", "lowercase", "features", "column"),
+    ir.ColumnKind.CATEGORICAL: ("features", "delimiter", "column"),
+    ir.ColumnKind.NUMERICAL: ("bins", "range", "column"),
+    ir.ColumnKind.DATE: ("column",),
+    ir.ColumnKind.SEQUENCE: ("delimiter", "features", "column"),
+}
 DEFAULT_OPTIMIZER = ir.Optimizer(ir.OptimizerKind.ADAM, learning_rate=0.001, beta1=0.9, beta2=0.999, eps=1e-7)
 DEFAULT_TRAIN = ir.TrainConfig(batch_size=256, epochs=1, seed=0, threads=None)
 METRICS_WITH_K = ("precision", "recall")
@@ -120,13 +129,15 @@ class _Checker:
 
     def run(self) -> ir.Model | None:
         statements = self.spec.statements
-        inputs_decl = [s for s in statements if isinstance(s, syntax.TypedDecl) and s.keyword == "input"]
+        inputs_decl = [s for s in statements if isinstance(s, syntax.ColumnDecl)
+                       or (isinstance(s, syntax.TypedDecl) and s.keyword == "input")]
         targets_decl = [s for s in statements if isinstance(s, syntax.TypedDecl) and s.keyword == "target"]
         layers_decl = [s for s in statements if isinstance(s, syntax.LayerDecl)]
 
         self.check_unique_names(inputs_decl + targets_decl + layers_decl)
         inputs = tuple(self.input_of(i, d) for i, d in enumerate(inputs_decl))
-        target = self.target_of(targets_decl)
+        target = self.target_of(targets_decl, reads_columns=any(i.column is not None for i in inputs))
+        self.check_columns(inputs_decl, inputs, target)
         loss_decl = self.single(statements, syntax.CallStatement, "loss")
         optimizer_decl = self.single(statements, syntax.CallStatement, "optimizer")
         train_decl = self.single(statements, syntax.TrainDecl, "train")
@@ -164,12 +175,76 @@ class _Checker:
             else:
                 first[name.text] = name
 
-    def input_of(self, index: int, decl: syntax.TypedDecl) -> ir.Input:
+    def input_of(self, index: int, decl: syntax.TypedDecl | syntax.ColumnDecl) -> ir.Input:
+        if isinstance(decl, syntax.ColumnDecl):
+            column = self.column_of(decl)
+            return ir.Input(index, decl.name.text, ir.InputKind.SPARSE, column.features if column else 1, decl.span,
+                            column)
         kind = self.word(decl.kind, "an input's kind", [k.value for k in ir.InputKind])
         dim = self.integer(decl.size, "an input's size", 1, MAX_UNITS)
         return ir.Input(index, decl.name.text, ir.InputKind(kind or "dense"), dim or 1, decl.span)
 
-    def target_of(self, decls: list[syntax.TypedDecl]) -> ir.Target | None:
+    def text_value(self, value: syntax.Value, what: str) -> str | None:
+        if not isinstance(value, syntax.Text) or not value.value:
+            self.error(value.span, f"{what} must be a non-empty quoted string")
+            return None
+        return value.value
+
+    def delimiter(self, value: syntax.Value, what: str) -> str | None:
+        text = self.text_value(value, what)
+        if text is not None and (len(text.encode()) != 1 or text in '"\r\n'):
+            self.error(value.span, f"{what} must be one ASCII character other than a quote or a line break, "
+                                   f"got {text!r}")
+            return None
+        return text
+
+    def flag(self, value: syntax.Value, what: str) -> bool | None:
+        word = self.word(value, what, ("true", "false"))
+        return None if word is None else word == "true"
+
+    def column_of(self, decl: syntax.ColumnDecl) -> ir.Column | None:
+        """A typed column's featurizer from `input NAME: KIND(...)`; None after reporting."""
+        call = decl.call
+        kind_name = self.word(call.func, "a column's type", [k.value for k in ir.ColumnKind])
+        if kind_name is None:
+            return None
+        kind = ir.ColumnKind(kind_name)
+        args = self.bind(call, (), COLUMN_OPTIONS[kind])
+        header = self.text_value(args["column"].value, "column") if "column" in args else decl.name.text
+        column = ir.Column(kind, header or decl.name.text, COLUMN_DEFAULT_FEATURES)
+        if "features" in args:
+            column = replace(column, features=self.integer(args["features"].value, "features", 1, MAX_UNITS) or 1)
+        if kind is ir.ColumnKind.TEXT:
+            if "ngrams" in args:
+                column = replace(column, ngrams=self.integer(args["ngrams"].value, "ngrams", 1, 2) or 1)
+            for name in ("pairs", "lowercase"):
+                if name in args:
+                    value = self.flag(args[name].value, name)
+                    column = replace(column, **{name: getattr(column, name) if value is None else value})
+        if "delimiter" in args:
+            column = replace(column, delimiter=self.delimiter(args["delimiter"].value, "delimiter") or "")
+        elif kind is ir.ColumnKind.SEQUENCE:
+            column = replace(column, delimiter=" ")
+        if kind is ir.ColumnKind.DATE:
+            column = replace(column, features=DATE_FEATURES)
+        if kind is ir.ColumnKind.NUMERICAL:
+            bins = self.integer(args["bins"].value, "bins", 1, MAX_UNITS) if "bins" in args else None
+            if "bins" not in args or "range" not in args:
+                self.error(call.span, "numerical() needs 'bins' and 'range', e.g. numerical(bins=10, range=(0, 100))")
+                return None
+            bounds = args["range"].value
+            if not isinstance(bounds, syntax.Pair):
+                self.error(bounds.span, "range must be a pair of numbers, e.g. (0, 100)")
+                return None
+            low = self.number(bounds.first, "range's low end", lambda v: True, "finite")
+            high = self.number(bounds.second, "range's high end", lambda v: True, "finite")
+            if low is not None and high is not None and not low < high:
+                self.error(bounds.span, f"range's low end must be below its high end, got ({low:g}, {high:g})")
+                return None
+            column = replace(column, features=bins or 1, low=low or 0.0, high=high or 1.0)
+        return column
+
+    def target_of(self, decls: list[syntax.TypedDecl], reads_columns: bool) -> ir.Target | None:
         if not decls:
             self.error(self.spec.name.span, "model has no target: declare one, e.g. 'target label: classes[10]'")
             return None
@@ -178,9 +253,38 @@ class _Checker:
         decl = decls[0]
         kind = self.word(decl.kind, "a target's kind", [k.value for k in ir.TargetKind])
         dim = self.integer(decl.size, "a target's size", 1, MAX_UNITS)
+        header, delimiter = (decl.name.text, "") if reads_columns else (None, "")
+        allowed = ("column", "delimiter") if kind == ir.TargetKind.MULTILABEL.value else ("column",)
+        for option in decl.options:
+            if option.keyword is None or option.keyword.text not in allowed:
+                where = option.keyword.span if option.keyword else option.span
+                self.error(where, f"a {kind or 'target'} target takes {_choices(allowed)} by name"
+                           if reads_columns else "options of a target are for models that read typed columns "
+                                                 "(inputs such as text(...) or categorical(...))")
+            elif not reads_columns:
+                self.error(option.keyword.span, "options of a target are for models that read typed columns "
+                                                "(inputs such as text(...) or categorical(...))")
+            elif option.keyword.text == "column":
+                header = self.text_value(option.value, "column") or header
+            else:
+                delimiter = self.delimiter(option.value, "delimiter") or ""
         if kind is None or dim is None:
             return None
-        return ir.Target(decl.name.text, ir.TargetKind(kind), dim, decl.span)
+        return ir.Target(decl.name.text, ir.TargetKind(kind), dim, decl.span, header, delimiter)
+
+    def check_columns(self, inputs_decl, inputs: tuple[ir.Input, ...], target: ir.Target | None) -> None:
+        """A model reads either typed columns of a CSV/TSV file or feature ids; a column is not its own target."""
+        typed = [i for i in inputs if i.column is not None]
+        if not typed:
+            return
+        for model_input, decl in zip(inputs, inputs_decl):
+            if model_input.column is None:
+                self.error(decl.span, f"input '{model_input.name}' reads feature ids, but input '{typed[0].name}' "
+                                      "reads a typed column: a model reads either columns of a CSV/TSV file or "
+                                      "feature ids, not both")
+            elif target is not None and model_input.column.header == target.header:
+                self.error(decl.span, f"input '{model_input.name}' reads column '{target.header}', which holds the "
+                                      f"target '{target.name}'")
 
     # -- layers ----------------------------------------------------------------------------------------
 

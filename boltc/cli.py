@@ -152,7 +152,7 @@ def run_training(spec: str, train: str, test: str | None, *, epochs: int | None,
     state = f"compiled in {model.library.compile_seconds:.2f} s" if model.library.compiled else "cached library"
     print(f"model '{model.plan.model_name}': {state}; {model.plan.threads} threads", file=log)
     loaded = time.perf_counter()
-    train_set = model.prepare_data(train, labelled=True)
+    train_set = model.prepare_data(train, labelled=True, learn_labels=True)
     test_set = model.prepare_data(test, labelled=True) if test else None
     print(f"data: {train_set.n_rows:,} training rows" + (f", {test_set.n_rows:,} test rows" if test_set else "")
           + f" read in {time.perf_counter() - loaded:.2f} s", file=log)
@@ -224,8 +224,12 @@ def cmd_predict(args) -> int:
     model = load_model(args.model)
     ids, scores = model.predict(args.data, top_k=args.top_k, sparse=args.sparse)
     out = sys.stdout
+    names = model.label_names
     for row_ids, row_scores in zip(ids.tolist(), scores.tolist()):
-        out.write(" ".join(f"{i}:{s:.6g}" for i, s in zip(row_ids, row_scores)) + "\n")
+        if names is None:
+            out.write(" ".join(f"{i}:{s:.6g}" for i, s in zip(row_ids, row_scores)) + "\n")
+        else:  # label names may hold blanks: tabs between them, and outputs no training row had left out
+            out.write("\t".join(f"{names[i]}:{s:.6g}" for i, s in zip(row_ids, row_scores) if i < len(names)) + "\n")
     return 0
 
 

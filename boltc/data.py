@@ -175,7 +175,7 @@ def _count(value: Any, what: str, *, optional: bool = False) -> int | None:
     return number
 
 
-class _FileBytes:
+class FileBytes:
     """The file's bytes without copying them (a read-only mapping); plain reading where mapping is impossible."""
 
     def __init__(self, path: str):
@@ -221,7 +221,7 @@ def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: i
     compiled = _reader()  # before the file is opened: a build error then leaves nothing open
     ffi, lib = compiled.ffi, compiled.lib
     try:
-        source = _FileBytes(name)
+        source = FileBytes(name)
     except OSError as exc:
         raise DataError(name, None, f"cannot read the file: {exc.strerror or exc}") from None
     info = ffi.new("bolt_data_info *")

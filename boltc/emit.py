@@ -22,6 +22,8 @@ from boltc.resources import runtime_dir, templates_dir
 
 CDEF_BEGIN = "/* BOLT_CDEF_BEGIN */"
 CDEF_END = "/* BOLT_CDEF_END */"
+COLUMNS_CDEF_BEGIN = "/* BOLT_COLUMNS_CDEF_BEGIN */"
+COLUMNS_CDEF_END = "/* BOLT_COLUMNS_CDEF_END */"
 ENTRY_POINTS = """\
 int bolt_train_batch(void *const *buffers, const bolt_batch *batch, bolt_workspace *workspace,
                      const bolt_step *step, double *loss_sum);
@@ -289,6 +291,36 @@ def _concat_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int
     }
 
 
+def _column_contexts(plan: Plan) -> list[dict]:
+    """The featurizer call of each input read from a typed column: the runtime function and its arguments, all
+    numbers (a delimiter as its byte value), so that no text of the spec reaches the C code."""
+    contexts = []
+    for model_input in plan.inputs:
+        column = model_input.column
+        if column is None:
+            continue
+        delimiter = ord(column.delimiter) if column.delimiter else 0
+        call = {
+            "text": f"bolt_text_features(field, length, {column.ngrams}, {int(column.pairs)}, "
+                    f"{int(column.lowercase)}, {column.features}, sink)",
+            "categorical": f"bolt_categorical_features(field, length, {delimiter}, {column.features}, sink)",
+            "sequence": f"bolt_sequence_features(field, length, {delimiter}, {column.features}, sink)",
+            "numerical": f"bolt_numerical_features(field, length, {column.features}, {column.low!r}, {column.high!r}, "
+                         "sink, message)",
+            "date": "bolt_date_features(field, length, sink, message)",
+        }[column.kind]
+        contexts.append({"index": model_input.index, "call": call, "checked": column.kind in ("numerical", "date"),
+                         "comment": c_comment(f"input {model_input.index} '{model_input.name}': {column.kind} "
+                                              f"({Path(plan.spec_path).name}:{column.spec_line})")})
+    return contexts
+
+
+def columns_cdef() -> str:
+    text = (runtime_dir() / "bolt_columns.h").read_text()
+    start, end = text.index(COLUMNS_CDEF_BEGIN) + len(COLUMNS_CDEF_BEGIN), text.index(COLUMNS_CDEF_END)
+    return text[start:end].strip() + "\n"
+
+
 def emit(plan: Plan) -> CSource:
     buffers = _Buffers()
     slots_of: dict[int, dict] = {}
@@ -313,6 +345,7 @@ def emit(plan: Plan) -> CSource:
 
         "output": output,
         "csr_inputs": sorted({c["input_index"] for c in layers if c.get("gather")}),
+        "columns": _column_contexts(plan),
         "loss": {
             "template": (SPARSE_LOSS_TEMPLATES if output["sparse_output"] else LOSS_TEMPLATES)[plan.loss],
             "banner": c_comment(f"loss: {plan.loss} on '{plan.output.name}'"),
@@ -320,6 +353,7 @@ def emit(plan: Plan) -> CSource:
         },
     }
     text = _environment().get_template("module.c.j2").render(module=module, output=output, loss=module["loss"])
-    return CSource(slug=module_slug(plan.spec_path), c_text=text, cdef=abi_cdef() + ENTRY_POINTS,
+    cdef = abi_cdef() + ENTRY_POINTS + (columns_cdef() if module["columns"] else "")
+    return CSource(slug=module_slug(plan.spec_path), c_text=text, cdef=cdef,
                    buffers=tuple(buffers.specs), include_dir=str(runtime_dir()))
 

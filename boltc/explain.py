@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from boltc.plan import Plan
+from boltc.plan import ColumnPlan, Plan
 
 
 def human_bytes(n: float) -> str:
@@ -27,15 +27,30 @@ def plan_json(plan: Plan, build_info: dict | None = None) -> dict:
     return data
 
 
+def _column(column: ColumnPlan) -> str:
+    """A typed column as the spec would write it, with every value the checker filled in."""
+    options = {"text": f"ngrams={column.ngrams}, pairs={str(column.pairs).lower()}, "
+                       f"lowercase={str(column.lowercase).lower()}, features={column.features}",
+               "categorical": f"features={column.features}" + (f", delimiter={column.delimiter!r}"
+                                                               if column.delimiter else ""),
+               "sequence": f"delimiter={column.delimiter!r}, features={column.features}",
+               "numerical": f"bins={column.features}, range=({column.low:g}, {column.high:g})",
+               "date": ""}[column.kind]
+    return f"{column.kind}({options}) of column {column.header!r}"
+
+
 def render_plan(plan: Plan, build_info: dict | None = None) -> str:
-    inputs = ", ".join(f"{i.name}: {i.kind}[{i.dim}]" for i in plan.inputs)
+    inputs = ", ".join(f"{i.name}: {i.kind}[{i.dim}]" + (f" ({_column(i.column)})" if i.column else "")
+                       for i in plan.inputs)
+    target_column = f" from column {plan.target_header!r}" + (
+        f" split at {plan.target_delimiter!r}" if plan.target_delimiter else "") if plan.target_header else ""
     optimizer = f"{plan.optimizer}(learning_rate={plan.learning_rate:g}"
     optimizer += (f", beta1={plan.beta1:g}, beta2={plan.beta2:g}, eps={plan.eps:g}, moments={plan.moments})"
                   if plan.optimizer == "adam" else ")")
     lines = [
         f"model '{plan.model_name}' from {plan.spec_path}",
         f"  inputs    {inputs}",
-        f"  target    {plan.target_kind}[{plan.target_dim}], loss {plan.loss}, optimizer {optimizer}",
+        f"  target    {plan.target_kind}[{plan.target_dim}]{target_column}, loss {plan.loss}, optimizer {optimizer}",
         f"  training  batch {plan.batch_size}, epochs {plan.epochs}, seed {plan.seed}, threads {plan.threads} "
         f"({plan.threads_origin}), scalar {plan.real_type}, OpenMP {'on' if plan.openmp else 'off (serial build)'}"
         f", ISA {' '.join(plan.isa) or 'generic'}",

@@ -34,6 +34,25 @@ class OptimizerKind(enum.Enum):
     ADAM, SGD = "adam", "sgd"
 
 
+class ColumnKind(enum.Enum):
+    TEXT, CATEGORICAL, NUMERICAL, DATE, SEQUENCE = "text", "categorical", "numerical", "date", "sequence"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A typed column of a CSV/TSV file that an input is featurized from (runtime/bolt_columns.h says how)."""
+
+    kind: ColumnKind
+    header: str  # the column's name in the file's header
+    features: int  # the input's width: hashed range, bins, or the date's one-hot size
+    ngrams: int = 1  # text
+    pairs: bool = False  # text
+    lowercase: bool = True  # text
+    delimiter: str = ""  # categorical (multi-valued when set), sequence
+    low: float = 0.0  # numerical range
+    high: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Input:
     index: int
@@ -41,6 +60,7 @@ class Input:
     kind: InputKind
     dim: int
     span: Span
+    column: Column | None = None  # read from a CSV/TSV column (kind is then SPARSE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +71,8 @@ class Target:
     kind: TargetKind
     dim: int
     span: Span
+    header: str | None = None  # a model reading typed columns: the column of label names
+    delimiter: str = ""  # multilabel names in one field: what separates them
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +178,10 @@ class Model:
     train: TrainConfig
     metrics: tuple[Metric, ...]
     span: Span
+
+    @property
+    def reads_columns(self) -> bool:
+        return any(i.column is not None for i in self.inputs)
 
     @property
     def output(self) -> DenseLayer:

@@ -20,6 +20,7 @@ import numpy as np
 from boltc import __version__, checkpoint
 from boltc import metrics as ranking
 from boltc.build import CompiledLibrary
+from boltc.columns import read_columns
 from boltc.data import Dataset, FeatureMatrix, from_arrays, read_xmc
 from boltc.diagnostics import ModelFileError, UsageError
 from boltc.emit import SPARSE_PROFILE_FIELDS, STATUS_MESSAGES, BufferSpec
@@ -179,6 +180,8 @@ class Model:
         # set by boltc.load: called by the first fit() with its data, returns this model built on measured values
         self.tuner: Callable[[Dataset], Model] | None = None
         self.tuning = None  # the boltc.tune.Tuning this model's plan was made with, when fit() measured it
+        # a model reading typed columns: the target's label names by id, learned from its first training file
+        self.label_names: tuple[str, ...] | None = None
         if initialize:
             self.initialize(plan.seed)
 
@@ -198,9 +201,9 @@ class Model:
     def _adopt(self, other: Model) -> None:
         """Become `other` (the same spec, re-planned on measured values, untrained), keeping the settings a user
         may have changed."""
-        threads, learning_rate = self.threads, self.learning_rate
+        threads, learning_rate, label_names = self.threads, self.learning_rate, self.label_names
         self.__dict__.update(other.__dict__)
-        self.threads, self.learning_rate = threads, learning_rate
+        self.threads, self.learning_rate, self.label_names = threads, learning_rate, label_names
 
     # -- parameters ------------------------------------------------------------------------------------
 
@@ -279,9 +282,22 @@ class Model:
 
     # -- data ------------------------------------------------------------------------------------------
 
-    def prepare_data(self, data, labelled: bool) -> Dataset:
-        """A data file, Dataset or arrays as a Dataset checked against this model's inputs and target."""
+    def prepare_data(self, data, labelled: bool, learn_labels: bool = False) -> Dataset:
+        """A data file, Dataset or arrays as a Dataset checked against this model's inputs and target. A model
+        reading typed columns takes CSV/TSV files; with ``learn_labels`` (training data) and no label names yet,
+        it learns them from the file."""
+        if self.reads_columns and isinstance(data, (str, Path)):
+            if labelled and self.label_names is None and not learn_labels:
+                raise UsageError(f"model '{self.plan.model_name}' has not learned its label names yet: fit it on "
+                                 "training data first")
+            data, learned = read_columns(data, self.plan, self.library, self.label_names, labelled)
+            if learned is not None:
+                self.label_names = learned
         return dataset_for(self.plan, data, labelled)
+
+    @property
+    def reads_columns(self) -> bool:
+        return any(i.column is not None for i in self.plan.inputs)
 
     def _feed(self, dataset: Dataset) -> _Feed:
         needed = max([m.max_row_nnz for m in dataset.features if m.dense is None] + [0]) * self.plan.batch_size
@@ -319,8 +335,8 @@ class Model:
         current batch and returns the history so far; the model stays usable. Sparse layers' tables are rebuilt
         at the end for inference unless ``final_rebuild=False`` (when more training follows at once).
         """
+        train = self.prepare_data(train, labelled=True, learn_labels=True)
         if self.tuner is not None and self.step == 0:
-            train = self.prepare_data(train, labelled=True)
             self._tune(train)
         plan = self.plan
         epochs = plan.epochs if epochs is None else epochs
@@ -502,6 +518,7 @@ class Model:
             "learning_rate": self.learning_rate,
             # values boltc tune measured: the plan, and so the buffers, depend on them
             "measured": {str(index): dataclasses.asdict(value) for index, value in self.plan.measured.items()},
+            "label_names": list(self.label_names) if self.label_names is not None else None,
         }
         checkpoint.write_model_file(path, header, self.saved_arrays())
 
@@ -525,5 +542,10 @@ class Model:
         self.step = int(header.get("step", 0))
         self.epochs_trained = int(header.get("epochs_trained", 0))
         self.learning_rate = float(header.get("learning_rate", self.plan.learning_rate))
+        names = header.get("label_names")
+        if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+                                  or len(names) > self.plan.target_dim):
+            raise ModelFileError(path, "the file's label names are unreadable")
+        self.label_names = tuple(names) if names is not None else None
         self._rebuild_period, self._rebuilds = 0.0, 0  # the saved hash functions are kept: this is rebuild one
         self._scheduled_rebuild()

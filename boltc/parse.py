@@ -7,6 +7,7 @@ written as the user would type them.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import lark
@@ -21,8 +22,12 @@ _TERMINAL_WORDS = {
     "NAME": "a name",
     "INT": "an integer",
     "FLOAT": "a number",
+    "STRING": "a quoted string",
     "$END": "end of file",
 }
+
+
+_ESCAPES = {"t": "\t", "n": "\n"}  # any other escaped character stands for itself (\\" and \\\\ included)
 
 
 @functools.lru_cache(maxsize=2)
@@ -73,9 +78,14 @@ class _ToSyntax(Transformer):
         name, kind, size = children
         return syntax.TypedDecl("input", self._name(name), self._name(kind), self._int(size), self._span(meta))
 
+    def column_input_decl(self, meta, children):
+        name, call = children
+        return syntax.ColumnDecl(self._name(name), call, self._span(meta))
+
     def target_decl(self, meta, children):
-        name, kind, size = children
-        return syntax.TypedDecl("target", self._name(name), self._name(kind), self._int(size), self._span(meta))
+        name, kind, size, *options = children
+        return syntax.TypedDecl("target", self._name(name), self._name(kind), self._int(size), self._span(meta),
+                                tuple(o for o in options if o is not None))
 
     def layer_decl(self, meta, children):
         name, call = children
@@ -120,6 +130,15 @@ class _ToSyntax(Transformer):
 
     def float_value(self, meta, children):
         return syntax.Number(float(children[0]), _token_span(self.path, children[0]))
+
+    def string_value(self, meta, children):
+        token = children[0]
+        text = re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), str(token)[1:-1])
+        return syntax.Text(text, _token_span(self.path, token))
+
+    def pair_value(self, meta, children):
+        first, second = children
+        return syntax.Pair(first, second, self._span(meta))
 
 
 def parse(source: str, path: str = "<string>") -> syntax.Spec:

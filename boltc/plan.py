@@ -71,11 +71,28 @@ def _whole_vectors(neurons: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class ColumnPlan:
+    """How an input is featurized from a CSV/TSV column (runtime/bolt_columns.h)."""
+
+    kind: str  # text | categorical | numerical | date | sequence
+    header: str  # the column's name in the file's header
+    features: int
+    ngrams: int
+    pairs: bool
+    lowercase: bool
+    delimiter: str
+    low: float
+    high: float
+    spec_line: int
+
+
+@dataclass(frozen=True, slots=True)
 class InputPlan:
     index: int
     name: str
     kind: str  # dense | sparse
     dim: int
+    column: ColumnPlan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +196,8 @@ class Plan:
     inputs: tuple[InputPlan, ...]
     target_kind: str
     target_dim: int
+    target_header: str | None  # a model reading typed columns: the column of label names
+    target_delimiter: str  # between label names in one field ("" for one name per field)
     layers: tuple[LayerPlan, ...]
     output_layer: int
     loss: str
@@ -222,6 +241,14 @@ def auto_sparsity(units: int) -> float | None:
         if units < bound:
             return fraction
     return 0.005
+
+
+def _column_plan(model_input: ir.Input) -> ColumnPlan | None:
+    column = model_input.column
+    if column is None:
+        return None
+    return ColumnPlan(column.kind.value, column.header, column.features, column.ngrams, column.pairs, column.lowercase,
+                      column.delimiter, column.low, column.high, model_input.span.line)
 
 
 def _threads(config: ir.TrainConfig, machine: Machine) -> tuple[int, str]:
@@ -433,8 +460,9 @@ def plan(model: ir.Model, machine: Machine, real_type: str = "float",
     optimizer = model.optimizer
     return Plan(
         model_name=model.name, spec_path=model.path, spec_source=model.source, real_type=real_type,
-        inputs=tuple(InputPlan(i.index, i.name, i.kind.value, i.dim) for i in model.inputs),
-        target_kind=model.target.kind.value, target_dim=model.target.dim, layers=layers,
+        inputs=tuple(InputPlan(i.index, i.name, i.kind.value, i.dim, _column_plan(i)) for i in model.inputs),
+        target_kind=model.target.kind.value, target_dim=model.target.dim, target_header=model.target.header,
+        target_delimiter=model.target.delimiter, layers=layers,
         output_layer=model.loss.output, loss=model.loss.kind.value, optimizer=optimizer.kind.value,
         learning_rate=optimizer.learning_rate, beta1=optimizer.beta1, beta2=optimizer.beta2, eps=optimizer.eps,
         moments=optimizer.moments,

@@ -42,17 +42,44 @@ class Call:
     span: Span
 
 
-Value = Union[Name, Number, Call]
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A quoted string, its escapes (\\" \\\\ \\t \\n) resolved."""
+
+    value: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """``(first, second)``, such as a numerical column's range."""
+
+    first: "Value"
+    second: "Value"
+    span: Span
+
+
+Value = Union[Name, Number, Text, Pair, Call]
 
 
 @dataclass(frozen=True, slots=True)
 class TypedDecl:
-    """``input NAME: KIND[SIZE]`` or ``target NAME: KIND[SIZE]`` (``keyword`` says which)."""
+    """``input NAME: KIND[SIZE]`` or ``target NAME: KIND[SIZE, option=value ...]`` (``keyword`` says which)."""
 
     keyword: str
     name: Name
     kind: Name
     size: Number
+    span: Span
+    options: tuple[Argument, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnDecl:
+    """``input NAME: KIND(option=value ...)``: a typed column of a CSV/TSV file, featurized as it is read."""
+
+    name: Name
+    call: Call
     span: Span
 
 
@@ -91,7 +118,7 @@ class MetricsDecl:
     span: Span
 
 
-Statement = Union[TypedDecl, LayerDecl, CallStatement, TrainDecl, MetricsDecl]
+Statement = Union[TypedDecl, ColumnDecl, LayerDecl, CallStatement, TrainDecl, MetricsDecl]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,308 @@
+"""Typed columns: the generated C featurizers against a plain-Python reference (Python's csv module, hashlib-free
+FNV-1a, datetime), the label vocabulary, and exact errors for bad files and specs."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import math
+
+import pytest
+
+import boltc
+from boltc.cli import main
+from boltc.diagnostics import DataError, SpecErrors, UsageError
+from boltc.pipeline import load_model
+
+SPEC = """model shop {
+    input title:  text(ngrams=2, features=5003)
+    input pairs:  text(pairs=true, lowercase=false, features=997, column="title")
+    input brand:  categorical(features=101, delimiter="|", column="Brand")
+    input price:  numerical(bins=8, range=(0, 200))
+    input added:  date()
+    input recent: sequence(delimiter=" ", features=1009)
+    target section: multilabel[6, delimiter=";"]
+
+    t = dense(title, 16, activation=relu)
+    q = dense(pairs, 4, activation=relu)
+    b = dense(brand, 4, activation=relu)
+    p = dense(price, 4, activation=relu)
+    d = dense(added, 4, activation=relu)
+    r = dense(recent, 4, activation=relu)
+    h = concat(t, q, b, p, d, r)
+    scores = dense(h, 6, activation=softmax)
+    loss cross_entropy(scores, section)
+    train { batch_size = 4, epochs = 30 }
+    metrics precision@1
+}
+"""
+
+TRICKY = (
+    'title,Brand,price,added,recent,section\r\n'
+    '"Red running shoes, size 42",Acme|Bolt,59.90,2024-03-15,a1 b2 c3,shoes;sale\r\n'
+    'Blue JEANS jeans,Denimco, 45 ,2024-02-29,b2,clothes\n'
+    '\n'
+    '"The ""best"" kettle\nTWO litres",HomeX,-3,2023-12-31,,kitchen\n'
+    'Ünïcode tëa pot — 茶壶,,,,k9  k9,kitchen ; sale\n'
+    ',Acme,500,2024-06-01,a1,shoes\n'
+)
+
+MASK = (1 << 64) - 1
+ABC_HASH = 0x0DD490490804B508  # FNV-1a of "abc", finalised: a change here changes every hashed feature
+
+
+def mix64(x: int) -> int:
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & MASK
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & MASK
+    return x ^ (x >> 31)
+
+
+def hash_bytes(data: bytes, lower: bool) -> int:
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h ^= byte + 32 if lower and 65 <= byte <= 90 else byte
+        h = (h * 0x100000001B3) & MASK
+    return mix64(h)
+
+
+def hash_pair(first: int, second: int) -> int:
+    return mix64((first * 0x9E3779B97F4A7C15 + second) & MASK)
+
+
+def tokens(text: str) -> list[bytes]:
+    out, word = [], bytearray()
+    for byte in text.encode():
+        if chr(byte).isascii() and (chr(byte).isalnum() or byte == 95) or byte >= 0x80:
+            word.append(byte)
+        elif word:
+            out.append(bytes(word))
+            word = bytearray()
+    return out + ([bytes(word)] if word else [])
+
+
+def parts(field: str, delimiter: str) -> list[bytes]:
+    pieces = field.split(delimiter) if delimiter else [field]
+    return [p.strip(" \t\r").encode() for p in pieces if p.strip(" \t\r")]
+
+
+def reference(field: str, kind: str, **o) -> dict[int, float]:
+    """What one field should become: {feature id: value}."""
+    found: dict[int, float] = {}
+
+    def add(value: int, modulus: int) -> None:
+        found[value % modulus] = found.get(value % modulus, 0.0) + 1.0
+
+    if kind == "text":
+        hashes = [hash_bytes(t, o["lowercase"]) for t in tokens(field)]
+        for k, h in enumerate(hashes):
+            add(h, o["features"])
+            if o["ngrams"] == 2 and k:
+                add(hash_pair(hashes[k - 1], h), o["features"])
+            if o["pairs"] and k < 64:
+                for earlier in hashes[:k]:
+                    add(hash_pair(min(earlier, h), max(earlier, h)), o["features"])
+    elif kind == "categorical":
+        for part in parts(field, o["delimiter"]):
+            add(hash_bytes(part, False), o["features"])
+    elif kind == "sequence":
+        elements = parts(field, o["delimiter"])
+        for position, element in enumerate(elements):
+            add(hash_pair(hash_bytes(element, False), len(elements) - 1 - position), o["features"])
+    elif kind == "numerical" and field.strip():
+        place = math.floor((float(field) - o["low"]) / (o["high"] - o["low"]) * o["bins"])
+        add(min(max(place, 0), o["bins"] - 1), o["bins"])
+    elif kind == "date" and field.strip():
+        day = datetime.date.fromisoformat(field.strip()[:10])
+        for place in (day.weekday(), 7 + day.month - 1, 19 + (day.day - 1) // 7,
+                      24 + (day.timetuple().tm_yday - 1) // 7):
+            add(place, 77)
+    return found
+
+
+COLUMNS = [
+    ("title", "text", dict(ngrams=2, pairs=False, lowercase=True, features=5003)),
+    ("title", "text", dict(ngrams=1, pairs=True, lowercase=False, features=997)),
+    ("Brand", "categorical", dict(delimiter="|", features=101)),
+    ("price", "numerical", dict(bins=8, low=0.0, high=200.0)),
+    ("added", "date", {}),
+    ("recent", "sequence", dict(delimiter=" ", features=1009)),
+]
+
+
+@pytest.fixture(scope="module")
+def spec_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("columns") / "shop.bolt"
+    path.write_text(SPEC)
+    return path
+
+
+@pytest.fixture()
+def model(spec_path):
+    return boltc.load(spec_path, tune=False)
+
+
+def write(tmp_path, text: str, name: str = "data.csv"):
+    path = tmp_path / name
+    path.write_bytes(text.encode())
+    return path
+
+
+def test_every_featurizer_matches_the_python_reference_on_tricky_csv(model, tmp_path):
+    dataset = model.prepare_data(write(tmp_path, TRICKY), labelled=True, learn_labels=True)
+    rows = list(csv.DictReader(io.StringIO(TRICKY.replace("\r\n", "\n"))))
+    rows = [r for r in rows if any(v for v in r.values())]
+    assert dataset.n_rows == len(rows) == 5
+    for matrix, (header, kind, options) in zip(dataset.features, COLUMNS):
+        for r, row in enumerate(rows):
+            start, end = matrix.indptr[r], matrix.indptr[r + 1]
+            got = dict(zip(matrix.indices[start:end].tolist(), matrix.values[start:end].tolist()))
+            assert got == reference(row[header], kind, **options), (kind, r)
+            assert list(matrix.indices[start:end]) == sorted(got)
+
+
+def test_labels_are_learned_in_order_of_first_appearance(model, tmp_path):
+    dataset = model.prepare_data(write(tmp_path, TRICKY), labelled=True, learn_labels=True)
+    assert model.label_names == ("shoes", "sale", "clothes", "kitchen")
+    assert [sorted(dataset.labels_of(r).tolist()) for r in range(5)] == [[0, 1], [2], [3], [1, 3], [0]]
+
+
+def test_a_tsv_file_reads_the_same_as_its_csv(model, tmp_path):
+    csv_text = "title,Brand,price,added,recent,section\nA b,X,1,2020-01-01,p q,one\n"
+    tsv_text = csv_text.replace(",", "\t")
+    from_csv = model.prepare_data(write(tmp_path, csv_text), labelled=True, learn_labels=True)
+    from_tsv = model.prepare_data(write(tmp_path, tsv_text, "data.tsv"), labelled=True)
+    for a, b in zip(from_csv.features, from_tsv.features):
+        assert a.indices.tolist() == b.indices.tolist() and a.indptr.tolist() == b.indptr.tolist()
+
+
+def test_hashes_are_pinned():
+    """Featurized files and saved models must mean the same on every platform and in every release."""
+    assert hash_bytes(b"abc", False) == ABC_HASH
+    assert hash_bytes(b"ABC", True) == ABC_HASH != hash_bytes(b"ABC", False)
+
+
+def test_training_predicting_and_names_survive_save_and_load(model, tmp_path, capsys):
+    data = write(tmp_path, TRICKY)
+    model.fit(data, epochs=300, progress=False)
+    assert model.evaluate(data, progress=False)["precision@1"] == 1.0  # five rows, learnt by heart
+    saved = tmp_path / "shop.boltm"
+    model.save(saved)
+    again = load_model(saved)
+    assert again.label_names == model.label_names
+    ids, _ = again.predict(data, top_k=1)
+    assert ids[:, 0].tolist() == model.predict(data, top_k=1)[0][:, 0].tolist()
+    capsys.readouterr()
+    assert main(["predict", str(saved), "--data", str(data)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in printed] == [again.label_names[i] for i in ids[:, 0]]
+
+
+def test_labels_not_seen_in_training_are_left_out_with_a_warning(model, tmp_path):
+    model.prepare_data(write(tmp_path, TRICKY), labelled=True, learn_labels=True)
+    other = write(tmp_path, "title,Brand,price,added,recent,section\nx,y,1,,,kitchen;garden\n", "other.csv")
+    with pytest.warns(UserWarning, match="1 labels of column 'section' were not seen in training"):
+        dataset = model.prepare_data(other, labelled=True)
+    assert dataset.labels_of(0).tolist() == [3]
+
+
+def test_more_labels_than_declared_says_how_many(model, tmp_path):
+    rows = "".join(f"t,b,1,,,l{k};m{k}\n" for k in range(10))
+    path = write(tmp_path, "title,Brand,price,added,recent,section\n" + rows)
+    with pytest.raises(DataError, match=r"column 'section' holds 20 distinct labels, but the target declares "
+                                        r"multilabel\[6\]"):
+        model.prepare_data(path, labelled=True, learn_labels=True)
+
+
+def test_evaluating_before_any_label_is_known_is_refused(model, tmp_path):
+    with pytest.raises(UsageError, match="has not learned its label names yet"):
+        model.evaluate(write(tmp_path, TRICKY), progress=False)
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("title,Brand,price,recent,section\n", 1, "no column 'added' for input 'added' (the header has 'title', "
+                                              "'Brand', 'price', 'recent', 'section')"),
+    ("title,Brand,price,added,recent,section\nA,B,1,2020-01-01,x\n", 2, "5 fields, but the header has 6"),
+    ("title,Brand,price,added,recent,section\nA,B,1,,,s\nA,B,cheap,,,s\n", 3,
+     "column 'price': expected a finite number, got 'cheap'"),
+    ("title,Brand,price,added,recent,section\nA,B,nan,,,s\n", 2, "column 'price': expected a finite number, got 'nan'"),
+    ("title,Brand,price,added,recent,section\nA,B,1,2023-02-29,,s\n", 2, "column 'added': no such date: 2023-02-29"),
+    ("title,Brand,price,added,recent,section\nA,B,1,15/03/2024,,s\n", 2,
+     "column 'added': expected a date as YYYY-MM-DD, got '15/03/2024'"),
+    ("title,Brand,price,added,recent,section\nA,B,1,,,s\n\"open,B,1,,,s\n", 3,
+     "a quoted field opened on line 3 never closes"),
+    ("title,Brand,price,added,recent,section\n\"A\"x,B,1,,,s\n", 2,
+     "field 1: expected a delimiter or the end of the line after a closing quote, got 'x'"),
+    ("title,Brand,price,added,recent,section\nA,B,1,,,\xff\n", 2, "column 'section': a label is not UTF-8 text"),
+])
+def test_bad_files_name_the_line_and_column(model, tmp_path, text, line, message):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(text.encode("utf-8", "surrogateescape") if "\xff" not in text
+                     else text.encode("latin-1"))
+    with pytest.raises(DataError) as caught:
+        model.prepare_data(path, labelled=True, learn_labels=True)
+    assert (caught.value.line, caught.value.message) == (line, message)
+
+
+@pytest.mark.parametrize("change, message", [
+    (("input recent: sequence(delimiter=\" \", features=1009)", "input recent: sparse[10]"),
+     "input 'recent' reads feature ids, but input 'title' reads a typed column"),
+    (("numerical(bins=8, range=(0, 200))", "numerical(bins=8)"), "numerical() needs 'bins' and 'range'"),
+    (("range=(0, 200)", "range=(5, 5)"), "range's low end must be below its high end, got (5, 5)"),
+    (("delimiter=\"|\"", "delimiter=\"||\""), "delimiter must be one ASCII character other than a quote or a line "
+                                             "break, got '||'"),
+    (("categorical(features=101", "category(features=101"), "a column's type must be text, categorical, numerical, "
+                                                          "date or sequence, got 'category'"),
+    (("date()", "date(column=\"section\")"), "input 'added' reads column 'section', which holds the target"),
+    (("text(ngrams=2", "text(ngrams=3"), "ngrams must be between 1 and 2, got 3"),
+])
+def test_spec_mistakes_are_reported_where_they_are(tmp_path, change, message):
+    path = tmp_path / "bad.bolt"
+    path.write_text(SPEC.replace(*change))
+    with pytest.raises(SpecErrors) as caught:
+        boltc.load(path, tune=False)
+    assert message in str(caught.value)
+
+
+def test_target_options_need_typed_columns(tmp_path):
+    path = tmp_path / "ids.bolt"
+    path.write_text("model m {\n input x: sparse[10]\n target y: classes[3, column=\"y\"]\n"
+                    " s = dense(x, 3, activation=softmax)\n loss cross_entropy(s, y)\n}\n")
+    with pytest.raises(SpecErrors) as caught:
+        boltc.load(path, tune=False)
+    problem = caught.value.errors[0]
+    assert (problem.span.line, problem.span.column) == (3, 23)
+    assert problem.message == "options of a target are for models that read typed columns (inputs such as text(...) " \
+                              "or categorical(...))"
+
+
+def test_the_generated_c_holds_no_text_of_the_spec(spec_path):
+    from boltc.emit import emit
+    from boltc.pipeline import plan_spec
+
+    source = spec_path.read_text().replace('column="Brand"', 'column="*/ int injected; /*"')
+    path = spec_path.with_name("hostile.bolt")
+    path.write_text(source)
+    assert "injected" not in emit(plan_spec(path)).c_text
+
+
+def test_explain_shows_each_column_with_the_values_filled_in(spec_path):
+    from boltc.explain import render_plan
+    from boltc.pipeline import plan_spec
+
+    text = render_plan(plan_spec(spec_path))
+    assert "brand: sparse[101] (categorical(features=101, delimiter='|') of column 'Brand')" in text
+    assert "title: sparse[5003] (text(ngrams=2, pairs=false, lowercase=true, features=5003) of column 'title')" in text
+    assert "multilabel[6] from column 'section' split at ';'" in text
+
+
+def test_boltc_train_learns_the_names_from_the_training_file_before_reading_the_test_file(spec_path, tmp_path):
+    train = write(tmp_path, TRICKY)
+    test = write(tmp_path, "title,Brand,price,added,recent,section\nTrail shoes,Acme,1,,,shoes;garden\n", "test.csv")
+    saved = tmp_path / "shop.boltm"
+    with pytest.warns(UserWarning, match="1 labels of column 'section' were not seen in training"):
+        assert main(["train", str(spec_path), "--train", str(train), "--test", str(test), "--epochs", "1",
+                     "--save", str(saved)]) == 0
+    assert load_model(saved).label_names == ("shoes", "sale", "clothes", "kitchen")
