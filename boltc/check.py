@@ -37,7 +37,9 @@ COLUMN_OPTIONS = {
     ir.ColumnKind.NUMERICAL: ("bins", "range", "column"),
     ir.ColumnKind.DATE: ("column",),
     ir.ColumnKind.SEQUENCE: ("delimiter", "features", "column"),
+    ir.ColumnKind.HISTORY: ("of", "by", "last", "order", "features"),
 }
+HISTORY_LAST_DEFAULT = 20
 DEFAULT_OPTIMIZER = ir.Optimizer(ir.OptimizerKind.ADAM, learning_rate=0.001, beta1=0.9, beta2=0.999, eps=1e-7)
 DEFAULT_TRAIN = ir.TrainConfig(batch_size=256, epochs=1, seed=0, threads=None)
 METRICS_WITH_K = ("precision", "recall")
@@ -190,6 +192,12 @@ class _Checker:
             return None
         return value.value
 
+    def column_name(self, value: syntax.Value, what: str) -> str | None:
+        """A column written as a name (`of=item`) or, for any other header, as a string (`column="Item ID"`)."""
+        if isinstance(value, syntax.Name):
+            return value.text
+        return self.text_value(value, what)
+
     def delimiter(self, value: syntax.Value, what: str) -> str | None:
         text = self.text_value(value, what)
         if text is not None and (len(text.encode()) != 1 or text in '"\r\n'):
@@ -210,7 +218,7 @@ class _Checker:
             return None
         kind = ir.ColumnKind(kind_name)
         args = self.bind(call, (), COLUMN_OPTIONS[kind])
-        header = self.text_value(args["column"].value, "column") if "column" in args else decl.name.text
+        header = self.column_name(args["column"].value, "column") if "column" in args else decl.name.text
         column = ir.Column(kind, header or decl.name.text, COLUMN_DEFAULT_FEATURES)
         if "features" in args:
             column = replace(column, features=self.integer(args["features"].value, "features", 1, MAX_UNITS) or 1)
@@ -227,6 +235,15 @@ class _Checker:
             column = replace(column, delimiter=" ")
         if kind is ir.ColumnKind.DATE:
             column = replace(column, features=DATE_FEATURES)
+        if kind is ir.ColumnKind.HISTORY:
+            if "of" not in args or "by" not in args:
+                self.error(call.span, "history() needs 'of' (the column of items) and 'by' (the column of the key "
+                                      "whose earlier rows count), e.g. history(of=item, by=user, order=timestamp)")
+                return None
+            last = self.integer(args["last"].value, "last", 1, 1000) if "last" in args else HISTORY_LAST_DEFAULT
+            column = replace(column, header=self.column_name(args["of"].value, "of") or "",
+                             by=self.column_name(args["by"].value, "by") or "", last=last or 1,
+                             order=self.column_name(args["order"].value, "order") or "" if "order" in args else "")
         if kind is ir.ColumnKind.NUMERICAL:
             bins = self.integer(args["bins"].value, "bins", 1, MAX_UNITS) if "bins" in args else None
             if "bins" not in args or "range" not in args:
@@ -274,15 +291,16 @@ class _Checker:
 
     def check_columns(self, inputs_decl, inputs: tuple[ir.Input, ...], target: ir.Target | None) -> None:
         """A model reads either typed columns of a CSV/TSV file or feature ids; a column is not its own target."""
-        typed = [i for i in inputs if i.column is not None]
+        typed = [i for i, d in zip(inputs, inputs_decl) if isinstance(d, syntax.ColumnDecl)]
         if not typed:
             return
         for model_input, decl in zip(inputs, inputs_decl):
-            if model_input.column is None:
+            if isinstance(decl, syntax.TypedDecl):
                 self.error(decl.span, f"input '{model_input.name}' reads feature ids, but input '{typed[0].name}' "
                                       "reads a typed column: a model reads either columns of a CSV/TSV file or "
                                       "feature ids, not both")
-            elif target is not None and model_input.column.header == target.header:
+            elif model_input.column is not None and target is not None and model_input.column.header == target.header \
+                    and model_input.column.kind is not ir.ColumnKind.HISTORY:  # a history sees earlier rows only
                 self.error(decl.span, f"input '{model_input.name}' reads column '{target.header}', which holds the "
                                       f"target '{target.name}'")
 

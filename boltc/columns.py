@@ -9,8 +9,10 @@ Fields follow RFC 4180: quoted fields may hold delimiters, quotes (doubled) and 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -84,11 +86,97 @@ class _Vocabulary:
                      for e in range(count))
 
 
+@dataclass(frozen=True, eq=False)
+class HistoryKeys:
+    """A history input's raw material from one file, a row each: the key's hash (a user), the item's hash (0 for
+    an empty field) and the order value."""
+
+    users: np.ndarray  # uint64
+    items: np.ndarray  # uint64
+    order: np.ndarray  # float64
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for array in (self.users, self.items, self.order):
+            digest.update(np.ascontiguousarray(array).view(np.uint8).tobytes())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class HistoryState:
+    """Each key's latest items (at most the input's `last`), oldest first: what rows read later see first."""
+
+    users: np.ndarray  # uint64, sorted, unique
+    indptr: np.ndarray  # int64 [users + 1]
+    items: np.ndarray  # uint64
+
+    @staticmethod
+    def empty() -> HistoryState:
+        return HistoryState(np.zeros(0, np.uint64), np.zeros(1, np.int64), np.zeros(0, np.uint64))
+
+
+def history_features(keys: HistoryKeys, state: HistoryState, last: int, features: int,
+                     library) -> tuple[FeatureMatrix, HistoryState]:
+    """Each row's history: the items of the rows with its key that come before it in (order, file position), after
+    the items `state` holds for that key (the past of the whole file), at most `last` of them, newest first; each
+    item is an entry as itself and one at its position from the newest (runtime bolt_history_ids). Also returns the
+    state once this file's rows are added. Vectorised: one sort of all events, no loop over rows."""
+    rows, held = len(keys.users), len(state.items)
+    users = np.concatenate([np.repeat(state.users, np.diff(state.indptr)), keys.users])
+    items = np.concatenate([state.items, keys.items])
+    order = np.concatenate([np.full(held, -np.inf), keys.order])
+    sequence = np.concatenate([np.arange(held, dtype=np.int64) - held, np.arange(rows, dtype=np.int64)])
+    sort = np.lexsort((sequence, order, users))
+    users, items, sequence = users[sort], items[sort], sequence[sort]
+    counts = (items != 0).astype(np.int64)
+    before = np.cumsum(counts) - counts  # items strictly before each event, over all keys
+    first = np.ones(len(users), dtype=bool)
+    first[1:] = users[1:] != users[:-1]
+    group_start = np.maximum.accumulate(np.where(first, np.arange(len(users)), 0))
+    begin = np.maximum(before[group_start], before - last)
+    itemised = np.flatnonzero(counts)  # sorted positions of the events that have an item
+    # rows of this file, in file order: their items are itemised[begin:end], the newest at end - 1
+    of_rows = np.flatnonzero(sequence >= 0)[np.argsort(sequence[sequence >= 0], kind="stable")]
+    lengths = before[of_rows] - begin[of_rows]
+    total = int(lengths.sum())
+    starts = np.repeat(begin[of_rows], lengths)
+    offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    taken = starts + offsets
+    history_items = np.ascontiguousarray(items[itemised[taken]])
+    positions = np.ascontiguousarray(np.repeat(before[of_rows], lengths) - 1 - taken, dtype=np.int32)
+    bag, ordered = np.empty(total, np.int32), np.empty(total, np.int32)
+    ffi = library.ffi
+    library.lib.bolt_history_ids(total, ffi.cast("uint64_t *", history_items.ctypes.data),
+                                 ffi.cast("int32_t *", positions.ctypes.data), features,
+                                 ffi.cast("int32_t *", bag.ctypes.data), ffi.cast("int32_t *", ordered.ctypes.data))
+    row_of_entry = np.repeat(np.arange(rows, dtype=np.int64), lengths)
+    merged, repeats = np.unique(np.concatenate([row_of_entry * features + bag, row_of_entry * features + ordered]),
+                                return_counts=True)
+    indptr = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(merged // features, minlength=rows), out=indptr[1:])
+    matrix = FeatureMatrix(features, indptr=indptr, indices=(merged % features).astype(np.int32),
+                           values=repeats.astype(np.float32))
+    # the state after this file: each key's last `last` items
+    ends = np.r_[np.flatnonzero(first)[1:] - 1, len(users) - 1] if len(users) else np.zeros(0, np.int64)
+    group_end = before[ends] + counts[ends]
+    group_begin = np.maximum(before[np.flatnonzero(first)], group_end - last)
+    kept = group_end - group_begin
+    has = kept > 0
+    new_indptr = np.zeros(int(has.sum()) + 1, dtype=np.int64)
+    np.cumsum(kept[has], out=new_indptr[1:])
+    spans = np.repeat(group_begin[has], kept[has]) + np.arange(int(kept[has].sum()), dtype=np.int64) \
+        - np.repeat(new_indptr[:-1], kept[has])
+    new_state = HistoryState(users[np.flatnonzero(first)][has], new_indptr, items[itemised[spans]])
+    return matrix, new_state
+
+
 def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str] | None, labelled: bool,
-                 threads: int = 1) -> tuple[Dataset, tuple[str, ...] | None]:
+                 threads: int = 1) -> tuple[Dataset, tuple[str, ...] | None, dict[int, HistoryKeys]]:
     """The file's rows featurized for `plan`'s inputs, and their labels when `labelled`: ids of `vocabulary`
     (labels it lacks are left out, with a warning), or, when `vocabulary` is None, of one learned from this file in
-    order of first appearance (returned). Raises DataError with the line and column of the first bad field."""
+    order of first appearance (returned). History inputs come back empty, with their keys by input index: a row's
+    history depends on what came before the file (``history_features``). Raises DataError with the line and column
+    of the first bad field."""
     del threads  # records may span lines: one thread reads
     name = str(path)
     ffi, lib = library.ffi, library.lib
@@ -103,7 +191,14 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
         delimiter = _delimiter(name, source.data, source.size)
         names, start = _header(ffi, lib, name, data, source.size, delimiter)
         columns = [(i, i_plan.column) for i, i_plan in enumerate(plan.inputs) if i_plan.column is not None]
-        fields = [_field_of(name, names, column.header, f"input '{plan.inputs[i].name}'") for i, column in columns]
+        fields = [-1 if column.kind == "history" and not labelled and column.header not in names
+                  else _field_of(name, names, column.header, f"input '{plan.inputs[i].name}'") for i, column in columns]
+        histories = [i for i, column in columns if column.kind == "history"]
+        by_field = np.array([_field_of(name, names, column.by, f"input '{plan.inputs[i].name}'")
+                             if column.kind == "history" else -1 for i, column in columns], dtype=np.int32)
+        order_field = np.array([_field_of(name, names, column.order, f"input '{plan.inputs[i].name}'")
+                                if column.kind == "history" and column.order else -1 for i, column in columns],
+                               dtype=np.int32)
         target_field = _field_of(name, names, plan.target_header, "the target") if labelled else -1
         n_inputs = len(plan.inputs)
         input_field = np.array(fields, dtype=np.int32)
@@ -111,6 +206,8 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
         job = ffi.new("bolt_columns_job *")
         job.delimiter, job.n_fields, job.n_inputs = ord(delimiter), len(names), n_inputs
         job.input_field = ffi.cast("int32_t *", input_field.ctypes.data)
+        job.by_field = ffi.cast("int32_t *", by_field.ctypes.data)
+        job.order_field = ffi.cast("int32_t *", order_field.ctypes.data)
         job.target_field = target_field
         job.label_delimiter = ord(plan.target_delimiter) if plan.target_delimiter else 0
         job.start, job.first_line = start, 1 + bytes(ffi.buffer(data, start)[:]).count(b"\n")
@@ -145,6 +242,14 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
                 ffi.new("int32_t *[]", [ffi.cast("int32_t *", a.ctypes.data) for a in indices]),
                 ffi.new("float *[]", [ffi.cast("float *", a.ctypes.data) for a in values])]
         job.indptr, job.indices, job.values = keep
+        history_keys = {i: np.zeros(2 * rows, dtype=np.uint64) for i in histories}
+        history_order = {i: np.zeros(rows, dtype=np.float64) for i in histories}
+        unused = np.zeros(1, dtype=np.uint64)
+        keep += [ffi.new("uint64_t *[]", [ffi.cast("uint64_t *", history_keys.get(i, unused).ctypes.data)
+                                          for i in range(n_inputs)]),
+                 ffi.new("double *[]", [ffi.cast("double *", history_order.get(i, unused).ctypes.data)
+                                        for i in range(n_inputs)])]
+        job.history_keys, job.history_order = keep[3], keep[4]
         label_indptr = np.zeros(rows + 1, dtype=np.int64) if labelled else None
         label_ids = np.zeros(int(job.labels), dtype=np.int32) if labelled else None
         if labelled:
@@ -163,7 +268,9 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
     features = tuple(FeatureMatrix(i.dim, indptr=indptr[k], indices=indices[k], values=values[k])
                      for k, i in enumerate(plan.inputs))
     dataset = Dataset(name, rows, features, plan.target_dim, label_indptr, label_ids)
-    return dataset, learned
+    keys = {i: HistoryKeys(history_keys[i][0::2].copy(), history_keys[i][1::2].copy(), history_order[i])
+            for i in histories}
+    return dataset, learned, keys
 
 
 def _check(path: str, names: list[str], job, status: int, ffi) -> None:

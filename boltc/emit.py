@@ -308,6 +308,7 @@ def _column_contexts(plan: Plan) -> list[dict]:
             "numerical": f"bolt_numerical_features(field, length, {column.features}, {column.low!r}, {column.high!r}, "
                          "sink, message)",
             "date": "bolt_date_features(field, length, sink, message)",
+            "history": "",  # hashed by the reader itself: a row's history is made of other rows
         }[column.kind]
         contexts.append({"index": model_input.index, "call": call, "checked": column.kind in ("numerical", "date"),
                          "comment": c_comment(f"input {model_input.index} '{model_input.name}': {column.kind} "

@@ -35,7 +35,11 @@ def _column(column: ColumnPlan) -> str:
                                                                if column.delimiter else ""),
                "sequence": f"delimiter={column.delimiter!r}, features={column.features}",
                "numerical": f"bins={column.features}, range=({column.low:g}, {column.high:g})",
-               "date": ""}[column.kind]
+               "date": "",
+               "history": f"of={column.header!r}, by={column.by!r}, last={column.last}, "
+                          f"order={column.order or 'file order'!r}, features={column.features}"}[column.kind]
+    if column.kind == "history":
+        return f"history({options})"
     return f"{column.kind}({options}) of column {column.header!r}"
 
 

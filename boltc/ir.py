@@ -35,7 +35,8 @@ class OptimizerKind(enum.Enum):
 
 
 class ColumnKind(enum.Enum):
-    TEXT, CATEGORICAL, NUMERICAL, DATE, SEQUENCE = "text", "categorical", "numerical", "date", "sequence"
+    TEXT, CATEGORICAL, NUMERICAL, DATE, SEQUENCE, HISTORY = \
+        "text", "categorical", "numerical", "date", "sequence", "history"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,9 @@ class Column:
     delimiter: str = ""  # categorical (multi-valued when set), sequence
     low: float = 0.0  # numerical range
     high: float = 0.0
+    by: str = ""  # history: the column of the key (a user) whose earlier rows' items (column `header`) a row sees
+    order: str = ""  # history: the column that orders rows ("" for the file's order)
+    last: int = 0  # history: how many of the latest earlier items
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import numpy as np
 from boltc import __version__, checkpoint
 from boltc import metrics as ranking
 from boltc.build import CompiledLibrary
-from boltc.columns import read_columns
+from boltc.columns import HistoryKeys, HistoryState, history_features, read_columns
 from boltc.data import Dataset, FeatureMatrix, from_arrays, read_xmc
 from boltc.diagnostics import ModelFileError, UsageError
 from boltc.emit import SPARSE_PROFILE_FIELDS, STATUS_MESSAGES, BufferSpec
@@ -182,6 +182,9 @@ class Model:
         self.tuning = None  # the boltc.tune.Tuning this model's plan was made with, when fit() measured it
         # a model reading typed columns: the target's label names by id, learned from its first training file
         self.label_names: tuple[str, ...] | None = None
+        # history inputs by index: each key's latest items over the files trained on (or absorbed by predict)
+        self.histories: dict[int, HistoryState] = {}
+        self._history_before: dict[int, tuple[str, HistoryState]] = {}  # the last file absorbed, and the state before it
         if initialize:
             self.initialize(plan.seed)
 
@@ -201,9 +204,10 @@ class Model:
     def _adopt(self, other: Model) -> None:
         """Become `other` (the same spec, re-planned on measured values, untrained), keeping the settings a user
         may have changed."""
-        threads, learning_rate, label_names = self.threads, self.learning_rate, self.label_names
+        kept = {name: getattr(self, name) for name in ("threads", "learning_rate", "label_names", "histories",
+                                                       "_history_before")}
         self.__dict__.update(other.__dict__)
-        self.threads, self.learning_rate, self.label_names = threads, learning_rate, label_names
+        self.__dict__.update(kept)
 
     # -- parameters ------------------------------------------------------------------------------------
 
@@ -282,18 +286,38 @@ class Model:
 
     # -- data ------------------------------------------------------------------------------------------
 
-    def prepare_data(self, data, labelled: bool, learn_labels: bool = False) -> Dataset:
+    def prepare_data(self, data, labelled: bool, learn_labels: bool = False,
+                     absorb_history: bool | None = None) -> Dataset:
         """A data file, Dataset or arrays as a Dataset checked against this model's inputs and target. A model
         reading typed columns takes CSV/TSV files; with ``learn_labels`` (training data) and no label names yet,
-        it learns them from the file."""
+        it learns them from the file. History inputs see, before a file's own earlier rows, what the model keeps
+        of earlier files; with ``absorb_history`` (default: ``learn_labels``) the file's rows join it."""
         if self.reads_columns and isinstance(data, (str, Path)):
             if labelled and self.label_names is None and not learn_labels:
                 raise UsageError(f"model '{self.plan.model_name}' has not learned its label names yet: fit it on "
                                  "training data first")
-            data, learned = read_columns(data, self.plan, self.library, self.label_names, labelled)
+            data, learned, keys = read_columns(data, self.plan, self.library, self.label_names, labelled)
             if learned is not None:
                 self.label_names = learned
+            if keys:
+                data = self._with_histories(data, keys, learn_labels if absorb_history is None else absorb_history)
         return dataset_for(self.plan, data, labelled)
+
+    def _with_histories(self, dataset: Dataset, keys: dict[int, HistoryKeys], absorb: bool) -> Dataset:
+        """The history inputs' features. A file read again after it joined the history (fit twice on it, or
+        evaluated on its training file) sees the history as it was before it, so no row ever sees its own future."""
+        features = list(dataset.features)
+        for index, found in keys.items():
+            column = self.plan.inputs[index].column
+            fingerprint = found.fingerprint()
+            before = self._history_before.get(index)
+            state = before[1] if before is not None and before[0] == fingerprint else \
+                self.histories.get(index, HistoryState.empty())
+            features[index], after = history_features(found, state, column.last, column.features, self.library)
+            if absorb:
+                self._history_before[index] = (fingerprint, state)
+                self.histories[index] = after
+        return dataclasses.replace(dataset, features=tuple(features))
 
     @property
     def reads_columns(self) -> bool:
@@ -494,12 +518,12 @@ class Model:
         self._infer(dataset, 1, False, "candidates", True, after_batch=keep)
         return ids, counts
 
-    def predict(self, data, top_k: int = 1, progress: bool | None = False,
-                sparse: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, data, top_k: int = 1, progress: bool | None = False, sparse: bool = False,
+                update_history: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The ``top_k`` best output ids per row, best first, and their scores (probabilities; with
         ``sparse=True``, probabilities over the neurons sparse inference scores only: the heavy rows and the LSH
-        candidates)."""
-        dataset = self.prepare_data(data, labelled=False)
+        candidates). With ``update_history`` the file's rows join what history inputs see next."""
+        dataset = self.prepare_data(data, labelled=False, absorb_history=update_history)
         ids, scores, _ = self._infer(dataset, top_k, progress, "predict", sparse)
         return ids, scores
 
@@ -520,7 +544,9 @@ class Model:
             "measured": {str(index): dataclasses.asdict(value) for index, value in self.plan.measured.items()},
             "label_names": list(self.label_names) if self.label_names is not None else None,
         }
-        checkpoint.write_model_file(path, header, self.saved_arrays())
+        histories = {f"history.{index}.{part}": getattr(state, part) for index, state in self.histories.items()
+                     for part in ("users", "indptr", "items")}
+        checkpoint.write_model_file(path, header, {**self.saved_arrays(), **histories})
 
     def saved_arrays(self) -> dict[str, np.ndarray]:
         """The arrays a model file holds: parameters, optimizer state and hash functions (tables are rebuilt)."""
@@ -547,5 +573,9 @@ class Model:
                                   or len(names) > self.plan.target_dim):
             raise ModelFileError(path, "the file's label names are unreadable")
         self.label_names = tuple(names) if names is not None else None
+        self.histories = {index: HistoryState(*(arrays[f"history.{index}.{part}"] for part in ("users", "indptr", "items")))
+                          for index, i_plan in enumerate(self.plan.inputs)
+                          if i_plan.column is not None and f"history.{index}.users" in arrays}
+        self._history_before = {}
         self._rebuild_period, self._rebuilds = 0.0, 0  # the saved hash functions are kept: this is rebuild one
         self._scheduled_rebuild()

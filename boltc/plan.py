@@ -83,6 +83,9 @@ class ColumnPlan:
     delimiter: str
     low: float
     high: float
+    by: str
+    order: str
+    last: int
     spec_line: int
 
 
@@ -248,7 +251,8 @@ def _column_plan(model_input: ir.Input) -> ColumnPlan | None:
     if column is None:
         return None
     return ColumnPlan(column.kind.value, column.header, column.features, column.ngrams, column.pairs, column.lowercase,
-                      column.delimiter, column.low, column.high, model_input.span.line)
+                      column.delimiter, column.low, column.high, column.by, column.order, column.last,
+                      model_input.span.line)
 
 
 def _threads(config: ir.TrainConfig, machine: Machine) -> tuple[int, str]:

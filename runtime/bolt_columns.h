@@ -25,8 +25,13 @@ typedef struct bolt_columns_job {
     int32_t delimiter;         /* the byte between fields */
     int32_t n_fields;          /* fields in every record: the header's count */
     int32_t n_inputs;          /* typed inputs of the model */
-    const int32_t *input_field;/* [n_inputs] the field each input reads */
+    const int32_t *input_field;/* [n_inputs] the field each input reads (a history's items: -1 when absent) */
     int32_t target_field;      /* the field holding the labels, -1 when the file has none */
+    /* history inputs: each row's key and item hashed here; Python assembles each row's earlier items */
+    const int32_t *by_field;   /* [n_inputs] the field of the key (a user) whose earlier rows a history input sees, or -1 */
+    const int32_t *order_field;/* [n_inputs] the field that orders rows (a number or a date), -1: file order */
+    uint64_t *const *history_keys; /* [n_inputs] -> uint64 [rows][2]: hash of the key, hash of the item (0: empty) */
+    double *const *history_order;  /* [n_inputs] -> double [rows]: the order field's value (the row without one) */
     int32_t label_delimiter;   /* multi-label fields: the byte between labels; 0: the whole field is one label */
     int64_t start;             /* byte offset of the first record */
     int64_t first_line;        /* its line number */
@@ -61,6 +66,8 @@ typedef struct bolt_columns_job {
 int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job);
 int64_t bolt_columns_header(const char *data, int64_t size, int32_t delimiter, int32_t most_fields, int32_t *n_fields,
                             char *message);
+void bolt_history_ids(int64_t n, const uint64_t *items, const int32_t *positions, int64_t features, int32_t *bag,
+                      int32_t *ordered);
 /* BOLT_COLUMNS_CDEF_END */
 
 #define BOLT_FNV_OFFSET 0xcbf29ce484222325ULL
@@ -359,6 +366,37 @@ malformed:
     return -1;
 }
 
+/* A history input's order field: a number, or a date as YYYY-MM-DD (days since 1970); 0, or -1 with a message. */
+static inline int bolt_order_key(const char *field, int64_t length, double *key, char *message)
+{
+    int64_t begin = 0, end = length;
+    bolt_trim(field, &begin, &end);
+    char text[64];
+    if (begin < end && end - begin < (int64_t)sizeof(text)) {
+        memcpy(text, field + begin, (size_t)(end - begin));
+        text[end - begin] = 0;
+        char *stop = NULL;
+        const double value = strtod(text, &stop);
+        if (stop == text + (end - begin) && isfinite(value)) {
+            *key = value;
+            return 0;
+        }
+        bolt_sink probe = {NULL, NULL, 0, 0, 0};
+        const int status = bolt_date_features(field, length, &probe, message);
+        free(probe.ids);
+        free(probe.values);
+        if (status == 0 && end - begin >= 10) {
+            const int64_t y = (text[0] - '0') * 1000 + (text[1] - '0') * 100 + (text[2] - '0') * 10 + (text[3] - '0');
+            *key = (double)bolt_days_from_civil(y, (text[5] - '0') * 10 + (text[6] - '0'),
+                                                (text[8] - '0') * 10 + (text[9] - '0'));
+            return 0;
+        }
+    }
+    snprintf(message, 256, "expected a number or a date (YYYY-MM-DD) to order rows by, got '%.*s'",
+             (int)(end - begin < 40 ? end - begin : 40), field + begin);
+    return -1;
+}
+
 /* ---- reading records --------------------------------------------------------------------------------------- */
 
 /* The spec's featurizer switch (generated): the features of input `input` from one field; 0, or -1 with a message. */
@@ -624,6 +662,27 @@ int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job)
         }
         for (int32_t i = 0; i < job->n_inputs && status == 0; ++i) {
             const int32_t f = job->input_field[i];
+            if (job->by_field[i] >= 0) {
+                const int32_t of = job->order_field[i];
+                double order = (double)row;
+                if (of >= 0 && bolt_order_key(fields[of], lengths[of], &order, job->message) != 0) {
+                    job->error_field = of;
+                    job->error_line = record_line;
+                    status = -1;
+                    break;
+                }
+                if (job->fill) {
+                    int64_t a = 0, b = lengths[job->by_field[i]], c = 0, d = f >= 0 ? lengths[f] : 0;
+                    bolt_trim(fields[job->by_field[i]], &a, &b);
+                    if (f >= 0) /* a file of rows to predict may lack the item column */
+                        bolt_trim(fields[f], &c, &d);
+                    job->history_keys[i][2 * row] = bolt_hash_bytes(fields[job->by_field[i]] + a, b - a, 0);
+                    job->history_keys[i][2 * row + 1] = d > c ? bolt_hash_bytes(fields[f] + c, d - c, 0) : 0;
+                    job->history_order[i][row] = order;
+                    job->indptr[i][row + 1] = 0;
+                }
+                continue;
+            }
             sink.count = 0;
             if (columns_featurize(i, fields[f], lengths[f], &sink, job->message) != 0) {
                 job->error_field = f;
@@ -697,6 +756,17 @@ done:
     free(keys);
     free(label_ids);
     return status;
+}
+
+/* A history's entries: each earlier item as itself (bag[e]) and at its position counted from the latest
+ * (ordered[e]), both hashed into `features` ids. */
+void bolt_history_ids(int64_t n, const uint64_t *items, const int32_t *positions, int64_t features, int32_t *bag,
+                      int32_t *ordered)
+{
+    for (int64_t e = 0; e < n; ++e) {
+        bag[e] = (int32_t)(items[e] % (uint64_t)features);
+        ordered[e] = (int32_t)(bolt_hash_pair(items[e], (uint64_t)positions[e]) % (uint64_t)features);
+    }
 }
 
 #endif /* BOLT_COLUMNS_H */

@@ -8,7 +8,10 @@ import datetime
 import io
 import math
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import boltc
 from boltc.cli import main
@@ -248,14 +251,16 @@ def test_bad_files_name_the_line_and_column(model, tmp_path, text, line, message
 
 @pytest.mark.parametrize("change, message", [
     (("input recent: sequence(delimiter=\" \", features=1009)", "input recent: sparse[10]"),
-     "input 'recent' reads feature ids, but input 'title' reads a typed column"),
-    (("numerical(bins=8, range=(0, 200))", "numerical(bins=8)"), "numerical() needs 'bins' and 'range'"),
+     "input 'recent' reads feature ids, but input 'title' reads a typed column: a model reads either columns of a "
+     "CSV/TSV file or feature ids, not both"),
+    (("numerical(bins=8, range=(0, 200))", "numerical(bins=8)"),
+     "numerical() needs 'bins' and 'range', e.g. numerical(bins=10, range=(0, 100))"),
     (("range=(0, 200)", "range=(5, 5)"), "range's low end must be below its high end, got (5, 5)"),
     (("delimiter=\"|\"", "delimiter=\"||\""), "delimiter must be one ASCII character other than a quote or a line "
                                              "break, got '||'"),
     (("categorical(features=101", "category(features=101"), "a column's type must be text, categorical, numerical, "
-                                                          "date or sequence, got 'category'"),
-    (("date()", "date(column=\"section\")"), "input 'added' reads column 'section', which holds the target"),
+                                                          "date, sequence or history, got 'category'"),
+    (("date()", "date(column=\"section\")"), "input 'added' reads column 'section', which holds the target 'section'"),
     (("text(ngrams=2", "text(ngrams=3"), "ngrams must be between 1 and 2, got 3"),
 ])
 def test_spec_mistakes_are_reported_where_they_are(tmp_path, change, message):
@@ -263,7 +268,7 @@ def test_spec_mistakes_are_reported_where_they_are(tmp_path, change, message):
     path.write_text(SPEC.replace(*change))
     with pytest.raises(SpecErrors) as caught:
         boltc.load(path, tune=False)
-    assert message in str(caught.value)
+    assert [problem.message for problem in caught.value.errors] == [message]
 
 
 def test_target_options_need_typed_columns(tmp_path):
@@ -306,3 +311,105 @@ def test_boltc_train_learns_the_names_from_the_training_file_before_reading_the_
         assert main(["train", str(spec_path), "--train", str(train), "--test", str(test), "--epochs", "1",
                      "--save", str(saved)]) == 0
     assert load_model(saved).label_names == ("shoes", "sale", "clothes", "kitchen")
+
+
+# ---- history inputs ---------------------------------------------------------------------------------------------
+
+HISTORY_SPEC = """model next_movie {
+    input seen: history(of=movie, by=user, last=3, order=timestamp, features=1009)
+    target movie: classes[8]
+    h = dense(seen, 16, activation=relu)
+    scores = dense(h, 8, activation=softmax)
+    loss cross_entropy(scores, movie)
+    train { batch_size = 4, epochs = 200 }
+    metrics accuracy
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def history_model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("history") / "next.bolt"
+    path.write_text(HISTORY_SPEC)
+    return path
+
+
+def expected_history(events: list[tuple[int, int, int]], row: int, past: list[tuple[int, int, int]], last: int,
+                     features: int) -> dict[int, float]:
+    """Brute force: the items of `past` for the row's user, in (order, position), then of the rows before it in
+    (order, position) with its user, the newest `last` of them, each as itself and at its position from the newest."""
+    user, _, order = events[row]
+    earlier = [item for _, (u, item, _) in sorted(enumerate(past), key=lambda e: (e[1][2], e[0])) if u == user and item]
+    earlier += [item for k, (u, item, o) in sorted(enumerate(events), key=lambda e: (e[1][2], e[0]))
+                if u == user and item and (o, k) < (order, row)]
+    found: dict[int, float] = {}
+    for position, item in enumerate(reversed(earlier[-last:])):
+        for feature in (item % features, hash_pair(item, position) % features):
+            found[feature] = found.get(feature, 0.0) + 1.0
+    return found
+
+
+def history_of(matrix, row: int) -> dict[int, float]:
+    start, end = matrix.indptr[row], matrix.indptr[row + 1]
+    return dict(zip(matrix.indices[start:end].tolist(), matrix.values[start:end].tolist()))
+
+
+def as_keys(events):
+    from boltc.columns import HistoryKeys
+
+    users, items, orders = zip(*events) if events else ((), (), ())
+    return HistoryKeys(np.array(users, np.uint64), np.array(items, np.uint64), np.array(orders, np.float64))
+
+
+event = st.tuples(st.integers(1, 4), st.sampled_from([0, 11, 22, 33, 44, 2**63 + 5]), st.integers(0, 5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(past=st.lists(event, max_size=12), events=st.lists(event, min_size=1, max_size=16))
+def test_a_history_holds_exactly_the_rows_before_it_never_later_ones(history_model_path, past, events):
+    from boltc.columns import HistoryState, history_features
+
+    library = boltc.load(history_model_path, tune=False).library
+    _, state = history_features(as_keys(past), HistoryState.empty(), 3, 1009, library)
+    matrix, after = history_features(as_keys(events), state, 3, 1009, library)
+    for row in range(len(events)):
+        assert history_of(matrix, row) == expected_history(events, row, past, 3, 1009)
+    for user in {u for u, _, _ in past + events}:  # the state keeps each user's newest three items, oldest first
+        place = np.searchsorted(after.users, user)
+        kept = after.items[after.indptr[place]:after.indptr[place + 1]].tolist() \
+            if place < len(after.users) and after.users[place] == user else []
+        ordered = sorted([(-1, k, e) for k, e in enumerate(past)] + [(0, k, e) for k, e in enumerate(events)],
+                         key=lambda x: (x[0], x[2][2], x[1]))
+        assert kept == [e[1] for _, _, e in ordered if e[0] == user and e[1]][-3:]
+
+
+def test_histories_continue_from_training_into_prediction_and_survive_save(history_model_path, tmp_path):
+    train = write(tmp_path, "user,movie,timestamp\nu1,m1,1\nu1,m2,2\nu2,m2,1\nu2,m3,2\nu1,m3,3\nu2,m4,3\n")
+    model = boltc.load(history_model_path, tune=False)
+    model.fit(train, progress=False)
+    assert model.evaluate(train, progress=False)["accuracy"] >= 4 / 6  # the rows with a history are learnt
+    # rows to predict have no item: each user's history is its training items, newest first
+    queries = write(tmp_path, "user,timestamp\nu1,9\nu2,9\n", "next.csv")
+    ids, _ = model.predict(queries, top_k=1)
+    saved = tmp_path / "next.boltm"
+    model.save(saved)
+    again = load_model(saved)
+    assert again.predict(queries, top_k=1)[0].tolist() == ids.tolist()
+    for index, state in model.histories.items():
+        for part in ("users", "indptr", "items"):
+            assert getattr(again.histories[index], part).tolist() == getattr(state, part).tolist()
+    # what predict absorbs when asked moves the next prediction's history on
+    seen = write(tmp_path, "user,movie,timestamp\nu1,m4,10\n", "seen.csv")
+    before = model.histories[0].items.tolist()
+    model.predict(seen, top_k=1)
+    assert model.histories[0].items.tolist() == before
+    model.predict(seen, top_k=1, update_history=True)
+    assert model.histories[0].items.tolist() != before
+
+
+def test_a_file_read_again_sees_the_history_from_before_it(history_model_path, tmp_path):
+    train = write(tmp_path, "user,movie,timestamp\nu1,m1,1\nu1,m2,2\nu1,m3,3\n")
+    model = boltc.load(history_model_path, tune=False)
+    first = model.prepare_data(train, labelled=True, learn_labels=True)
+    again = model.prepare_data(train, labelled=True, learn_labels=True)  # as a second fit() would read it
+    assert first.features[0].indptr.tolist() == again.features[0].indptr.tolist() == [0, 0, 2, 6]
