@@ -38,7 +38,10 @@ COLUMN_OPTIONS = {
     ir.ColumnKind.DATE: ("column",),
     ir.ColumnKind.SEQUENCE: ("delimiter", "features", "column"),
     ir.ColumnKind.HISTORY: ("of", "by", "last", "order", "features"),
+    ir.ColumnKind.NEIGHBOURS: ("of", "id", "links", "delimiter", "aggregate", "direction"),
 }
+AGGREGATES = ("mean", "sum")
+DIRECTIONS = ("both", "out", "in")
 HISTORY_LAST_DEFAULT = 20
 DEFAULT_OPTIMIZER = ir.Optimizer(ir.OptimizerKind.ADAM, learning_rate=0.001, beta1=0.9, beta2=0.999, eps=1e-7)
 DEFAULT_TRAIN = ir.TrainConfig(batch_size=256, epochs=1, seed=0, threads=None)
@@ -66,6 +69,7 @@ class _Checker:
     spec: syntax.Spec
     memory_bytes: int | None
     problems: list[SpecError] = field(default_factory=list)
+    neighbour_sources: dict[str, syntax.Name] = field(default_factory=dict)  # neighbours input -> its `of`
 
     def error(self, span: Span, message: str, hint: str = "") -> None:
         self.problems.append(SpecError(span, message, hint=hint, source=self.spec.source))
@@ -137,7 +141,7 @@ class _Checker:
         layers_decl = [s for s in statements if isinstance(s, syntax.LayerDecl)]
 
         self.check_unique_names(inputs_decl + targets_decl + layers_decl)
-        inputs = tuple(self.input_of(i, d) for i, d in enumerate(inputs_decl))
+        inputs = self.resolve_neighbours(tuple(self.input_of(i, d) for i, d in enumerate(inputs_decl)))
         target = self.target_of(targets_decl, reads_columns=any(i.column is not None for i in inputs))
         self.check_columns(inputs_decl, inputs, target)
         loss_decl = self.single(statements, syntax.CallStatement, "loss")
@@ -233,6 +237,25 @@ class _Checker:
             column = replace(column, delimiter=self.delimiter(args["delimiter"].value, "delimiter") or "")
         elif kind is ir.ColumnKind.SEQUENCE:
             column = replace(column, delimiter=" ")
+        elif kind is ir.ColumnKind.NEIGHBOURS:
+            column = replace(column, delimiter=",")
+        if kind is ir.ColumnKind.NEIGHBOURS:
+            if not all(name in args for name in ("of", "id", "links")):
+                self.error(call.span, "neighbours() needs 'of' (the input to aggregate), 'id' (the column of each "
+                                      "row's node id) and 'links' (the column listing the ids it links to), e.g. "
+                                      "neighbours(of=words, id=package, links=depends)")
+                return None
+            of = args["of"].value
+            if not isinstance(of, syntax.Name):
+                self.error(of.span, "of must be the name of another input of this model")
+                return None
+            column = replace(column, header=self.column_name(args["links"].value, "links") or "",
+                             by=self.column_name(args["id"].value, "id") or "", source=-1,
+                             aggregate=self.word(args["aggregate"].value, "aggregate", AGGREGATES) or "mean"
+                             if "aggregate" in args else "mean",
+                             direction=self.word(args["direction"].value, "direction", DIRECTIONS) or "both"
+                             if "direction" in args else "both")
+            self.neighbour_sources[decl.name.text] = of
         if kind is ir.ColumnKind.DATE:
             column = replace(column, features=DATE_FEATURES)
         if kind is ir.ColumnKind.HISTORY:
@@ -288,6 +311,27 @@ class _Checker:
         if kind is None or dim is None:
             return None
         return ir.Target(decl.name.text, ir.TargetKind(kind), dim, decl.span, header, delimiter)
+
+    def resolve_neighbours(self, inputs: tuple[ir.Input, ...]) -> tuple[ir.Input, ...]:
+        """A neighbours input aggregates another typed input's features: its width is that input's."""
+        by_name = {i.name: i for i in inputs}
+        resolved = []
+        for model_input in inputs:
+            of = self.neighbour_sources.get(model_input.name)
+            if of is None or model_input.column is None:
+                resolved.append(model_input)
+                continue
+            source = by_name.get(of.text)
+            kinds = (ir.ColumnKind.HISTORY, ir.ColumnKind.NEIGHBOURS)
+            if source is None or source.column is None or source.column.kind in kinds:
+                self.error(of.span, f"neighbours() aggregates the features of another input read from a column "
+                                    f"(text, categorical, numerical, date or sequence), got '{of.text}'",
+                           did_you_mean(of.text, [i.name for i in inputs if i.column and i.column.kind not in kinds]))
+                resolved.append(model_input)
+                continue
+            column = replace(model_input.column, source=source.index, features=source.dim)
+            resolved.append(replace(model_input, dim=source.dim, column=column))
+        return tuple(resolved)
 
     def check_columns(self, inputs_decl, inputs: tuple[ir.Input, ...], target: ir.Target | None) -> None:
         """A model reads either typed columns of a CSV/TSV file or feature ids; a column is not its own target."""

@@ -23,6 +23,10 @@ from boltc.diagnostics import DataError
 from boltc.plan import Plan
 
 MOST_FIELDS = 1 << 16
+# what the reader does with each input (runtime/bolt_columns.h BOLT_ROLE_*): featurize its field, or hash the keys
+# from which Python assembles a row's history or neighbourhood
+ROLE_FEATURES, ROLE_HISTORY, ROLE_LINKS = 0, 1, 2
+ROLES = {"history": ROLE_HISTORY, "neighbours": ROLE_LINKS}
 SPARE_LABELS = 4096  # the first scan's vocabulary has room for 4x the declared labels and this many more
 ARENA_BYTES_PER_LABEL = 64
 
@@ -170,12 +174,114 @@ def history_features(keys: HistoryKeys, state: HistoryState, last: int, features
     return matrix, new_state
 
 
+@dataclass(frozen=True, eq=False)
+class LinkKeys:
+    """A neighbours input's raw material from one file: each row's node id hash and the hashes of the ids it
+    links to (CSR)."""
+
+    nodes: np.ndarray  # uint64 [rows]
+    indptr: np.ndarray  # int64 [rows + 1]
+    links: np.ndarray  # uint64
+
+
+@dataclass(frozen=True, eq=False)
+class NodeStore:
+    """The nodes a model trained on: id hashes, the aggregated input's features (CSR) and the ids each links to,
+    so that a node first met at prediction time can be described by its neighbours."""
+
+    nodes: np.ndarray  # uint64 [n]
+    feature_indptr: np.ndarray  # int64 [n + 1]
+    feature_indices: np.ndarray  # int32
+    feature_values: np.ndarray  # float32
+    link_indptr: np.ndarray  # int64 [n + 1]
+    links: np.ndarray  # uint64
+
+    PARTS = ("nodes", "feature_indptr", "feature_indices", "feature_values", "link_indptr", "links")
+
+    @staticmethod
+    def empty() -> NodeStore:
+        return NodeStore(np.zeros(0, np.uint64), np.zeros(1, np.int64), np.zeros(0, np.int32),
+                         np.zeros(0, np.float32), np.zeros(1, np.int64), np.zeros(0, np.uint64))
+
+
+def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions starts[k] .. starts[k] + lengths[k] - 1 of every k, one after another."""
+    total = int(lengths.sum())
+    return np.repeat(starts, lengths) + np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths,
+                                                                                       lengths)
+
+
+def neighbour_features(keys: LinkKeys, own: FeatureMatrix, store: NodeStore, aggregate: str,
+                       direction: str) -> tuple[FeatureMatrix, NodeStore]:
+    """Each row's neighbours' features (those of input `own`), summed or averaged: the nodes it links to (out), the
+    nodes that link to it (in), or both, each neighbour once and never the row itself. A node is found among this
+    file's rows first (the first row with its id), then among the stored ones; ids found nowhere are left out. Also
+    returns the store with this file's nodes added (replacing stored ones of the same id)."""
+    rows = len(keys.nodes)
+    stored_only = ~np.isin(store.nodes, keys.nodes)
+    nodes = np.concatenate([keys.nodes, store.nodes[stored_only]])
+    kept = np.flatnonzero(stored_only)
+
+    def stacked(file_indptr, file_values, store_indptr, store_values):
+        lengths = np.concatenate([np.diff(file_indptr), (store_indptr[kept + 1] - store_indptr[kept])])
+        indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        picked = store_values[_ragged(store_indptr[kept], lengths[rows:])]
+        return indptr, np.concatenate([file_values, picked])
+
+    feature_indptr, feature_indices = stacked(own.indptr, own.indices, store.feature_indptr, store.feature_indices)
+    _, feature_values = stacked(own.indptr, own.values, store.feature_indptr, store.feature_values)
+    link_indptr, links = stacked(keys.indptr, keys.links, store.link_indptr, store.links)
+    # find each linked id: a stable sort puts a file row before a stored node (and the first row of an id first)
+    order = np.argsort(nodes, kind="stable")
+    place = np.minimum(np.searchsorted(nodes[order], links), max(len(nodes) - 1, 0))
+    found = (nodes[order][place] == links) if len(nodes) else np.zeros(len(links), dtype=bool)
+    source = np.repeat(np.arange(len(nodes), dtype=np.int64), np.diff(link_indptr))[found]
+    target = order[place][found]
+    pairs = []
+    if direction in ("out", "both"):
+        pairs.append(np.stack([source, target])[:, source < rows])
+    if direction in ("in", "both"):
+        pairs.append(np.stack([target, source])[:, target < rows])
+    row, neighbour = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), np.int64)
+    unique = np.unique(row * len(nodes) + neighbour)
+    unique = unique[unique // max(len(nodes), 1) != unique % max(len(nodes), 1)]  # not the row itself
+    row, neighbour = unique // max(len(nodes), 1), unique % max(len(nodes), 1)
+    lengths = feature_indptr[neighbour + 1] - feature_indptr[neighbour]
+    taken = _ragged(feature_indptr[neighbour], lengths)
+    entry_row = np.repeat(row, lengths)
+    weights = feature_values[taken].astype(np.float64)
+    if aggregate == "mean":
+        degree = np.bincount(row, minlength=rows)
+        weights /= np.repeat(degree[row], lengths)
+    merged, inverse = np.unique(entry_row * own.dim + feature_indices[taken], return_inverse=True)
+    sums = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(merged))
+    indptr = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(merged // own.dim, minlength=rows), out=indptr[1:])
+    matrix = FeatureMatrix(own.dim, indptr=indptr, indices=(merged % own.dim).astype(np.int32),
+                           values=sums.astype(np.float32))
+    first_of_id = np.unique(nodes, return_index=True)[1]  # the store keeps one node per id
+    rest = np.sort(first_of_id)
+    keep_features = _ragged(feature_indptr[rest], feature_indptr[rest + 1] - feature_indptr[rest])
+    keep_links = _ragged(link_indptr[rest], link_indptr[rest + 1] - link_indptr[rest])
+
+    def offsets(indptr):
+        out = np.zeros(len(rest) + 1, dtype=np.int64)
+        np.cumsum(indptr[rest + 1] - indptr[rest], out=out[1:])
+        return out
+
+    new_store = NodeStore(nodes[rest], offsets(feature_indptr), feature_indices[keep_features],
+                          feature_values[keep_features], offsets(link_indptr), links[keep_links])
+    return matrix, new_store
+
+
 def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str] | None, labelled: bool,
-                 threads: int = 1) -> tuple[Dataset, tuple[str, ...] | None, dict[int, HistoryKeys]]:
+                 threads: int = 1) -> tuple[Dataset, tuple[str, ...] | None, dict[int, HistoryKeys | LinkKeys]]:
     """The file's rows featurized for `plan`'s inputs, and their labels when `labelled`: ids of `vocabulary`
     (labels it lacks are left out, with a warning), or, when `vocabulary` is None, of one learned from this file in
-    order of first appearance (returned). History inputs come back empty, with their keys by input index: a row's
-    history depends on what came before the file (``history_features``). Raises DataError with the line and column
+    order of first appearance (returned). History and neighbours inputs come back empty, with their keys by input
+    index: a row's history depends on what came before the file (``history_features``), its neighbourhood on other
+    rows and on the nodes seen in training (``neighbour_features``). Raises DataError with the line and column
     of the first bad field."""
     del threads  # records may span lines: one thread reads
     name = str(path)
@@ -190,24 +296,28 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
             raise DataError(name, None, "the file is empty: expected a header line naming its columns")
         delimiter = _delimiter(name, source.data, source.size)
         names, start = _header(ffi, lib, name, data, source.size, delimiter)
-        columns = [(i, i_plan.column) for i, i_plan in enumerate(plan.inputs) if i_plan.column is not None]
-        fields = [-1 if column.kind == "history" and not labelled and column.header not in names
-                  else _field_of(name, names, column.header, f"input '{plan.inputs[i].name}'") for i, column in columns]
-        histories = [i for i, column in columns if column.kind == "history"]
-        by_field = np.array([_field_of(name, names, column.by, f"input '{plan.inputs[i].name}'")
-                             if column.kind == "history" else -1 for i, column in columns], dtype=np.int32)
-        order_field = np.array([_field_of(name, names, column.order, f"input '{plan.inputs[i].name}'")
-                                if column.kind == "history" and column.order else -1 for i, column in columns],
-                               dtype=np.int32)
+        columns = [i_plan.column for i_plan in plan.inputs]  # the checker allows no input of another kind
+        where = [f"input '{i_plan.name}'" for i_plan in plan.inputs]
+        fields = np.array([-1 if column.kind == "history" and not labelled and column.header not in names
+                           else _field_of(name, names, column.header, what) for column, what in zip(columns, where)],
+                          dtype=np.int32)
+        role = np.array([ROLES.get(column.kind, ROLE_FEATURES) for column in columns], dtype=np.int32)
+        key_field = np.array([_field_of(name, names, column.by, what) if column.by else -1
+                              for column, what in zip(columns, where)], dtype=np.int32)
+        order_field = np.array([_field_of(name, names, column.order, what) if column.order else -1
+                                for column, what in zip(columns, where)], dtype=np.int32)
+        link_delimiter = np.array([ord(column.delimiter) if column.kind == "neighbours" else 0 for column in columns],
+                                  dtype=np.int32)
         target_field = _field_of(name, names, plan.target_header, "the target") if labelled else -1
         n_inputs = len(plan.inputs)
-        input_field = np.array(fields, dtype=np.int32)
         entries = np.zeros(n_inputs, dtype=np.int64)
         job = ffi.new("bolt_columns_job *")
         job.delimiter, job.n_fields, job.n_inputs = ord(delimiter), len(names), n_inputs
-        job.input_field = ffi.cast("int32_t *", input_field.ctypes.data)
-        job.by_field = ffi.cast("int32_t *", by_field.ctypes.data)
+        job.input_field = ffi.cast("int32_t *", fields.ctypes.data)
+        job.role = ffi.cast("int32_t *", role.ctypes.data)
+        job.key_field = ffi.cast("int32_t *", key_field.ctypes.data)
         job.order_field = ffi.cast("int32_t *", order_field.ctypes.data)
+        job.link_delimiter = ffi.cast("int32_t *", link_delimiter.ctypes.data)
         job.target_field = target_field
         job.label_delimiter = ord(plan.target_delimiter) if plan.target_delimiter else 0
         job.start, job.first_line = start, 1 + bytes(ffi.buffer(data, start)[:]).count(b"\n")
@@ -235,21 +345,20 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
         rows = int(job.rows)
         if rows == 0:
             raise DataError(name, None, "the file holds no data rows after its header")
+        featurized = role == ROLE_FEATURES
         indptr = [np.zeros(rows + 1, dtype=np.int64) for _ in range(n_inputs)]
-        indices = [np.zeros(int(count), dtype=np.int32) for count in entries]
-        values = [np.zeros(int(count), dtype=np.float32) for count in entries]
-        keep = [ffi.new("int64_t *[]", [ffi.cast("int64_t *", a.ctypes.data) for a in indptr]),
-                ffi.new("int32_t *[]", [ffi.cast("int32_t *", a.ctypes.data) for a in indices]),
-                ffi.new("float *[]", [ffi.cast("float *", a.ctypes.data) for a in values])]
-        job.indptr, job.indices, job.values = keep
-        history_keys = {i: np.zeros(2 * rows, dtype=np.uint64) for i in histories}
-        history_order = {i: np.zeros(rows, dtype=np.float64) for i in histories}
-        unused = np.zeros(1, dtype=np.uint64)
-        keep += [ffi.new("uint64_t *[]", [ffi.cast("uint64_t *", history_keys.get(i, unused).ctypes.data)
-                                          for i in range(n_inputs)]),
-                 ffi.new("double *[]", [ffi.cast("double *", history_order.get(i, unused).ctypes.data)
-                                        for i in range(n_inputs)])]
-        job.history_keys, job.history_order = keep[3], keep[4]
+        indices = [np.zeros(int(count) if own else 0, dtype=np.int32) for count, own in zip(entries, featurized)]
+        values = [np.zeros(int(count) if own else 0, dtype=np.float32) for count, own in zip(entries, featurized)]
+        row_keys = [np.zeros(0 if own else 2 * rows, dtype=np.uint64) for own in featurized]
+        row_order = [np.zeros(0 if own else rows, dtype=np.float64) for own in featurized]
+        link_keys = [np.zeros(int(count) if r == ROLE_LINKS else 0, dtype=np.uint64) for count, r in zip(entries, role)]
+
+        def pointers(kind: str, arrays: list[np.ndarray]):
+            return ffi.new(f"{kind} *[]", [ffi.cast(f"{kind} *", a.ctypes.data) for a in arrays])
+
+        keep = [pointers("int64_t", indptr), pointers("int32_t", indices), pointers("float", values),
+                pointers("uint64_t", row_keys), pointers("double", row_order), pointers("uint64_t", link_keys)]
+        job.indptr, job.indices, job.values, job.row_keys, job.row_order, job.link_keys = keep
         label_indptr = np.zeros(rows + 1, dtype=np.int64) if labelled else None
         label_ids = np.zeros(int(job.labels), dtype=np.int32) if labelled else None
         if labelled:
@@ -265,11 +374,14 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
     if unknown:
         warnings.warn(f"{name}: {unknown:,} labels of column '{plan.target_header}' were not seen in training and "
                       "are left out", stacklevel=3)
-    features = tuple(FeatureMatrix(i.dim, indptr=indptr[k], indices=indices[k], values=values[k])
-                     for k, i in enumerate(plan.inputs))
+    features = tuple(FeatureMatrix(i.dim, indptr=indptr[k] if featurized[k] else np.zeros(rows + 1, np.int64),
+                                   indices=indices[k], values=values[k]) for k, i in enumerate(plan.inputs))
     dataset = Dataset(name, rows, features, plan.target_dim, label_indptr, label_ids)
-    keys = {i: HistoryKeys(history_keys[i][0::2].copy(), history_keys[i][1::2].copy(), history_order[i])
-            for i in histories}
+    keys: dict[int, HistoryKeys | LinkKeys] = {}
+    for k in np.flatnonzero(role == ROLE_HISTORY):
+        keys[int(k)] = HistoryKeys(row_keys[k][0::2].copy(), row_keys[k][1::2].copy(), row_order[k])
+    for k in np.flatnonzero(role == ROLE_LINKS):
+        keys[int(k)] = LinkKeys(row_keys[k][0::2].copy(), indptr[k], link_keys[k])
     return dataset, learned, keys
 
 

@@ -309,6 +309,7 @@ def _column_contexts(plan: Plan) -> list[dict]:
                          "sink, message)",
             "date": "bolt_date_features(field, length, sink, message)",
             "history": "",  # hashed by the reader itself: a row's history is made of other rows
+            "neighbours": "",  # likewise: a row's neighbours are other rows
         }[column.kind]
         contexts.append({"index": model_input.index, "call": call, "checked": column.kind in ("numerical", "date"),
                          "comment": c_comment(f"input {model_input.index} '{model_input.name}': {column.kind} "

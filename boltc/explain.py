@@ -37,9 +37,12 @@ def _column(column: ColumnPlan) -> str:
                "numerical": f"bins={column.features}, range=({column.low:g}, {column.high:g})",
                "date": "",
                "history": f"of={column.header!r}, by={column.by!r}, last={column.last}, "
-                          f"order={column.order or 'file order'!r}, features={column.features}"}[column.kind]
-    if column.kind == "history":
-        return f"history({options})"
+                          f"order={column.order or 'file order'!r}, features={column.features}",
+               "neighbours": f"of input {column.source}, id={column.by!r}, links={column.header!r}, "
+                             f"delimiter={column.delimiter!r}, aggregate={column.aggregate}, "
+                             f"direction={column.direction}"}[column.kind]
+    if column.kind in ("history", "neighbours"):
+        return f"{column.kind}({options})"
     return f"{column.kind}({options}) of column {column.header!r}"
 
 

@@ -35,8 +35,8 @@ class OptimizerKind(enum.Enum):
 
 
 class ColumnKind(enum.Enum):
-    TEXT, CATEGORICAL, NUMERICAL, DATE, SEQUENCE, HISTORY = \
-        "text", "categorical", "numerical", "date", "sequence", "history"
+    TEXT, CATEGORICAL, NUMERICAL, DATE, SEQUENCE, HISTORY, NEIGHBOURS = \
+        "text", "categorical", "numerical", "date", "sequence", "history", "neighbours"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +52,13 @@ class Column:
     delimiter: str = ""  # categorical (multi-valued when set), sequence
     low: float = 0.0  # numerical range
     high: float = 0.0
-    by: str = ""  # history: the column of the key (a user) whose earlier rows' items (column `header`) a row sees
+    by: str = ""  # history: the column of the key (a user) whose earlier rows' items (column `header`) a row sees;
+    #               neighbours: the column of each row's node id (`header` lists the ids it links to)
     order: str = ""  # history: the column that orders rows ("" for the file's order)
     last: int = 0  # history: how many of the latest earlier items
+    source: int = -1  # neighbours: the input whose features are aggregated over each row's neighbours
+    aggregate: str = ""  # neighbours: mean | sum
+    direction: str = ""  # neighbours: out (the nodes a row lists) | in (the rows that list it) | both
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ import numpy as np
 from boltc import __version__, checkpoint
 from boltc import metrics as ranking
 from boltc.build import CompiledLibrary
-from boltc.columns import HistoryKeys, HistoryState, history_features, read_columns
+from boltc.columns import (HistoryKeys, HistoryState, LinkKeys, NodeStore, history_features, neighbour_features,
+                           read_columns)
 from boltc.data import Dataset, FeatureMatrix, from_arrays, read_xmc
 from boltc.diagnostics import ModelFileError, UsageError
 from boltc.emit import SPARSE_PROFILE_FIELDS, STATUS_MESSAGES, BufferSpec
@@ -185,6 +186,7 @@ class Model:
         # history inputs by index: each key's latest items over the files trained on (or absorbed by predict)
         self.histories: dict[int, HistoryState] = {}
         self._history_before: dict[int, tuple[str, HistoryState]] = {}  # the last file absorbed, and the state before it
+        self.node_stores: dict[int, NodeStore] = {}  # neighbours inputs by index: the nodes of the files trained on
         if initialize:
             self.initialize(plan.seed)
 
@@ -205,7 +207,7 @@ class Model:
         """Become `other` (the same spec, re-planned on measured values, untrained), keeping the settings a user
         may have changed."""
         kept = {name: getattr(self, name) for name in ("threads", "learning_rate", "label_names", "histories",
-                                                       "_history_before")}
+                                                       "_history_before", "node_stores")}
         self.__dict__.update(other.__dict__)
         self.__dict__.update(kept)
 
@@ -300,15 +302,23 @@ class Model:
             if learned is not None:
                 self.label_names = learned
             if keys:
-                data = self._with_histories(data, keys, learn_labels if absorb_history is None else absorb_history)
+                data = self._with_context(data, keys, learn_labels if absorb_history is None else absorb_history)
         return dataset_for(self.plan, data, labelled)
 
-    def _with_histories(self, dataset: Dataset, keys: dict[int, HistoryKeys], absorb: bool) -> Dataset:
-        """The history inputs' features. A file read again after it joined the history (fit twice on it, or
-        evaluated on its training file) sees the history as it was before it, so no row ever sees its own future."""
+    def _with_context(self, dataset: Dataset, keys: dict[int, HistoryKeys | LinkKeys], absorb: bool) -> Dataset:
+        """The features of history and neighbours inputs, made from other rows and from what the model keeps of
+        earlier files. A file read again after it joined the history (fit twice on it, or evaluated on its training
+        file) sees the history as it was before it, so no row ever sees its own future."""
         features = list(dataset.features)
         for index, found in keys.items():
             column = self.plan.inputs[index].column
+            if isinstance(found, LinkKeys):
+                store = self.node_stores.get(index, NodeStore.empty())
+                features[index], after = neighbour_features(found, dataset.features[column.source], store,
+                                                            column.aggregate, column.direction)
+                if absorb:
+                    self.node_stores[index] = after
+                continue
             fingerprint = found.fingerprint()
             before = self._history_before.get(index)
             state = before[1] if before is not None and before[0] == fingerprint else \
@@ -544,9 +554,11 @@ class Model:
             "measured": {str(index): dataclasses.asdict(value) for index, value in self.plan.measured.items()},
             "label_names": list(self.label_names) if self.label_names is not None else None,
         }
-        histories = {f"history.{index}.{part}": getattr(state, part) for index, state in self.histories.items()
-                     for part in ("users", "indptr", "items")}
-        checkpoint.write_model_file(path, header, {**self.saved_arrays(), **histories})
+        kept = {f"history.{index}.{part}": getattr(state, part) for index, state in self.histories.items()
+                for part in ("users", "indptr", "items")}
+        kept.update({f"nodes.{index}.{part}": getattr(store, part) for index, store in self.node_stores.items()
+                     for part in NodeStore.PARTS})
+        checkpoint.write_model_file(path, header, {**self.saved_arrays(), **kept})
 
     def saved_arrays(self) -> dict[str, np.ndarray]:
         """The arrays a model file holds: parameters, optimizer state and hash functions (tables are rebuilt)."""
@@ -577,5 +589,7 @@ class Model:
                           for index, i_plan in enumerate(self.plan.inputs)
                           if i_plan.column is not None and f"history.{index}.users" in arrays}
         self._history_before = {}
+        self.node_stores = {index: NodeStore(*(arrays[f"nodes.{index}.{part}"] for part in NodeStore.PARTS))
+                            for index in range(len(self.plan.inputs)) if f"nodes.{index}.nodes" in arrays}
         self._rebuild_period, self._rebuilds = 0.0, 0  # the saved hash functions are kept: this is rebuild one
         self._scheduled_rebuild()

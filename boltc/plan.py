@@ -86,6 +86,9 @@ class ColumnPlan:
     by: str
     order: str
     last: int
+    source: int
+    aggregate: str
+    direction: str
     spec_line: int
 
 
@@ -252,7 +255,7 @@ def _column_plan(model_input: ir.Input) -> ColumnPlan | None:
         return None
     return ColumnPlan(column.kind.value, column.header, column.features, column.ngrams, column.pairs, column.lowercase,
                       column.delimiter, column.low, column.high, column.by, column.order, column.last,
-                      model_input.span.line)
+                      column.source, column.aggregate, column.direction, model_input.span.line)
 
 
 def _threads(config: ir.TrainConfig, machine: Machine) -> tuple[int, str]:

@@ -27,11 +27,14 @@ typedef struct bolt_columns_job {
     int32_t n_inputs;          /* typed inputs of the model */
     const int32_t *input_field;/* [n_inputs] the field each input reads (a history's items: -1 when absent) */
     int32_t target_field;      /* the field holding the labels, -1 when the file has none */
-    /* history inputs: each row's key and item hashed here; Python assembles each row's earlier items */
-    const int32_t *by_field;   /* [n_inputs] the field of the key (a user) whose earlier rows a history input sees, or -1 */
-    const int32_t *order_field;/* [n_inputs] the field that orders rows (a number or a date), -1: file order */
-    uint64_t *const *history_keys; /* [n_inputs] -> uint64 [rows][2]: hash of the key, hash of the item (0: empty) */
-    double *const *history_order;  /* [n_inputs] -> double [rows]: the order field's value (the row without one) */
+    /* inputs made from other rows: their keys are hashed here, Python assembles the features */
+    const int32_t *role;       /* [n_inputs] BOLT_ROLE_FEATURES, BOLT_ROLE_HISTORY or BOLT_ROLE_LINKS */
+    const int32_t *key_field;  /* [n_inputs] history: the key (a user) whose earlier rows count; links: the row's node id */
+    const int32_t *order_field;/* [n_inputs] history: the field that orders rows (a number or a date), -1: file order */
+    const int32_t *link_delimiter; /* [n_inputs] links: the byte between the node ids of the input's field */
+    uint64_t *const *row_keys; /* [n_inputs] -> uint64 [rows][2]: the key's hash, and a history's item's (0: empty) */
+    double *const *row_order;  /* [n_inputs] -> double [rows]: a history's order value (the row number without one) */
+    uint64_t *const *link_keys;/* [n_inputs] -> uint64 [entries[i]]: links' node id hashes, rows as in indptr[i] */
     int32_t label_delimiter;   /* multi-label fields: the byte between labels; 0: the whole field is one label */
     int64_t start;             /* byte offset of the first record */
     int64_t first_line;        /* its line number */
@@ -69,6 +72,8 @@ int64_t bolt_columns_header(const char *data, int64_t size, int32_t delimiter, i
 void bolt_history_ids(int64_t n, const uint64_t *items, const int32_t *positions, int64_t features, int32_t *bag,
                       int32_t *ordered);
 /* BOLT_COLUMNS_CDEF_END */
+
+enum { BOLT_ROLE_FEATURES = 0, BOLT_ROLE_HISTORY = 1, BOLT_ROLE_LINKS = 2 };
 
 #define BOLT_FNV_OFFSET 0xcbf29ce484222325ULL
 #define BOLT_FNV_PRIME 0x100000001b3ULL
@@ -397,6 +402,16 @@ static inline int bolt_order_key(const char *field, int64_t length, double *key,
     return -1;
 }
 
+typedef struct bolt_link_context {
+    uint64_t *out;
+} bolt_link_context;
+
+static void bolt_add_link(const char *part, int64_t length, int64_t position, void *context)
+{
+    bolt_link_context *c = (bolt_link_context *)context;
+    c->out[position] = bolt_hash_bytes(part, length, 0);
+}
+
 /* ---- reading records --------------------------------------------------------------------------------------- */
 
 /* The spec's featurizer switch (generated): the features of input `input` from one field; 0, or -1 with a message. */
@@ -662,24 +677,36 @@ int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job)
         }
         for (int32_t i = 0; i < job->n_inputs && status == 0; ++i) {
             const int32_t f = job->input_field[i];
-            if (job->by_field[i] >= 0) {
-                const int32_t of = job->order_field[i];
+            if (job->role[i] != BOLT_ROLE_FEATURES) {
+                const int32_t kf = job->key_field[i], of = job->order_field[i];
                 double order = (double)row;
-                if (of >= 0 && bolt_order_key(fields[of], lengths[of], &order, job->message) != 0) {
+                if (job->role[i] == BOLT_ROLE_HISTORY && of >= 0 &&
+                    bolt_order_key(fields[of], lengths[of], &order, job->message) != 0) {
                     job->error_field = of;
                     job->error_line = record_line;
                     status = -1;
                     break;
                 }
+                int64_t a = 0, b = lengths[kf], c = 0, d = f >= 0 ? lengths[f] : 0;
+                bolt_trim(fields[kf], &a, &b);
+                if (f >= 0) /* a history's items may be missing from a file of rows to predict */
+                    bolt_trim(fields[f], &c, &d);
+                if (job->role[i] == BOLT_ROLE_LINKS) {
+                    bolt_link_context links = {job->fill ? job->link_keys[i] + job->indptr[i][row] : NULL};
+                    const int64_t count = bolt_split(fields[f], lengths[f], job->link_delimiter[i],
+                                                     job->fill ? bolt_add_link : NULL, &links);
+                    if (job->fill)
+                        job->indptr[i][row + 1] = job->indptr[i][row] + count;
+                    else
+                        job->entries[i] += count;
+                }
                 if (job->fill) {
-                    int64_t a = 0, b = lengths[job->by_field[i]], c = 0, d = f >= 0 ? lengths[f] : 0;
-                    bolt_trim(fields[job->by_field[i]], &a, &b);
-                    if (f >= 0) /* a file of rows to predict may lack the item column */
-                        bolt_trim(fields[f], &c, &d);
-                    job->history_keys[i][2 * row] = bolt_hash_bytes(fields[job->by_field[i]] + a, b - a, 0);
-                    job->history_keys[i][2 * row + 1] = d > c ? bolt_hash_bytes(fields[f] + c, d - c, 0) : 0;
-                    job->history_order[i][row] = order;
-                    job->indptr[i][row + 1] = 0;
+                    job->row_keys[i][2 * row] = bolt_hash_bytes(fields[kf] + a, b - a, 0);
+                    job->row_keys[i][2 * row + 1] =
+                        job->role[i] == BOLT_ROLE_HISTORY && d > c ? bolt_hash_bytes(fields[f] + c, d - c, 0) : 0;
+                    job->row_order[i][row] = order;
+                    if (job->role[i] == BOLT_ROLE_HISTORY)
+                        job->indptr[i][row + 1] = 0;
                 }
                 continue;
             }

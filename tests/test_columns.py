@@ -259,7 +259,7 @@ def test_bad_files_name_the_line_and_column(model, tmp_path, text, line, message
     (("delimiter=\"|\"", "delimiter=\"||\""), "delimiter must be one ASCII character other than a quote or a line "
                                              "break, got '||'"),
     (("categorical(features=101", "category(features=101"), "a column's type must be text, categorical, numerical, "
-                                                          "date, sequence or history, got 'category'"),
+                                                          "date, sequence, history or neighbours, got 'category'"),
     (("date()", "date(column=\"section\")"), "input 'added' reads column 'section', which holds the target 'section'"),
     (("text(ngrams=2", "text(ngrams=3"), "ngrams must be between 1 and 2, got 3"),
 ])
@@ -413,3 +413,94 @@ def test_a_file_read_again_sees_the_history_from_before_it(history_model_path, t
     first = model.prepare_data(train, labelled=True, learn_labels=True)
     again = model.prepare_data(train, labelled=True, learn_labels=True)  # as a second fit() would read it
     assert first.features[0].indptr.tolist() == again.features[0].indptr.tolist() == [0, 0, 2, 6]
+
+
+# ---- neighbours inputs ------------------------------------------------------------------------------------------
+
+GRAPH_SPEC = """model sections {
+    input words: text(features=211, column="description")
+    input near:  neighbours(of=words, id=package, links=depends, delimiter="|", aggregate=AGGREGATE,
+                            direction=DIRECTION)
+    target section: classes[4]
+    a = dense(words, 16, activation=relu)
+    b = dense(near, 16, activation=relu)
+    h = concat(a, b)
+    scores = dense(h, 4, activation=softmax)
+    loss cross_entropy(scores, section)
+    train { batch_size = 4, epochs = 150 }
+    metrics accuracy
+}
+"""
+
+
+def graph_model(tmp_path, aggregate="mean", direction="both"):
+    path = tmp_path / f"graph_{aggregate}_{direction}.bolt"
+    path.write_text(GRAPH_SPEC.replace("AGGREGATE", aggregate).replace("DIRECTION", direction))
+    return boltc.load(path, tune=False)
+
+
+def dense_rows(matrix) -> np.ndarray:
+    out = np.zeros((len(matrix.indptr) - 1, matrix.dim))
+    for row in range(len(matrix.indptr) - 1):
+        span = slice(matrix.indptr[row], matrix.indptr[row + 1])
+        np.add.at(out[row], matrix.indices[span], matrix.values[span])
+    return out
+
+
+@pytest.mark.parametrize("aggregate, direction", [("mean", "both"), ("sum", "out"), ("mean", "in")])
+def test_neighbour_aggregation_matches_numpy(tmp_path, aggregate, direction):
+    rng = np.random.default_rng(7)
+    words = [f"w{k}" for k in range(30)]
+    names = [f"p{k}" for k in range(25)]
+    lines = ["package,description,depends,section"]
+    adjacency = np.zeros((25, 25))
+    for k, name in enumerate(names):
+        links = sorted(set(rng.choice(names + ["absent"], size=rng.integers(0, 4)).tolist()))
+        for link in links:
+            if link != "absent" and link != name:
+                adjacency[k, names.index(link)] = 1
+        lines.append(f"{name},{' '.join(rng.choice(words, size=3))},{'|'.join(links)},s{k % 3}")
+    model = graph_model(tmp_path, aggregate, direction)
+    dataset = model.prepare_data(write(tmp_path, "\n".join(lines) + "\n"), labelled=True, learn_labels=True)
+    own, near = dense_rows(dataset.features[0]), dense_rows(dataset.features[1])
+    linked = {"out": adjacency, "in": adjacency.T, "both": np.maximum(adjacency, adjacency.T)}[direction]
+    expected = linked @ own
+    if aggregate == "mean":
+        expected /= np.maximum(linked.sum(axis=1, keepdims=True), 1)
+    np.testing.assert_allclose(near, expected, rtol=1e-6)
+
+
+def test_an_unseen_node_is_described_by_the_nodes_it_links_to(tmp_path):
+    train = write(tmp_path, "package,description,depends,section\n"
+                            "libfoo,c library,,libs\nlibbar,c library,,libs\n"
+                            "foo-utils,command tools,libfoo,utils\nbar-utils,command tools,libbar,utils\n"
+                            "python3-foo,module,python3,python\npython3-bar,module,python3,python\n"
+                            "python3,interpreter,,interpreters\n")
+    model = graph_model(tmp_path)
+    model.fit(train, progress=False)
+    saved = tmp_path / "graph.boltm"
+    model.save(saved)
+    again = load_model(saved)
+    # the new node's own words say nothing; only its neighbour (python3, from training) does
+    new = write(tmp_path, "package,description,depends\npython3-baz,baz,python3\n", "new.csv")
+    dataset = again.prepare_data(new, labelled=False)
+    python3 = model.prepare_data(train, labelled=True).features[0]
+    assert dense_rows(dataset.features[1])[0].tolist() == dense_rows(python3)[6].tolist()
+    ids, _ = again.predict(new, top_k=1)
+    assert again.label_names[ids[0, 0]] == "python"
+
+
+@pytest.mark.parametrize("change, message", [
+    (("of=words", "of=word"), "neighbours() aggregates the features of another input read from a column (text, "
+                              "categorical, numerical, date or sequence), got 'word'"),
+    (("links=depends, ", ""), "neighbours() needs 'of' (the input to aggregate), 'id' (the column of each row's node "
+                              "id) and 'links' (the column listing the ids it links to), e.g. neighbours(of=words, "
+                              "id=package, links=depends)"),
+    (("aggregate=mean", "aggregate=max"), "aggregate must be mean or sum, got 'max'"),
+])
+def test_neighbour_mistakes_are_reported(tmp_path, change, message):
+    path = tmp_path / "bad_graph.bolt"
+    path.write_text(GRAPH_SPEC.replace("AGGREGATE", "mean").replace("DIRECTION", "both").replace(*change))
+    with pytest.raises(SpecErrors) as caught:
+        boltc.load(path, tune=False)
+    assert [problem.message for problem in caught.value.errors] == [message]
