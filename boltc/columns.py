@@ -275,6 +275,36 @@ def neighbour_features(keys: LinkKeys, own: FeatureMatrix, store: NodeStore, agg
     return matrix, new_store
 
 
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """Which field of the file each input reads, and how (int32 arrays by input, as the C reader takes them)."""
+
+    input_field: np.ndarray  # the field featurized, a history's items or a node's links (-1: absent)
+    role: np.ndarray  # ROLE_*
+    key_field: np.ndarray  # a history's key, a node's id (-1: none)
+    order_field: np.ndarray  # a history's order (-1: the file's)
+    link_delimiter: np.ndarray  # between a node's links
+    target_field: int  # -1: no labels read
+
+    @staticmethod
+    def of(path: str, names: list[str], plan: Plan, labelled: bool) -> _Layout:
+        columns = [i_plan.column for i_plan in plan.inputs]  # the checker allows no input of another kind
+        where = [f"input '{i_plan.name}'" for i_plan in plan.inputs]
+
+        def fields(header_of, optional=lambda column: False) -> np.ndarray:
+            return np.array([-1 if not header_of(column) or optional(column) and header_of(column) not in names
+                             else _field_of(path, names, header_of(column), what)
+                             for column, what in zip(columns, where)], dtype=np.int32)
+
+        # rows to predict may leave out the items a history is made of: they are what is predicted
+        return _Layout(
+            input_field=fields(lambda c: c.header, lambda c: c.kind == "history" and not labelled),
+            role=np.array([ROLES.get(c.kind, ROLE_FEATURES) for c in columns], dtype=np.int32),
+            key_field=fields(lambda c: c.by), order_field=fields(lambda c: c.order),
+            link_delimiter=np.array([ord(c.delimiter) if c.kind == "neighbours" else 0 for c in columns], np.int32),
+            target_field=_field_of(path, names, plan.target_header, "the target") if labelled else -1)
+
+
 def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str] | None, labelled: bool,
                  threads: int = 1) -> tuple[Dataset, tuple[str, ...] | None, dict[int, HistoryKeys | LinkKeys]]:
     """The file's rows featurized for `plan`'s inputs, and their labels when `labelled`: ids of `vocabulary`
@@ -296,29 +326,14 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
             raise DataError(name, None, "the file is empty: expected a header line naming its columns")
         delimiter = _delimiter(name, source.data, source.size)
         names, start = _header(ffi, lib, name, data, source.size, delimiter)
-        columns = [i_plan.column for i_plan in plan.inputs]  # the checker allows no input of another kind
-        where = [f"input '{i_plan.name}'" for i_plan in plan.inputs]
-        fields = np.array([-1 if column.kind == "history" and not labelled and column.header not in names
-                           else _field_of(name, names, column.header, what) for column, what in zip(columns, where)],
-                          dtype=np.int32)
-        role = np.array([ROLES.get(column.kind, ROLE_FEATURES) for column in columns], dtype=np.int32)
-        key_field = np.array([_field_of(name, names, column.by, what) if column.by else -1
-                              for column, what in zip(columns, where)], dtype=np.int32)
-        order_field = np.array([_field_of(name, names, column.order, what) if column.order else -1
-                                for column, what in zip(columns, where)], dtype=np.int32)
-        link_delimiter = np.array([ord(column.delimiter) if column.kind == "neighbours" else 0 for column in columns],
-                                  dtype=np.int32)
-        target_field = _field_of(name, names, plan.target_header, "the target") if labelled else -1
+        layout = _Layout.of(name, names, plan, labelled)
         n_inputs = len(plan.inputs)
         entries = np.zeros(n_inputs, dtype=np.int64)
         job = ffi.new("bolt_columns_job *")
         job.delimiter, job.n_fields, job.n_inputs = ord(delimiter), len(names), n_inputs
-        job.input_field = ffi.cast("int32_t *", fields.ctypes.data)
-        job.role = ffi.cast("int32_t *", role.ctypes.data)
-        job.key_field = ffi.cast("int32_t *", key_field.ctypes.data)
-        job.order_field = ffi.cast("int32_t *", order_field.ctypes.data)
-        job.link_delimiter = ffi.cast("int32_t *", link_delimiter.ctypes.data)
-        job.target_field = target_field
+        for part in ("input_field", "role", "key_field", "order_field", "link_delimiter"):
+            setattr(job, part, ffi.cast("int32_t *", getattr(layout, part).ctypes.data))
+        job.target_field = layout.target_field
         job.label_delimiter = ord(plan.target_delimiter) if plan.target_delimiter else 0
         job.start, job.first_line = start, 1 + bytes(ffi.buffer(data, start)[:]).count(b"\n")
         job.entries = ffi.cast("int64_t *", entries.ctypes.data)
@@ -345,6 +360,7 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
         rows = int(job.rows)
         if rows == 0:
             raise DataError(name, None, "the file holds no data rows after its header")
+        role = layout.role
         featurized = role == ROLE_FEATURES
         indptr = [np.zeros(rows + 1, dtype=np.int64) for _ in range(n_inputs)]
         indices = [np.zeros(int(count) if own else 0, dtype=np.int32) for count, own in zip(entries, featurized)]
