@@ -8,9 +8,7 @@ Fields follow RFC 4180: quoted fields may hold delimiters, quotes (doubled) and 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from boltc.diagnostics import DataError
 from boltc.plan import Plan
 
 MOST_FIELDS = 1 << 16
+HEADER_BYTES_MOST = 1 << 20
 # what the reader does with each input (runtime/bolt_columns.h BOLT_ROLE_*): featurize its field, or hash the keys
 # from which Python assembles a row's history or neighbourhood
 ROLE_FEATURES, ROLE_HISTORY, ROLE_LINKS = 0, 1, 2
@@ -39,14 +38,19 @@ def _delimiter(path: str, data: Any, size: int) -> str:
 
 
 def _header(ffi, lib, path: str, data, size: int, delimiter: str) -> tuple[list[str], int]:
+    """The header's column names (blanks around them dropped) and the offset of the first record."""
     n_fields = ffi.new("int32_t *")
     message = ffi.new("char[256]")
-    start = lib.bolt_columns_header(data, size, ord(delimiter), MOST_FIELDS, n_fields, message)
+    names = np.zeros(min(size, HEADER_BYTES_MOST) + 1, dtype=np.uint8)
+    lengths = np.zeros(MOST_FIELDS, dtype=np.int64)
+    start = lib.bolt_columns_header(data, size, ord(delimiter), MOST_FIELDS, n_fields,
+                                    ffi.cast("char *", names.ctypes.data), len(names),
+                                    ffi.cast("int64_t *", lengths.ctypes.data), message)
     if start < 0:
         raise DataError(path, 1, f"cannot read the header: {ffi.string(message).decode('ascii', 'replace')}")
-    text = bytes(ffi.buffer(data, start)[:]).decode("utf-8-sig", errors="replace")
-    names = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
-    return [name.strip() for name in names], int(start)
+    ends = np.cumsum(lengths[:n_fields[0]])
+    return [bytes(names[end - length:end]).decode("utf-8", "replace").strip()
+            for end, length in zip(ends.tolist(), lengths[:n_fields[0]].tolist())], int(start)
 
 
 def _field_of(path: str, names: list[str], header: str, what: str) -> int:

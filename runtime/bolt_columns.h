@@ -68,7 +68,7 @@ typedef struct bolt_columns_job {
 
 int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job);
 int64_t bolt_columns_header(const char *data, int64_t size, int32_t delimiter, int32_t most_fields, int32_t *n_fields,
-                            char *message);
+                            char *names, int64_t names_capacity, int64_t *name_length, char *message);
 void bolt_history_ids(int64_t n, const uint64_t *items, const int32_t *positions, int64_t features, int32_t *bag,
                       int32_t *ordered);
 /* BOLT_COLUMNS_CDEF_END */
@@ -519,24 +519,35 @@ static int64_t bolt_record_extent(const char *data, int64_t size, int64_t at)
     return at;
 }
 
-/* The header record (after a UTF-8 byte order mark, if any): its field count in *n_fields; returns the offset of
- * the first record, or -1 with a message. The caller reads the names from the bytes before that offset. */
+/* The header record (after a UTF-8 byte order mark, if any): its field count in *n_fields, its names one after
+ * another in `names` (quotes resolved; name f is name_length[f] bytes long); returns the offset of the first
+ * record, or -1 with a message. */
 int64_t bolt_columns_header(const char *data, int64_t size, int32_t delimiter, int32_t most_fields, int32_t *n_fields,
-                            char *message)
+                            char *names, int64_t names_capacity, int64_t *name_length, char *message)
 {
     int64_t at = size >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0, line = 1;
     const char **fields = (const char **)malloc(sizeof(char *) * (size_t)most_fields + 1);
-    int64_t *lengths = (int64_t *)malloc(sizeof(int64_t) * (size_t)most_fields + 1);
-    bolt_record record = {fields, lengths, 0, most_fields, NULL, 0};
+    bolt_record record = {fields, name_length, 0, most_fields, NULL, 0};
     int status = -1;
-    if (!fields || !lengths || bolt_record_room(&record, bolt_record_extent(data, size, at) - at + 1) != 0)
+    *n_fields = 0;
+    if (!fields || bolt_record_room(&record, bolt_record_extent(data, size, at) - at + 1) != 0)
         snprintf(message, 256, "out of memory");
     else
         status = bolt_read_record(data, size, &at, &line, (char)delimiter, &record, message);
+    int64_t written = 0;
+    for (int32_t f = 0; status == 0 && f < record.count; ++f) {
+        if (written + name_length[f] > names_capacity) {
+            snprintf(message, 256, "the header is longer than %lld bytes", (long long)names_capacity);
+            status = -1;
+            break;
+        }
+        memcpy(names + written, fields[f], (size_t)name_length[f]);
+        written += name_length[f];
+    }
     free(fields);
-    free(lengths);
     free(record.unquoted);
-    *n_fields = record.count;
+    if (status == 0)
+        *n_fields = record.count;
     return status == 0 ? at : -1;
 }
 

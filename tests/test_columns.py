@@ -504,3 +504,21 @@ def test_neighbour_mistakes_are_reported(tmp_path, change, message):
     with pytest.raises(SpecErrors) as caught:
         boltc.load(path, tune=False)
     assert [problem.message for problem in caught.value.errors] == [message]
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=st.binary(max_size=300), cut=st.integers(0, len(TRICKY.encode())))
+def test_any_bytes_give_rows_or_a_data_error_never_a_crash(spec_path, tmp_path_factory, body, cut):
+    model = boltc.load(spec_path, tune=False)
+    path = tmp_path_factory.mktemp("fuzz") / "data.csv"
+    for text in (TRICKY.encode()[:cut] + body, b"title,Brand,price,added,recent,section\n" + body):
+        path.write_bytes(text)
+        try:
+            dataset = model.prepare_data(path, labelled=True, learn_labels=True)
+        except DataError as error:
+            assert error.path == str(path)
+        else:
+            assert dataset.n_rows >= 1
+            for matrix in dataset.features:
+                assert np.all(np.diff(matrix.indptr) >= 0) and np.all(matrix.indices < matrix.dim)
+        model.label_names = None
