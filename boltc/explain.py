@@ -27,7 +27,7 @@ def plan_json(plan: Plan, build_info: dict | None = None) -> dict:
     return data
 
 
-def _column(column: ColumnPlan) -> str:
+def _column(column: ColumnPlan, plan: Plan) -> str:
     """A typed column as the spec would write it, with every value the checker filled in."""
     options = {"text": f"ngrams={column.ngrams}, pairs={str(column.pairs).lower()}, "
                        f"lowercase={str(column.lowercase).lower()}, features={column.features}",
@@ -38,7 +38,7 @@ def _column(column: ColumnPlan) -> str:
                "date": "",
                "history": f"of={column.header!r}, by={column.by!r}, last={column.last}, "
                           f"order={column.order or 'file order'!r}, features={column.features}",
-               "neighbours": f"of input {column.source}, id={column.by!r}, links={column.header!r}, "
+               "neighbours": f"of={plan.inputs[column.source].name}, id={column.by!r}, links={column.header!r}, "
                              f"delimiter={column.delimiter!r}, aggregate={column.aggregate}, "
                              f"direction={column.direction}"}[column.kind]
     if column.kind in ("history", "neighbours"):
@@ -47,7 +47,7 @@ def _column(column: ColumnPlan) -> str:
 
 
 def render_plan(plan: Plan, build_info: dict | None = None) -> str:
-    inputs = ", ".join(f"{i.name}: {i.kind}[{i.dim}]" + (f" ({_column(i.column)})" if i.column else "")
+    inputs = ", ".join(f"{i.name}: {i.kind}[{i.dim}]" + (f" ({_column(i.column, plan)})" if i.column else "")
                        for i in plan.inputs)
     target_column = f" from column {plan.target_header!r}" + (
         f" split at {plan.target_delimiter!r}" if plan.target_delimiter else "") if plan.target_header else ""

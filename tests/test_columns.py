@@ -522,3 +522,11 @@ def test_any_bytes_give_rows_or_a_data_error_never_a_crash(spec_path, tmp_path_f
             for matrix in dataset.features:
                 assert np.all(np.diff(matrix.indptr) >= 0) and np.all(matrix.indices < matrix.dim)
         model.label_names = None
+
+
+def test_explain_names_the_input_a_neighbourhood_aggregates(tmp_path):
+    from boltc.explain import render_plan
+
+    text = render_plan(graph_model(tmp_path, "sum", "out").plan)
+    assert "near: sparse[211] (neighbours(of=words, id='package', links='depends', delimiter='|', aggregate=sum, " \
+           "direction=out))" in text
