@@ -1,15 +1,19 @@
-"""What the bench scripts share: the machine record, finding the boltc command, and starting PyTorch with a fixed
-thread count. Scripts import it after putting bench/ on sys.path."""
+"""What the bench scripts share: the machine record, finding the boltc command, starting PyTorch with a fixed
+thread count, and writing prepared data (atomically, skipped when up to date). Scripts import it after putting
+bench/ on sys.path."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import json
 import os
 import platform
 import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import Iterable
 
 
 def machine_info(threads: int) -> dict:
@@ -71,3 +75,39 @@ def import_torch(threads: int, seed: int):
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``: readers never see half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def up_to_date_meta(out_dir: Path, output_names: Iterable[str], sources: Iterable[Path],
+                    parameters: dict) -> dict | None:
+    """The meta.json (one of ``output_names``, written last) of outputs that all exist, are newer than every
+    source file and were made with these ``parameters`` (each equal to the meta's entry of its name); else None."""
+    outputs = [out_dir / name for name in output_names]
+    if not all(p.is_file() for p in outputs):
+        return None
+    if min(p.stat().st_mtime for p in outputs) <= max((s.stat().st_mtime for s in sources), default=0.0):
+        return None
+    try:
+        meta = json.loads((out_dir / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if all(meta.get(name) == value for name, value in parameters.items()) else None
+
+
+def prepare_arguments(description: str, default_out: Path, repo_root: Path) -> argparse.ArgumentParser:
+    """The options every data-preparing script has (--out, --force); the script adds its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=default_out,
+                        help=f"output directory (default: {default_out.relative_to(repo_root)})")
+    parser.add_argument("--force", action="store_true", help="rebuild even when the outputs are up to date")
+    return parser

@@ -98,11 +98,16 @@ def _fmt(value, spec: str = ",.1f") -> str:
 
 def summary_table(records: list[dict]) -> str:
     boltc = next((r["result"] for r in records if r["ok"] and r["system"] == "boltc"), None)
-    lines = ["| system | train s | samples/s | boltc's samples/s over it | P@1 | P@5 | infer rows/s | batch-1 ms | "
-             "peak RSS MB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    # recall@k columns where a workload asks for them (peers' --recall-at), after P@5
+    recalls = sorted({key for r in records if r["ok"] for key in r["result"]["final"] if key.startswith("recall@")},
+                     key=lambda key: int(key.partition("@")[2]))
+    lines = ["| system | train s | samples/s | boltc's samples/s over it | P@1 | P@5 | "
+             + "".join(f"R@{key.partition('@')[2]} | " for key in recalls) + "infer rows/s | batch-1 ms | "
+             "peak RSS MB |", "|---|---:|---:|---:|---:|---:|" + "---:|" * len(recalls) + "---:|---:|---:|"]
     for record in records:
         if not record["ok"]:
-            lines.append(f"| {record['system']} | failed: {record['error'][:80]} | | | | | | | |")
+            lines.append(f"| {record['system']} | failed: {record['error'][:80]} | | | | | "
+                         + "| " * len(recalls) + "| | |")
             continue
         r = record["result"]
         ratio = boltc["samples_per_second"] / r["samples_per_second"] if boltc and r["samples_per_second"] else None
@@ -115,7 +120,8 @@ def summary_table(records: list[dict]) -> str:
             + (f" ({r['tune_seconds']:.0f} tuning)" if r.get("tune_seconds") else "")
             + f" | {_fmt(r['samples_per_second'], ',.0f')} | {_fmt(ratio, '.2f')} | "
             f"{_fmt(r['final'].get('precision@1'), '.4f')} | {_fmt(r['final'].get('precision@5'), '.4f')} | "
-            f"{_fmt(r.get('inference_rows_per_second'), ',.0f')} | {_fmt(latency, '.2f')} | "
+            + "".join(f"{_fmt(r['final'].get(key), '.4f')} | " for key in recalls)
+            + f"{_fmt(r.get('inference_rows_per_second'), ',.0f')} | {_fmt(latency, '.2f')} | "
             f"{_fmt(record['peak_rss_mb'], ',.0f')} |")
     return "\n".join(lines)
 
@@ -200,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="boltc's epochs (default: the spec's)")
     parser.add_argument("--budget", type=float, default=None,
                         help="peers' training seconds where they match boltc's (default: boltc's own)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed the peers get (--seed) where a workload passes it, for repeated runs (default 0)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one system may run")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/WORKLOAD")
     args = parser.parse_args(argv)

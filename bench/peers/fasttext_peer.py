@@ -17,7 +17,8 @@ layer), fine for hundreds or thousands of labels, far too slow for Amazon-670K's
 several labels on a line, fastText's softmax losses train on one of them drawn at random each time.
 
 Precision@1/@5 of the top-5 predictions (threshold 0) on the first --eval-rows test rows, against that
-file's labels (matched by their ``__label__`` names; a row without labels scores 0).
+file's labels (matched by their ``__label__`` names; a row without labels scores 0), and with --recall-at K
+recall@K of the top K (over the rows that have labels, as boltc counts it).
 
 Curve: fastText trains in one call, so every --epochs entry (default 1,2,4,8,16,32) trains a fresh model and
 gives one point, each with that model's own training time. With --time-budget, the next entry runs only
@@ -50,8 +51,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from xc_eval import (NO_LABEL, TOP_K, XCData, add_contract_arguments, check_contract_arguments,  # noqa: E402
-                     claim_stdout_for_record, curve_point, distribution_version, log, peak_rss_mb,
-                     precision_at_k, print_record, read_xc_text, set_thread_environment, timed, top_k_ids)
+                     claim_stdout_for_record, curve_point, distribution_version, log, parse_recall_ks, peak_rss_mb,
+                     precision_at_k, print_record, read_xc_text, recall_at_k, set_thread_environment, timed,
+                     top_k_ids)
 
 LABEL_PREFIX = "__label__"      # fastText's default: any token starting with it is a label
 DEFAULT_BUCKETS = 2_000_000     # fastText's default number of hashed word n-gram rows
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-count", type=int, default=1)
     parser.add_argument("--epochs", default="1,2,4,8,16,32",
                         help="comma-separated epoch counts, one freshly trained model (curve point) each")
+    parser.add_argument("--recall-at", default=None,
+                        help="also recall@k for these comma-separated k (the top-k predicted grows to the largest)")
     args = parser.parse_args(argv)
     check_contract_arguments(parser, args)
     text_input = args.train_ft is not None or args.test_ft is not None
@@ -149,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --train and --test (XC text), or --train-ft and --test-ft (fastText text)")
     try:
         epoch_schedule = parse_epoch_schedule(args.epochs)
+        recall_ks = parse_recall_ks(args.recall_at)
     except ValueError as error:
         parser.error(str(error))
+    depth = max((TOP_K, *recall_ks))  # how many labels each evaluated row ranks
     word_ngrams = args.word_ngrams or (2 if text_input else 1)
 
     record_stream = claim_stdout_for_record()
@@ -184,12 +190,14 @@ def main(argv: list[str] | None = None) -> int:
                 fasttext.train_supervised, input=str(train_path), epoch=epochs, verbose=1, **hyper)
             final_epochs, seconds_per_epoch = epochs, train_seconds / epochs
             spent += train_seconds
-            (predicted, _), predict_seconds, _ = timed(model.predict, test_texts, k=TOP_K, threshold=0.0)
-            top = top_k_ids([label_ids.get(name, NO_LABEL) for name in names] for names in predicted)
-            precision = precision_at_k(top, label_indptr, test_labels)
+            (predicted, _), predict_seconds, _ = timed(model.predict, test_texts, k=depth, threshold=0.0)
+            top = top_k_ids(([label_ids.get(name, NO_LABEL) for name in names] for names in predicted), depth)
+            precision = {**precision_at_k(top, label_indptr, test_labels),
+                         **recall_at_k(top, label_indptr, test_labels, recall_ks)}
             curve.append(curve_point(train_seconds, n_train * epochs, precision))
+            recalls = "".join(f", R@{k} {precision[f'recall@{k}']:.4f}" for k in recall_ks)
             log(f"{epochs} epochs: {train_seconds:.2f}s ({cpu_seconds / train_seconds:.2f} cores busy), "
-                f"P@1 {precision['precision@1']:.4f}, P@5 {precision['precision@5']:.4f}; "
+                f"P@1 {precision['precision@1']:.4f}, P@5 {precision['precision@5']:.4f}{recalls}; "
                 f"predict {n_eval / predict_seconds:,.0f} rows/s; {len(model.get_labels()):,} labels")
             del model
 
@@ -201,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples_seen": final["samples"],
         "samples_per_second": final["samples"] / final["train_seconds"],
         "curve": curve,
-        "final": {k: final[k] for k in ("precision@1", "precision@5")},
+        "final": {k: final[k] for k in ("precision@1", "precision@5", *(f"recall@{k}" for k in recall_ks))},
         "inference_rows_per_second": n_eval / predict_seconds,
         "threads": args.threads,
         "config": {**hyper, "epochs": final_epochs, "epoch_schedule": epoch_schedule,

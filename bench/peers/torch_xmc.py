@@ -23,6 +23,10 @@ are ``l1,l2 f:v f:v ...`` with 0-based ids. Loss: cross-entropy against the row'
   the output layer (index_select on a plain parameter) and a dense Adam step over all its rows, took 404 ms per
   batch against 71 ms at the Amazon shape (torch 2.13, 2 threads, quiet 2-core Xeon).
 
+--input-update lazy gives the input layer (the EmbeddingBag) sparse gradients and SparseAdam too: only the rows
+of a batch's features are stepped, as boltc steps a sparse input's layer. On wide hashed inputs (the CSV workloads'
+~870,000 features) the dense Adam step over every row is most of a batch's time.
+
 Evaluation is the same in both modes: dense scores of all labels, top-5.
 
 Adam(lr=1e-4, betas=(0.9, 0.999), eps=1e-7), batch 256, reshuffled every epoch from --seed; the last, partial
@@ -33,7 +37,8 @@ torch's default one: the same update, several times slower on a large full-softm
 Training runs until --time-budget seconds of pure training time (batch assembly including the negatives'
 draw, forward, backward and the optimizer steps; no data loading, no evaluation) or --max-epochs, whichever
 comes first; the budget is checked before each batch, so the last batch may overrun it a little.
-Test precision@1 and @5 on the first --eval-rows test rows is measured at the end of each epoch, every
+Test precision@1 and @5 (and recall@k for each k of --recall-at) on the first --eval-rows test rows is
+measured at the end of each epoch, every
 --eval-every training seconds if given, and at the end, giving a (train_seconds, samples, p@1, p@5) curve.
 Then: inference rows/s on those rows (batch --batch-size, forward + top-5, from the last evaluation), batch-1
 latency (median of 50 single-row forward passes + top-5, after 3 warm-up passes), and peak RSS (getrusage
@@ -58,6 +63,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -177,15 +183,36 @@ def label_targets(data: XCData, rows: np.ndarray):
     return batch_rows, data.labels[positions], weights
 
 
-def precision_at(top: np.ndarray, data: XCData, n_rows: int) -> dict:
-    """precision@1 and @5: |top-k ∩ labels| / k averaged over the first n_rows rows."""
+def recall_from_hits(hit: np.ndarray, label_counts: np.ndarray, ks: Sequence[int]) -> dict:
+    """recall@k = |top-k ∩ the row's labels| / its label count, from ``hit`` [rows, >= k] (True where a prediction
+    is one of the row's labels), averaged over the rows that have labels: boltc's definition, where a test row
+    whose labels training never saw (boltc leaves them out) does not count, while precision counts it as 0."""
+    labelled = label_counts > 0
+    if not labelled.any():
+        return {f"recall@{k}": float("nan") for k in ks}
+    return {f"recall@{k}": float((hit[labelled, :k].sum(axis=1) / label_counts[labelled]).mean()) for k in ks}
+
+
+def precision_at(top: np.ndarray, data: XCData, n_rows: int, recall_ks: Sequence[int] = ()) -> dict:
+    """precision@1 and @5 (|top-k ∩ labels| / k) averaged over the first n_rows rows, and recall@k for each of
+    ``recall_ks`` (``top`` holds at least that many columns)."""
     n_labels = np.int64(data.n_labels)
-    true_rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(data.label_indptr[:n_rows + 1]))
+    label_counts = np.diff(data.label_indptr[:n_rows + 1])
+    true_rows = np.repeat(np.arange(n_rows, dtype=np.int64), label_counts)
     true_keys = np.sort(true_rows * n_labels + data.labels[:data.label_indptr[n_rows]])
     pred_keys = np.arange(n_rows, dtype=np.int64)[:, None] * n_labels + top.astype(np.int64)
     hit = np.isin(pred_keys, true_keys)
     return {"precision@1": float(hit[:, :1].sum(axis=1).mean() / 1),
-            "precision@5": float(hit[:, :TOP_K].sum(axis=1).mean() / TOP_K)}
+            "precision@5": float(hit[:, :TOP_K].sum(axis=1).mean() / TOP_K),
+            **recall_from_hits(hit, label_counts, recall_ks)}
+
+
+def parse_recall_ks(text: str | None) -> tuple[int, ...]:
+    """--recall-at "10,20" -> (10, 20); None or "" -> ()."""
+    ks = tuple(int(part) for part in (text or "").split(",") if part.strip())
+    if any(k < 1 for k in ks):
+        raise ValueError(f"--recall-at takes positive k values, got {text!r}")
+    return ks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,9 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int, default=None,
                         help="epoch limit (default 1 without --time-budget, else unlimited)")
     parser.add_argument("--eval-rows", type=int, default=2000, help="evaluate on the first N test rows")
+    parser.add_argument("--recall-at", default=None,
+                        help="also recall@k for these comma-separated k (the top-k predicted grows to the largest)")
     parser.add_argument("--eval-every", type=float, default=None,
                         help="also evaluate every this many training seconds (default: only at epoch ends "
                              "and at the end)")
+    parser.add_argument("--input-update", choices=("dense", "lazy"), default="dense",
+                        help="dense: Adam steps every input-layer row each batch (default); lazy: sparse gradients "
+                             "and SparseAdam, only the rows of the batch's features (boltc's update of a sparse "
+                             "input)")
     parser.add_argument("--init", choices=("glorot", "torch"), default="glorot",
                         help="glorot: Glorot-uniform weights, zero biases (as boltc); torch: PyTorch defaults")
     parser.add_argument("--adam", choices=("fused", "foreach", "loop"), default="fused",
@@ -229,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_every is not None and args.eval_every <= 0:
         parser.error("--eval-every must be > 0")
     max_epochs = args.max_epochs or (1 if args.time_budget is None else 1_000_000)
+    try:
+        recall_ks = parse_recall_ks(args.recall_at)
+    except ValueError as error:
+        parser.error(str(error))
+    depth = max((TOP_K, *recall_ks))  # how many labels each evaluated row ranks
     sampled = args.softmax == "sampled"
 
     torch = import_torch(args.threads, args.seed)
@@ -243,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"test {test.n_features}x{test.n_labels}")
     n_train, n_eval = train.n_rows, test.n_rows
     n_labels = train.n_labels
-    if n_labels < TOP_K:
-        raise SystemExit(f"precision@{TOP_K} needs at least {TOP_K} labels; the files have {n_labels}")
+    if n_labels < depth:
+        raise SystemExit(f"the top {depth} needs at least {depth} labels; the files have {n_labels}")
     n_negatives = min(args.negatives, n_labels) if sampled else None
     log(f"loaded {n_train:,} training rows ({train.indices.size / max(n_train, 1):.1f} nnz/row) and the first "
         f"{n_eval:,} test rows in {load_seconds:.2f}s; {train.n_features:,} features, {n_labels:,} labels")
@@ -252,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     class Peer(torch.nn.Module):
         def __init__(self, n_features: int, n_labels: int, hidden: int):
             super().__init__()
-            self.embed = torch.nn.EmbeddingBag(n_features, hidden, mode="sum")
+            # sparse=True: a gradient of only the rows of the batch's features, for SparseAdam (--input-update)
+            self.embed = torch.nn.EmbeddingBag(n_features, hidden, mode="sum", sparse=lazy_input)
             self.bias = torch.nn.Parameter(torch.zeros(hidden))
             # The output layer's bias is a column [n_labels, 1] so that the sampled softmax can look it up by
             # rows with a sparse gradient, like the weight (a sparse gradient cannot pass through a view).
@@ -269,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             bias = F.embedding(candidates, self.out_bias, sparse=True)
             return torch.addmm(bias.T, hidden, weight.T)
 
+    lazy_input = args.input_update == "lazy"
     model = Peer(train.n_features, n_labels, args.hidden)
     with torch.no_grad():
         if args.init == "glorot":
@@ -288,14 +328,12 @@ def main(argv: list[str] | None = None) -> int:
                     param.uniform_(-bound, bound)
     adam_options = {"fused": True} if args.adam == "fused" else {"foreach": args.adam == "foreach"}
     betas, eps = (0.9, 0.999), 1e-7
-    hidden_params = [model.embed.weight, model.bias]
-    output_params = [model.out_weight, model.out_bias]
-    if sampled:
-        optimizers = [torch.optim.Adam(hidden_params, lr=args.lr, betas=betas, eps=eps, **adam_options),
-                      torch.optim.SparseAdam(output_params, lr=args.lr, betas=betas, eps=eps)]
-    else:
-        optimizers = [torch.optim.Adam(hidden_params + output_params, lr=args.lr, betas=betas, eps=eps,
-                                       **adam_options)]
+    sparse_params = [model.embed.weight] if lazy_input else []
+    dense_params = [model.bias] + ([] if lazy_input else [model.embed.weight])
+    (sparse_params if sampled else dense_params).extend([model.out_weight, model.out_bias])
+    optimizers = [torch.optim.Adam(dense_params, lr=args.lr, betas=betas, eps=eps, **adam_options)]
+    if sparse_params:
+        optimizers.append(torch.optim.SparseAdam(sparse_params, lr=args.lr, betas=betas, eps=eps))
     n_params = sum(p.numel() for p in model.parameters())
 
     def batch_tensors(data: XCData, rows: np.ndarray):
@@ -315,18 +353,18 @@ def main(argv: list[str] | None = None) -> int:
     def evaluate():
         """(metrics, seconds) over the eval rows; dense scores of all labels, batch --batch-size."""
         model.eval()
-        top = np.empty((n_eval, TOP_K), dtype=np.int64)
+        top = np.empty((n_eval, depth), dtype=np.int64)
         started = time.perf_counter()
         with torch.no_grad():
             for lo in range(0, n_eval, args.batch_size):
                 rows = np.arange(lo, min(lo + args.batch_size, n_eval), dtype=np.int64)
                 logits = model(*batch_tensors(test, rows))
-                # softmax is monotonic: the top-5 of the logits is the top-5 of the probabilities.
-                top[lo:lo + rows.size] = torch.topk(logits, TOP_K, dim=1).indices.numpy()
+                # softmax is monotonic: the top-k of the logits is the top-k of the probabilities.
+                top[lo:lo + rows.size] = torch.topk(logits, depth, dim=1).indices.numpy()
                 del logits
         seconds = time.perf_counter() - started
         model.train()
-        return precision_at(top, test, n_eval), seconds
+        return precision_at(top, test, n_eval, recall_ks), seconds
 
     curve: list[dict] = []
     eval_seconds: list[float] = []
@@ -335,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         metrics, seconds = evaluate()
         eval_seconds.append(seconds)
         curve.append({"train_seconds": train_seconds, "samples": samples, **metrics})
+        recalls = "".join(f", R@{k} {metrics[f'recall@{k}']:.4f}" for k in recall_ks)
         log(f"[{why}] {train_seconds:.1f}s of training, {samples:,} samples: test P@1 {metrics['precision@1']:.4f}, "
-            f"P@5 {metrics['precision@5']:.4f} (eval {seconds:.1f}s, {n_eval / seconds:,.0f} rows/s)")
+            f"P@5 {metrics['precision@5']:.4f}{recalls} (eval {seconds:.1f}s, {n_eval / seconds:,.0f} rows/s)")
 
     shuffle = np.random.default_rng(args.seed)
     train_seconds = 0.0
@@ -401,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         record_point(train_seconds, samples, f"epoch {epoch + 1}")
     if not curve or curve[-1]["samples"] != samples:
         record_point(train_seconds, samples, "budget" if out_of_time else "end")
-    final = {k: curve[-1][k] for k in ("precision@1", "precision@5")}
+    final = {k: curve[-1][k] for k in ("precision@1", "precision@5", *(f"recall@{k}" for k in recall_ks))}
     samples_per_second = samples / train_seconds if train_seconds > 0 else 0.0
     inference_rows_per_second = n_eval / eval_seconds[-1] if eval_seconds[-1] > 0 else 0.0
     mean_candidates = candidate_sum / steps if steps else None
@@ -469,11 +508,13 @@ def main(argv: list[str] | None = None) -> int:
                 "init": args.init,
                 "adam": args.adam,
                 "output_optimizer": "SparseAdam" if sampled else f"Adam ({args.adam})",
+                "input_optimizer": "SparseAdam" if lazy_input else f"Adam ({args.adam})",
                 "seed": args.seed,
                 "time_budget": args.time_budget,
                 "max_epochs": args.max_epochs,
                 "eval_every": args.eval_every,
                 "eval_rows": args.eval_rows,
+                "recall_at": list(recall_ks),
             },
         }
         print(json.dumps(record), flush=True)

@@ -1,5 +1,6 @@
 """What the peer scripts of this folder (fasttext_peer.py, tree_peer.py) share: the command-line contract the
-benchmark harness relies on, thread setup, timing, precision@k from top-k label ids, and the JSON record.
+benchmark harness relies on, thread setup, timing, precision@k and recall@k from top-k label ids, and the JSON
+record.
 
 The contract: ``--train PATH --test PATH --threads N [--time-budget S] [--eval-rows N] [--seed S] --json``;
 logs go to stderr; with --json the last stdout line is one JSON object (see ``print_record``).
@@ -23,12 +24,13 @@ PEERS = Path(__file__).resolve().parent
 sys.path.insert(0, str(PEERS.parent))
 sys.path.insert(0, str(PEERS))
 from common import log  # noqa: E402  (bench/common.py; re-exported for the peer scripts)
-# The XC text reader of the PyTorch peer; that module imports torch only inside main(), so this stays light.
-from torch_xmc import XCData, read_xc_text  # noqa: E402
+# The XC text reader and recall of the PyTorch peer; that module imports torch only inside main(), so this stays
+# light.
+from torch_xmc import XCData, parse_recall_ks, read_xc_text, recall_from_hits  # noqa: E402
 
 __all__ = ["NO_LABEL", "TOP_K", "XCData", "add_contract_arguments", "check_contract_arguments",
-           "claim_stdout_for_record", "curve_point", "distribution_version", "log", "peak_rss_mb", "precision_at_k",
-           "print_record", "read_xc_text", "set_thread_environment", "timed", "top_k_ids"]
+           "claim_stdout_for_record", "curve_point", "distribution_version", "log", "parse_recall_ks", "peak_rss_mb",
+           "precision_at_k", "print_record", "recall_at_k", "read_xc_text", "set_thread_environment", "timed", "top_k_ids"]
 
 TOP_K = 5
 NO_LABEL = -1          # pads a top-k row when the library returned fewer than k labels; never a hit
@@ -98,18 +100,30 @@ def top_k_ids(predictions: Iterable[Sequence[int]], k: int = TOP_K) -> np.ndarra
     return top
 
 
-def precision_at_k(top: np.ndarray, label_indptr: np.ndarray, labels: np.ndarray,
-                   ks: Sequence[int] = (1, TOP_K)) -> dict:
-    """precision@k = |top-k ∩ the row's labels| / k, averaged over the rows of ``top`` (the first rows of the
-    CSR label lists ``label_indptr``/``labels``). A row without labels scores 0, as in boltc."""
+def label_hits(top: np.ndarray, label_indptr: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """bool [rows, k]: whether each prediction of ``top`` is one of its row's labels (the first rows of the CSR
+    label lists ``label_indptr``/``labels``); NO_LABEL never is."""
     n_rows = top.shape[0]
     true_labels = labels[:label_indptr[n_rows]]
     key_base = np.int64(max(int(true_labels.max(initial=0)), int(top.max(initial=0))) + 1)
     true_rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(label_indptr[:n_rows + 1]))
     true_keys = true_rows * key_base + true_labels
     predicted_keys = np.arange(n_rows, dtype=np.int64)[:, None] * key_base + top
-    hit = np.isin(predicted_keys, true_keys) & (top != NO_LABEL)
+    return np.isin(predicted_keys, true_keys) & (top != NO_LABEL)
+
+
+def precision_at_k(top: np.ndarray, label_indptr: np.ndarray, labels: np.ndarray,
+                   ks: Sequence[int] = (1, TOP_K)) -> dict:
+    """precision@k = |top-k ∩ the row's labels| / k, averaged over the rows of ``top``. A row without labels
+    scores 0, as in boltc."""
+    hit = label_hits(top, label_indptr, labels)
     return {f"precision@{k}": float(hit[:, :k].sum(axis=1).mean() / k) for k in ks}
+
+
+def recall_at_k(top: np.ndarray, label_indptr: np.ndarray, labels: np.ndarray, ks: Sequence[int]) -> dict:
+    """recall@k over the rows of ``top`` that have labels, as boltc computes it (torch_xmc.recall_from_hits)."""
+    n_rows = top.shape[0]
+    return recall_from_hits(label_hits(top, label_indptr, labels), np.diff(label_indptr[:n_rows + 1]), ks)
 
 
 def curve_point(train_seconds: float, samples: int, precision: dict) -> dict:
