@@ -4,11 +4,15 @@ The cache key covers everything that can change the binary: the C text itself (s
 served a stale library), the runtime headers, the cffi declarations, the compiler's identity and flags, the CPU
 (``-march=native``), the Python ABI and the cffi version. Builds happen in a private temporary folder and are moved
 into place with ``os.replace``; ``meta.json`` is written last and marks an entry complete, so processes racing on
-one key never see half an entry and need no lock. A cached library that fails to load is deleted and rebuilt.
+one key never see half an entry and need no lock. ``meta.json`` also holds the library's SHA-256: a cached
+library whose bytes no longer match, or that fails to load, is deleted and rebuilt. The cache's folders are
+user-only (0700), and a library is loaded only if it and every folder from it up to the cache root belong to the
+user and are writable by no one else.
 
 Environment: ``BOLTC_CACHE_DIR`` (location), ``BOLTC_CACHE=0`` (compile afresh, keep nothing),
-``BOLTC_VERBOSE=1`` (print the compiler commands), ``BOLTC_CFLAGS`` (extra flags, part of the key);
-``BOLTC_OPENMP=0`` (a serial build) is read by machine.probe.
+``BOLTC_VERBOSE=1`` (print the compiler commands), ``BOLTC_CFLAGS`` (extra flags, part of the key),
+``BOLTC_SANITIZE=address,undefined`` (build with those sanitizers, for testing; the Python process must have the
+AddressSanitizer runtime preloaded); ``BOLTC_OPENMP=0`` (a serial build) is read by machine.probe.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import shutil
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +41,7 @@ from boltc.emit import CSource
 from boltc.machine import Machine, cache_root
 
 CACHE_LAYOUT = "v1"
+SANITIZERS = frozenset({"address", "undefined"})
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,36 @@ def _extension_suffix() -> str:
 
 
 def compile_flags(machine: Machine) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The machine's flags plus ``BOLTC_CFLAGS``."""
+    """The machine's flags plus ``BOLTC_CFLAGS`` and ``BOLTC_SANITIZE``'s."""
     extra = tuple(shlex.split(os.environ.get("BOLTC_CFLAGS", "")))
-    return machine.cflags + extra, machine.ldflags
+    sanitize = sanitizers()
+    if not sanitize:
+        return machine.cflags + extra, machine.ldflags
+    # -O1 and frame pointers: reports with whole stacks; UBSan's findings abort instead of scrolling past
+    checked = (f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all", "-g", "-O1")
+    return machine.cflags + extra + checked, machine.ldflags + (f"-fsanitize={sanitize}",)
+
+
+def sanitizers() -> str:
+    """``BOLTC_SANITIZE``'s comma-separated sanitizers, checked against those that can run inside Python."""
+    wanted = [name.strip() for name in os.environ.get("BOLTC_SANITIZE", "").split(",") if name.strip()]
+    unknown = sorted(set(wanted) - SANITIZERS)
+    if unknown:
+        raise BuildError(f"BOLTC_SANITIZE: unknown sanitizer {', '.join(unknown)} (known: "
+                         f"{', '.join(sorted(SANITIZERS))})")
+    if "address" in wanted and not _asan_runtime_loaded():
+        raise BuildError("BOLTC_SANITIZE=address needs the AddressSanitizer runtime loaded before Python starts: "
+                         "run with LD_PRELOAD=$(cc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0")
+    return ",".join(wanted)
+
+
+def _asan_runtime_loaded() -> bool:
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            mapped = maps.read()
+    except OSError:  # no /proc (macOS): let the loader say what is missing
+        return True
+    return "libasan" in mapped or "libclang_rt.asan" in mapped
 
 
 def cache_key(source: CSource, machine: Machine) -> str:
@@ -93,7 +126,8 @@ def cache_key(source: CSource, machine: Machine) -> str:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # the thread's id too: threads of one process may publish one entry at once
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     temporary.write_bytes(data)
     os.replace(temporary, path)
 
@@ -133,15 +167,53 @@ def _import_library(module_name: str, so_path: Path):
     return module
 
 
-def _safe_to_load(path: Path) -> bool:
-    """Never load a library that another user could have replaced."""
+def _private_folder(folder: Path) -> None:
+    """Create ``folder`` and its missing parents user-only (``mkdir(parents=True)`` gives parents the umask's
+    mode)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        created.mkdir(mode=0o700, exist_ok=True)
+
+
+def _owned_and_private(path: Path) -> bool:
+    """Whether ``path`` belongs to this user and no one else can write it (so no one else can replace what is in
+    it)."""
     try:
         info = path.stat()
-        parent = path.parent.stat()
     except OSError:
         return False
     owner_ok = not hasattr(os, "getuid") or info.st_uid == os.getuid()
-    return owner_ok and not (info.st_mode & 0o022) and not (parent.st_mode & 0o022)
+    return owner_ok and not info.st_mode & 0o022
+
+
+def _check_cache_folders(entry: Path, root: Path) -> None:
+    """Refuse a cache where another user could swap an entry: each folder from ``entry`` up to ``root`` that
+    exists (the missing ones are created private)."""
+    for folder in [root, *[f for f in (entry, *entry.parents) if root in f.parents]]:
+        if folder.exists() and not _owned_and_private(folder):
+            raise BuildError(f"the compile cache folder {folder} is not private to this user (another user could "
+                             "replace the libraries in it); boltc will not load code from it: chmod go-w it or set "
+                             "BOLTC_CACHE_DIR to a private folder")
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _cached_library_problem(so_path: Path, entry: Path) -> str | None:
+    """Why the cached library cannot be loaded as it stands, or None."""
+    if not _owned_and_private(so_path):
+        return "is missing, someone else's or writable by others"
+    try:
+        recorded = json.loads((entry / "meta.json").read_bytes()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return "has an unreadable meta.json"
+    if recorded != _file_digest(so_path):
+        return "does not match the checksum it was built with"
+    return None
 
 
 def _compile(source: CSource, machine: Machine, module_name: str, workdir: Path) -> Path:
@@ -189,17 +261,21 @@ def build(source: CSource, machine: Machine) -> CompiledLibrary:
     so_path = entry / f"{module_name}{_extension_suffix()}"
     c_path = entry / "module.c"
 
+    if use_cache:
+        _check_cache_folders(entry, root)
     if use_cache and is_cached(entry):
-        if _safe_to_load(so_path):
+        problem = _cached_library_problem(so_path, entry)
+        if problem is None:
             try:
                 module = _import_library(module_name, so_path)
                 return CompiledLibrary(module.ffi, module.lib, module_name, key, so_path, c_path, False, 0.0)
             except ImportError as exc:
-                print(f"boltc: cached library {so_path} does not load ({exc}); rebuilding", file=sys.stderr)
+                problem = f"does not load ({exc})"
+        print(f"boltc: cached library {so_path} {problem}; rebuilding", file=sys.stderr)
         shutil.rmtree(entry, ignore_errors=True)
 
     scratch = root / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_folder(scratch)
     workdir = Path(tempfile.mkdtemp(prefix=f"{module_name}-", dir=scratch))
     started = time.perf_counter()
     try:
@@ -210,14 +286,15 @@ def build(source: CSource, machine: Machine) -> CompiledLibrary:
             module = _import_library(module_name, built)
             return CompiledLibrary(module.ffi, module.lib, module_name, key, built, workdir / "module.c", True,
                                    seconds)
-        entry.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private_folder(entry)
         _write_atomically(c_path, source.c_text.encode())
         if (workdir / "build.log").exists():
             os.replace(workdir / "build.log", entry / "build.log")
         os.chmod(built, 0o755)
+        digest = _file_digest(built)
         os.replace(built, so_path)
         meta = {"key": key, "module": module_name, "boltc": __version__, "built_at": time.time(),
-                "compile_seconds": seconds, "cflags": list(compile_flags(machine)[0])}
+                "compile_seconds": seconds, "cflags": list(compile_flags(machine)[0]), "sha256": digest}
         _write_atomically(entry / "meta.json", json.dumps(meta, indent=1).encode())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,15 +1,17 @@
 """Model files: a versioned, checksummed container of named arrays plus a JSON header; never pickle.
 
-Layout: the 8-byte magic ``BOLTMDL\\n``, a little-endian u64 header length, the UTF-8 JSON header, then each
-array's raw little-endian bytes at the 64-byte aligned offset the header gives. The header carries a SHA-256 of
-everything after it. Writes go to a temporary file in the same folder, are fsynced and renamed over the target,
-so a crash leaves either the old file or the new one, never a mix.
+Layout: the 8-byte magic ``BOLTMDL\\n``, a little-endian u64 header length, the UTF-8 JSON header, the SHA-256 of
+the header (32 bytes), then each array's raw little-endian bytes at the 64-byte aligned offset the header gives.
+The header carries a SHA-256 of the arrays, so every byte is checked: the header's before its spec is compiled,
+the arrays' as they are read. Writes go to a temporary file in the same folder, are fsynced and renamed over the
+target, so a crash leaves either the old file or the new one, never a mix.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 import tempfile
@@ -20,7 +22,10 @@ import numpy as np
 from boltc.diagnostics import ModelFileError
 
 MAGIC = b"BOLTMDL\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+DIGEST_BYTES = 32
+# the dtypes boltc saves; anything else in an array table (an object dtype above all) is refused
+ARRAY_KINDS = frozenset("fiub")
 ALIGN = 64
 
 
@@ -41,6 +46,7 @@ def write_model_file(path: str | Path, header: dict, arrays: dict[str, np.ndarra
         digest.update(np.ascontiguousarray(array, dtype=entry["dtype"]).tobytes())
     full_header = {**header, "format_version": FORMAT_VERSION, "arrays": table, "sha256": digest.hexdigest()}
     header_bytes = json.dumps(full_header, indent=1).encode()
+    header_digest = hashlib.sha256(header_bytes).digest()
     directory = path.parent if str(path.parent) else Path(".")
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
@@ -48,7 +54,7 @@ def write_model_file(path: str | Path, header: dict, arrays: dict[str, np.ndarra
         raise ModelFileError(str(path), f"cannot write here ({exc.strerror})") from None
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes)
+            out.write(MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes + header_digest)
             start = out.tell()
             for entry, array in zip(table, arrays.values()):
                 out.write(b"\0" * (start + entry["offset"] - out.tell()))
@@ -88,22 +94,26 @@ def read_header(path: str | Path) -> tuple[dict, int]:
             if len(head) < len(MAGIC) + 8:
                 raise ModelFileError(str(path), "truncated model file")
             (header_length,) = struct.unpack_from("<Q", head, len(MAGIC))
+            # a damaged length must not make us allocate it: the header cannot be longer than the file
+            if header_length + DIGEST_BYTES > os.fstat(handle.fileno()).st_size - len(head):
+                raise ModelFileError(str(path), "truncated model file (header cut short)")
             header_bytes = handle.read(header_length)
+            header_digest = handle.read(DIGEST_BYTES)
     except FileNotFoundError:
         raise ModelFileError(str(path), "no such model file") from None
     except OSError as exc:
         raise ModelFileError(str(path), f"cannot read ({exc.strerror})") from None
-    if len(header_bytes) < header_length:
-        raise ModelFileError(str(path), "truncated model file (header cut short)")
     try:
         header = json.loads(header_bytes)
     except ValueError:
-        raise ModelFileError(str(path), "corrupted model file (header is not valid JSON)") from None
+        header = None
     version = header.get("format_version") if isinstance(header, dict) else None
-    if version != FORMAT_VERSION:
+    if version is not None and version != FORMAT_VERSION:
         raise ModelFileError(str(path), f"model file format {version} is not supported (this boltc reads "
                              f"format {FORMAT_VERSION})")
-    return header, len(MAGIC) + 8 + header_length
+    if hashlib.sha256(header_bytes).digest() != header_digest or version is None:
+        raise ModelFileError(str(path), "corrupted model file (header checksum mismatch)")
+    return header, len(MAGIC) + 8 + header_length + DIGEST_BYTES
 
 
 def read_arrays(path: str | Path, header: dict, payload_at: int,
@@ -115,8 +125,13 @@ def read_arrays(path: str | Path, header: dict, payload_at: int,
     arrays, digest = {}, hashlib.sha256()
     try:
         with open(path, "rb") as handle:
+            payload_bytes = os.fstat(handle.fileno()).st_size - payload_at
             for entry in header["arrays"]:
-                dtype, shape = np.dtype(entry["dtype"]), tuple(entry["shape"])
+                dtype, shape = np.dtype(entry["dtype"]), tuple(int(n) for n in entry["shape"])
+                if dtype.kind not in ARRAY_KINDS or min(shape, default=0) < 0:
+                    raise ValueError(entry)
+                if int(entry["offset"]) + dtype.itemsize * math.prod(shape) > payload_bytes:
+                    raise ModelFileError(str(path), f"truncated model file (array '{entry['name']}' is cut short)")
                 target = destination.get(entry["name"])
                 if target is None or target.shape != shape or target.dtype != dtype.newbyteorder("="):
                     target = np.empty(shape, dtype=dtype)

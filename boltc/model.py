@@ -7,8 +7,10 @@ never the spec.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +49,26 @@ def _check_ids(where: str, what: str, ids: np.ndarray | None, limit: int) -> Non
 class TrainingError(UsageError):
     """Training cannot go on: a batch's loss was not finite. That batch made no update, so the model keeps the
     parameters it had before it."""
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Within, Ctrl-C (SIGINT) only sets the yielded event, for the training loop to stop at a batch boundary: a
+    KeyboardInterrupt raised between a batch's update and its step count would leave Adam's step behind the
+    parameters. Python delivers signals to the main thread only; elsewhere, and where the program installed a
+    SIGINT handler of its own, nothing changes."""
+    interrupted = threading.Event()
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -335,8 +357,9 @@ class Model:
 
     def _feed(self, dataset: Dataset) -> _Feed:
         needed = max([m.max_row_nnz for m in dataset.features if m.dense is None] + [0]) * self.plan.batch_size
-        if needed > int(self._workspace.capacity):
-            self._grow_workspace(needed)
+        with self._lock:  # another thread's C call may be using the workspace this replaces
+            if needed > int(self._workspace.capacity):
+                self._grow_workspace(needed)
         return _Feed(self.library.ffi, dataset, self.plan.batch_size, max(1, int(self.threads)))
 
     def _grow_workspace(self, capacity: int) -> None:
@@ -392,14 +415,15 @@ class Model:
         validation_seconds = 0.0
         try:
             for _ in range(epochs):
-                record = self._epoch(feed, self.epoch_order(self.epochs_trained, dataset.n_rows), batch_size,
-                                     progress)
-                self.epochs_trained += 1
-                if validation_set is not None:
-                    before = time.perf_counter()
-                    record.validation = self.evaluate(validation_set, progress=False)
-                    validation_seconds += time.perf_counter() - before
-                history.epochs.append(record)
+                with interrupts_deferred() as interrupted:  # an epoch that ran to its end is counted
+                    record = self._epoch(feed, self.epoch_order(self.epochs_trained, dataset.n_rows), batch_size,
+                                         progress, interrupted)
+                    self.epochs_trained += 1
+                    if validation_set is not None:
+                        before = time.perf_counter()
+                        record.validation = self.evaluate(validation_set, progress=False)
+                        validation_seconds += time.perf_counter() - before
+                    history.epochs.append(record)
         except KeyboardInterrupt:
             pass
         if final_rebuild and history.epochs and self.sparse_layers:
@@ -416,7 +440,10 @@ class Model:
         number, so training in several fit() calls, or resuming a saved model, sees the same order as one call."""
         return np.random.default_rng([self.plan.seed, epoch]).permutation(n_rows)
 
-    def _epoch(self, feed: _Feed, order: np.ndarray, batch_size: int, progress: bool | None) -> EpochRecord:
+    def _epoch(self, feed: _Feed, order: np.ndarray, batch_size: int, progress: bool | None,
+               interrupted: threading.Event) -> EpochRecord:
+        """One pass in ``order``; raises KeyboardInterrupt between batches once ``interrupted`` is set, never
+        between a batch's update and its bookkeeping."""
         lib, plan, step = self.library.lib, self.plan, self._step_struct
         step.learning_rate, step.beta1, step.beta2, step.eps = self.learning_rate, plan.beta1, plan.beta2, plan.eps
         frozen = bool(self.sparse_layers) and self._tables_frozen()
@@ -430,7 +457,7 @@ class Model:
             step.step = self.step + 1
             with self._lock:
                 status = lib.bolt_train_batch(self._table, feed.batch, self._workspace, step, self._loss)
-            batch_loss = self._loss[0]
+                batch_loss = self._loss[0]
             if status == NONFINITE_LOSS:
                 raise TrainingError(f"the loss became {batch_loss} at batch {batch_number + 1} of epoch "
                                     f"{self.epochs_trained + 1}; training stopped before that batch's update "
@@ -443,6 +470,9 @@ class Model:
                 if self._batches_to_rebuild <= 0:
                     self._scheduled_rebuild()
             bar.advance(len(rows), f"loss {loss_total / min(start + len(rows), n_rows):.4f}")
+            if interrupted.is_set():
+                bar.close()
+                raise KeyboardInterrupt
         seconds = time.perf_counter() - started
         bar.close()
         return EpochRecord(self.epochs_trained + 1, loss_total / max(n_rows, 1), seconds, n_rows)
@@ -476,8 +506,9 @@ class Model:
                                               ffi.cast("float *", ffi.from_buffer(scores[start:])), self._loss)
                 if after_batch is not None and status == 0:
                     after_batch(start, len(rows))  # reads scratch buffers the next call overwrites
+                batch_loss = self._loss[0]
             self._check(status)
-            loss_total += self._loss[0]
+            loss_total += batch_loss
             bar.advance(len(rows))
         bar.close()
         return ids, scores, loss_total

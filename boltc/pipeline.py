@@ -11,7 +11,7 @@ from boltc import checkpoint, ir
 from boltc import tune as tuning
 from boltc.build import CompiledLibrary, build
 from boltc.check import check
-from boltc.diagnostics import ModelFileError
+from boltc.diagnostics import ModelFileError, SpecErrors, SpecProblem
 from boltc.emit import CSource, emit
 from boltc.machine import Machine, probe
 from boltc.data import Dataset
@@ -108,7 +108,12 @@ def load_model(path: str | Path) -> Model:
         raise ModelFileError(str(path), f"model file has no {exc.args[0]}") from None
     except (TypeError, ValueError, AttributeError):
         raise ModelFileError(str(path), "model file has unreadable measured values") from None
-    compiled = compile_spec(spec_path, source=spec_source, real_type=real_type, measured=measured)
+    try:
+        compiled = compile_spec(spec_path, source=spec_source, real_type=real_type, measured=measured)
+    except (SpecErrors, SpecProblem) as exc:
+        raise ModelFileError(str(path), f"the spec saved in the file does not compile: {exc}") from None
+    except (TypeError, ValueError) as exc:  # a real type or a measured value no plan accepts
+        raise ModelFileError(str(path), f"the file's compile options are unusable ({exc})") from None
     model = Model(compiled.plan, compiled.library, compiled.source.buffers)
     arrays = checkpoint.read_arrays(path, header, payload_at, destination=model.saved_arrays())
     model.restore(str(path), header, arrays)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from boltc.check import check
+from boltc.emit import emit
+from boltc.machine import probe
 from boltc.diagnostics import SpecErrors, SpecSyntaxError
 from boltc.parse import parse
+from boltc.plan import plan
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fuzzing import examples  # noqa: E402
 
 BASE = """\
 model fashion {
@@ -22,6 +31,7 @@ model fashion {
     metrics   accuracy, precision@1
 }
 """
+MACHINE = probe()
 TOKENS = ["model", "input", "target", "dense", "sparse", "classes", "multilabel", "concat", "loss", "optimizer",
           "train", "metrics", "relu", "softmax", "sigmoid", "auto", "true", "{", "}", "(", ")", "[", "]", "=", ",",
           ":", "@", "0", "-1", "1e9", "0.5", "pixels", "hidden", "label", "scores", "\n", "#", "int", "größe"]
@@ -39,9 +49,10 @@ def outcome(text: str) -> None:
             assert error.render().startswith(f"fuzz.bolt:{error.span.line}:{error.span.column}: error: ")
     else:
         assert model.layers and model.loss.output < len(model.layers)
+        emit(plan(model, MACHINE))  # a checked model always plans and emits (compiling is the kernel tests' job)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutated_specs_give_a_model_or_positioned_errors(data):
     text = BASE
@@ -59,13 +70,13 @@ def test_mutated_specs_give_a_model_or_positioned_errors(data):
     outcome(text)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.sampled_from(TOKENS), max_size=40))
 def test_token_soup_never_escapes(tokens):
     outcome(" ".join(tokens))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.text(max_size=200))
 def test_arbitrary_text_never_escapes(text):
     outcome(text)

@@ -7,6 +7,8 @@ import csv
 import datetime
 import io
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,9 @@ import boltc
 from boltc.cli import main
 from boltc.diagnostics import DataError, SpecErrors, UsageError
 from boltc.pipeline import load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fuzzing import examples  # noqa: E402
 
 SPEC = """model shop {
     input title:  text(ngrams=2, features=5003)
@@ -364,7 +369,7 @@ def as_keys(events):
 event = st.tuples(st.integers(1, 4), st.sampled_from([0, 11, 22, 33, 44, 2**63 + 5]), st.integers(0, 5))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(past=st.lists(event, max_size=12), events=st.lists(event, min_size=1, max_size=16))
 def test_a_history_holds_exactly_the_rows_before_it_never_later_ones(history_model_path, past, events):
     from boltc.columns import HistoryState, history_features
@@ -506,7 +511,7 @@ def test_neighbour_mistakes_are_reported(tmp_path, change, message):
     assert [problem.message for problem in caught.value.errors] == [message]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(body=st.binary(max_size=300), cut=st.integers(0, len(TRICKY.encode())))
 def test_any_bytes_give_rows_or_a_data_error_never_a_crash(spec_path, tmp_path_factory, body, cut):
     model = boltc.load(spec_path, tune=False)

@@ -6,12 +6,20 @@ Python's own float() makes of each token.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from boltc.data import Dataset, FeatureMatrix, from_arrays, read_xmc
 from boltc.diagnostics import DataError, UsageError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fuzzing import examples  # noqa: E402
 
 
 def write(tmp_path, content, name="data.txt"):
@@ -414,3 +422,55 @@ def test_feature_matrix_checks_its_arrays():
     m = FeatureMatrix(dim=4, indptr=np.array([0, 3, 3, 4]), indices=np.array([0, 1, 3, 2], dtype=np.int32),
                       values=np.ones(4, dtype=np.float32))
     assert m.max_row_nnz == 3 and m.n_rows == 3
+
+
+# ---- mutated files -------------------------------------------------------------------------------------------------
+
+MUTATIONS = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(0, 255)),
+    st.tuples(st.just("insert"), st.integers(0, 10**6), st.sampled_from(
+        [b":", b",", b" ", b"\n", b"\r", b"\0", b"-", b"nan", b"inf", b"1e99", b"99999999999", b":1:", b"\xff\xfe",
+         b"\xc3\x28", b"0x1f", b"2147483648", b"-0", b"\t", b"3 7 5\n"])),
+    st.tuples(st.just("delete"), st.integers(0, 10**6), st.integers(1, 40)),
+    st.tuples(st.just("truncate"), st.integers(0, 10**6), st.just(0)),
+)
+
+
+def mutated(text: bytes, mutations) -> bytes:
+    for kind, at, what in mutations:
+        at = at % (len(text) + 1)
+        if kind == "flip" and text:
+            at = min(at, len(text) - 1)
+            text = text[:at] + bytes([what]) + text[at + 1:]
+        elif kind == "insert":
+            text = text[:at] + what + text[at:]
+        elif kind == "delete":
+            text = text[:at] + text[at + what:]
+        elif kind == "truncate":
+            text = text[:at]
+    return text
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(mutations=st.lists(MUTATIONS, min_size=1, max_size=6), seed=st.integers(0, 3),
+       sizes=st.sampled_from([None, (50, 9)]), threads=st.sampled_from([1, 2]))
+def test_mutated_files_give_rows_or_an_error_with_its_line(tmp_path_factory, mutations, seed, sizes, threads):
+    folder = tmp_path_factory.mktemp("mutated")
+    path = folder / "data.txt"
+    random_file(np.random.default_rng(seed), path, 12, 50, 9, header=seed % 2 == 0, crlf=seed == 3)
+    text = mutated(path.read_bytes(), mutations)
+    path.write_bytes(text)
+    n_features, n_labels = sizes or (None, None)
+    try:
+        data = read_xmc(path, n_features, n_labels, threads=threads)
+    except DataError as error:
+        assert error.path == str(path)
+        assert error.line is None or 1 <= error.line <= text.count(b"\n") + 1
+        assert error.message
+    else:
+        matrix = data.features[0]
+        assert matrix.indptr[0] == 0 and np.all(np.diff(matrix.indptr) >= 0)
+        assert matrix.indptr[-1] == len(matrix.indices) == len(matrix.values)
+        assert np.all((matrix.indices >= 0) & (matrix.indices < matrix.dim)) and np.all(np.isfinite(matrix.values))
+        if data.label_ids is not None:
+            assert np.all((data.label_ids >= 0) & (data.label_ids < data.n_labels))

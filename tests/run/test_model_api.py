@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import signal
+import threading
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -64,6 +69,44 @@ def test_non_finite_loss_stops_before_the_update(write_spec):
         model.fit((x, np.zeros(8, dtype=np.int64)))
     for name, array in model.parameters().items():
         np.testing.assert_array_equal(array, before[name], err_msg=name)
+
+
+class _CountingLibrary:
+    """The compiled library, counting the training batches it ran to the end."""
+
+    def __init__(self, lib):
+        self._lib, self.updates = lib, 0
+
+    def __getattr__(self, name):
+        return getattr(self._lib, name)
+
+    def bolt_train_batch(self, *args):
+        status = self._lib.bolt_train_batch(*args)
+        self.updates += status == 0
+        return status
+
+
+def test_ctrl_c_stops_fit_at_a_batch_boundary_with_a_usable_model(write_spec, tmp_path):
+    model = boltc.load(write_spec(SPARSE, "s.bolt"))
+    counting = _CountingLibrary(model.library.lib)
+    model.library = dataclasses.replace(model.library, lib=counting)
+    x = sp.random(4000, 30, density=0.2, format="csr", dtype=np.float32, random_state=1)
+    data = model.prepare_data((x, np.random.default_rng(0).integers(0, 4, size=4000)), labelled=True)
+    batches_per_epoch = 4000 // 8
+    for attempt in range(4):
+        interrupt = threading.Timer(0.1 + 0.1 * attempt, os.kill, (os.getpid(), signal.SIGINT))
+        interrupt.start()
+        step_before = model.step
+        history = model.fit(data, epochs=10_000, progress=False)
+        interrupt.join()
+        assert model.step == counting.updates  # Adam's step count matches the updates applied
+        # the finished epochs, and part of the one the interrupt stopped
+        whole = len(history.epochs) * batches_per_epoch
+        assert len(history.epochs) < 10_000 and whole <= model.step - step_before < whole + batches_per_epoch
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    model.save(tmp_path / "after.boltm")
+    restored = boltc.load_model(tmp_path / "after.boltm")
+    np.testing.assert_array_equal(restored.predict(x, top_k=2)[0], model.predict(x, top_k=2)[0])
 
 
 def test_training_in_pieces_equals_training_at_once(write_spec):

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,6 +77,10 @@ def test_failed_save_leaves_the_old_file(trained, tmp_path, monkeypatch):
     (lambda b: b[:-10] + bytes([b[-10] ^ 1]) + b[-9:], "corrupted model file (checksum mismatch)"),
     (lambda b: b"XXXXXXXX" + b[8:], "not a boltc model file (wrong magic bytes)"),
     (lambda b: b[:30], "truncated model file (header cut short)"),
+    # the header length's top byte: the length would be 2^56 more, past the end of the file
+    (lambda b: b[:15] + b"\x01" + b[16:], "truncated model file (header cut short)"),
+    # one byte of the spec inside the header: its own checksum catches it before the spec is compiled
+    (lambda b: b.replace(b"dense(x, 5", b"dense(x, 6", 1), "corrupted model file (header checksum mismatch)"),
 ])
 def test_damaged_files_are_refused(trained, tmp_path, mutate, message):
     model, _ = trained
@@ -87,7 +97,7 @@ def test_wrong_version_and_wrong_spec_are_refused(trained, tmp_path):
     header, arrays = checkpoint.read_model_file(_saved(model, tmp_path))
     future = tmp_path / "future.boltm"
     checkpoint.write_model_file(future, {**header}, arrays)
-    data = future.read_bytes().replace(b'"format_version": 1', b'"format_version": 9')
+    data = future.read_bytes().replace(b'"format_version": 2', b'"format_version": 9')
     future.write_bytes(data)
     with pytest.raises(ModelFileError, match="model file format 9 is not supported"):
         boltc.load_model(future)
@@ -99,7 +109,72 @@ def test_wrong_version_and_wrong_spec_are_refused(trained, tmp_path):
         boltc.load_model(other)
 
 
+def test_a_saved_spec_that_does_not_compile_is_refused(trained, tmp_path):
+    model, _ = trained
+    header, arrays = checkpoint.read_model_file(_saved(model, tmp_path))
+    broken = tmp_path / "broken.boltm"
+    checkpoint.write_model_file(broken, {**header, "spec_source": header["spec_source"].replace("relu", "rleu")},
+                                arrays)
+    with pytest.raises(ModelFileError) as caught:
+        boltc.load_model(broken)
+    assert str(caught.value).startswith(f"{broken}: the spec saved in the file does not compile: ")
+    assert "rleu" in str(caught.value)
+
+
+def test_an_object_array_in_the_table_is_refused(trained, tmp_path):
+    model, _ = trained
+    path = _saved(model, tmp_path)
+    header, payload_at = checkpoint.read_header(path)
+    header["arrays"][0]["dtype"] = "|O"
+    with pytest.raises(ModelFileError, match=r"corrupted model file \(bad array table\)"):
+        checkpoint.read_arrays(path, header, payload_at)
+
+
+KILL_TRIALS = 12
+SAVER = """
+import sys
+import boltc
+model = boltc.load_model(sys.argv[1])
+version = 0
+while True:
+    version += 1
+    model.arrays["l0.bias"][...] = version  # each save's file says which it is
+    print(version, flush=True)
+    model.save(sys.argv[1])
+"""
+
+
+def test_a_save_killed_at_any_point_leaves_the_old_or_the_new_file(trained, tmp_path):
+    model, _ = trained
+    path = tmp_path / "m.boltm"
+    model.arrays["l0.bias"][...] = 0  # version 0
+    model.save(path)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(KILL_TRIALS):
+        saver = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(int(rng.integers(1, 4))):  # let it save a few times, then kill it somewhere in a save
+            saver.stdout.readline()
+        time.sleep(float(rng.uniform(0, 0.004)))
+        saver.send_signal(signal.SIGKILL)
+        saver.wait()
+        restored = boltc.load_model(path)  # never a half-written file
+        bias = restored.arrays["l0.bias"]
+        assert (bias == bias[0]).all()
+        seen.add(float(bias[0]))
+    assert len(seen) > 1  # the kills landed at different points, and the file moved on
+
+
 def _saved(model, tmp_path):
     path = tmp_path / "base.boltm"
     model.save(path)
     return path
+
+
+def test_no_pickle_anywhere_in_boltc():
+    """Model files, caches and tuning records are JSON and raw arrays: nothing boltc reads can run code."""
+    package = Path(boltc.__file__).resolve().parent
+    uses = [f"{source.name}:{number}" for source in sorted(package.glob("*.py"))
+            for number, line in enumerate(source.read_text().splitlines(), 1)
+            if re.search(r"\bimport (c?pickle|marshal|shelve)\b|allow_pickle|np\.load\(|torch\.load\(", line)]
+    assert uses == []
