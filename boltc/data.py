@@ -18,6 +18,7 @@ import itertools
 import mmap
 import operator
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -92,6 +93,8 @@ class Dataset:
     n_labels: int
     label_indptr: np.ndarray | None  # int64 [n_rows + 1]
     label_ids: np.ndarray | None  # int32, sorted within each row
+    skipped_rows: int = 0  # rows a file reader left out (skip_bad_rows)
+    first_skipped: str | None = None  # "line N: what was wrong" of the first of them
 
     def __post_init__(self) -> None:
         for matrix in self.features:
@@ -202,7 +205,7 @@ def _check(name: str, info: Any, ffi: Any) -> None:
 
 
 def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: int | None = None, *,
-             threads: int = 0) -> Dataset:
+             threads: int = 0, skip_bad_rows: bool = False) -> Dataset:
     """Reads an XMC or libsvm text file into a ``Dataset`` with one CSR feature matrix.
 
     Format: an optional header ``N_ROWS N_FEATURES N_LABELS``, then one row per line, ``l1,l2,... f:v f:v ...``
@@ -211,7 +214,10 @@ def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: i
     ``n_features`` / ``n_labels`` are the model's sizes: every id must be below them, and a header must state the
     same numbers. Without them the header's numbers apply, and without a header the largest id seen + 1.
     ``threads`` (0: OpenMP's default) sets how many threads parse. Labels are ``None`` when no row has any.
-    Raises ``DataError(path, line, message)`` for the first problem in the file.
+    Raises ``DataError(path, line, message)`` for the first problem in the file; with ``skip_bad_rows``, a row
+    with a problem is left out instead, counted in the Dataset's ``skipped_rows`` (the first one's line and
+    problem in ``first_skipped``) and warned about. A bad header, or a file that changes while it is read, is
+    still an error.
     """
     name = str(path)
     n_features = _count(n_features, "n_features", optional=True)
@@ -228,13 +234,18 @@ def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: i
     info.n_features = n_features or 0
     info.n_labels = n_labels or 0
     info.threads = int(threads)
+    info.skip_bad_rows = int(bool(skip_bad_rows))
     data = ffi.from_buffer("char[]", source.data) if source.size else ffi.NULL
     try:
         lib.bolt_data_scan(data, source.size, info)
         _check(name, info, ffi)
         rows, entries, labels = int(info.rows), int(info.entries), int(info.labels)
+        skipped = int(info.skipped_rows)
+        first_skipped = (f"line {int(info.first_skipped_line)}: {ffi.string(info.message).decode('ascii', 'replace')}"
+                         if skipped else None)
         if rows == 0:
-            raise DataError(name, None, "the file holds no data rows")
+            raise DataError(name, None, "the file holds no data rows" + (
+                f" that could be read ({skipped} skipped; the first, {first_skipped})" if skipped else ""))
         indptr = np.empty(rows + 1, dtype=np.int64)
         indices = np.empty(entries, dtype=np.int32)
         values = np.empty(entries, dtype=np.float32)
@@ -269,8 +280,11 @@ def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: i
         label_count = int(info.max_label_id) + 1
     matrix = FeatureMatrix(dim=dim, indptr=indptr, indices=indices, values=values)
     matrix.__dict__["max_row_nnz"] = int(info.max_row_entries)  # the scan counted it: seed the cached property
+    if skipped:
+        warnings.warn(f"{name}: skipped {skipped} bad row{'s' if skipped > 1 else ''} (the first, {first_skipped})",
+                      stacklevel=2)
     return Dataset(path=name, n_rows=rows, features=(matrix,), n_labels=label_count, label_indptr=label_indptr,
-                   label_ids=label_ids)
+                   label_ids=label_ids, skipped_rows=skipped, first_skipped=first_skipped)
 
 
 # ---- arrays ------------------------------------------------------------------------------------------------------

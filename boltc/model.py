@@ -134,8 +134,9 @@ class _Feed:
         self.batch.threads = min(self.threads, len(rows))
 
 
-def dataset_for(plan: Plan, data, labelled: bool) -> Dataset:
-    """A data file, Dataset or arrays as a Dataset checked against the inputs and target of `plan`."""
+def dataset_for(plan: Plan, data, labelled: bool, skip_bad_rows: bool = False) -> Dataset:
+    """A data file, Dataset or arrays as a Dataset checked against the inputs and target of `plan`; a file's bad
+    rows are left out and counted with ``skip_bad_rows`` (``read_xmc``)."""
     dims = [i.dim for i in plan.inputs]
     names = [i.name for i in plan.inputs]
     if len(dims) > 1 and not isinstance(data, (Dataset, dict, tuple)) or \
@@ -148,7 +149,7 @@ def dataset_for(plan: Plan, data, labelled: bool) -> Dataset:
         if len(dims) != 1:
             raise UsageError(f"model '{plan.model_name}' has {len(dims)} inputs; a data file feeds one, "
                              "pass arrays instead")
-        dataset = read_xmc(data, n_features=dims[0], n_labels=plan.target_dim)
+        dataset = read_xmc(data, n_features=dims[0], n_labels=plan.target_dim, skip_bad_rows=skip_bad_rows)
     else:
         features, labels = data if isinstance(data, tuple) else (data, None)
         dataset = from_arrays(features, labels, n_features=dims if len(dims) > 1 else dims[0],
@@ -197,6 +198,8 @@ class Model:
         self.epochs_trained = 0
         self.learning_rate = plan.learning_rate
         self.threads = plan.threads  # may be changed between calls; results do not depend on it
+        # data files read by fit, evaluate and predict leave out (and count) rows that break the format
+        self.skip_bad_rows = False
         self._batches_to_rebuild = 0
         self._rebuild_period = 0.0
         self._rebuilds = 0
@@ -228,8 +231,8 @@ class Model:
     def _adopt(self, other: Model) -> None:
         """Become `other` (the same spec, re-planned on measured values, untrained), keeping the settings a user
         may have changed."""
-        kept = {name: getattr(self, name) for name in ("threads", "learning_rate", "label_names", "histories",
-                                                       "_history_before", "node_stores")}
+        kept = {name: getattr(self, name) for name in ("threads", "skip_bad_rows", "learning_rate", "label_names",
+                                                       "histories", "_history_before", "node_stores")}
         self.__dict__.update(other.__dict__)
         self.__dict__.update(kept)
 
@@ -325,7 +328,7 @@ class Model:
                 self.label_names = learned
             if keys:
                 data = self._with_context(data, keys, learn_labels if absorb_history is None else absorb_history)
-        return dataset_for(self.plan, data, labelled)
+        return dataset_for(self.plan, data, labelled, self.skip_bad_rows)
 
     def _with_context(self, dataset: Dataset, keys: dict[int, HistoryKeys | LinkKeys], absorb: bool) -> Dataset:
         """The features of history and neighbours inputs, made from other rows and from what the model keeps of

@@ -11,6 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from boltc import ir
+from boltc.diagnostics import SpecError, SpecErrors
 from boltc.machine import Machine
 
 # Columns are processed in chunks of at most this many outputs: a chunk of weights stays in cache while a batch
@@ -450,6 +451,19 @@ def _concat_plan(model: ir.Model, layer: ir.ConcatLayer) -> LayerPlan:
     )
 
 
+def _refuse_what_cannot_fit(model: ir.Model, layers: tuple[LayerPlan, ...], machine: Machine) -> None:
+    """The checker refuses weights and optimizer state beyond the machine's memory; the hash tables are only sized
+    here, and a real type of double doubles the rest, so the whole is checked again with them."""
+    weights = sum(layer.parameter_bytes + layer.optimizer_bytes for layer in layers)
+    tables = sum(layer.lsh.table_bytes for layer in layers if layer.lsh is not None)
+    if weights + tables > machine.memory_bytes:
+        gib = 2**30
+        raise SpecErrors([SpecError(
+            model.span, f"model needs {(weights + tables) / gib:.1f} GiB for its weights, optimizer state and LSH "
+            f"hash tables ({tables / gib:.1f} GiB of tables), but this machine has {machine.memory_bytes / gib:.1f} "
+            "GiB of memory", hint="fewer or smaller layers, or a higher sparsity", source=model.source)])
+
+
 def plan(model: ir.Model, machine: Machine, real_type: str = "float",
          measured: dict[int, MeasuredLsh] | None = None) -> Plan:
     """The plan of `model` on `machine`; `measured` (by layer index) holds values ``boltc tune`` measured."""
@@ -464,6 +478,7 @@ def plan(model: ir.Model, machine: Machine, real_type: str = "float",
         else _concat_plan(model, layer)
         for layer in model.layers
     )
+    _refuse_what_cannot_fit(model, layers, machine)
     optimizer = model.optimizer
     return Plan(
         model_name=model.name, spec_path=model.path, spec_source=model.source, real_type=real_type,

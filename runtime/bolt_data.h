@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -52,6 +53,8 @@ typedef struct bolt_data_chunk {
     int64_t max_row_entries;
     int64_t max_row_labels;
     int64_t error_line;      /* line of the error, counted from the chunk's first line (1-based) */
+    int64_t skipped;         /* rows left out for their errors (skip_bad_rows); message holds the first one's */
+    int64_t first_skipped;   /* its line, counted like error_line */
     int32_t status;          /* 0, or a BOLT_DATA_* error code */
     char message[256];
 } bolt_data_chunk;
@@ -63,6 +66,7 @@ typedef struct bolt_data_info {
     int64_t n_features;      /* feature ids must be below this; 0 = not known (a header then sets it) */
     int64_t n_labels;        /* likewise for label ids */
     int32_t threads;         /* 0: OpenMP's default. Also sets how many chunks the file is cut into */
+    int32_t skip_bad_rows;   /* 1: a row that breaks the format is left out and counted instead of an error */
     /* results */
     int32_t status;          /* 0 when all is well, else a BOLT_DATA_* error code; message says what is wrong */
     int64_t error_line;      /* 1-based line of the error, 0 when it concerns no line */
@@ -79,6 +83,8 @@ typedef struct bolt_data_info {
     int64_t max_label_id;    /* largest label id seen, -1 when there are no labels */
     int64_t max_row_entries; /* most feature entries in one row */
     int64_t max_row_labels;  /* most labels in one row */
+    int64_t skipped_rows;    /* with skip_bad_rows: rows left out; message then tells the first one's error */
+    int64_t first_skipped_line;
     int32_t n_chunks;
     bolt_data_chunk chunks[64];
 } bolt_data_info;
@@ -94,7 +100,8 @@ enum bolt_data_status {
     BOLT_DATA_OK = 0,
     BOLT_DATA_INVALID = 1,      /* the text breaks the format; error_line and message say where and how */
     BOLT_DATA_CHANGED = 2,      /* the fill pass found other counts than the scan: the bytes changed between them */
-    BOLT_DATA_BAD_ARGUMENT = 3  /* a caller's mistake: NULL pointers, fill without a clean scan, bad limits */
+    BOLT_DATA_BAD_ARGUMENT = 3, /* a caller's mistake: NULL pointers, fill without a clean scan, bad limits */
+    BOLT_DATA_NO_MEMORY = 4     /* the scan of skip_bad_rows could not allocate room to check a row */
 };
 
 #define BOLT_DATA_MAX_CHUNKS ((int32_t)(sizeof(((bolt_data_info *)0)->chunks) / sizeof(bolt_data_chunk)))
@@ -593,9 +600,62 @@ static inline int64_t bolt_data_sort_row(int32_t *keys, float *values, int64_t n
 
 /* ---- chunks --------------------------------------------------------------------------------------------- */
 
+/* Room for one row's ids, for skip_bad_rows: a row is left out before any of it is written, so repeated ids that
+ * are not neighbours (which the fill pass would only find when it sorts the row) are looked for in a copy. */
+typedef struct bolt_data_row_copy {
+    int32_t *ids;
+    float *values;
+    int32_t *labels;
+    int64_t capacity, label_capacity;
+} bolt_data_row_copy;
+
+/* Parses the row [p, e) again into `copy` (its counts are known from the first parse) and fails it as the fill
+ * pass would if an id occurs twice. */
+static inline int bolt_data_check_repeats(const bolt_data_reader *scan, bolt_data_row_copy *copy, const char *p,
+                                          const char *e, const bolt_data_row *counted)
+{
+    if (counted->entries > copy->capacity) {
+        int32_t *ids = realloc(copy->ids, (size_t)counted->entries * sizeof *ids);
+        if (ids == NULL)
+            return BOLT_DATA_NO_MEMORY;
+        copy->ids = ids;
+        float *values = realloc(copy->values, (size_t)counted->entries * sizeof *values);
+        if (values == NULL)
+            return BOLT_DATA_NO_MEMORY;
+        copy->values = values;
+        copy->capacity = counted->entries;
+    }
+    if (counted->labels > copy->label_capacity) {
+        int32_t *labels = realloc(copy->labels, (size_t)counted->labels * sizeof *labels);
+        if (labels == NULL)
+            return BOLT_DATA_NO_MEMORY;
+        copy->labels = labels;
+        copy->label_capacity = counted->labels;
+    }
+    bolt_data_reader r = *scan;
+    r.filling = 1;
+    r.indices = copy->ids;
+    r.values = copy->values;
+    r.label_ids = copy->labels;
+    r.entry_pos = r.label_pos = 0;
+    r.entry_end = counted->entries;
+    r.label_end = counted->labels;
+    bolt_data_row row;
+    int status = bolt_data_parse_row(&r, p, e, &row);
+    if (status)
+        return status;
+    int64_t twice = bolt_data_sort_row(copy->ids, NULL, counted->entries);
+    if (twice >= 0)
+        return bolt_data_fail(&r, 0, "feature id %lld appears twice in this row", (long long)twice);
+    twice = bolt_data_sort_row(copy->labels, NULL, counted->labels);
+    if (twice >= 0)
+        return bolt_data_fail(&r, 0, "label id %lld appears twice in this row", (long long)twice);
+    return BOLT_DATA_OK;
+}
+
 /* Scans (indptr == NULL) or fills one chunk. The fill pass re-checks every count against the scan's, so bytes
  * that changed in between (a file rewritten under a mapping) give BOLT_DATA_CHANGED, never a write out of bounds. */
-static inline void bolt_data_run_chunk(const char *data, int64_t size, bolt_data_chunk *chunk,
+static inline void bolt_data_run_chunk(const char *data, int64_t size, bolt_data_chunk *chunk, int skip_bad_rows,
                                        int64_t n_features, int64_t n_labels,
                                        int64_t *indptr, int32_t *indices, float *values, int64_t *label_indptr,
                                        int32_t *label_ids)
@@ -604,8 +664,11 @@ static inline void bolt_data_run_chunk(const char *data, int64_t size, bolt_data
     memset(&r, 0, sizeof r);
     r.n_features = n_features;
     r.n_labels = n_labels;
-    r.message = chunk->message;
-    r.message_size = sizeof chunk->message;
+    char message[sizeof chunk->message]; /* the chunk keeps the first skipped row's, or the error's */
+    message[0] = '\0';
+    r.message = message;
+    r.message_size = sizeof message;
+    bolt_data_row_copy copy = {NULL, NULL, NULL, 0, 0};
     const int filling = indptr != NULL;
     if (filling) {
         r.filling = 1;
@@ -623,6 +686,7 @@ static inline void bolt_data_run_chunk(const char *data, int64_t size, bolt_data
     }
     chunk->status = BOLT_DATA_OK;
     chunk->error_line = 0;
+    chunk->skipped = chunk->first_skipped = 0;
     chunk->message[0] = '\0';
 
     const char *p = data + chunk->begin, *end = data + chunk->end;
@@ -643,7 +707,27 @@ static inline void bolt_data_run_chunk(const char *data, int64_t size, bolt_data
                 status = BOLT_DATA_CHANGED;
                 break;
             }
-            status = bolt_data_parse_row(&r, p, line_end, &row);
+            if (skip_bad_rows) {
+                /* the whole row is checked before any of it is written: a bad row's entries have no room */
+                bolt_data_reader check = r;
+                check.filling = 0;
+                status = bolt_data_parse_row(&check, p, line_end, &row);
+                if (status == BOLT_DATA_OK)
+                    status = bolt_data_check_repeats(&check, &copy, p, line_end, &row);
+                if (status == BOLT_DATA_INVALID) {
+                    if (chunk->skipped++ == 0) {
+                        chunk->first_skipped = line;
+                        memcpy(chunk->message, message, sizeof message);
+                    }
+                    status = BOLT_DATA_OK;
+                    p = next;
+                    continue;
+                }
+                if (status == BOLT_DATA_OK && filling)
+                    status = bolt_data_parse_row(&r, p, line_end, &row);
+            } else {
+                status = bolt_data_parse_row(&r, p, line_end, &row);
+            }
             if (status)
                 break;
             if (filling) {
@@ -653,7 +737,7 @@ static inline void bolt_data_run_chunk(const char *data, int64_t size, bolt_data
                                                        r.entry_pos - first_entry);
                     if (twice >= 0) {
                         status = bolt_data_fail(&r, 0, "feature id %lld appears twice in this row", (long long)twice);
-                        break;
+                        break; /* never with skip_bad_rows: such rows were left out above */
                     }
                 }
                 if (label_ids != NULL && r.label_pos - first_label > 1) {
@@ -682,9 +766,16 @@ static inline void bolt_data_run_chunk(const char *data, int64_t size, bolt_data
         }
         p = next;
     }
+    free(copy.ids);
+    free(copy.values);
+    free(copy.labels);
     if (status == BOLT_DATA_OK && filling &&
         (rows != chunk->rows || r.entry_pos != r.entry_end || r.label_pos != r.label_end))
         status = BOLT_DATA_CHANGED;
+    if (status != BOLT_DATA_OK)
+        memcpy(chunk->message, message, sizeof message);
+    if (status == BOLT_DATA_NO_MEMORY)
+        snprintf(chunk->message, sizeof chunk->message, "out of memory checking a row for skip_bad_rows");
     if (status == BOLT_DATA_CHANGED) {
         snprintf(chunk->message, sizeof chunk->message,
                  "the data changed between the scan and the fill pass (was the file rewritten while being read?)");
@@ -714,9 +805,10 @@ static inline int bolt_data_run_chunks(const char *data, int64_t size, bolt_data
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (n_chunks > 1)
 #endif
     for (int32_t c = 0; c < n_chunks; ++c)
-        bolt_data_run_chunk(data, size, &info->chunks[c], n_features, n_labels, indptr, indices, values,
-                            label_indptr, label_ids);
+        bolt_data_run_chunk(data, size, &info->chunks[c], info->skip_bad_rows != 0, n_features, n_labels, indptr,
+                            indices, values, label_indptr, label_ids);
     int64_t line = info->n_chunks > 0 ? info->chunks[0].first_line : 1;
+    info->skipped_rows = info->first_skipped_line = 0;
     for (int32_t c = 0; c < n_chunks; ++c) {
         bolt_data_chunk *chunk = &info->chunks[c];
         if (chunk->status != BOLT_DATA_OK) {
@@ -725,6 +817,11 @@ static inline int bolt_data_run_chunks(const char *data, int64_t size, bolt_data
             memcpy(info->message, chunk->message, sizeof info->message);
             return info->status;
         }
+        if (chunk->skipped > 0 && info->skipped_rows == 0) {
+            info->first_skipped_line = line + chunk->first_skipped - 1;
+            memcpy(info->message, chunk->message, sizeof info->message);
+        }
+        info->skipped_rows += chunk->skipped;
         line += chunk->lines;
     }
     return BOLT_DATA_OK;
@@ -913,12 +1010,12 @@ int bolt_data_scan(const char *data, int64_t size, bolt_data_info *info)
     }
     info->lines = line - 1;
 
-    if (info->has_header && info->header_rows != info->rows) {
+    if (info->has_header && info->header_rows != info->rows + info->skipped_rows) {
         info->status = BOLT_DATA_INVALID;
         /* the header is the last of the leading lines */
         info->error_line = lead_lines;
         snprintf(info->message, sizeof info->message, "header says %lld rows but the file has %lld",
-                 (long long)info->header_rows, (long long)info->rows);
+                 (long long)info->header_rows, (long long)(info->rows + info->skipped_rows));
     }
     return info->status;
 }

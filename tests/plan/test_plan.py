@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from boltc.check import check
+from boltc.diagnostics import SpecErrors
 from boltc.machine import probe
 from boltc.parse import parse
 from boltc.plan import auto_sparsity, plan
@@ -101,3 +102,18 @@ def test_plan_json_round_trips():
     data = json.loads(json.dumps(p.to_json()))
     assert data["layers"][0]["parameters"] == 200_960
     assert "spec_source" not in data
+
+
+def test_hash_tables_count_in_the_memory_a_model_needs():
+    wide = (FASHION.replace("activation=softmax)", "activation=softmax, sparsity=0.005)")
+            .replace("classes[10]", "classes[670091]").replace("(hidden, 10,", "(hidden, 670091,"))
+    # (784 x 256 + 256 + 256 x 670,091 + 670,091) parameters x 12 bytes (weights and Adam's two moments), and
+    # 4 x 164 x (670,091 + 2^15 + 1) bytes of tables (BOLT-NOTES.md's worked example, as above)
+    weights, tables = (200_960 + 172_213_387) * 12, 4 * 164 * (670091 + 2**15 + 1)
+    assert plan_of(wide, memory_bytes=weights + tables).layers[1].lsh.table_bytes == tables
+    with pytest.raises(SpecErrors) as caught:
+        plan_of(wide, memory_bytes=weights)  # room for the weights, none for the tables
+    [error] = caught.value.errors
+    assert (error.span.line, error.span.column) == (2, 7)
+    assert error.message == ("model needs 2.4 GiB for its weights, optimizer state and LSH hash tables (0.4 GiB of "
+                             "tables), but this machine has 1.9 GiB of memory")

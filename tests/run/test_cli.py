@@ -107,6 +107,20 @@ def test_bad_data_exits_1_naming_file_and_line(workdir):
     assert "bad.txt:6:" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_skip_bad_rows_trains_on_the_rest_and_reports_how_many(workdir):
+    lines = (workdir / "train.txt").read_text().splitlines()
+    lines[5], lines[40] = "7 1:1", "1 2:x"  # lines 6 and 41
+    (workdir / "bad.txt").write_text("\n".join(lines) + "\n")
+    done = boltc("train", "tiny.bolt", "--train", "bad.txt", "--test", "test.txt", "--skip-bad-rows", "--json",
+                 cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["skipped_rows"] == {"train": 2, "test": 0}
+    assert "bad.txt: skipped 2 bad rows (the first, line 6: label id 7 is out of range (n_labels = 3))" \
+        in done.stderr
+    assert report["metrics"]["accuracy"] > 0.9
+
+
 def test_unreadable_model_file_exits_1(workdir):
     (workdir / "junk.boltm").write_bytes(b"junk")
     done = boltc("evaluate", "junk.boltm", "--data", "test.txt", cwd=workdir)

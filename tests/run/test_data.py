@@ -7,6 +7,7 @@ Python's own float() makes of each token.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -453,8 +454,8 @@ def mutated(text: bytes, mutations) -> bytes:
 
 @settings(max_examples=examples(400), deadline=None)
 @given(mutations=st.lists(MUTATIONS, min_size=1, max_size=6), seed=st.integers(0, 3),
-       sizes=st.sampled_from([None, (50, 9)]), threads=st.sampled_from([1, 2]))
-def test_mutated_files_give_rows_or_an_error_with_its_line(tmp_path_factory, mutations, seed, sizes, threads):
+       sizes=st.sampled_from([None, (50, 9)]), threads=st.sampled_from([1, 2]), skip=st.booleans())
+def test_mutated_files_give_rows_or_an_error_with_its_line(tmp_path_factory, mutations, seed, sizes, threads, skip):
     folder = tmp_path_factory.mktemp("mutated")
     path = folder / "data.txt"
     random_file(np.random.default_rng(seed), path, 12, 50, 9, header=seed % 2 == 0, crlf=seed == 3)
@@ -462,7 +463,9 @@ def test_mutated_files_give_rows_or_an_error_with_its_line(tmp_path_factory, mut
     path.write_bytes(text)
     n_features, n_labels = sizes or (None, None)
     try:
-        data = read_xmc(path, n_features, n_labels, threads=threads)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # skipped rows are warned about
+            data = read_xmc(path, n_features, n_labels, threads=threads, skip_bad_rows=skip)
     except DataError as error:
         assert error.path == str(path)
         assert error.line is None or 1 <= error.line <= text.count(b"\n") + 1
@@ -474,3 +477,87 @@ def test_mutated_files_give_rows_or_an_error_with_its_line(tmp_path_factory, mut
         assert np.all((matrix.indices >= 0) & (matrix.indices < matrix.dim)) and np.all(np.isfinite(matrix.values))
         if data.label_ids is not None:
             assert np.all((data.label_ids >= 0) & (data.label_ids < data.n_labels))
+        assert skip or data.skipped_rows == 0
+
+
+def test_a_utf16_file_is_refused_at_its_first_byte(tmp_path):
+    path = tmp_path / "u16.txt"
+    path.write_bytes("2 5 3\n0 1:1\n1 2:1\n".encode("utf-16"))
+    with pytest.raises(DataError) as caught:
+        read_xmc(path)
+    assert str(caught.value) == f"{path}:1: unexpected byte 0xFF: a data file must be ASCII text"
+
+
+def test_a_huge_row_and_a_huge_token(tmp_path):
+    huge = tmp_path / "huge.txt"
+    huge.write_text("2 300000 2\n0 " + " ".join(f"{i}:{i % 7}" for i in range(300_000)) + "\n1 5:2\n")
+    data = read_xmc(huge, threads=2)
+    matrix = data.features[0]
+    assert np.diff(matrix.indptr).tolist() == [300_000, 1] and data.label_ids.tolist() == [0, 1]
+    np.testing.assert_array_equal(matrix.indices[:300_000], np.arange(300_000))
+    np.testing.assert_array_equal(matrix.values[:300_000], np.arange(300_000) % 7)
+    token = tmp_path / "token.txt"
+    token.write_text("0 " + "9" * 10_000_000 + ":1\n")
+    with pytest.raises(DataError) as caught:
+        read_xmc(token)
+    assert caught.value.line == 1 and caught.value.message.startswith("feature id 9999")
+    assert caught.value.message.endswith("... does not fit in int32 (largest 2147483647)")
+    assert len(str(caught.value)) < 300  # the message quotes the start of the token, not all of it
+
+
+# ---- skip_bad_rows -------------------------------------------------------------------------------------------------
+
+BAD_ROWS = [  # (line, why it is bad): each replaces a good row of the file
+    ("0 3:1 x:2", "feature id 'x' is not a non-negative integer"),
+    ("1 60:1", "feature id 60 is out of range (n_features = 50)"),
+    ("2 7:1 3:1 7:2", "feature id 7 appears twice in this row"),  # not neighbours: only a sort finds it
+    ("2,5,2 4:1", "label id 2 appears twice in this row"),
+    ("1 4:nan", "value 'nan' of feature 4 is not finite"),
+    ("0 -3:1", "feature id -3 is negative"),
+]
+
+
+def _with_bad_rows(rng, path, n_rows, every):
+    """A file whose every `every`-th row is one of BAD_ROWS; returns the good rows' truth and the bad lines."""
+    labels, ids, values = random_file(rng, path, n_rows, 50, 9, header=True)
+    lines = path.read_text().splitlines()
+    bad_lines = {}
+    for number, row in enumerate(range(0, n_rows, every)):
+        text, _ = BAD_ROWS[number % len(BAD_ROWS)]
+        lines[1 + row] = text
+        bad_lines[2 + row] = number % len(BAD_ROWS)
+    path.write_text("\n".join(lines) + "\n")
+    good = [row for row in range(n_rows) if row % every]
+    return [labels[r] for r in good], [ids[r] for r in good], [values[r] for r in good], bad_lines
+
+
+def test_every_bad_row_is_an_error_of_its_own(tmp_path):
+    for text, message in BAD_ROWS:
+        error = read_error(tmp_path, f"3 50 9\n1 2:1\n{text}\n0 1:1\n")
+        assert (error.line, error.message) == (3, message)
+
+
+@pytest.mark.parametrize(("n_rows", "threads"), [(40, 1), (40, 2), (30_000, 3)])
+def test_skip_bad_rows_leaves_them_out_and_counts_them(tmp_path, n_rows, threads):
+    path = tmp_path / "bad.txt"
+    labels, ids, values, bad_lines = _with_bad_rows(np.random.default_rng(n_rows), path, n_rows, every=7)
+    with pytest.warns(UserWarning) as warned:
+        data = read_xmc(path, 50, 9, threads=threads, skip_bad_rows=True)
+    assert_matches(data, labels, ids, values)
+    first_line = min(bad_lines)
+    first = f"line {first_line}: {BAD_ROWS[bad_lines[first_line]][1]}"
+    assert (data.skipped_rows, data.first_skipped) == (len(bad_lines), first)
+    assert [str(w.message) for w in warned] == [f"{path}: skipped {len(bad_lines)} bad rows (the first, {first})"]
+    with pytest.raises(DataError) as caught:  # without the option, the first bad row stops the read
+        read_xmc(path, 50, 9, threads=threads)
+    assert (caught.value.line, caught.value.message) == (first_line, BAD_ROWS[bad_lines[first_line]][1])
+
+
+def test_skip_bad_rows_keeps_a_bad_header_and_an_all_bad_file_as_errors(tmp_path):
+    assert read_error(tmp_path, "2 50\n0 1:1\n0 2:1\n", skip_bad_rows=True).message == \
+        "header has 2 fields; expected 3: rows features labels"
+    error = read_error(tmp_path, "0 x:1\n1 2:nan\n", skip_bad_rows=True)
+    assert error.message == ("the file holds no data rows that could be read (2 skipped; the first, line 1: feature "
+                             "id 'x' is not a non-negative integer)")
+    with pytest.warns(UserWarning):  # the header's row count includes the rows left out
+        assert read_xmc(write(tmp_path, "2 5 3\n0 x:1\n1 2:1\n"), skip_bad_rows=True).n_rows == 1

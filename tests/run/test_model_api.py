@@ -162,3 +162,24 @@ def test_uncached_builds_leave_nothing_behind(write_spec, monkeypatch, tmp_path)
     model = boltc.load(write_spec(TWO_INPUTS.replace("dense[2]", "dense[4]"), "two.bolt"))
     assert model.predict({"a": np.zeros((1, 3), np.float32), "b": np.zeros((1, 4), np.float32)})[0].shape == (1, 1)
     assert [p for p in cache.rglob("*") if p.is_file()] == [p for p in cache.rglob("*.json")]  # only the probe
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads the resident set from /proc")
+def test_memory_stays_flat_across_twenty_epochs(write_spec):
+    model = boltc.load(write_spec(SPARSE.replace("classes[4]", "classes[3000]").replace("(h, 4,", "(h, 3000,")
+                                  .replace("activation=softmax)", "activation=softmax, sparsity=0.02)"), "wide.bolt"))
+    rng = np.random.default_rng(4)
+    x = sp.random(3000, 30, density=0.2, format="csr", dtype=np.float32, random_state=4)
+    data = model.prepare_data((x, rng.integers(0, 3000, size=3000)), labelled=True)
+    resident = []
+    for _ in range(20):
+        model.fit(data, epochs=1, progress=False)  # rebuilds its tables on the way and at the end
+        model.predict(x, top_k=5, sparse=True)
+        resident.append(_resident_bytes())
+    # after the first epochs' allocations (workspace, tables, numpy's pools), nothing grows per epoch
+    assert resident[-1] - resident[2] < 4 * 2**20, [f"{r / 2**20:.1f} MiB" for r in resident]
