@@ -2,12 +2,12 @@
 
 The cache key covers everything that can change the binary: the C text itself (so a template change can never be
 served a stale library), the runtime headers, the cffi declarations, the compiler's identity and flags, the CPU
-(``-march=native``), the Python ABI and the cffi version. Builds happen in a private temporary folder and are moved
-into place with ``os.replace``; ``meta.json`` is written last and marks an entry complete, so processes racing on
-one key never see half an entry and need no lock. ``meta.json`` also holds the library's SHA-256: a cached
-library whose bytes no longer match, or that fails to load, is deleted and rebuilt. The cache's folders are
-user-only (0700), and a library is loaded only if it and every folder from it up to the cache root belong to the
-user and are writable by no one else.
+(``-march=native``), the Python ABI and the cffi version. Builds happen in a private temporary folder, where the
+entry (library, C text, build log and ``meta.json``) is assembled and then renamed into place whole, so processes
+racing on one key never see half an entry and need no lock. ``meta.json`` also holds the library's SHA-256: a cached library whose bytes no longer match, or that fails
+to load, is removed and rebuilt. The cache's folders are user-only (0700); a library is loaded only if it and
+every folder from it up to the cache root belong to the user and are writable by no one else (a folder of the
+user's that others can write is made private again and the libraries below it are rebuilt).
 
 Environment: ``BOLTC_CACHE_DIR`` (location), ``BOLTC_CACHE=0`` (compile afresh, keep nothing),
 ``BOLTC_VERBOSE=1`` (print the compiler commands), ``BOLTC_CFLAGS`` (extra flags, part of the key),
@@ -27,7 +27,6 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,13 +124,6 @@ def cache_key(source: CSource, machine: Machine) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    # the thread's id too: threads of one process may publish one entry at once
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 @contextlib.contextmanager
 def _output_to(log_path: Path, echo: bool):
     """Send the compiler's stdout/stderr (written by child processes, not Python) into the build log."""
@@ -189,14 +181,32 @@ def _owned_and_private(path: Path) -> bool:
     return owner_ok and not info.st_mode & 0o022
 
 
-def _check_cache_folders(entry: Path, root: Path) -> None:
-    """Refuse a cache where another user could swap an entry: each folder from ``entry`` up to ``root`` that
-    exists (the missing ones are created private)."""
-    for folder in [root, *[f for f in (entry, *entry.parents) if root in f.parents]]:
-        if folder.exists() and not _owned_and_private(folder):
-            raise BuildError(f"the compile cache folder {folder} is not private to this user (another user could "
-                             "replace the libraries in it); boltc will not load code from it: chmod go-w it or set "
-                             "BOLTC_CACHE_DIR to a private folder")
+def _secure_cache_folders(entry: Path, root: Path, scratch: Path) -> None:
+    """Refuse a cache folder another user owns; make one of ours that others can write private again, and rebuild
+    what is below it (someone may have swapped it). Covers each existing folder from ``entry`` up to ``root``, and
+    the build scratch folder."""
+    for folder in [root, scratch, *[f for f in (entry, *entry.parents) if root in f.parents]]:
+        if not folder.exists() or _owned_and_private(folder):
+            continue
+        if hasattr(os, "getuid") and folder.stat().st_uid != os.getuid():
+            raise BuildError(f"the compile cache folder {folder} belongs to another user; boltc will not load code "
+                             "from it: set BOLTC_CACHE_DIR to a folder of your own")
+        os.chmod(folder, 0o700)
+        print(f"boltc: made the compile cache folder {folder} private (others could write to it); the libraries "
+              "below it are rebuilt", file=sys.stderr)
+        _discard(root / CACHE_LAYOUT if folder in (root, scratch) else folder, scratch)
+
+
+def _discard(folder: Path, scratch: Path) -> None:
+    """Remove a cache folder without a window in which another process sees it half deleted: it is renamed into
+    the scratch folder first (if another process moved it already, there is nothing to do)."""
+    _private_folder(scratch)
+    graveyard = Path(tempfile.mkdtemp(prefix="discarded-", dir=scratch))
+    try:
+        os.rename(folder, graveyard / "folder")
+    except OSError:
+        pass
+    shutil.rmtree(graveyard, ignore_errors=True)
 
 
 def _file_digest(path: Path) -> str:
@@ -258,23 +268,14 @@ def build(source: CSource, machine: Machine) -> CompiledLibrary:
     module_name = f"_boltc_{source.slug}_{key[:16]}"
     use_cache = os.environ.get("BOLTC_CACHE", "1") != "0"
     root = cache_root()
-    so_path = entry / f"{module_name}{_extension_suffix()}"
-    c_path = entry / "module.c"
-
-    if use_cache:
-        _check_cache_folders(entry, root)
-    if use_cache and is_cached(entry):
-        problem = _cached_library_problem(so_path, entry)
-        if problem is None:
-            try:
-                module = _import_library(module_name, so_path)
-                return CompiledLibrary(module.ffi, module.lib, module_name, key, so_path, c_path, False, 0.0)
-            except ImportError as exc:
-                problem = f"does not load ({exc})"
-        print(f"boltc: cached library {so_path} {problem}; rebuilding", file=sys.stderr)
-        shutil.rmtree(entry, ignore_errors=True)
-
     scratch = root / "tmp"
+    so_name = f"{module_name}{_extension_suffix()}"
+    if use_cache:
+        _secure_cache_folders(entry, root, scratch)
+        cached = _load_cached(module_name, key, entry / so_name, entry, scratch)
+        if cached is not None:
+            return cached
+
     _private_folder(scratch)
     workdir = Path(tempfile.mkdtemp(prefix=f"{module_name}-", dir=scratch))
     started = time.perf_counter()
@@ -286,17 +287,52 @@ def build(source: CSource, machine: Machine) -> CompiledLibrary:
             module = _import_library(module_name, built)
             return CompiledLibrary(module.ffi, module.lib, module_name, key, built, workdir / "module.c", True,
                                    seconds)
-        _private_folder(entry)
-        _write_atomically(c_path, source.c_text.encode())
-        if (workdir / "build.log").exists():
-            os.replace(workdir / "build.log", entry / "build.log")
-        os.chmod(built, 0o755)
-        digest = _file_digest(built)
-        os.replace(built, so_path)
-        meta = {"key": key, "module": module_name, "boltc": __version__, "built_at": time.time(),
-                "compile_seconds": seconds, "cflags": list(compile_flags(machine)[0]), "sha256": digest}
-        _write_atomically(entry / "meta.json", json.dumps(meta, indent=1).encode())
+        _publish(source, machine, key, module_name, built, seconds, workdir, entry, scratch)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    module = _import_library(module_name, so_path)
-    return CompiledLibrary(module.ffi, module.lib, module_name, key, so_path, c_path, True, seconds)
+    module = _import_library(module_name, entry / so_name)
+    return CompiledLibrary(module.ffi, module.lib, module_name, key, entry / so_name, entry / "module.c", True,
+                           seconds)
+
+
+def _load_cached(module_name: str, key: str, so_path: Path, entry: Path, scratch: Path) -> CompiledLibrary | None:
+    """The cached library of this entry, or None (none yet, or one that cannot be trusted: then it is removed)."""
+    if not is_cached(entry):
+        return None
+    problem = _cached_library_problem(so_path, entry)
+    if problem is None:
+        try:
+            module = _import_library(module_name, so_path)
+            return CompiledLibrary(module.ffi, module.lib, module_name, key, so_path, entry / "module.c", False, 0.0)
+        except ImportError as exc:
+            problem = f"does not load ({exc})"
+    print(f"boltc: cached library {so_path} {problem}; rebuilding", file=sys.stderr)
+    _discard(entry, scratch)
+    return None
+
+
+def _publish(source: CSource, machine: Machine, key: str, module_name: str, built: Path, seconds: float,
+             workdir: Path, entry: Path, scratch: Path) -> None:
+    """Put a new library into the cache as one complete entry: it is assembled beside the build and renamed into
+    place, so no process ever sees part of an entry. When another process published the same entry first, its
+    library (built from the same source) is kept."""
+    staging = workdir / "entry"
+    staging.mkdir(mode=0o700)
+    (staging / "module.c").write_text(source.c_text)
+    if (workdir / "build.log").exists():
+        os.replace(workdir / "build.log", staging / "build.log")
+    os.chmod(built, 0o755)
+    meta = {"key": key, "module": module_name, "boltc": __version__, "built_at": time.time(),
+            "compile_seconds": seconds, "cflags": list(compile_flags(machine)[0]), "sha256": _file_digest(built)}
+    os.replace(built, staging / built.name)
+    (staging / "meta.json").write_text(json.dumps(meta, indent=1))
+    _private_folder(entry.parent)
+    for _ in range(2):
+        try:
+            os.rename(staging, entry)
+            return
+        except OSError:
+            if is_cached(entry):
+                return
+            _discard(entry, scratch)  # a folder without meta.json: left by an older boltc; never complete
+    raise BuildError(f"cannot put the library for '{source.slug}' into the compile cache at {entry}")

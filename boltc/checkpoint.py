@@ -9,12 +9,14 @@ target, so a crash leaves either the old file or the new one, never a mix.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
 import os
 import struct
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from boltc.diagnostics import ModelFileError
 
 MAGIC = b"BOLTMDL\n"
 FORMAT_VERSION = 2
+ABANDONED_AFTER_SECONDS = 3600  # no save takes an hour between two writes to its file
 DIGEST_BYTES = 32
 # the dtypes boltc saves; anything else in an array table (an object dtype above all) is refused
 ARRAY_KINDS = frozenset("fiub")
@@ -68,6 +71,19 @@ def write_model_file(path: str | Path, header: dict, arrays: dict[str, np.ndarra
             raise ModelFileError(str(path), f"cannot write ({exc.strerror})") from None
         raise
     _sync_directory(directory)
+    _remove_abandoned_temporaries(path)
+
+
+def _remove_abandoned_temporaries(path: Path) -> None:
+    """Delete what saves of ``path`` killed mid-write left (their temporary files), once they are old enough that
+    no save still running can own them."""
+    cutoff = time.time() - ABANDONED_AFTER_SECONDS
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+        except OSError:
+            pass
 
 
 def _sync_directory(directory: Path) -> None:
@@ -105,7 +121,7 @@ def read_header(path: str | Path) -> tuple[dict, int]:
         raise ModelFileError(str(path), f"cannot read ({exc.strerror})") from None
     try:
         header = json.loads(header_bytes)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: brackets nested past Python's stack
         header = None
     version = header.get("format_version") if isinstance(header, dict) else None
     if version is not None and version != FORMAT_VERSION:
@@ -127,10 +143,11 @@ def read_arrays(path: str | Path, header: dict, payload_at: int,
         with open(path, "rb") as handle:
             payload_bytes = os.fstat(handle.fileno()).st_size - payload_at
             for entry in header["arrays"]:
-                dtype, shape = np.dtype(entry["dtype"]), tuple(int(n) for n in entry["shape"])
-                if dtype.kind not in ARRAY_KINDS or min(shape, default=0) < 0:
+                dtype, shape, offset = np.dtype(entry["dtype"]), tuple(entry["shape"]), entry["offset"]
+                whole = [*shape, offset, entry["nbytes"]]
+                if dtype.kind not in ARRAY_KINDS or not all(type(n) is int and n >= 0 for n in whole):
                     raise ValueError(entry)
-                if int(entry["offset"]) + dtype.itemsize * math.prod(shape) > payload_bytes:
+                if offset + dtype.itemsize * math.prod(shape) > payload_bytes:
                     raise ModelFileError(str(path), f"truncated model file (array '{entry['name']}' is cut short)")
                 target = destination.get(entry["name"])
                 if target is None or target.shape != shape or target.dtype != dtype.newbyteorder("="):

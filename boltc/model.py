@@ -313,12 +313,14 @@ class Model:
 
     # -- data ------------------------------------------------------------------------------------------
 
-    def prepare_data(self, data, labelled: bool, learn_labels: bool = False,
-                     absorb_history: bool | None = None) -> Dataset:
+    def prepare_data(self, data, labelled: bool, learn_labels: bool = False, absorb_history: bool | None = None,
+                     skip_bad_rows: bool | None = None) -> Dataset:
         """A data file, Dataset or arrays as a Dataset checked against this model's inputs and target. A model
         reading typed columns takes CSV/TSV files; with ``learn_labels`` (training data) and no label names yet,
         it learns them from the file. History inputs see, before a file's own earlier rows, what the model keeps
-        of earlier files; with ``absorb_history`` (default: ``learn_labels``) the file's rows join it."""
+        of earlier files; with ``absorb_history`` (default: ``learn_labels``) the file's rows join it.
+        ``skip_bad_rows`` (default: the model's setting) leaves out the rows of an XMC/libsvm file that break the
+        format."""
         if self.reads_columns and isinstance(data, (str, Path)):
             if labelled and self.label_names is None and not learn_labels:
                 raise UsageError(f"model '{self.plan.model_name}' has not learned its label names yet: fit it on "
@@ -328,7 +330,7 @@ class Model:
                 self.label_names = learned
             if keys:
                 data = self._with_context(data, keys, learn_labels if absorb_history is None else absorb_history)
-        return dataset_for(self.plan, data, labelled, self.skip_bad_rows)
+        return dataset_for(self.plan, data, labelled, self.skip_bad_rows if skip_bad_rows is None else skip_bad_rows)
 
     def _with_context(self, dataset: Dataset, keys: dict[int, HistoryKeys | LinkKeys], absorb: bool) -> Dataset:
         """The features of history and neighbours inputs, made from other rows and from what the model keeps of
@@ -455,6 +457,9 @@ class Model:
         bar = Progress(f"epoch {self.epochs_trained + 1}", n_rows, enabled=progress)
         loss_total, started = 0.0, time.perf_counter()
         for batch_number, start in enumerate(range(0, n_rows, batch_size)):
+            if interrupted.is_set():  # checked before a batch: an interrupt during the last one ends the epoch whole
+                bar.close()
+                raise KeyboardInterrupt
             rows = order[start:start + batch_size]
             feed.select(rows)
             step.step = self.step + 1
@@ -473,9 +478,6 @@ class Model:
                 if self._batches_to_rebuild <= 0:
                     self._scheduled_rebuild()
             bar.advance(len(rows), f"loss {loss_total / min(start + len(rows), n_rows):.4f}")
-            if interrupted.is_set():
-                bar.close()
-                raise KeyboardInterrupt
         seconds = time.perf_counter() - started
         bar.close()
         return EpochRecord(self.epochs_trained + 1, loss_total / max(n_rows, 1), seconds, n_rows)
@@ -567,7 +569,8 @@ class Model:
         """The ``top_k`` best output ids per row, best first, and their scores (probabilities; with
         ``sparse=True``, probabilities over the neurons sparse inference scores only: the heavy rows and the LSH
         candidates). With ``update_history`` the file's rows join what history inputs see next."""
-        dataset = self.prepare_data(data, labelled=False, absorb_history=update_history)
+        # never skipping rows: the output has a row per input row, and a left-out one would shift all after it
+        dataset = self.prepare_data(data, labelled=False, absorb_history=update_history, skip_bad_rows=False)
         ids, scores, _ = self._infer(dataset, top_k, progress, "predict", sparse)
         return ids, scores
 
@@ -611,9 +614,13 @@ class Model:
                                      f"{spec.shape}")
             if stored is not self.arrays[spec.name]:  # not already read in place
                 self.arrays[spec.name][...] = stored
-        self.step = int(header.get("step", 0))
-        self.epochs_trained = int(header.get("epochs_trained", 0))
-        self.learning_rate = float(header.get("learning_rate", self.plan.learning_rate))
+        try:
+            self.step = int(header.get("step", 0))
+            self.epochs_trained = int(header.get("epochs_trained", 0))
+            self.learning_rate = float(header.get("learning_rate", self.plan.learning_rate))
+        except (TypeError, ValueError, OverflowError):
+            raise ModelFileError(path, "the file's training state (step, epochs, learning rate) is unreadable") \
+                from None
         names = header.get("label_names")
         if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
                                   or len(names) > self.plan.target_dim):

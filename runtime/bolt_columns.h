@@ -585,16 +585,35 @@ static int64_t bolt_vocab_id(bolt_columns_job *job, const char *label, int64_t l
 }
 
 /* Bytes of valid UTF-8 at the start of s (n when all of it is). */
+/* The length of the longest prefix of s that is well-formed UTF-8 (Unicode's table 3-7: no overlong forms, no
+ * surrogates, nothing past U+10FFFF), so that whatever C accepts, Python's strict decoder accepts too. */
 static int64_t bolt_utf8_valid(const char *s, int64_t n)
 {
     for (int64_t i = 0; i < n;) {
         const uint8_t c = (uint8_t)s[i];
-        const int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
-        if (extra < 0 || i + extra >= n + (extra == 0))
+        int extra;
+        uint8_t low = 0x80, high = 0xBF; /* the range of the second byte; later ones are 80..BF */
+        if (c < 0x80)
+            extra = 0;
+        else if (c >= 0xC2 && c <= 0xDF)
+            extra = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            extra = 2;
+            low = c == 0xE0 ? 0xA0 : 0x80;
+            high = c == 0xED ? 0x9F : 0xBF;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            extra = 3;
+            low = c == 0xF0 ? 0x90 : 0x80;
+            high = c == 0xF4 ? 0x8F : 0xBF;
+        } else
             return i;
-        for (int k = 1; k <= extra; ++k)
-            if (((uint8_t)s[i + k] >> 6) != 2)
+        if (extra > n - i - 1)
+            return i;
+        for (int k = 1; k <= extra; ++k) {
+            const uint8_t next = (uint8_t)s[i + k];
+            if (next < (k == 1 ? low : 0x80) || next > (k == 1 ? high : 0xBF))
                 return i;
+        }
         i += extra + 1;
     }
     return n;

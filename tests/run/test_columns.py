@@ -535,3 +535,30 @@ def test_explain_names_the_input_a_neighbourhood_aggregates(tmp_path):
     text = render_plan(graph_model(tmp_path, "sum", "out").plan)
     assert "near: sparse[211] (neighbours(of=words, id='package', links='depends', delimiter='|', aggregate=sum, " \
            "direction=out))" in text
+
+
+UTF8_CASES = [b"\xc0\x80", b"\xc1\xbf", b"\xe0\x80\x80", b"\xe0\x9f\xbf", b"\xed\xa0\x80", b"\xed\xbf\xbf",
+              b"\xf0\x8f\xbf\xbf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xff", b"\xe2\x82", b"\x80",
+              b"\xc2\x80", b"\xe0\xa0\x80", b"\xed\x9f\xbf", b"\xf0\x90\x80\x80", b"\xf4\x8f\xbf\xbf",
+              "€ 茶 😀".encode()]
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(label=st.one_of(st.sampled_from(UTF8_CASES), st.binary(min_size=1, max_size=6)))
+def test_labels_are_utf8_exactly_when_python_says_so(spec_path, tmp_path_factory, label):
+    """The C reader's UTF-8 check against Python's strict decoder: overlong forms, surrogates, code points past
+    U+10FFFF and cut sequences are refused, everything else is read back as the same text."""
+    if any(byte in label for byte in b'\n\r,";') or label.strip(b" \t") != label:
+        return  # CSV syntax, the label delimiter or blanks trimmed: not what this test is about
+    model = boltc.load(spec_path, tune=False)
+    path = tmp_path_factory.mktemp("utf8") / "labels.csv"
+    path.write_bytes(b"title,Brand,price,added,recent,section\nkettle,HomeX,3,2024-01-01,a1," + label + b"\n")
+    try:
+        expected = label.decode("utf-8")
+    except UnicodeDecodeError:
+        with pytest.raises(DataError) as caught:
+            model.prepare_data(path, labelled=True, learn_labels=True)
+        assert "a label is not UTF-8 text" in str(caught.value) and caught.value.line == 2
+    else:
+        model.prepare_data(path, labelled=True, learn_labels=True)
+        assert model.label_names == (expected,)

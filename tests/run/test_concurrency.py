@@ -106,13 +106,29 @@ def test_a_damaged_cached_library_is_rebuilt(write_spec, own_cache, damage):
     assert again.returncode == 0 and "rebuilding" not in again.stderr, again.stderr
 
 
-def test_a_cache_others_can_write_is_refused(write_spec, own_cache):
+def test_a_cache_folder_others_can_write_is_made_private_and_its_libraries_rebuilt(write_spec, own_cache):
+    spec = write_spec(SPEC, "shared.bolt")
+    so_path = boltc.load(spec).library.so_path
+    built_at = json.loads((so_path.parent / "meta.json").read_text())["built_at"]
+    os.chmod(so_path.parent.parent, 0o777)
+    result = subprocess.run([sys.executable, "-c", f"import boltc; boltc.load({str(spec)!r})"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"boltc: made the compile cache folder {so_path.parent.parent} private (others could write to it)" \
+        in result.stderr
+    assert stat.S_IMODE(so_path.parent.parent.stat().st_mode) == 0o700
+    assert json.loads((so_path.parent / "meta.json").read_text())["built_at"] > built_at  # not trusted: rebuilt
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a folder away needs root")
+def test_a_cache_folder_of_another_user_is_refused(write_spec, own_cache):
     spec = write_spec(SPEC, "shared.bolt")
     entry = boltc.load(spec).library.so_path.parent
-    os.chmod(entry.parent, 0o777)
+    os.chown(entry, 65534, 65534)
     with pytest.raises(BuildError) as caught:
         boltc.load(spec)
-    assert str(caught.value).startswith(f"the compile cache folder {entry.parent} is not private to this user")
+    assert str(caught.value) == (f"the compile cache folder {entry} belongs to another user; boltc will not load "
+                                 "code from it: set BOLTC_CACHE_DIR to a folder of your own")
 
 
 def test_a_library_others_can_write_is_rebuilt_not_loaded(write_spec, own_cache):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import threading
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import scipy.sparse as sp
 
 import boltc
 from boltc.data import read_xmc
-from boltc.diagnostics import UsageError
+from boltc.diagnostics import DataError, UsageError
 from boltc.model import TrainingError
 
 SPARSE = """\
@@ -72,10 +71,11 @@ def test_non_finite_loss_stops_before_the_update(write_spec):
 
 
 class _CountingLibrary:
-    """The compiled library, counting the training batches it ran to the end."""
+    """The compiled library, counting the training batches it ran to the end; after `interrupt_after` of them it
+    sends Ctrl-C, which Python delivers right after the call returns: between the update and its bookkeeping."""
 
-    def __init__(self, lib):
-        self._lib, self.updates = lib, 0
+    def __init__(self, lib, interrupt_after: int):
+        self._lib, self.updates, self.interrupt_after = lib, 0, interrupt_after
 
     def __getattr__(self, name):
         return getattr(self._lib, name)
@@ -83,30 +83,29 @@ class _CountingLibrary:
     def bolt_train_batch(self, *args):
         status = self._lib.bolt_train_batch(*args)
         self.updates += status == 0
+        if self.updates == self.interrupt_after:
+            os.kill(os.getpid(), signal.SIGINT)
         return status
 
 
 def test_ctrl_c_stops_fit_at_a_batch_boundary_with_a_usable_model(write_spec, tmp_path):
     model = boltc.load(write_spec(SPARSE, "s.bolt"))
-    counting = _CountingLibrary(model.library.lib)
-    model.library = dataclasses.replace(model.library, lib=counting)
-    x = sp.random(4000, 30, density=0.2, format="csr", dtype=np.float32, random_state=1)
-    data = model.prepare_data((x, np.random.default_rng(0).integers(0, 4, size=4000)), labelled=True)
-    batches_per_epoch = 4000 // 8
-    for attempt in range(4):
-        interrupt = threading.Timer(0.1 + 0.1 * attempt, os.kill, (os.getpid(), signal.SIGINT))
-        interrupt.start()
-        step_before = model.step
-        history = model.fit(data, epochs=10_000, progress=False)
-        interrupt.join()
-        assert model.step == counting.updates  # Adam's step count matches the updates applied
-        # the finished epochs, and part of the one the interrupt stopped
-        whole = len(history.epochs) * batches_per_epoch
-        assert len(history.epochs) < 10_000 and whole <= model.step - step_before < whole + batches_per_epoch
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    x = sp.random(400, 30, density=0.2, format="csr", dtype=np.float32, random_state=1)
+    data = model.prepare_data((x, np.random.default_rng(0).integers(0, 4, size=400)), labelled=True)
+    batches_per_epoch = 400 // 8
+    # mid-epoch, on an epoch's last batch, on the first batch of the next
+    for stop_after in (73, 2 * batches_per_epoch, 2 * batches_per_epoch + 1):
+        model = boltc.load(write_spec(SPARSE, "s.bolt"))
+        counting = _CountingLibrary(model.library.lib, stop_after)
+        model.library = dataclasses.replace(model.library, lib=counting)
+        history = model.fit(data, epochs=100, progress=False)
+        assert model.step == counting.updates == stop_after  # Adam's step count matches the updates applied
+        assert len(history.epochs) == model.epochs_trained == stop_after // batches_per_epoch
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     model.save(tmp_path / "after.boltm")
     restored = boltc.load_model(tmp_path / "after.boltm")
     np.testing.assert_array_equal(restored.predict(x, top_k=2)[0], model.predict(x, top_k=2)[0])
+    model.fit(data, epochs=1, progress=False)  # and it trains on
 
 
 def test_training_in_pieces_equals_training_at_once(write_spec):
@@ -183,3 +182,16 @@ def test_memory_stays_flat_across_twenty_epochs(write_spec):
         resident.append(_resident_bytes())
     # after the first epochs' allocations (workspace, tables, numpy's pools), nothing grows per epoch
     assert resident[-1] - resident[2] < 4 * 2**20, [f"{r / 2**20:.1f} MiB" for r in resident]
+
+
+def test_skip_bad_rows_applies_to_training_and_evaluation_but_never_to_predict(sparse_model, tmp_path):
+    path = tmp_path / "rows.txt"
+    path.write_text("3 30 4\n0 1:1 2:1\n1 x:1\n2 5:1\n")
+    sparse_model.skip_bad_rows = True
+    with pytest.warns(UserWarning, match="skipped 1 bad row"):
+        sparse_model.fit(path, epochs=1, progress=False)
+    with pytest.warns(UserWarning, match="skipped 1 bad row"):
+        assert sparse_model.prepare_data(path, labelled=True).n_rows == 2
+    with pytest.raises(DataError) as caught:  # a left-out row would shift every prediction after it
+        sparse_model.predict(path)
+    assert caught.value.line == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -121,13 +122,23 @@ def test_a_saved_spec_that_does_not_compile_is_refused(trained, tmp_path):
     assert "rleu" in str(caught.value)
 
 
-def test_an_object_array_in_the_table_is_refused(trained, tmp_path):
+@pytest.mark.parametrize(("field", "value"), [("dtype", "|O"), ("shape", [float("inf")]), ("shape", [2.5, 3]),
+                                              ("offset", -64), ("nbytes", "many")])
+def test_an_unusable_array_table_is_refused(trained, tmp_path, field, value):
     model, _ = trained
     path = _saved(model, tmp_path)
     header, payload_at = checkpoint.read_header(path)
-    header["arrays"][0]["dtype"] = "|O"
+    header["arrays"][0][field] = value
     with pytest.raises(ModelFileError, match=r"corrupted model file \(bad array table\)"):
         checkpoint.read_arrays(path, header, payload_at)
+
+
+def test_a_header_nested_past_the_stack_is_refused(tmp_path):
+    deep = b"[" * 100_000
+    path = tmp_path / "deep.boltm"
+    path.write_bytes(checkpoint.MAGIC + struct.pack("<Q", len(deep)) + deep + bytes(checkpoint.DIGEST_BYTES))
+    with pytest.raises(ModelFileError, match=r"corrupted model file \(header checksum mismatch\)"):
+        boltc.load_model(path)
 
 
 KILL_TRIALS = 12
@@ -163,6 +174,20 @@ def test_a_save_killed_at_any_point_leaves_the_old_or_the_new_file(trained, tmp_
         assert (bias == bias[0]).all()
         seen.add(float(bias[0]))
     assert len(seen) > 1  # the kills landed at different points, and the file moved on
+
+
+def test_a_save_clears_what_killed_saves_left_behind(trained, tmp_path):
+    model, _ = trained
+    abandoned, running = tmp_path / ".m.boltm.abc123.tmp", tmp_path / ".m.boltm.def456.tmp"
+    other = tmp_path / ".other.boltm.abc123.tmp"
+    for leftover in (abandoned, running, other):
+        leftover.write_bytes(b"half a model")
+    two_hours_ago = time.time() - 7200
+    for old in (abandoned, other):
+        os.utime(old, (two_hours_ago, two_hours_ago))
+    model.save(tmp_path / "m.boltm")
+    assert not abandoned.exists()
+    assert running.exists() and other.exists()  # perhaps a save still writing; another file's
 
 
 def _saved(model, tmp_path):
