@@ -242,8 +242,8 @@ def cmd_predict(args) -> int:
 
 
 # not offered by predict: its output has a line per input row, and a left-out row would shift every later one
-SKIP_HELP = ("leave out rows of an XMC/libsvm data file that break the format, count them and warn, instead of "
-             "stopping at the first")
+SKIP_HELP = ("leave out the rows of a data file that break its format (CSV: records with a bad field), count them "
+             "and warn, instead of stopping at the first")
 
 
 def cmd_demo(args) -> int:

@@ -310,13 +310,15 @@ class _Layout:
 
 
 def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str] | None, labelled: bool,
-                 threads: int = 1) -> tuple[Dataset, tuple[str, ...] | None, dict[int, HistoryKeys | LinkKeys]]:
+                 threads: int = 1, skip_bad_rows: bool = False
+                 ) -> tuple[Dataset, tuple[str, ...] | None, dict[int, HistoryKeys | LinkKeys]]:
     """The file's rows featurized for `plan`'s inputs, and their labels when `labelled`: ids of `vocabulary`
     (labels it lacks are left out, with a warning), or, when `vocabulary` is None, of one learned from this file in
     order of first appearance (returned). History and neighbours inputs come back empty, with their keys by input
     index: a row's history depends on what came before the file (``history_features``), its neighbourhood on other
     rows and on the nodes seen in training (``neighbour_features``). Raises DataError with the line and column
-    of the first bad field."""
+    of the first bad field; with ``skip_bad_rows``, a record with a bad field is left out instead, counted in
+    the Dataset and warned about (a record whose quoting cannot be delimited stays an error)."""
     del threads  # records may span lines: one thread reads
     name = str(path)
     ffi, lib = library.ffi, library.lib
@@ -341,6 +343,7 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
         job.label_delimiter = ord(plan.target_delimiter) if plan.target_delimiter else 0
         job.start, job.first_line = start, 1 + bytes(ffi.buffer(data, start)[:]).count(b"\n")
         job.entries = ffi.cast("int64_t *", entries.ctypes.data)
+        job.skip_bad_rows = int(bool(skip_bad_rows))
         learning = labelled and vocabulary is None
         job.grow = int(learning)
         labels = _Vocabulary(4 * plan.target_dim + SPARE_LABELS if learning else 0,
@@ -361,9 +364,15 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
         if learning and job.vocab_size > plan.target_dim:
             raise DataError(name, None, f"column '{plan.target_header}' holds {job.vocab_size:,} distinct labels, but "
                                         f"the target declares {plan.target_kind}[{plan.target_dim}]")
-        rows = int(job.rows)
+        rows, skipped = int(job.rows), int(job.skipped)
+        first_skipped = None
+        if skipped:
+            problem = ffi.string(job.skipped_message).decode("utf-8", "replace")
+            column = f", column '{names[job.first_skipped_field]}'" if job.first_skipped_field >= 0 else ""
+            first_skipped = f"line {int(job.first_skipped_line)}{column}: {problem}"
         if rows == 0:
-            raise DataError(name, None, "the file holds no data rows after its header")
+            raise DataError(name, None, "the file holds no data rows after its header" + (
+                f" that could be read ({skipped} skipped; the first, {first_skipped})" if skipped else ""))
         role = layout.role
         featurized = role == ROLE_FEATURES
         indptr = [np.zeros(rows + 1, dtype=np.int64) for _ in range(n_inputs)]
@@ -391,12 +400,15 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
         if data != ffi.NULL:
             ffi.release(data)
         source.close()
+    if skipped:
+        warnings.warn(f"{name}: skipped {skipped} bad row{'s' if skipped > 1 else ''} (the first, {first_skipped})",
+                      stacklevel=3)
     if unknown:
         warnings.warn(f"{name}: {unknown:,} labels of column '{plan.target_header}' were not seen in training and "
                       "are left out", stacklevel=3)
     features = tuple(FeatureMatrix(i.dim, indptr=indptr[k] if featurized[k] else np.zeros(rows + 1, np.int64),
                                    indices=indices[k], values=values[k]) for k, i in enumerate(plan.inputs))
-    dataset = Dataset(name, rows, features, plan.target_dim, label_indptr, label_ids)
+    dataset = Dataset(name, rows, features, plan.target_dim, label_indptr, label_ids, skipped, first_skipped)
     keys: dict[int, HistoryKeys | LinkKeys] = {}
     for k in np.flatnonzero(role == ROLE_HISTORY):
         keys[int(k)] = HistoryKeys(row_keys[k][0::2].copy(), row_keys[k][1::2].copy(), row_order[k])

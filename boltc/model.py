@@ -319,18 +319,19 @@ class Model:
         reading typed columns takes CSV/TSV files; with ``learn_labels`` (training data) and no label names yet,
         it learns them from the file. History inputs see, before a file's own earlier rows, what the model keeps
         of earlier files; with ``absorb_history`` (default: ``learn_labels``) the file's rows join it.
-        ``skip_bad_rows`` (default: the model's setting) leaves out the rows of an XMC/libsvm file that break the
-        format."""
+        ``skip_bad_rows`` (default: the model's setting) leaves out the rows of a file that break its format."""
+        skip = self.skip_bad_rows if skip_bad_rows is None else skip_bad_rows
         if self.reads_columns and isinstance(data, (str, Path)):
             if labelled and self.label_names is None and not learn_labels:
                 raise UsageError(f"model '{self.plan.model_name}' has not learned its label names yet: fit it on "
                                  "training data first")
-            data, learned, keys = read_columns(data, self.plan, self.library, self.label_names, labelled)
+            data, learned, keys = read_columns(data, self.plan, self.library, self.label_names, labelled,
+                                               skip_bad_rows=skip)
             if learned is not None:
                 self.label_names = learned
             if keys:
                 data = self._with_context(data, keys, learn_labels if absorb_history is None else absorb_history)
-        return dataset_for(self.plan, data, labelled, self.skip_bad_rows if skip_bad_rows is None else skip_bad_rows)
+        return dataset_for(self.plan, data, labelled, skip)
 
     def _with_context(self, dataset: Dataset, keys: dict[int, HistoryKeys | LinkKeys], absorb: bool) -> Dataset:
         """The features of history and neighbours inputs, made from other rows and from what the model keeps of

@@ -64,6 +64,13 @@ typedef struct bolt_columns_job {
     int64_t error_line;
     int32_t error_field;       /* the field it was in, -1 for the record as a whole */
     char message[256];
+    /* skip_bad_rows: a record with a bad field is left out and counted instead (its quoting must be sound: a
+     * record that cannot be delimited stays an error) */
+    int32_t skip_bad_rows;
+    int64_t skipped;           /* records left out by this pass; the first one's line, field and problem: */
+    int64_t first_skipped_line;
+    int32_t first_skipped_field;
+    char skipped_message[256];
 } bolt_columns_job;
 
 int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job);
@@ -652,6 +659,52 @@ static int bolt_compare_int32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static void bolt_check_label(const char *part, int64_t length, int64_t position, void *context)
+{
+    int *bad = (int *)context;
+    (void)position;
+    if (!*bad && bolt_utf8_valid(part, length) != length)
+        *bad = 1;
+}
+
+/* Whether reading the record would fail on one of its fields, found without changing anything (no label is
+ * learned, nothing is counted or written), so that skip_bad_rows leaves a record out before any of it is used.
+ * Sets the message and *field as the reading loop would. Running out of memory is not the record's fault: it is
+ * left to the loop. */
+static int bolt_record_problem(bolt_columns_job *job, const char **fields, const int64_t *lengths, int32_t count,
+                               bolt_sink *sink, int32_t *field)
+{
+    *field = -1;
+    if (count != job->n_fields) {
+        snprintf(job->message, 256, "%d fields, but the header has %d", count, job->n_fields);
+        return -1;
+    }
+    for (int32_t i = 0; i < job->n_inputs; ++i) {
+        const int32_t f = job->input_field[i], of = job->order_field[i];
+        double order;
+        if (job->role[i] == BOLT_ROLE_HISTORY && of >= 0 &&
+            bolt_order_key(fields[of], lengths[of], &order, job->message) != 0) {
+            *field = of;
+            return -1;
+        }
+        sink->count = 0;
+        if (job->role[i] == BOLT_ROLE_FEATURES && columns_featurize(i, fields[f], lengths[f], sink, job->message) != 0) {
+            *field = f;
+            return -1;
+        }
+    }
+    if (job->target_field >= 0) {
+        int bad = 0;
+        bolt_split(fields[job->target_field], lengths[job->target_field], job->label_delimiter, bolt_check_label, &bad);
+        if (bad) {
+            snprintf(job->message, 256, "a label is not UTF-8 text");
+            *field = job->target_field;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job)
 {
     int status = 0;
@@ -665,6 +718,7 @@ int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job)
     job->error_line = 0;
     job->error_field = -1;
     job->message[0] = 0;
+    job->skipped = 0;
     if (!fields || !lengths)
         goto out_of_memory;
     if (!job->fill) {
@@ -698,6 +752,16 @@ int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job)
             status = -1;
             job->error_line = record_line;
             break;
+        }
+        int32_t bad_field;
+        if (job->skip_bad_rows && bolt_record_problem(job, fields, lengths, record.count, &sink, &bad_field) != 0) {
+            if (job->skipped++ == 0) {
+                job->first_skipped_line = record_line;
+                job->first_skipped_field = bad_field;
+                memcpy(job->skipped_message, job->message, sizeof job->skipped_message);
+            }
+            job->message[0] = 0;
+            continue;
         }
         if (record.count != job->n_fields) {
             snprintf(job->message, 256, "%d fields, but the header has %d", record.count, job->n_fields);

@@ -8,6 +8,7 @@ import datetime
 import io
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -512,14 +513,17 @@ def test_neighbour_mistakes_are_reported(tmp_path, change, message):
 
 
 @settings(max_examples=examples(150), deadline=None)
-@given(body=st.binary(max_size=300), cut=st.integers(0, len(TRICKY.encode())))
-def test_any_bytes_give_rows_or_a_data_error_never_a_crash(spec_path, tmp_path_factory, body, cut):
+@given(body=st.binary(max_size=300), cut=st.integers(0, len(TRICKY.encode())), skip=st.booleans())
+def test_any_bytes_give_rows_or_a_data_error_never_a_crash(spec_path, tmp_path_factory, body, cut, skip):
     model = boltc.load(spec_path, tune=False)
+    model.skip_bad_rows = skip
     path = tmp_path_factory.mktemp("fuzz") / "data.csv"
     for text in (TRICKY.encode()[:cut] + body, b"title,Brand,price,added,recent,section\n" + body):
         path.write_bytes(text)
         try:
-            dataset = model.prepare_data(path, labelled=True, learn_labels=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # skipped rows are warned about
+                dataset = model.prepare_data(path, labelled=True, learn_labels=True)
         except DataError as error:
             assert error.path == str(path)
         else:
@@ -562,3 +566,51 @@ def test_labels_are_utf8_exactly_when_python_says_so(spec_path, tmp_path_factory
     else:
         model.prepare_data(path, labelled=True, learn_labels=True)
         assert model.label_names == (expected,)
+
+
+BAD_RECORDS = [  # each a record with one bad field, and what reading it says (as the table above checks)
+    ("A,B,1,2020-01-01,x\n", "5 fields, but the header has 6"),
+    ("A,B,cheap,,,s\n", "column 'price': expected a finite number, got 'cheap'"),
+    ("A,B,1,2023-02-29,,s\n", "column 'added': no such date: 2023-02-29"),
+    ("A,B,1,,,s\udcff\n", "column 'section': a label is not UTF-8 text"),  # the byte 0xFF, written below
+]
+
+
+def test_skip_bad_rows_reads_a_csv_as_if_its_bad_records_were_not_there(spec_path, tmp_path):
+    header, good = TRICKY.split("\r\n", 1)
+    records = good.replace('\nTWO', '\x00TWO').splitlines(keepends=True)  # the quoted line break stays in its record
+    records = [r.replace('\x00', '\n') for r in records]
+    dirty = [header + "\r\n"]
+    for number, record in enumerate(records):
+        dirty += [record, BAD_RECORDS[number % len(BAD_RECORDS)][0]]
+    clean_path, dirty_path = write(tmp_path, header + "\r\n" + "".join(records), "clean.csv"), tmp_path / "dirty.csv"
+    dirty_path.write_bytes("".join(dirty).encode("utf-8", "surrogateescape"))
+    clean = boltc.load(spec_path, tune=False).prepare_data(clean_path, labelled=True, learn_labels=True)
+    model = boltc.load(spec_path, tune=False)
+    model.skip_bad_rows = True
+    with pytest.warns(UserWarning) as warned:
+        read = model.prepare_data(dirty_path, labelled=True, learn_labels=True)
+    first_line = 1 + "".join(dirty[:2]).count("\n")  # the record after the first good one
+    bad = len(records)
+    assert (read.n_rows, read.skipped_rows) == (clean.n_rows, bad)
+    assert read.first_skipped == f"line {first_line}: {BAD_RECORDS[0][1]}"
+    assert [str(w.message) for w in warned] == [f"{dirty_path}: skipped {bad} bad rows (the first, "
+                                                f"{read.first_skipped})"]
+    for got, expected in zip(read.features, clean.features):
+        for part in ("indptr", "indices", "values"):
+            np.testing.assert_array_equal(getattr(got, part), getattr(expected, part))
+    np.testing.assert_array_equal(read.label_ids, clean.label_ids)
+    assert model.label_names == ("shoes", "sale", "clothes", "kitchen")
+
+
+def test_skip_bad_rows_cannot_skip_a_record_it_cannot_delimit(model, tmp_path):
+    model.skip_bad_rows = True
+    path = write(tmp_path, "title,Brand,price,added,recent,section\nA,B,1,,,s\n\"open,B,1,,,s\n")
+    with pytest.raises(DataError) as caught:
+        model.prepare_data(path, labelled=True, learn_labels=True)
+    assert (caught.value.line, caught.value.message) == (3, "a quoted field opened on line 3 never closes")
+    path = write(tmp_path, "title,Brand,price,added,recent,section\nA,B,x,,,s\n", "all_bad.csv")
+    with pytest.raises(DataError) as caught:
+        model.prepare_data(path, labelled=True, learn_labels=True)
+    assert caught.value.message == ("the file holds no data rows after its header that could be read (1 skipped; the "
+                                    "first, line 2, column 'price': expected a finite number, got 'x')")
