@@ -153,6 +153,10 @@ def _debtags_systems(data: Prepared, args: argparse.Namespace) -> list[System]:
         # the spec's network and recipe: 256 ReLU units, softmax over the tags, Adam at 0.002, batch 256
         System("pytorch-full-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "full", "--hidden", "256",
                                                "--lr", "0.002", "--max-epochs", epochs, *contract)),
+        # boltc's own recipe (batches of 16 at 0.0005), affordable with sparse gradients on the input layer
+        System("pytorch-lazy", _python(PEERS / "torch_xmc.py", "--softmax", "full", "--input-update", "lazy",
+                                       "--hidden", "256", "--batch-size", "16", "--lr", "0.0005", "--max-epochs",
+                                       epochs, *contract)),
         System("fasttext", _python(PEERS / "fasttext_peer.py", "--train-ft", str(data.fasttext_train), "--test-ft",
                                    str(data.fasttext_test), "--threads", str(args.threads), "--eval-rows",
                                    str(args.eval_rows), "--epochs", "5,10", "--json")),
