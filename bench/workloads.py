@@ -110,6 +110,10 @@ def _xmc_systems(spec: str, row_sets_spec: str | None) -> Callable[[Prepared, ar
                    matches_boltc_time=True, budget_arguments=_eval_every),
             System("pytorch-sampled-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "sampled", *contract),
                    matches_boltc_time=True, budget_arguments=_eval_every),
+            # sparse gradients on the input layer too: only the rows of a batch's features are stepped, as in boltc
+            System("pytorch-sampled-lazy", _python(PEERS / "torch_xmc.py", "--softmax", "sampled", "--input-update",
+                                                   "lazy", *contract),
+                   matches_boltc_time=True, budget_arguments=_eval_every),
             # fastText's one-vs-all loss touches every label per example: hierarchical softmax is its XMC mode
             System("fasttext", _python(PEERS / "fasttext_peer.py", "--loss", "hs", *contract),
                    matches_boltc_time=True),
