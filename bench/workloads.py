@@ -222,6 +222,20 @@ def _movielens_systems(data: Prepared, args: argparse.Namespace) -> list[System]
     return [boltc, *systems[1:], full_softmax]
 
 
+def _depends_systems(data: Prepared, args: argparse.Namespace) -> list[System]:
+    recall = ("--recall-at", "10")
+    features = _contract(data, args, data.features_train, data.features_test)
+    return [
+        _boltc("boltc", "specs/debian_depends.bolt", data, args, *recall, "--tune", "off", "--inference", "dense",
+               "--name", "boltc", script="boltc_csv.py"),
+        System("pytorch-sampled-lazy", _python(PEERS / "torch_xmc.py", "--softmax", "sampled", "--input-update",
+                                               "lazy", "--hidden", "384", "--batch-size", "512", "--lr", "0.002",
+                                               "--max-epochs", "3", *recall, *features)),
+        _fasttext_on_text("fasttext", data, args, "--loss", "hs", "--epochs", "5,10", *recall),
+        System("napkinxc-plt", _python(PEERS / "tree_peer.py", "--library", "napkinxc", *features)),
+    ]
+
+
 WORKLOADS = {w.name: w for w in (
     Workload("amazon", "Amazon-670K-shaped synthetic (135,909 features -> 128 ReLU -> 670,091 labels)",
              "Synthetic rows with Amazon-670K's shape (bench/amazon/generate.py): ~75 features and ~5 labels per "
@@ -267,6 +281,16 @@ WORKLOADS = {w.name: w for w in (
              _csv_data("debian", "specs/debian_graph.bolt", fasttext="graph.ft"),
              _csv_systems("specs/debian_graph.bolt", ("--hidden", "384", "--lr", "0.001", "--max-epochs", "2"),
                           ("--loss", "softmax", "--lr", "1.0", "--epochs", "10,20"))),
+    Workload("debian_depends", "Debian packages -> what they depend on or recommend (38,066 labels, real XMC)",
+             "Product-style recommendation as extreme multi-label classification on the debian_section rows "
+             "(bench/debian/prepare.py): from a package's name and descriptions, the packages its Pre-Depends, "
+             "Depends and Recommends name (about 5.5 of 38,066; test labels training never saw, 12% of them, are "
+             "left out for every system). boltc (specs/debian_depends.bolt, 3 epochs, LSH-sparse output at 5%, "
+             "hashing by the formula, P@k by dense inference); PyTorch on boltc's features of the same rows, "
+             "sampled softmax with sparse input gradients, 384 ReLU units, batches of 512 at 0.002, 3 epochs; "
+             "fastText on the words (hierarchical softmax, 5 and 10 epochs); napkinXC's label tree on boltc's "
+             "features.",
+             _csv_data("debian", "specs/debian_depends.bolt", fasttext="depends.ft"), _depends_systems),
     Workload("fashion_mnist", "Fashion-MNIST (784 pixels -> 256 ReLU -> 10 classes)",
              "The same network and recipe in boltc and PyTorch, 5 epochs; P@1 is accuracy.",
              _fashion_data, _fashion_systems),

@@ -4,10 +4,11 @@ The cache key covers everything that can change the binary: the C text itself (s
 served a stale library), the runtime headers, the cffi declarations, the compiler's identity and flags, the CPU
 (``-march=native``), the Python ABI and the cffi version. Builds happen in a private temporary folder, where the
 entry (library, C text, build log and ``meta.json``) is assembled and then renamed into place whole, so processes
-racing on one key never see half an entry and need no lock. ``meta.json`` also holds the library's SHA-256: a cached library whose bytes no longer match, or that fails
-to load, is removed and rebuilt. The cache's folders are user-only (0700); a library is loaded only if it and
-every folder from it up to the cache root belong to the user and are writable by no one else (a folder of the
-user's that others can write is made private again and the libraries below it are rebuilt).
+racing on one key never see half an entry and need no lock. ``meta.json`` also holds the library's SHA-256: a cached
+library whose bytes no longer match, or that fails to load, is removed and rebuilt. The cache's folders are
+user-only (0700); a library is loaded only if it and every folder from it up to the cache root belong to the user
+and are writable by no one else (a folder of the user's that others can write is made private again and the
+libraries below it are rebuilt).
 
 Environment: ``BOLTC_CACHE_DIR`` (location), ``BOLTC_CACHE=0`` (compile afresh, keep nothing),
 ``BOLTC_VERBOSE=1`` (print the compiler commands), ``BOLTC_CFLAGS`` (extra flags, part of the key),

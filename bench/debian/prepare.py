@@ -7,12 +7,16 @@ Acquire::Languages=en`` fetches them), keeps one row per package name that has a
 by source package (seeded; every binary package of a source lands on the same side) and writes, into ``--out``:
 
 - ``train.csv`` / ``test.csv``: columns ``package, source, section, short_description, long_description, tags,
-  depends, relations, architecture, multi_arch, priority`` (RFC 4180: the long description keeps its line breaks, quoted);
+  depends, relations, architecture, multi_arch, priority`` (RFC 4180: the long description keeps its line breaks,
+  quoted);
 - ``train.ft.txt`` / ``test.ft.txt``: the same rows for fastText, ``__label__SECTION`` and then every column but
   the section as lowercased words (the words boltc's text() columns see), the short columns' values as tokens
   marked with their column (``dep:libc6``, ``tag:role::program``, ``arch:all``, ...);
 - ``train.graph.ft.txt`` / ``test.graph.ft.txt``: the graph workload's rows for fastText (specs/debian_graph.bolt's
   view of a package): its description words and its dependency-graph neighbours' short-description words;
+- ``train.depends.ft.txt`` / ``test.depends.ft.txt``: the recommendation workload's rows for fastText: the packages a
+  package depends on or recommends as labels (in the test file only those training names), and the words of its
+  name and descriptions;
 - ``meta.json``: the counts (``sections_train`` is the N of ``classes[N]`` in specs/debian_section.bolt), the
   sections' frequencies and the index files read.
 
@@ -24,8 +28,9 @@ Which areas apt lists (sources.list's components) then changes the rows, never t
 Columns other than the description: ``tags`` is the Debtags field as it stands (comma-separated; about half the
 packages have one), ``depends`` the names in Depends and Pre-Depends (space-separated, versions, architecture
 qualifiers and the ``|`` between alternatives dropped), ``relations`` the same of Pre-Depends, Depends and
-Recommends (the edges of specs/debian_graph.bolt's dependency graph), ``architecture`` ``all`` or ``amd64``, ``multi_arch``
-(``same`` marks most shared libraries) and ``priority``. None of them is derived from the section.
+Recommends (the edges of specs/debian_graph.bolt's dependency graph, the labels of specs/debian_depends.bolt),
+``architecture`` ``all`` or ``amd64``, ``multi_arch`` (``same`` marks most shared libraries) and ``priority``. None
+of them is derived from the section.
 
 The work is skipped when the outputs are newer than the index files and were made with the same parameters,
 unless ``--force``.
@@ -55,9 +60,9 @@ from common import prepare_arguments, up_to_date_meta, write_atomic  # noqa: E40
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "data" / "debian"
 SPEC = REPO_ROOT / "specs" / "debian_section.bolt"
-FORMAT_VERSION = 2  # bump when the output for the same index and parameters changes
+FORMAT_VERSION = 3  # bump when the output for the same index and parameters changes
 OUTPUT_NAMES = ("train.csv", "test.csv", "train.ft.txt", "test.ft.txt", "train.graph.ft.txt", "test.graph.ft.txt",
-                "meta.json")
+                "train.depends.ft.txt", "test.depends.ft.txt", "meta.json")
 PACKAGE_FIELDS = frozenset({"Source", "Section", "Description", "Description-md5", "Tag", "Depends", "Pre-Depends",
                             "Recommends",
                             "Architecture", "Multi-Arch", "Priority"})
@@ -166,6 +171,18 @@ def graph_fasttext_lines(rows: list[PackageRow], known: list[PackageRow]) -> str
     return "".join(lines)
 
 
+def depends_fasttext_lines(rows: list[PackageRow], known: set[str] | None) -> str:
+    """fastText lines of the recommendation workload: a ``__label__`` per package the row depends on or recommends
+    (in ``known`` only, when given: what specs/debian_depends.bolt can predict), then the words of the package's
+    name and descriptions."""
+    lines = []
+    for row in rows:
+        labels = [f"__label__{name}" for name in row.relations.split() if known is None or name in known]
+        text = words(" ".join([row.package, row.short_description, row.long_description]))
+        lines.append(" ".join([*labels, *text]) + "\n")
+    return "".join(lines)
+
+
 def prepare(out_dir: Path = DEFAULT_OUT, seed: int = 0, force: bool = False) -> dict:
     """Writes the workload into ``out_dir`` (skipped when up to date unless ``force``) and returns its meta."""
     out_dir = Path(out_dir)
@@ -196,6 +213,9 @@ def prepare(out_dir: Path = DEFAULT_OUT, seed: int = 0, force: bool = False) -> 
         write_atomic(out_dir / f"{name}.ft.txt", "".join(map(fasttext_line, part)))
     write_atomic(out_dir / "train.graph.ft.txt", graph_fasttext_lines(train, []))
     write_atomic(out_dir / "test.graph.ft.txt", graph_fasttext_lines(test, train))
+    write_atomic(out_dir / "train.depends.ft.txt", depends_fasttext_lines(train, None))
+    write_atomic(out_dir / "test.depends.ft.txt",
+                 depends_fasttext_lines(test, {name for row in train for name in row.relations.split()}))
     meta = {
         **parameters,
         "test_fraction_of_sources": TEST_FRACTION,
