@@ -161,9 +161,7 @@ def _debtags_systems(data: Prepared, args: argparse.Namespace) -> list[System]:
         System("pytorch-lazy", _python(PEERS / "torch_xmc.py", "--softmax", "full", "--input-update", "lazy",
                                        "--hidden", "256", "--batch-size", "16", "--lr", "0.0005", "--max-epochs",
                                        epochs, *contract)),
-        System("fasttext", _python(PEERS / "fasttext_peer.py", "--train-ft", str(data.fasttext_train), "--test-ft",
-                                   str(data.fasttext_test), "--threads", str(args.threads), "--eval-rows",
-                                   str(args.eval_rows), "--epochs", "5,10", "--json")),
+        _fasttext_on_text("fasttext", data, args, "--epochs", "5,10"),
         System("napkinxc-plt", _python(PEERS / "tree_peer.py", "--library", "napkinxc", *contract)),
         System("omikuji", _python(PEERS / "tree_peer.py", "--library", "omikuji", *contract)),
     ]

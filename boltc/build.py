@@ -171,6 +171,10 @@ def _private_folder(folder: Path) -> None:
         created.mkdir(mode=0o700, exist_ok=True)
 
 
+def _owned(info: os.stat_result) -> bool:
+    return not hasattr(os, "getuid") or info.st_uid == os.getuid()
+
+
 def _owned_and_private(path: Path) -> bool:
     """Whether ``path`` belongs to this user and no one else can write it (so no one else can replace what is in
     it)."""
@@ -178,8 +182,7 @@ def _owned_and_private(path: Path) -> bool:
         info = path.stat()
     except OSError:
         return False
-    owner_ok = not hasattr(os, "getuid") or info.st_uid == os.getuid()
-    return owner_ok and not info.st_mode & 0o022
+    return _owned(info) and not info.st_mode & 0o022
 
 
 def _secure_cache_folders(entry: Path, root: Path, scratch: Path) -> None:
@@ -189,7 +192,7 @@ def _secure_cache_folders(entry: Path, root: Path, scratch: Path) -> None:
     for folder in [root, scratch, *[f for f in (entry, *entry.parents) if root in f.parents]]:
         if not folder.exists() or _owned_and_private(folder):
             continue
-        if hasattr(os, "getuid") and folder.stat().st_uid != os.getuid():
+        if not _owned(folder.stat()):
             raise BuildError(f"the compile cache folder {folder} belongs to another user; boltc will not load code "
                              "from it: set BOLTC_CACHE_DIR to a folder of your own")
         os.chmod(folder, 0o700)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from boltc.data import Dataset, FeatureMatrix, FileBytes
+from boltc.data import Dataset, FeatureMatrix, FileBytes, no_rows_error, warn_skipped
 from boltc.diagnostics import DataError
 from boltc.plan import Plan
 
@@ -371,8 +371,7 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
             column = f", column '{names[job.first_skipped_field]}'" if job.first_skipped_field >= 0 else ""
             first_skipped = f"line {int(job.first_skipped_line)}{column}: {problem}"
         if rows == 0:
-            raise DataError(name, None, "the file holds no data rows after its header" + (
-                f" that could be read ({skipped} skipped; the first, {first_skipped})" if skipped else ""))
+            raise no_rows_error(name, "data rows after its header", skipped, first_skipped)
         role = layout.role
         featurized = role == ROLE_FEATURES
         indptr = [np.zeros(rows + 1, dtype=np.int64) for _ in range(n_inputs)]
@@ -400,9 +399,7 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
         if data != ffi.NULL:
             ffi.release(data)
         source.close()
-    if skipped:
-        warnings.warn(f"{name}: skipped {skipped} bad row{'s' if skipped > 1 else ''} (the first, {first_skipped})",
-                      stacklevel=3)
+    warn_skipped(name, skipped, first_skipped, stacklevel=3)
     if unknown:
         warnings.warn(f"{name}: {unknown:,} labels of column '{plan.target_header}' were not seen in training and "
                       "are left out", stacklevel=3)

@@ -204,6 +204,19 @@ def _check(name: str, info: Any, ffi: Any) -> None:
         raise DataError(name, line, ffi.string(info.message).decode("ascii", "replace"))
 
 
+def no_rows_error(name: str, rows: str, skipped: int, first_skipped: str | None) -> DataError:
+    """The error of a file without a usable row (``rows`` names what was looked for), saying how many were skipped."""
+    return DataError(name, None, f"the file holds no {rows}" + (
+        f" that could be read ({skipped} skipped; the first, {first_skipped})" if skipped else ""))
+
+
+def warn_skipped(name: str, skipped: int, first_skipped: str | None, stacklevel: int) -> None:
+    """Warn that ``skipped`` rows were left out (skip_bad_rows); ``stacklevel`` as the caller's own warnings.warn."""
+    if skipped:
+        warnings.warn(f"{name}: skipped {skipped} bad row{'s' if skipped > 1 else ''} (the first, {first_skipped})",
+                      stacklevel=stacklevel + 1)
+
+
 def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: int | None = None, *,
              threads: int = 0, skip_bad_rows: bool = False) -> Dataset:
     """Reads an XMC or libsvm text file into a ``Dataset`` with one CSR feature matrix.
@@ -244,8 +257,7 @@ def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: i
         first_skipped = (f"line {int(info.first_skipped_line)}: {ffi.string(info.message).decode('ascii', 'replace')}"
                          if skipped else None)
         if rows == 0:
-            raise DataError(name, None, "the file holds no data rows" + (
-                f" that could be read ({skipped} skipped; the first, {first_skipped})" if skipped else ""))
+            raise no_rows_error(name, "data rows", skipped, first_skipped)
         indptr = np.empty(rows + 1, dtype=np.int64)
         indices = np.empty(entries, dtype=np.int32)
         values = np.empty(entries, dtype=np.float32)
@@ -280,9 +292,7 @@ def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: i
         label_count = int(info.max_label_id) + 1
     matrix = FeatureMatrix(dim=dim, indptr=indptr, indices=indices, values=values)
     matrix.__dict__["max_row_nnz"] = int(info.max_row_entries)  # the scan counted it: seed the cached property
-    if skipped:
-        warnings.warn(f"{name}: skipped {skipped} bad row{'s' if skipped > 1 else ''} (the first, {first_skipped})",
-                      stacklevel=2)
+    warn_skipped(name, skipped, first_skipped, stacklevel=2)
     return Dataset(path=name, n_rows=rows, features=(matrix,), n_labels=label_count, label_indptr=label_indptr,
                    label_ids=label_ids, skipped_rows=skipped, first_skipped=first_skipped)
 

@@ -198,7 +198,7 @@ class Model:
         self.epochs_trained = 0
         self.learning_rate = plan.learning_rate
         self.threads = plan.threads  # may be changed between calls; results do not depend on it
-        # data files read by fit, evaluate and predict leave out (and count) rows that break the format
+        # data files read by fit and evaluate leave out (and count) rows that break their format; predict never
         self.skip_bad_rows = False
         self._batches_to_rebuild = 0
         self._rebuild_period = 0.0

@@ -659,6 +659,14 @@ static int bolt_compare_int32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static int bolt_field_count_problem(bolt_columns_job *job, int32_t count)
+{
+    if (count == job->n_fields)
+        return 0;
+    snprintf(job->message, 256, "%d fields, but the header has %d", count, job->n_fields);
+    return -1;
+}
+
 static void bolt_check_label(const char *part, int64_t length, int64_t position, void *context)
 {
     int *bad = (int *)context;
@@ -675,10 +683,8 @@ static int bolt_record_problem(bolt_columns_job *job, const char **fields, const
                                bolt_sink *sink, int32_t *field)
 {
     *field = -1;
-    if (count != job->n_fields) {
-        snprintf(job->message, 256, "%d fields, but the header has %d", count, job->n_fields);
+    if (bolt_field_count_problem(job, count) != 0)
         return -1;
-    }
     for (int32_t i = 0; i < job->n_inputs; ++i) {
         const int32_t f = job->input_field[i], of = job->order_field[i];
         double order;
@@ -763,8 +769,7 @@ int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job)
             job->message[0] = 0;
             continue;
         }
-        if (record.count != job->n_fields) {
-            snprintf(job->message, 256, "%d fields, but the header has %d", record.count, job->n_fields);
+        if (bolt_field_count_problem(job, record.count) != 0) {
             status = -1;
             job->error_line = record_line;
             break;

@@ -609,45 +609,49 @@ typedef struct bolt_data_row_copy {
     int64_t capacity, label_capacity;
 } bolt_data_row_copy;
 
-/* Parses the row [p, e) again into `copy` (its counts are known from the first parse) and fails it as the fill
- * pass would if an id occurs twice. */
-static inline int bolt_data_check_repeats(const bolt_data_reader *scan, bolt_data_row_copy *copy, const char *p,
-                                          const char *e, const bolt_data_row *counted)
+/* Parses the row [p, e) into `copy`, sized by its ':' and ',' (no row holds more entries or labels than that), and
+ * fails it as the fill pass would if an id occurs twice. Fills `row` as bolt_data_parse_row does. */
+static inline int bolt_data_check_row(const bolt_data_reader *reader, bolt_data_row_copy *copy, const char *p,
+                                      const char *e, bolt_data_row *row)
 {
-    if (counted->entries > copy->capacity) {
-        int32_t *ids = realloc(copy->ids, (size_t)counted->entries * sizeof *ids);
+    int64_t entries = 0, labels = 1;
+    for (const char *c = p; c < e; ++c) {
+        entries += *c == ':';
+        labels += *c == ',';
+    }
+    if (entries > copy->capacity) {
+        int32_t *ids = realloc(copy->ids, (size_t)entries * sizeof *ids);
         if (ids == NULL)
             return BOLT_DATA_NO_MEMORY;
         copy->ids = ids;
-        float *values = realloc(copy->values, (size_t)counted->entries * sizeof *values);
+        float *values = realloc(copy->values, (size_t)entries * sizeof *values);
         if (values == NULL)
             return BOLT_DATA_NO_MEMORY;
         copy->values = values;
-        copy->capacity = counted->entries;
+        copy->capacity = entries;
     }
-    if (counted->labels > copy->label_capacity) {
-        int32_t *labels = realloc(copy->labels, (size_t)counted->labels * sizeof *labels);
-        if (labels == NULL)
+    if (labels > copy->label_capacity) {
+        int32_t *grown = realloc(copy->labels, (size_t)labels * sizeof *grown);
+        if (grown == NULL)
             return BOLT_DATA_NO_MEMORY;
-        copy->labels = labels;
-        copy->label_capacity = counted->labels;
+        copy->labels = grown;
+        copy->label_capacity = labels;
     }
-    bolt_data_reader r = *scan;
+    bolt_data_reader r = *reader;
     r.filling = 1;
     r.indices = copy->ids;
     r.values = copy->values;
     r.label_ids = copy->labels;
     r.entry_pos = r.label_pos = 0;
-    r.entry_end = counted->entries;
-    r.label_end = counted->labels;
-    bolt_data_row row;
-    int status = bolt_data_parse_row(&r, p, e, &row);
+    r.entry_end = entries;
+    r.label_end = labels;
+    int status = bolt_data_parse_row(&r, p, e, row);
     if (status)
         return status;
-    int64_t twice = bolt_data_sort_row(copy->ids, NULL, counted->entries);
+    int64_t twice = bolt_data_sort_row(copy->ids, NULL, row->entries);
     if (twice >= 0)
         return bolt_data_fail(&r, 0, "feature id %lld appears twice in this row", (long long)twice);
-    twice = bolt_data_sort_row(copy->labels, NULL, counted->labels);
+    twice = bolt_data_sort_row(copy->labels, NULL, row->labels);
     if (twice >= 0)
         return bolt_data_fail(&r, 0, "label id %lld appears twice in this row", (long long)twice);
     return BOLT_DATA_OK;
@@ -709,11 +713,7 @@ static inline void bolt_data_run_chunk(const char *data, int64_t size, bolt_data
             }
             if (skip_bad_rows) {
                 /* the whole row is checked before any of it is written: a bad row's entries have no room */
-                bolt_data_reader check = r;
-                check.filling = 0;
-                status = bolt_data_parse_row(&check, p, line_end, &row);
-                if (status == BOLT_DATA_OK)
-                    status = bolt_data_check_repeats(&check, &copy, p, line_end, &row);
+                status = bolt_data_check_row(&r, &copy, p, line_end, &row);
                 if (status == BOLT_DATA_INVALID) {
                     if (chunk->skipped++ == 0) {
                         chunk->first_skipped = line;

@@ -21,7 +21,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "bench"))
-from common import prepare_arguments  # noqa: E402
+from common import prepare_arguments, write_atomic  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "data" / "fashion_mnist"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
@@ -185,10 +184,7 @@ def convert(out_dir: Path = DEFAULT_OUT, source: Path | None = None, force: bool
             raise ValueError(f"{split}: label {int(labels.max())} out of range 0..{N_LABELS - 1}")
         text = format_split(images, labels)
         target = outputs[split]
-        tmp = target.with_name(target.name + ".tmp")
-        with open(tmp, "w", encoding="ascii", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
+        write_atomic(target, text)
         if verbose:
             print(f"wrote {target} ({images.shape[0]} points, {len(text) / 1e6:.1f} MB) "
                   f"in {time.perf_counter() - t0:.2f}s from {img_path.parent}")
