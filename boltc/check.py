@@ -18,9 +18,9 @@ MAX_BATCH = 65536
 DENSE_ARGS = ("input", "units")
 DENSE_OPTIONS = ("activation", "sparsity", "bias", "sampling")
 SAMPLING_FAMILIES = ("dwta", "srp")
-SAMPLING_PARAMS = ("hashes", "tables", "bucket_cap", "active_sets")
+SAMPLING_PARAMS = ("hashes", "tables", "bucket_cap", "active_sets", "row_candidates")
 ACTIVE_SETS = ("row", "batch")
-SAMPLING_LIMITS = {"hashes": (1, 8), "tables": (1, 10000), "bucket_cap": (1, 1 << 20)}
+SAMPLING_LIMITS = {"hashes": (1, 8), "tables": (1, 10000), "bucket_cap": (1, 1 << 20), "row_candidates": (0, 1 << 20)}
 SRP_HASHES_LIMIT = 24  # SRP keys have one bit per hash; DWTA keys three
 LAYER_KINDS = ("dense", "concat")
 TRAIN_SETTINGS = ("batch_size", "epochs", "seed", "threads", "rebuild", "freeze_tables_after")
@@ -460,7 +460,11 @@ class _Checker:
         active_sets = self.word(settings.pop("active_sets").value, "active_sets", ACTIVE_SETS) \
             if "active_sets" in settings else None
         chosen = {name: self.integer(given.value, name, *limits[name]) for name, given in settings.items()}
-        return ir.Sampling(family, chosen.get("hashes"), chosen.get("tables"), chosen.get("bucket_cap"), active_sets)
+        if active_sets == "row" and "row_candidates" in settings:
+            self.error(settings["row_candidates"].span, "row_candidates applies to batch-shared active sets, not "
+                       "to active_sets=row")
+        return ir.Sampling(family, chosen.get("hashes"), chosen.get("tables"), chosen.get("bucket_cap"), active_sets,
+                           chosen.get("row_candidates"))
 
     def sparsity_of(self, value: syntax.Value) -> ir.Sparsity:
         if isinstance(value, syntax.Name) and value.text == "auto":
@@ -521,6 +525,12 @@ class _Checker:
             self.error(loss.span, f"{loss.kind.value} needs a {needed.value} output; layer '{output.name}' has "
                        f"activation={output.activation.value}",
                        f"set activation={needed.value} on '{output.name}' (line {output.span.line})")
+        sampling = output.sampling
+        if sampling is not None and sampling.row_candidates is not None and sampling.active_sets is None \
+                and needed is not ir.Activation.SOFTMAX:
+            self.error(output.span, f"row_candidates applies to batch-shared active sets, but layer '{output.name}' "
+                       "has one active set per row (a sigmoid output's default)", "add active_sets=batch to its "
+                       "sampling, or drop row_candidates")
         if target is not None and output.units != target.dim:
             self.error(output.span, f"layer '{output.name}' has {output.units} units but target '{target.name}' "
                        f"has {target.dim} {target.kind.value}")

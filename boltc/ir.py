@@ -108,6 +108,7 @@ class Sampling:
     tables: int | None
     bucket_cap: int | None
     active_sets: str | None = None  # row | batch: whether each training row has its own active set
+    row_candidates: int | None = None  # batch sets: the LSH candidates each row offers before random ones (0: none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,6 +184,7 @@ class Model:
             spec.name: np.zeros(spec.shape, dtype=self.real if spec.dtype == "real" else np.dtype(spec.dtype))
             for spec in buffers}
         self.sparse_layers = [layer for layer in plan.layers if layer.lsh is not None]
+        self._training_reads_tables = any(layer.lsh.hashes_in_training for layer in self.sparse_layers)
         ffi = library.ffi
         self._table = ffi.new("void *[]", len(buffers))
         for spec in buffers:
@@ -436,7 +437,7 @@ class Model:
             if self._tables_frozen():  # their inserted labels stay; the heavy rows follow the final weights
                 with self._lock:
                     self.library.lib.bolt_find_heavy(self._table, max(1, int(self.threads)))
-            elif self._batches_to_rebuild != int(self._rebuild_period):
+            elif not self._training_reads_tables or self._batches_to_rebuild != int(self._rebuild_period):
                 self.rebuild()  # tables of the final weights for inference; the schedule goes on where it was
         history.wall_seconds = time.perf_counter() - started - validation_seconds
         return history
@@ -474,7 +475,7 @@ class Model:
             self._check(status)
             self.step += 1
             loss_total += batch_loss
-            if self.sparse_layers and not frozen:
+            if self._training_reads_tables and not frozen:
                 self._batches_to_rebuild -= 1
                 if self._batches_to_rebuild <= 0:
                     self._scheduled_rebuild()

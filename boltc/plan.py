@@ -149,6 +149,12 @@ class LshPlan:
     row_candidates: int
     origin: str
 
+    @property
+    def hashes_in_training(self) -> bool:
+        """False for a batch-shared set of labels and random neurons (row_candidates=0, tables never frozen): its
+        tables serve sparse inference only."""
+        return self.active_sets == "row" or self.row_candidates > 0 or self.insert_slack > 0
+
 
 @dataclass(frozen=True, slots=True)
 class MeasuredLsh:
@@ -289,7 +295,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         given = ir.Sampling(family, written.hashes or (measured.hashes if same_family else None),
                             written.tables or (measured.tables if same_family else None),
                             written.bucket_cap or (measured.bucket_cap if same_family else None),
-                            written.active_sets or measured.active_sets)
+                            written.active_sets or measured.active_sets, written.row_candidates)
     active = min(units, max(1, math.ceil(sparsity * units)))
     active_sets = given.active_sets or ("batch" if softmax else "row")
     shared_active = min(units, _whole_vectors(active + SHARED_LABELS_PER_ROW * train.batch_size))
@@ -312,7 +318,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
     fixed_period = train.rebuild_every is not None
     inference_candidates = min(units, INFERENCE_WIDENING * active)
     heavy = min(units, -(-inference_candidates // HEAVY_SHARE))
-    from_spec = [name for name in ("hashes", "tables", "bucket_cap", "active_sets")
+    from_spec = [name for name in ("hashes", "tables", "bucket_cap", "active_sets", "row_candidates")
                  if getattr(written, name) is not None]
     from_spec += ["family"] if sampling is not None and measured is not None else []
     from_spec += ["rebuild"] if fixed_period else []
@@ -338,7 +344,8 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         dense_rows=max(16, min(DENSE_ROWS_MOST, -(-train.batch_size // threads) // 16 * 16)),
         prefetch_rows=measured.prefetch_rows if measured is not None else PREFETCH_ROWS,
         active_sets=active_sets, shared_active=shared_active,
-        row_candidates=min(tables * bucket_cap, max(1, -(-ROW_CANDIDATE_SURPLUS * active // train.batch_size))),
+        row_candidates=min(tables * bucket_cap, max(1, -(-ROW_CANDIDATE_SURPLUS * active // train.batch_size))
+                           if given.row_candidates is None else given.row_candidates),
         origin=origin,
     )
 
@@ -372,17 +379,19 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
             lsh = lsh_plan(layer.units, layer.in_dim, requested, threads, layer.sampling, model.train,
                            model.loss.kind is ir.LossKind.CROSS_ENTROPY, measured)
             if lsh.active_sets == "batch":
-                training = (f"in training one set per batch: its labels and {lsh.active} neurons more (each row's "
-                            f"best {lsh.row_candidates} LSH candidates in turns, then random), {lsh.shared_active} "
-                            "at most")
+                picked = (f"each row's best {lsh.row_candidates} LSH candidates in turns, then random"
+                          if lsh.row_candidates else "random: training hashes nothing")
+                training = (f"in training one set per batch: its labels and {lsh.active} neurons more ({picked}), "
+                            f"{lsh.shared_active} at most")
             else:
                 training = (f"in training the row's labels, up to {lsh.batch_negatives} of the batch's labels, "
                             "then LSH candidates")
             note = (f"LSH-sparse: {lsh.active} of {layer.units} neurons per sample (sparsity {requested:g}, "
                     f"{origin}; {training}); {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
                     f"{lsh.bucket_cap}, {lsh.permutations} permutations, tables {lsh.table_bytes / 2**20:.1f} MiB; "
-                    f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}, new hash "
-                    f"functions every {lsh.reconstruct_every} rebuilds"
+                    + (f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}, new "
+                       f"hash functions every {lsh.reconstruct_every} rebuilds" if lsh.hashes_in_training
+                       else "built at the end of training, for inference")
                     + (f", frozen after {lsh.freeze_after_epochs} epochs (then labels are inserted into "
                        f"{lsh.insert_slack} free slots per bucket)" if lsh.freeze_after_epochs is not None
                        else "") + "; sparse "

@@ -186,6 +186,17 @@ model m {
        (6, 79, "dwta() has no parameter 'tabels'"),
        (7, 64, "sampling must be a hash family call, e.g. sampling=dwta(hashes=5, tables=164)"),
        (9, 23, "rebuild (batches between hash-table rebuilds, or auto) must be at least 1, got 0")]),
+    ("row_candidates needs batch-shared active sets", with_body("""\
+    h = dense(x, 8, activation=relu)
+    o = dense(h, 4, activation=sigmoid, sparsity=0.5, sampling=dwta(row_candidates=2))
+    p = dense(h, 4, activation=softmax, sparsity=0.5, sampling=dwta(active_sets=row, row_candidates=0))
+    q = dense(h, 4, activation=softmax, sparsity=0.5, sampling=dwta(row_candidates=-1))
+    loss binary_cross_entropy(o, y)
+""", "multilabel[4]"), [
+       (5, 5, "row_candidates applies to batch-shared active sets, but layer 'o' has one active set per row (a "
+              "sigmoid output's default)"),
+       (6, 86, "row_candidates applies to batch-shared active sets, not to active_sets=row"),
+       (7, 84, "row_candidates must be between 0 and 1048576, got -1")]),
     ("missing target and loss", "model m {\n    input x: dense[3]\n    h = dense(x, 2)\n}\n",
      [(1, 7, "model has no target: declare one, e.g. 'target label: classes[10]'"),
       (1, 7, "model has no loss: add e.g. 'loss cross_entropy(scores, label)'")]),

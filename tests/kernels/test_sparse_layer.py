@@ -342,6 +342,31 @@ def test_a_batch_shares_its_labels_then_the_rows_candidates_then_random_neurons(
     assert [int(position[n]) for n in shared] == list(range(1, size + 1)) and np.count_nonzero(position) == size
 
 
+def test_no_row_candidates_makes_a_sampled_softmax_and_tables_for_inference_only(write_spec):
+    model = boltc.load(write_spec(spec_text(12, 16, 400, 0.1, batch=32,
+                                            sampling=", sampling=dwta(row_candidates=0)")))
+    assert model.plan.output.lsh.row_candidates == 0
+    x, labels = make_data(64, 12, 400, seed=5, max_labels=3)
+    tables = model.arrays["l1.table_offsets"].copy()  # of the initial weights
+    model.fit((x, labels), epochs=30, final_rebuild=False)  # 60 batches: hashing would have rebuilt after 50
+    np.testing.assert_array_equal(model.arrays["l1.table_offsets"], tables)
+    batch_labels = []
+    for data_row in model.epoch_order(29, 64)[32:]:  # the last batch's rows
+        batch_labels += [label for label in labels[data_row] if label not in batch_labels]
+    size = int(model.arrays["l1.shared_size"][0])
+    shared = model.arrays["l1.shared_ids"][:size].tolist()
+    assert shared[: len(batch_labels)] == batch_labels and size == 16 * -(-(len(batch_labels) + 40) // 16)
+    # then a run of the shuffled order from a salted place, wrapping around, past the labels already in
+    order = model.arrays["l1.lsh_order"].tolist()
+    start = order.index(shared[len(batch_labels)])
+    walk = [order[(start + i) % 400] for i in range(400)]
+    assert shared[len(batch_labels):] == [n for n in walk if n not in batch_labels][: size - len(batch_labels)]
+    model.fit((x, labels), epochs=1)  # its end builds the tables of the final weights for sparse inference
+    assert not np.array_equal(model.arrays["l1.table_offsets"], tables)
+    ids, _ = model.predict(x, top_k=5, sparse=True)
+    assert ids.shape == (64, 5) and (ids >= 0).all()
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("hidden, bias, portable", [(5, True, False), (300, False, False), (300, True, True)],
                          ids=["narrow", "wide-no-bias", "wide-serial-scalar"])
