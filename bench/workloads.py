@@ -283,8 +283,8 @@ WORKLOADS = {w.name: w for w in (
              "Product-style recommendation as extreme multi-label classification on the debian_section rows "
              "(bench/debian/prepare.py): from a package's name and descriptions, the packages its Pre-Depends, "
              "Depends and Recommends name (about 5.5 of 38,066; test labels training never saw, 12% of them, are "
-             "left out for every system). boltc (specs/debian_depends.bolt, 3 epochs, LSH-sparse output at 5%, "
-             "hashing by the formula, P@k by dense inference); PyTorch on boltc's features of the same rows, "
+             "left out for every system). boltc (specs/debian_depends.bolt, 3 epochs, a sampled softmax in training: "
+             "the batch's labels and 15% of the labels at random, P@k by dense inference); PyTorch on boltc's features of the same rows, "
              "sampled softmax with sparse input gradients, 384 ReLU units, batches of 512 at 0.002, 3 epochs; "
              "fastText on the words (hierarchical softmax, 5 and 10 epochs); napkinXC's label tree on boltc's "
              "features.",
