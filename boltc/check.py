@@ -16,7 +16,8 @@ from boltc.diagnostics import Span, SpecError, SpecErrors, did_you_mean
 MAX_UNITS = 2**31 - 1
 MAX_BATCH = 65536
 DENSE_ARGS = ("input", "units")
-DENSE_OPTIONS = ("activation", "sparsity", "bias", "sampling")
+DENSE_OPTIONS = ("activation", "sparsity", "bias", "sampling", "precision")
+PRECISIONS = ("fp32", "bf16")
 SAMPLING_FAMILIES = ("dwta", "srp")
 SAMPLING_PARAMS = ("hashes", "tables", "bucket_cap", "active_sets", "row_candidates")
 ACTIVE_SETS = ("row", "batch")
@@ -439,10 +440,28 @@ class _Checker:
         sampling = None
         if "sampling" in args:
             sampling = self.sampling_of(args["sampling"], sparsity)
+        precision = "fp32"
+        if "precision" in args:
+            precision = self.precision_of(args["precision"], sparsity, sampling) or precision
         if source is None or units is None or len(self.problems) > reported:
             return None  # a half-understood layer would only cause follow-on errors
         return ir.DenseLayer(-1, decl.name.text, source, dim_of(source), units, activation, sparsity, bias, decl.span,
-                             sampling)
+                             sampling, precision)
+
+    def precision_of(self, arg: syntax.Argument, sparsity: ir.Sparsity, sampling: ir.Sampling | None) -> str | None:
+        """The operands of a layer's products: bf16 needs batch-shared active sets (a sigmoid output's default of
+        one set per row shows only with the loss, in check_output)."""
+        precision = self.word(arg.value, "precision", PRECISIONS)
+        if precision != "bf16":
+            return precision
+        if sparsity.fraction is None and not sparsity.auto:
+            self.error(arg.span, "precision=bf16 applies to sparse layers with batch-shared active sets: add "
+                       "sparsity=<fraction> or sparsity=auto")
+            return None
+        if sampling is not None and sampling.active_sets == "row":
+            self.error(arg.span, "precision=bf16 applies to batch-shared active sets, not to active_sets=row")
+            return None
+        return precision
 
     def sampling_of(self, arg: syntax.Argument, sparsity: ir.Sparsity) -> ir.Sampling | None:
         value = arg.value
@@ -531,6 +550,11 @@ class _Checker:
             self.error(output.span, f"row_candidates applies to batch-shared active sets, but layer '{output.name}' "
                        "has one active set per row (a sigmoid output's default)", "add active_sets=batch to its "
                        "sampling, or drop row_candidates")
+        if output.precision == "bf16" and (sampling is None or sampling.active_sets is None) \
+                and needed is not ir.Activation.SOFTMAX:
+            self.error(output.span, f"precision=bf16 applies to batch-shared active sets, but layer '{output.name}' "
+                       "has one active set per row (a sigmoid output's default)", "add sampling=dwta(active_sets="
+                       "batch), or drop precision=bf16")
         if target is not None and output.units != target.dim:
             self.error(output.span, f"layer '{output.name}' has {output.units} units but target '{target.name}' "
                        f"has {target.dim} {target.kind.value}")

@@ -45,8 +45,10 @@ SPARSE_LOSS_TEMPLATES = {"cross_entropy": "loss_sparse_softmax_ce.c.j2",
 # the keys of Model.kernel_profile(). Thread-seconds are summed over threads: they split a wall time, not add to it.
 SPARSE_PROFILE_FIELDS = (
     "batches", "forward_seconds", "select_thread_seconds", "score_thread_seconds", "entries_scored",
-    "backward_seconds", "neurons_updated", "entries_updated", "rebuilds", "rebuild_seconds",
+    "backward_seconds", "neurons_updated", "entries_updated", "rebuilds", "rebuild_seconds", "bf16_batches",
 )
+BF16_DEPTH = 32  # runtime/bolt_bf16.h BOLT_BF16_K: bf16 products' K dimensions are padded to it...
+BF16_WIDTH = 16  # ...and their M and N dimensions to BOLT_BF16_N
 HASH_BLOCK = 16  # runtime/bolt_lsh.h BOLT_HASH_BLOCK: rows the rebuild's DWTA hashes at once
 ACTIVATIONS = {"relu": "bolt_relu", "tanh": "bolt_tanh", "sigmoid": "bolt_sigmoid", "linear": None}
 DERIVATIVES = {"relu": "bolt_relu_grad", "tanh": "bolt_tanh_grad", "sigmoid": "bolt_sigmoid_grad", "linear": None}
@@ -225,6 +227,8 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         )
         if layer.bias:
             context["slot_shared_bias"] = add(layer, "shared_bias", (lsh.shared_active,), "scratch")
+        if layer.products == "bf16":
+            context.update(_bf16_buffers(layer, batch, add))
     else:
         context.update(
             slot_batch_negatives=add(layer, "batch_negatives", (lsh.batch_negatives,), "scratch", "int32"),
@@ -241,6 +245,30 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         context["slot_sizes"] = add(layer, "table_sizes", (lsh.tables, lsh.range), "table", "int32")
         context["slot_sample_keys"] = add(layer, "sample_keys", (batch, lsh.tables), "scratch", "int32")
     return context
+
+
+def _bf16_buffers(layer: LayerPlan, batch: int, add) -> dict:
+    """The bf16 operands of a batch-shared layer's AMX products (templates/fc_sparse.c.j2 says which is which),
+    padded to whole tiles."""
+    def padded(n: int, multiple: int) -> int:
+        return -(-n // multiple) * multiple
+
+    d, shared = layer.in_dim, layer.lsh.shared_active
+    in_depth, in_width = padded(d, BF16_DEPTH), padded(d, BF16_WIDTH)
+    set_depth, set_width = padded(shared, BF16_DEPTH), padded(shared, BF16_WIDTH)
+    batch_depth, batch_width = padded(batch, BF16_DEPTH), padded(batch, BF16_WIDTH)
+    dims = {"in_depth": in_depth, "in_width": in_width, "set_depth": set_depth, "set_width": set_width,
+            "batch_depth": batch_depth}
+    slots = {
+        "slot_bf16_input": add(layer, "bf16_input", (batch_width, in_depth), "scratch", "uint16"),
+        "slot_bf16_input_t": add(layer, "bf16_input_t", (in_width, batch_depth), "scratch", "uint16"),
+        "slot_bf16_set_by_input": add(layer, "bf16_set_by_input", (in_depth // 2, 2 * set_width), "scratch", "uint16"),
+        "slot_bf16_grad_pairs": add(layer, "bf16_grad_pairs", (batch_depth // 2, 2 * set_width), "scratch", "uint16"),
+    }
+    if layer.needs_input_gradient:
+        slots["slot_bf16_set_rows"] = add(layer, "bf16_set_rows", (set_depth // 2, 2 * in_width), "scratch", "uint16")
+        slots["slot_bf16_grad"] = add(layer, "bf16_grad", (batch_width, set_depth), "scratch", "uint16")
+    return {"bf16": dims, **slots}
 
 
 def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, dict]) -> dict:
@@ -260,6 +288,7 @@ def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, di
         "bias": layer.bias,
         "adam": plan.optimizer == "adam",
         "bf16_moments": plan.optimizer == "adam" and plan.moments == "bf16" and layer.kernel == "sparse",
+        "bf16_products": layer.products == "bf16",
         "optimizer": plan.optimizer,
         "gather": layer.kernel == "gather",
         "reads_input": source.is_input,

@@ -123,6 +123,7 @@ class DenseLayer:
     bias: bool
     span: Span
     sampling: Sampling | None = None
+    precision: str = "fp32"  # fp32 | bf16: the operands of the layer's matrix products in training
 
 
 @dataclass(frozen=True, slots=True)

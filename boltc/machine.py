@@ -163,7 +163,7 @@ def probe() -> Machine:
 def _probe() -> Machine:
     cpu_model, flags = _cpu_flags()
     arch = platform.machine().lower()
-    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "neon", "asimd", "sve")
+    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_bf16", "neon", "asimd", "sve")
     present = set(flags.split())
     isa = tuple(f for f in wanted if f in present)
     fingerprint = hashlib.sha256(f"{arch}|{cpu_model}|{flags}".encode()).hexdigest()[:16]

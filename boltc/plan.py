@@ -198,6 +198,9 @@ class LayerPlan:
     optimizer_bytes: int
     flops_forward: int
     flops_backward: int
+    # the operands of a sparse layer's training products: bf16 (spec: precision=bf16) where the machine has AMX
+    # tiles for them and the scalar is float, else the scalar
+    products: str = "fp32"
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +363,7 @@ def _sparse_reason(model: ir.Model, layer: ir.DenseLayer) -> str:
 
 
 def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_copies: int,
-             threads: int, measured: MeasuredLsh | None) -> LayerPlan:
+             threads: int, measured: MeasuredLsh | None, amx: bool) -> LayerPlan:
     source = layer.source
     reads_input = source.is_input
     needs_input_gradient = _carries_gradient(model, source)
@@ -402,6 +405,15 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
                     f"{2 * layer.in_dim * lsh.active + lsh.bins * 8:,} vs {matmul:,} dense [{lsh.origin}]")
     if lsh is not None:
         active_matmul = 2 * layer.in_dim * lsh.active
+        products = "bf16" if layer.precision == "bf16" and amx and lsh.active_sets == "batch" else "fp32"
+        if products == "bf16":
+            precision_note = ("; products in bf16 on AMX tiles, sums in fp32 (precision=bf16; fp32 kernels where "
+                              "Linux refuses the process its tile state)")
+        elif layer.precision == "bf16":
+            precision_note = ("; products in fp32: precision=bf16 asks for AMX tiles, which this machine has not"
+                              if real_bytes == 4 else "; products in double: precision=bf16 needs a float scalar")
+        else:
+            precision_note = ""
         return LayerPlan(
             index=layer.index, name=layer.name, op="fc", spec_line=layer.span.line, in_dim=layer.in_dim,
             out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
@@ -411,7 +423,8 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
                          + ("in training one active set per batch, its weight rows gathered once and multiplied by "
                             "the register-blocked dense kernels" if lsh.active_sets == "batch" else
                             "labels first, topped up to a fixed active count per row")
-                         + f"; only touched neuron rows updated (lazy {model.optimizer.kind.value})"),
+                         + f"; only touched neuron rows updated (lazy {model.optimizer.kind.value})"
+                         + precision_note),
             weight_layout="output-major [out][in]", column_tile=min(layer.units, COLUMN_TILE),
             input_tile=min(layer.in_dim, COLUMN_TILE), transposed_backward=False, sparsity_requested=requested,
             sparsity_origin=origin, sparsity_note=note, lsh=lsh, parameters=parameters,
@@ -420,7 +433,7 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
                 layer.in_dim * layer.units * (BF16_BYTES if model.optimizer.moments == "bf16" else real_bytes)
                 + (layer.units * real_bytes if layer.bias else 0)),
             flops_forward=active_matmul + (lsh.bins * 8 if lsh.family == "dwta" else 2 * lsh.bins * layer.in_dim),
-            flops_backward=active_matmul * (2 if needs_input_gradient else 1),
+            flops_backward=active_matmul * (2 if needs_input_gradient else 1), products=products,
         )
     if reads_input and model.inputs[source.index].kind is ir.InputKind.SPARSE:
         kernel, kernel_note = "gather", ("sparse input: each present feature adds its weight row (accumulated in "
@@ -482,7 +495,8 @@ def plan(model: ir.Model, machine: Machine, real_type: str = "float",
     optimizer_copies = 2 if model.optimizer.kind is ir.OptimizerKind.ADAM else 0
     threads, threads_origin = _threads(model.train, machine)
     layers = tuple(
-        _fc_plan(model, layer, real_bytes, optimizer_copies, threads, (measured or {}).get(layer.index))
+        _fc_plan(model, layer, real_bytes, optimizer_copies, threads, (measured or {}).get(layer.index),
+                 amx="amx_bf16" in machine.isa and real_type == "float")
         if isinstance(layer, ir.DenseLayer)
         else _concat_plan(model, layer)
         for layer in model.layers

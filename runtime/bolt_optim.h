@@ -7,6 +7,7 @@
 #define BOLT_OPTIM_H
 
 #include "bolt_abi.h"
+#include "bolt_bf16.h"
 #include "bolt_math.h"
 
 /* Per-update constants, computed once per batch from bolt_step. */
@@ -51,29 +52,6 @@ static inline void bolt_adam_row(int32_t n, const bolt_update *u, const real_t *
         v[j] = vj;
         weight[j] -= lr * (mj * s1) / (BOLT_SQRT(vj * s2) + eps);
     }
-}
-
-/* bf16: the upper 16 bits of a float (same exponent range, 8 significant bits). */
-typedef uint16_t bolt_bf16;
-
-static inline float bolt_bf16_to_float(bolt_bf16 h)
-{
-    const uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-/* Stochastic rounding to bf16: adding 16 random bits below the kept ones rounds up with the probability of the cut
- * fraction, so that the expected stored value is exact. Round to nearest would freeze Adam's second moment: with
- * beta2 = 0.999 each step changes it by about 0.1%, below bf16's resolution of 0.4%. Infinities and NaN are kept. */
-static inline bolt_bf16 bolt_float_to_bf16(float f, uint32_t random)
-{
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    const uint32_t special = (bits & 0x7f800000u) == 0x7f800000u;
-    bits += special ? 0 : (random & 0xffffu);
-    return (bolt_bf16)(bits >> 16);
 }
 
 /* bolt_adam_row with both moments stored in bf16; `row` (e.g. the row's offset) and the step's salt pick the

@@ -197,6 +197,20 @@ model m {
               "sigmoid output's default)"),
        (6, 86, "row_candidates applies to batch-shared active sets, not to active_sets=row"),
        (7, 84, "row_candidates must be between 0 and 1048576, got -1")]),
+    ("precision=bf16 needs batch-shared active sets", with_body("""\
+    h = dense(x, 8, activation=relu)
+    o = dense(h, 4, activation=sigmoid, sparsity=0.5, precision=bf16)
+    p = dense(h, 4, activation=softmax, sparsity=0.5, sampling=dwta(active_sets=row), precision=bf16)
+    q = dense(h, 4, activation=softmax, sparsity=0.5, precision=fp16)
+    r = dense(h, 4, precision=bf16)
+    loss binary_cross_entropy(o, y)
+""", "multilabel[4]"), [
+       (5, 5, "precision=bf16 applies to batch-shared active sets, but layer 'o' has one active set per row (a "
+              "sigmoid output's default)"),
+       (6, 87, "precision=bf16 applies to batch-shared active sets, not to active_sets=row"),
+       (7, 65, "precision must be fp32 or bf16, got 'fp16'"),
+       (8, 21, "precision=bf16 applies to sparse layers with batch-shared active sets: add sparsity=<fraction> or "
+               "sparsity=auto")]),
     ("missing target and loss", "model m {\n    input x: dense[3]\n    h = dense(x, 2)\n}\n",
      [(1, 7, "model has no target: declare one, e.g. 'target label: classes[10]'"),
       (1, 7, "model has no loss: add e.g. 'loss cross_entropy(scores, label)'")]),

@@ -553,3 +553,62 @@ def test_bf16_moments_follow_adam_within_their_rounding_and_survive_save(write_s
     model.save(path)
     restored = boltc.load_model(path)
     np.testing.assert_array_equal(restored.arrays["l1.weights_v"], model.arrays["l1.weights_v"])
+
+
+def bf16_nearest(values: np.ndarray) -> np.ndarray:
+    """float32 values rounded to the nearest bf16 (ties to even), as float64: the operands of bf16 products."""
+    bits = np.asarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16).astype(np.uint32)
+    return rounded.view(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("hidden, bias", [(5, True), (40, False), (300, True)])
+def test_bf16_products_are_numpys_products_of_the_same_operands_rounded_to_bf16(write_spec, loss, hidden, bias):
+    """precision=bf16 on AMX tiles: the set's logits and every gradient against numpy's float64 products of the
+    kernel's own operands (the hidden layer's outputs, the set's weight rows, the loss's gradient) rounded to bf16.
+    20 rows (a partial row tile), sets of a partial 32-neuron block, and inputs of 5 / 40 / 300 (padded to 32 / 64 /
+    320 deep) take every edge of the tiles."""
+    sampling = SHARED + ("" if bias else ", bias=false") + ", precision=bf16"
+    text = spec_text(6, hidden, 200, 0.2, batch=20, extra="    optimizer sgd(learning_rate=1)\n", activation="tanh",
+                     loss=loss, sampling=sampling)
+    model = boltc.load(write_spec(text))
+    if model.plan.output.products != "bf16":
+        pytest.skip("this machine has no AMX tiles for bf16 products (the plan keeps fp32)")
+    x, labels = make_data(20, 6, 200, seed=7)
+    before = {k: v.astype(np.float64).copy() for k, v in model.parameters().items()}
+    model.fit((x, labels), epochs=1)
+    assert model.kernel_profile()["o"]["bf16_batches"] == 1
+    size = int(model.arrays["l1.shared_size"][0])
+    shared = model.arrays["l1.shared_ids"][:size].astype(np.int64)
+    assert size == 80  # the batch's 38 labels and 40 neurons in whole vectors: two blocks of 32 and half of one
+    order = model.epoch_order(0, 20)
+    x, labels = x[order].astype(np.float64), [labels[i] for i in order]
+    h32 = model.arrays["l0.act"][:20]
+    h = h32.astype(np.float64)
+    np.testing.assert_allclose(h, np.tanh(x @ before["l0.weights"] + before["l0.bias"]), rtol=1e-5, atol=1e-6)
+    w1 = before["l1.weights"]
+    b1 = before["l1.bias"] if bias else np.zeros(200)
+    z = bf16_nearest(h32) @ bf16_nearest(w1[shared].astype(np.float32)).T + b1[shared]
+    if loss == "cross_entropy":
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+    else:
+        p = 1 / (1 + np.exp(-z))
+    target = np.zeros_like(p)
+    place = {int(n): a for a, n in enumerate(shared)}
+    for row, row_labels in enumerate(labels):
+        for label in row_labels:
+            target[row, place[label]] = 1.0 / len(row_labels) if loss == "cross_entropy" else 1.0
+    dz32 = model.arrays["l1.grad"][:20, :size]
+    np.testing.assert_allclose(dz32, (p - target) / 20, rtol=1e-4, atol=1e-7)
+    dz = bf16_nearest(dz32)
+    grad_w1 = np.zeros_like(w1)
+    grad_w1[shared] = dz.T @ bf16_nearest(h32)
+    dh = dz @ bf16_nearest(w1[shared].astype(np.float32)) * (1 - h * h)
+    expected = {"l1.weights": grad_w1, "l0.weights": x.T @ dh, "l0.bias": dh.sum(axis=0)}
+    if bias:
+        expected["l1.bias"] = np.zeros_like(b1)
+        expected["l1.bias"][shared] = dz32.astype(np.float64).sum(axis=0)  # the bias sums dz in fp32, unrounded
+    for key, grad in expected.items():
+        np.testing.assert_allclose(before[key] - model.arrays[key], grad, rtol=1e-4, atol=1e-6, err_msg=key)

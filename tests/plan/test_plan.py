@@ -117,3 +117,20 @@ def test_hash_tables_count_in_the_memory_a_model_needs():
     assert (error.span.line, error.span.column) == (2, 7)
     assert error.message == ("model needs 2.4 GiB for its weights, optimizer state and LSH hash tables (0.4 GiB of "
                              "tables), but this machine has 1.9 GiB of memory")
+
+
+@pytest.mark.parametrize("isa, real_type, products, note", [
+    (("avx512f", "amx_bf16"), "float", "bf16", "; products in bf16 on AMX tiles, sums in fp32 (precision=bf16; fp32 "
+                                               "kernels where Linux refuses the process its tile state)"),
+    (("avx512f",), "float", "fp32", "; products in fp32: precision=bf16 asks for AMX tiles, which this machine has "
+                                    "not"),
+    (("avx512f", "amx_bf16"), "double", "fp32", "; products in double: precision=bf16 needs a float scalar"),
+])
+def test_bf16_products_where_the_machine_has_amx_tiles_and_the_scalar_is_float(isa, real_type, products, note):
+    text = (FASHION.replace("activation=softmax)", "activation=softmax, sparsity=0.05, precision=bf16)")
+            .replace("classes[10]", "classes[1000]").replace("(hidden, 10,", "(hidden, 1000,"))
+    machine = dataclasses.replace(probe(), isa=isa)
+    output = plan(check(parse(text, "f.bolt")), machine, real_type=real_type).layers[1]
+    assert output.lsh.active_sets == "batch" and output.products == products
+    assert output.kernel_note.endswith(note)
+    assert plan_of(text.replace(", precision=bf16", "")).layers[1].products == "fp32"

@@ -1,0 +1,245 @@
+/* boltc runtime: bf16 numbers, for storage (Adam's moments) and for matrix products on AMX tiles.
+ *
+ * A layer with precision=bf16 multiplies bf16 copies of its operands and sums the products in fp32 (weights,
+ * moments and updates stay in real_t). The products run on Intel AMX (Sapphire Rapids and later): one tile
+ * instruction multiplies a 16 x 32 block by a 32 x 16 block, 16 times the work of an AVX-512 FMA. Where the compiler
+ * targets no AMX, or the kernel does not grant the process its tile state (Linux asks for it since 5.16), the layer
+ * keeps its fp32 kernels: bolt_amx_ready() says which at run time, as PyTorch's "medium" float32 matmul precision
+ * uses bf16 only where it is fast.
+ *
+ * Layouts (bf16, zero-padded): A operands row-major [M][K] with K a multiple of 32; B operands in AMX's pair layout
+ * [K / 2][N][2], element (k, n) at [k / 2][n][k % 2], with N a multiple of 16. Products C[M][N] = A B come out in
+ * fp32 blocks of 16 x 16.
+ */
+#ifndef BOLT_BF16_H
+#define BOLT_BF16_H
+
+#include <stdint.h>
+#include <string.h>
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
+
+/* bf16: the upper 16 bits of a float (same exponent range, 8 significant bits). */
+typedef uint16_t bolt_bf16;
+
+#define BOLT_BF16_K 32 /* the depth one tile multiplies: products' K dimensions are padded to it */
+#define BOLT_BF16_N 16 /* a tile's columns (and rows): products' M and N dimensions are padded to it */
+
+static inline float bolt_bf16_to_float(bolt_bf16 h)
+{
+    const uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* Stochastic rounding to bf16: adding 16 random bits below the kept ones rounds up with the probability of the cut
+ * fraction, so that the expected stored value is exact. Round to nearest would freeze Adam's second moment: with
+ * beta2 = 0.999 each step changes it by about 0.1%, below bf16's resolution of 0.4%. Infinities and NaN are kept. */
+static inline bolt_bf16 bolt_float_to_bf16(float f, uint32_t random)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    const uint32_t special = (bits & 0x7f800000u) == 0x7f800000u;
+    bits += special ? 0 : (random & 0xffffu);
+    return (bolt_bf16)(bits >> 16);
+}
+
+/* Rounding to the nearest bf16, ties to even, for products' operands; a NaN stays a NaN (quiet), infinities stay. */
+static inline bolt_bf16 bolt_bf16_nearest(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u)
+        return (bolt_bf16)(bits >> 16 | 0x40u);
+    bits += 0x7fffu + (bits >> 16 & 1u);
+    return (bolt_bf16)(bits >> 16);
+}
+
+/* Length of a product dimension padded to `multiple` (BOLT_BF16_K or BOLT_BF16_N). */
+static inline int32_t bolt_bf16_padded(int32_t n, int32_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+/* dst[0..n) = src[0..n) rounded to the nearest bf16: 32 at a time with AVX-512 BF16's conversion where the target
+ * has it (which treats subnormal inputs as zero). */
+static inline void bolt_bf16_convert(int32_t n, const real_t *restrict src, bolt_bf16 *restrict dst)
+{
+    int32_t j = 0;
+#if defined(__AVX512BF16__) && !BOLT_REAL_IS_DOUBLE
+    for (; j + 32 <= n; j += 32) {
+        const __m512bh both = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + j + 16), _mm512_loadu_ps(src + j));
+        _mm512_storeu_si512((void *)(dst + j), (__m512i)both);
+    }
+#endif
+    for (; j < n; ++j)
+        dst[j] = bolt_bf16_nearest((float)src[j]);
+}
+
+/* dst[r][0..ldd) = src[r][0..cols) in bf16, then zeros, for rows r0 .. r1: an A operand from row-major values. */
+static inline void bolt_bf16_rows(int32_t r0, int32_t r1, int32_t cols, const real_t *restrict src, int32_t lds,
+                                  bolt_bf16 *restrict dst, int32_t ldd)
+{
+    for (int32_t r = r0; r < r1; ++r) {
+        bolt_bf16_convert(cols, src + (size_t)r * lds, dst + (size_t)r * ldd);
+        memset(dst + (size_t)r * ldd + cols, 0, sizeof(bolt_bf16) * (size_t)(ldd - cols));
+    }
+}
+
+/* Values the packers below convert at once: rows longer than this go in pieces. */
+#define BOLT_BF16_PIECE 4096
+
+/* dst[c][r] = src[r][c] in bf16 for c < cols and rows r0 .. r1 (the caller zeroes rows from the last to ldd): an A
+ * operand from the transpose of row-major values. */
+static inline void bolt_bf16_transposed(int32_t r0, int32_t r1, int32_t cols, const real_t *restrict src, int32_t lds,
+                                        bolt_bf16 *restrict dst, int32_t ldd)
+{
+    bolt_bf16 piece[BOLT_BF16_PIECE];
+    for (int32_t r = r0; r < r1; ++r)
+        for (int32_t c0 = 0; c0 < cols; c0 += BOLT_BF16_PIECE) {
+            const int32_t width = cols - c0 < BOLT_BF16_PIECE ? cols - c0 : BOLT_BF16_PIECE;
+            bolt_bf16_convert(width, src + (size_t)r * lds + c0, piece);
+            for (int32_t c = 0; c < width; ++c)
+                dst[(size_t)(c0 + c) * ldd + r] = piece[c];
+        }
+}
+
+/* A B operand whose K runs down the rows `row(k)`: dst[k / 2][n][k % 2] = row(k)[n] for pairs p0 .. p1 (k = 2p,
+ * 2p + 1) and n < cols, zeros for k >= rows and from 2 cols to ldd. Rows come through a table (row k starts at
+ * src + at[k] * lds) or, when at is NULL, are src's consecutive rows. */
+static inline void bolt_bf16_row_pairs(int32_t p0, int32_t p1, int32_t rows, int32_t cols, const real_t *restrict src,
+                                       const int32_t *restrict at, int32_t lds, bolt_bf16 *restrict dst, int32_t ldd)
+{
+    bolt_bf16 pair[2][BOLT_BF16_PIECE];
+    for (int32_t p = p0; p < p1; ++p) {
+        bolt_bf16 *to = dst + (size_t)p * ldd;
+        for (int32_t c0 = 0; c0 < cols; c0 += BOLT_BF16_PIECE) {
+            const int32_t width = cols - c0 < BOLT_BF16_PIECE ? cols - c0 : BOLT_BF16_PIECE;
+            for (int32_t j = 0; j < 2; ++j) {
+                const int32_t k = 2 * p + j;
+                if (k < rows)
+                    bolt_bf16_convert(width, src + (size_t)(at ? at[k] : k) * lds + c0, pair[j]);
+                else
+                    memset(pair[j], 0, sizeof(bolt_bf16) * (size_t)width);
+            }
+            for (int32_t n = 0; n < width; ++n) {
+                to[2 * (c0 + n)] = pair[0][n];
+                to[2 * (c0 + n) + 1] = pair[1][n];
+            }
+        }
+        memset(to + 2 * cols, 0, sizeof(bolt_bf16) * (size_t)(ldd - 2 * cols));
+    }
+}
+
+/* A B operand whose K runs along the rows `row(n)` (the product takes their transpose): dst[k / 2][n][k % 2] =
+ * row(n)[k] for n in n0 .. n1 and k < depth, zeros for k from depth to 2 pairs and for n >= rows. Rows come through
+ * `at` as in bolt_bf16_row_pairs. A pair of bf16 is moved as one 32-bit word. */
+static inline void bolt_bf16_column_pairs(int32_t n0, int32_t n1, int32_t rows, int32_t depth, int32_t pairs,
+                                          const real_t *restrict src, const int32_t *restrict at, int32_t lds,
+                                          bolt_bf16 *restrict dst, int32_t ldd)
+{
+    uint32_t piece[BOLT_BF16_PIECE / 2];
+    for (int32_t n = n0; n < n1; ++n)
+        for (int32_t p0 = 0; p0 < pairs; p0 += BOLT_BF16_PIECE / 2) {
+            const int32_t count = pairs - p0 < BOLT_BF16_PIECE / 2 ? pairs - p0 : BOLT_BF16_PIECE / 2;
+            const int32_t k0 = 2 * p0, given = n >= rows || depth <= k0 ? 0 : depth - k0 < 2 * count ? depth - k0 : 2 * count;
+            memset(piece, 0, sizeof(uint32_t) * (size_t)count);
+            if (given)
+                bolt_bf16_convert(given, src + (size_t)(at ? at[n] : n) * lds + k0, (bolt_bf16 *)piece);
+            for (int32_t p = 0; p < count; ++p)
+                memcpy(dst + (size_t)(p0 + p) * ldd + 2 * (size_t)n, piece + p, sizeof(uint32_t));
+        }
+}
+
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__) && !BOLT_REAL_IS_DOUBLE
+#define BOLT_HAS_AMX 1
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define BOLT_ARCH_REQ_XCOMP_PERM 0x1023 /* arch_prctl: ask for an extended state component */
+#define BOLT_XFEATURE_XTILEDATA 18      /* the AMX tile data */
+
+/* Whether this process may use AMX tiles: asks Linux once; later calls answer from the first. */
+static int bolt_amx_ready(void)
+{
+    static int granted = -1;
+    if (granted < 0)
+        granted = syscall(SYS_arch_prctl, BOLT_ARCH_REQ_XCOMP_PERM, BOLT_XFEATURE_XTILEDATA) == 0;
+    return granted;
+}
+
+/* Every tile 16 rows of 64 bytes: tiles 0-3 hold a 32 x 32 block of C (fp32), 4-5 two row blocks of A, 6-7 two
+ * column blocks of B (bf16 pairs). Tile configuration is per thread: each thread loads it before its first tile
+ * instruction and releases the tiles after its last. */
+static inline void bolt_amx_configure(void)
+{
+    struct {
+        uint8_t palette, start_row, reserved[14];
+        uint16_t bytes_per_row[16];
+        uint8_t rows[16];
+    } __attribute__((packed, aligned(64))) config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; ++t) {
+        config.rows[t] = 16;
+        config.bytes_per_row[t] = 64;
+    }
+    _tile_loadconfig(&config);
+}
+
+static inline void bolt_amx_release(void) { _tile_release(); }
+
+/* One block of C = A B with up to 2 x 2 tiles (m_tiles, n_tiles in 1..2): C[0 .. 16 m_tiles)[0 .. 16 n_tiles) from
+ * A's rows (row stride lda elements) and B's pair rows (stride ldb elements, offset to the block's first column),
+ * over depth K (a multiple of 32). The block goes to C (row stride ldc floats), added to what is there when
+ * `accumulate`. */
+static inline void bolt_amx_block(int32_t m_tiles, int32_t n_tiles, int32_t K, const bolt_bf16 *A, int32_t lda,
+                                  const bolt_bf16 *B, int32_t ldb, float *C, int32_t ldc, int accumulate)
+{
+    const size_t a_stride = sizeof(bolt_bf16) * (size_t)lda, b_stride = sizeof(bolt_bf16) * (size_t)ldb;
+    const size_t c_stride = sizeof(float) * (size_t)ldc;
+    const size_t a_down = (size_t)BOLT_BF16_N * lda, c_down = (size_t)BOLT_BF16_N * ldc;
+    if (accumulate) {
+        _tile_loadd(0, C, c_stride);
+        if (n_tiles > 1)
+            _tile_loadd(1, C + BOLT_BF16_N, c_stride);
+        if (m_tiles > 1)
+            _tile_loadd(2, C + c_down, c_stride);
+        if (m_tiles > 1 && n_tiles > 1)
+            _tile_loadd(3, C + c_down + BOLT_BF16_N, c_stride);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    for (int32_t k = 0; k < K; k += BOLT_BF16_K) {
+        const bolt_bf16 *b = B + (size_t)(k / 2) * ldb;
+        _tile_loadd(4, A + k, a_stride);
+        _tile_loadd(6, b, b_stride);
+        _tile_dpbf16ps(0, 4, 6);
+        if (n_tiles > 1) {
+            _tile_loadd(7, b + 2 * BOLT_BF16_N, b_stride);
+            _tile_dpbf16ps(1, 4, 7);
+        }
+        if (m_tiles > 1) {
+            _tile_loadd(5, A + a_down + k, a_stride);
+            _tile_dpbf16ps(2, 5, 6);
+            if (n_tiles > 1)
+                _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+    _tile_stored(0, C, c_stride);
+    if (n_tiles > 1)
+        _tile_stored(1, C + BOLT_BF16_N, c_stride);
+    if (m_tiles > 1)
+        _tile_stored(2, C + c_down, c_stride);
+    if (m_tiles > 1 && n_tiles > 1)
+        _tile_stored(3, C + c_down + BOLT_BF16_N, c_stride);
+}
+#else
+#define BOLT_HAS_AMX 0
+static inline int bolt_amx_ready(void) { return 0; }
+#endif
+
+#endif /* BOLT_BF16_H */
