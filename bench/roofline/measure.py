@@ -87,6 +87,10 @@ def kernel_rates(profile: dict, in_dim: int, out_dim: int, limits: dict, shared:
              updated * 6 * (row_bytes + REAL_BYTES), 4.0 * in_dim * entries + ADAM_FLOPS_PER_WEIGHT * in_dim * updated,
              limits["update_gbps"], limits),
     ]
+    if profile.get("bf16_batches", 0) >= batches:  # precision=bf16 on AMX tiles: not bound by the FMA peak
+        for row in rows[1:]:
+            row["kernel"] += ", bf16 products on AMX tiles"
+            row["of_fma_peak"] = None
     if profile["rebuilds"]:
         rows.append(_row("rebuild (hash every row, sort)", profile["rebuild_seconds"], profile["rebuilds"],
                          profile["rebuilds"] * out_dim * row_bytes, 0.0, None, limits))
