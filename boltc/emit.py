@@ -262,12 +262,15 @@ def _bf16_buffers(layer: LayerPlan, batch: int, add) -> dict:
     slots = {
         "slot_bf16_input": add(layer, "bf16_input", (batch_width, in_depth), "scratch", "uint16"),
         "slot_bf16_input_t": add(layer, "bf16_input_t", (in_width, batch_depth), "scratch", "uint16"),
-        "slot_bf16_set_by_input": add(layer, "bf16_set_by_input", (in_depth // 2, 2 * set_width), "scratch", "uint16"),
-        "slot_bf16_grad_pairs": add(layer, "bf16_grad_pairs", (batch_depth // 2, 2 * set_width), "scratch", "uint16"),
+        "slot_bf16_set_by_input": add(layer, "bf16_set_by_input", (set_width // BF16_WIDTH, BF16_WIDTH * in_depth),
+                                      "scratch", "uint16"),
+        "slot_bf16_grad_pairs": add(layer, "bf16_grad_pairs", (set_width // BF16_WIDTH, BF16_WIDTH * batch_depth),
+                                    "scratch", "uint16"),
     }
     if layer.needs_input_gradient:
         slots["slot_bf16_set_rows"] = add(layer, "bf16_set_rows", (set_depth // 2, 2 * in_width), "scratch", "uint16")
-        slots["slot_bf16_grad"] = add(layer, "bf16_grad", (batch_width, set_depth), "scratch", "uint16")
+        slots["slot_bf16_grad"] = add(layer, "bf16_grad", (batch_width // BF16_WIDTH, BF16_WIDTH * set_depth), "scratch",
+                                      "uint16")
     return {"bf16": dims, **slots}
 
 

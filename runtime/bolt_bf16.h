@@ -7,9 +7,9 @@
  * keeps its fp32 kernels: bolt_amx_ready() says which at run time, as PyTorch's "medium" float32 matmul precision
  * uses bf16 only where it is fast.
  *
- * Layouts (bf16, zero-padded): A operands row-major [M][K] with K a multiple of 32; B operands in AMX's pair layout
- * [K / 2][N][2], element (k, n) at [k / 2][n][k % 2], with N a multiple of 16. Products C[M][N] = A B come out in
- * fp32 blocks of 16 x 16.
+ * Operands (bf16, zero-padded to whole tiles): A [M][K] and B [K][N], K a multiple of 32 and M, N of 16, B in AMX's
+ * pair layout (elements k and k + 1 of a column side by side); bolt_tiles says where their tiles lie. Products
+ * C = A B come out in fp32 blocks of 16 x 16.
  */
 #ifndef BOLT_BF16_H
 #define BOLT_BF16_H
@@ -75,21 +75,68 @@ static inline void bolt_bf16_convert(int32_t n, const real_t *restrict src, bolt
         dst[j] = bolt_bf16_nearest((float)src[j]);
 }
 
-/* dst[r][0..ldd) = src[r][0..cols) in bf16, then zeros, for rows r0 .. r1: an A operand from row-major values. */
-static inline void bolt_bf16_rows(int32_t r0, int32_t r1, int32_t cols, const real_t *restrict src, int32_t lds,
-                                  bolt_bf16 *restrict dst, int32_t ldd)
+/* Where a bf16 operand's tiles lie: the tile of 16 rows (A) or 16 columns (B) number t, over depth step s (32 deep),
+ * starts at base + t * tile + s * step, its 16 rows `row` elements apart. An A operand in row-major order [M][lda]
+ * is {16 lda, 32, lda}; a B operand in pair rows [K / 2][ldb] is {32, 16 ldb, ldb}; either stored tile by tile, each
+ * tile 1 KB in one piece (K deep in all), is {16 K, 512, 32}: a tile then loads from 16 consecutive cache lines
+ * rather than from 16 lines as far apart as the operand is wide, which costs the loads of a wide operand most of
+ * their time. */
+typedef struct bolt_tiles {
+    bolt_bf16 *base;
+    size_t tile, step, row;
+} bolt_tiles;
+
+static inline bolt_tiles bolt_tiles_row_major_a(bolt_bf16 *base, int32_t lda)
 {
-    for (int32_t r = r0; r < r1; ++r) {
-        bolt_bf16_convert(cols, src + (size_t)r * lds, dst + (size_t)r * ldd);
-        memset(dst + (size_t)r * ldd + cols, 0, sizeof(bolt_bf16) * (size_t)(ldd - cols));
-    }
+    return (bolt_tiles){base, (size_t)BOLT_BF16_N * lda, BOLT_BF16_K, (size_t)lda};
+}
+
+static inline bolt_tiles bolt_tiles_pair_rows_b(bolt_bf16 *base, int32_t ldb)
+{
+    return (bolt_tiles){base, 2 * BOLT_BF16_N, (size_t)BOLT_BF16_N * ldb, (size_t)ldb};
+}
+
+static inline bolt_tiles bolt_tiles_tile_major(bolt_bf16 *base, int32_t depth)
+{
+    return (bolt_tiles){base, (size_t)BOLT_BF16_N * depth, BOLT_BF16_N * BOLT_BF16_K, BOLT_BF16_K};
+}
+
+/* Where element (i, k) of an A operand lies: row i, depth k. */
+static inline bolt_bf16 *bolt_tiles_a_at(bolt_tiles to, int32_t i, int32_t k)
+{
+    return to.base + (size_t)(i / BOLT_BF16_N) * to.tile + (size_t)(k / BOLT_BF16_K) * to.step
+           + (size_t)(i % BOLT_BF16_N) * to.row + k % BOLT_BF16_K;
+}
+
+/* Where the pair (k, k + 1) at column n of a B operand lies (k even). */
+static inline bolt_bf16 *bolt_tiles_b_at(bolt_tiles to, int32_t k, int32_t n)
+{
+    return to.base + (size_t)(n / BOLT_BF16_N) * to.tile + (size_t)(k / BOLT_BF16_K) * to.step
+           + (size_t)(k % BOLT_BF16_K / 2) * to.row + 2 * (n % BOLT_BF16_N);
 }
 
 /* Values the packers below convert at once: rows longer than this go in pieces. */
 #define BOLT_BF16_PIECE 4096
 
-/* dst[c][r] = src[r][c] in bf16 for c < cols and rows r0 .. r1 (the caller zeroes rows from the last to ldd): an A
- * operand from the transpose of row-major values. */
+/* Rows r0 .. r1 of an A operand from row-major values: element (r, k) = src[r][k] in bf16 for k < cols, zeros from
+ * cols to depth (a multiple of 32). */
+static inline void bolt_bf16_pack_rows(int32_t r0, int32_t r1, int32_t cols, int32_t depth, const real_t *restrict src,
+                                       int32_t lds, bolt_tiles to)
+{
+    bolt_bf16 piece[BOLT_BF16_PIECE];
+    for (int32_t r = r0; r < r1; ++r)
+        for (int32_t k0 = 0; k0 < depth; k0 += BOLT_BF16_PIECE) {
+            const int32_t width = depth - k0 < BOLT_BF16_PIECE ? depth - k0 : BOLT_BF16_PIECE;
+            const int32_t given = cols <= k0 ? 0 : cols - k0 < width ? cols - k0 : width;
+            bolt_bf16_convert(given, src + (size_t)r * lds + k0, piece);
+            memset(piece + given, 0, sizeof(bolt_bf16) * (size_t)(width - given));
+            for (int32_t k = 0; k < width; k += BOLT_BF16_K)
+                memcpy(bolt_tiles_a_at(to, r, k0 + k), piece + k, sizeof(bolt_bf16) * BOLT_BF16_K);
+        }
+}
+
+/* dst[c][r] = src[r][c] in bf16 for c < cols and rows r0 .. r1 (the caller zeroes rows from the last to ldd): a
+ * row-major A operand from the transpose of row-major values. */
 static inline void bolt_bf16_transposed(int32_t r0, int32_t r1, int32_t cols, const real_t *restrict src, int32_t lds,
                                         bolt_bf16 *restrict dst, int32_t ldd)
 {
@@ -103,39 +150,42 @@ static inline void bolt_bf16_transposed(int32_t r0, int32_t r1, int32_t cols, co
         }
 }
 
-/* A B operand whose K runs down the rows `row(k)`: dst[k / 2][n][k % 2] = row(k)[n] for pairs p0 .. p1 (k = 2p,
- * 2p + 1) and n < cols, zeros for k >= rows and from 2 cols to ldd. Rows come through a table (row k starts at
- * src + at[k] * lds) or, when at is NULL, are src's consecutive rows. */
-static inline void bolt_bf16_row_pairs(int32_t p0, int32_t p1, int32_t rows, int32_t cols, const real_t *restrict src,
-                                       const int32_t *restrict at, int32_t lds, bolt_bf16 *restrict dst, int32_t ldd)
+/* Pair rows p0 .. p1 of a B operand whose depth runs down the rows `row(k)`: element (k, n) = row(k)[n] in bf16 for
+ * n < cols, zeros for k >= rows and for n from cols to the end of its tile. Rows come through a table (row k starts
+ * at src + at[k] * lds) or, when at is NULL, are src's consecutive rows. */
+static inline void bolt_bf16_pack_row_pairs(int32_t p0, int32_t p1, int32_t rows, int32_t cols,
+                                            const real_t *restrict src, const int32_t *restrict at, int32_t lds,
+                                            bolt_tiles to)
 {
+    const int32_t width = (cols + BOLT_BF16_N - 1) / BOLT_BF16_N * BOLT_BF16_N;
     bolt_bf16 pair[2][BOLT_BF16_PIECE];
-    for (int32_t p = p0; p < p1; ++p) {
-        bolt_bf16 *to = dst + (size_t)p * ldd;
-        for (int32_t c0 = 0; c0 < cols; c0 += BOLT_BF16_PIECE) {
-            const int32_t width = cols - c0 < BOLT_BF16_PIECE ? cols - c0 : BOLT_BF16_PIECE;
+    for (int32_t p = p0; p < p1; ++p)
+        for (int32_t n0 = 0; n0 < width; n0 += BOLT_BF16_PIECE) {
+            const int32_t count = width - n0 < BOLT_BF16_PIECE ? width - n0 : BOLT_BF16_PIECE;
+            const int32_t given = cols - n0 < count ? cols - n0 : count;
             for (int32_t j = 0; j < 2; ++j) {
                 const int32_t k = 2 * p + j;
-                if (k < rows)
-                    bolt_bf16_convert(width, src + (size_t)(at ? at[k] : k) * lds + c0, pair[j]);
-                else
-                    memset(pair[j], 0, sizeof(bolt_bf16) * (size_t)width);
+                const int32_t converted = k < rows ? given : 0;
+                if (converted)
+                    bolt_bf16_convert(converted, src + (size_t)(at ? at[k] : k) * lds + n0, pair[j]);
+                memset(pair[j] + converted, 0, sizeof(bolt_bf16) * (size_t)(count - converted));
             }
-            for (int32_t n = 0; n < width; ++n) {
-                to[2 * (c0 + n)] = pair[0][n];
-                to[2 * (c0 + n) + 1] = pair[1][n];
+            for (int32_t t = 0; t < count; t += BOLT_BF16_N) { /* one tile's row of 16 pairs */
+                bolt_bf16 *out = bolt_tiles_b_at(to, 2 * p, n0 + t);
+                for (int32_t n = 0; n < BOLT_BF16_N; ++n) {
+                    out[2 * n] = pair[0][t + n];
+                    out[2 * n + 1] = pair[1][t + n];
+                }
             }
         }
-        memset(to + 2 * cols, 0, sizeof(bolt_bf16) * (size_t)(ldd - 2 * cols));
-    }
 }
 
-/* A B operand whose K runs along the rows `row(n)` (the product takes their transpose): dst[k / 2][n][k % 2] =
- * row(n)[k] for n in n0 .. n1 and k < depth, zeros for k from depth to 2 pairs and for n >= rows. Rows come through
- * `at` as in bolt_bf16_row_pairs. A pair of bf16 is moved as one 32-bit word. */
-static inline void bolt_bf16_column_pairs(int32_t n0, int32_t n1, int32_t rows, int32_t depth, int32_t pairs,
-                                          const real_t *restrict src, const int32_t *restrict at, int32_t lds,
-                                          bolt_bf16 *restrict dst, int32_t ldd)
+/* Columns n0 .. n1 of a B operand whose depth runs along the rows `row(n)` (the product takes their transpose):
+ * element (k, n) = row(n)[k] in bf16 for k < depth, zeros for k from depth to 2 pairs and for n >= rows. Rows come
+ * through `at` as in bolt_bf16_pack_row_pairs. A pair of bf16 is moved as one 32-bit word. */
+static inline void bolt_bf16_pack_column_pairs(int32_t n0, int32_t n1, int32_t rows, int32_t depth, int32_t pairs,
+                                               const real_t *restrict src, const int32_t *restrict at, int32_t lds,
+                                               bolt_tiles to)
 {
     uint32_t piece[BOLT_BF16_PIECE / 2];
     for (int32_t n = n0; n < n1; ++n)
@@ -146,7 +196,7 @@ static inline void bolt_bf16_column_pairs(int32_t n0, int32_t n1, int32_t rows, 
             if (given)
                 bolt_bf16_convert(given, src + (size_t)(at ? at[n] : n) * lds + k0, (bolt_bf16 *)piece);
             for (int32_t p = 0; p < count; ++p)
-                memcpy(dst + (size_t)(p0 + p) * ldd + 2 * (size_t)n, piece + p, sizeof(uint32_t));
+                memcpy(bolt_tiles_b_at(to, 2 * (p0 + p), n), piece + p, sizeof(uint32_t));
         }
 }
 
@@ -190,15 +240,14 @@ static inline void bolt_amx_configure(void)
 static inline void bolt_amx_release(void) { _tile_release(); }
 
 /* One block of C = A B with up to 2 x 2 tiles (m_tiles, n_tiles in 1..2): C[0 .. 16 m_tiles)[0 .. 16 n_tiles) from
- * A's rows (row stride lda elements) and B's pair rows (stride ldb elements, offset to the block's first column),
- * over depth K (a multiple of 32). The block goes to C (row stride ldc floats), added to what is there when
- * `accumulate`. */
-static inline void bolt_amx_block(int32_t m_tiles, int32_t n_tiles, int32_t K, const bolt_bf16 *A, int32_t lda,
-                                  const bolt_bf16 *B, int32_t ldb, float *C, int32_t ldc, int accumulate)
+ * A's row tiles a_tile, a_tile + 1 and B's column tiles b_tile, b_tile + 1 over depth K (a multiple of 32). The block
+ * goes to C (row stride ldc floats), added to what is there when `accumulate`. */
+static inline void bolt_amx_block(int32_t m_tiles, int32_t n_tiles, int32_t K, bolt_tiles a, int32_t a_tile,
+                                  bolt_tiles b, int32_t b_tile, float *C, int32_t ldc, int accumulate)
 {
-    const size_t a_stride = sizeof(bolt_bf16) * (size_t)lda, b_stride = sizeof(bolt_bf16) * (size_t)ldb;
-    const size_t c_stride = sizeof(float) * (size_t)ldc;
-    const size_t a_down = (size_t)BOLT_BF16_N * lda, c_down = (size_t)BOLT_BF16_N * ldc;
+    const bolt_bf16 *a_first = a.base + (size_t)a_tile * a.tile, *b_first = b.base + (size_t)b_tile * b.tile;
+    const size_t a_stride = sizeof(bolt_bf16) * a.row, b_stride = sizeof(bolt_bf16) * b.row;
+    const size_t c_stride = sizeof(float) * (size_t)ldc, c_down = (size_t)BOLT_BF16_N * ldc;
     if (accumulate) {
         _tile_loadd(0, C, c_stride);
         if (n_tiles > 1)
@@ -213,17 +262,17 @@ static inline void bolt_amx_block(int32_t m_tiles, int32_t n_tiles, int32_t K, c
         _tile_zero(2);
         _tile_zero(3);
     }
-    for (int32_t k = 0; k < K; k += BOLT_BF16_K) {
-        const bolt_bf16 *b = B + (size_t)(k / 2) * ldb;
-        _tile_loadd(4, A + k, a_stride);
-        _tile_loadd(6, b, b_stride);
+    for (int32_t s = 0; s < K / BOLT_BF16_K; ++s) {
+        const bolt_bf16 *a_step = a_first + (size_t)s * a.step, *b_step = b_first + (size_t)s * b.step;
+        _tile_loadd(4, a_step, a_stride);
+        _tile_loadd(6, b_step, b_stride);
         _tile_dpbf16ps(0, 4, 6);
         if (n_tiles > 1) {
-            _tile_loadd(7, b + 2 * BOLT_BF16_N, b_stride);
+            _tile_loadd(7, b_step + b.tile, b_stride);
             _tile_dpbf16ps(1, 4, 7);
         }
         if (m_tiles > 1) {
-            _tile_loadd(5, A + a_down + k, a_stride);
+            _tile_loadd(5, a_step + a.tile, a_stride);
             _tile_dpbf16ps(2, 5, 6);
             if (n_tiles > 1)
                 _tile_dpbf16ps(3, 5, 7);

@@ -563,32 +563,34 @@ def bf16_nearest(values: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("hidden, bias", [(5, True), (40, False), (300, True)])
-def test_bf16_products_are_numpys_products_of_the_same_operands_rounded_to_bf16(write_spec, loss, hidden, bias):
+@pytest.mark.parametrize("hidden, bias, outputs, sparsity, size", [
+    (5, True, 200, 0.2, 80), (40, False, 200, 0.2, 80), (300, True, 200, 0.2, 80), (5, True, 5000, 0.9, 4544)])
+def test_bf16_products_are_numpys_products_of_the_same_operands_rounded_to_bf16(write_spec, loss, hidden, bias,
+                                                                                  outputs, sparsity, size):
     """precision=bf16 on AMX tiles: the set's logits and every gradient against numpy's float64 products of the
     kernel's own operands (the hidden layer's outputs, the set's weight rows, the loss's gradient) rounded to bf16.
-    20 rows (a partial row tile), sets of a partial 32-neuron block, and inputs of 5 / 40 / 300 (padded to 32 / 64 /
-    320 deep) take every edge of the tiles."""
+    20 rows (a partial row tile), sets ending in half a block of 32 neurons, and inputs of 5 / 40 / 300 (padded to
+    32 / 64 / 320 deep) take every edge of the tiles; a set of 4,544 is packed in pieces (4,096 values at a time)."""
     sampling = SHARED + ("" if bias else ", bias=false") + ", precision=bf16"
-    text = spec_text(6, hidden, 200, 0.2, batch=20, extra="    optimizer sgd(learning_rate=1)\n", activation="tanh",
-                     loss=loss, sampling=sampling)
+    text = spec_text(6, hidden, outputs, sparsity, batch=20, extra="    optimizer sgd(learning_rate=1)\n",
+                     activation="tanh", loss=loss, sampling=sampling)
     model = boltc.load(write_spec(text))
     if model.plan.output.products != "bf16":
         pytest.skip("this machine has no AMX tiles for bf16 products (the plan keeps fp32)")
-    x, labels = make_data(20, 6, 200, seed=7)
+    x, labels = make_data(20, 6, outputs, seed=7)
     before = {k: v.astype(np.float64).copy() for k, v in model.parameters().items()}
     model.fit((x, labels), epochs=1)
     assert model.kernel_profile()["o"]["bf16_batches"] == 1
-    size = int(model.arrays["l1.shared_size"][0])
+    # the batch's labels and the planned neurons more, in whole vectors (80: 38 labels and 40 neurons)
+    assert int(model.arrays["l1.shared_size"][0]) == size
     shared = model.arrays["l1.shared_ids"][:size].astype(np.int64)
-    assert size == 80  # the batch's 38 labels and 40 neurons in whole vectors: two blocks of 32 and half of one
     order = model.epoch_order(0, 20)
     x, labels = x[order].astype(np.float64), [labels[i] for i in order]
     h32 = model.arrays["l0.act"][:20]
     h = h32.astype(np.float64)
     np.testing.assert_allclose(h, np.tanh(x @ before["l0.weights"] + before["l0.bias"]), rtol=1e-5, atol=1e-6)
     w1 = before["l1.weights"]
-    b1 = before["l1.bias"] if bias else np.zeros(200)
+    b1 = before["l1.bias"] if bias else np.zeros(outputs)
     z = bf16_nearest(h32) @ bf16_nearest(w1[shared].astype(np.float32)).T + b1[shared]
     if loss == "cross_entropy":
         p = np.exp(z - z.max(axis=1, keepdims=True))
