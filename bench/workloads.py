@@ -284,7 +284,8 @@ WORKLOADS = {w.name: w for w in (
              "(bench/debian/prepare.py): from a package's name and descriptions, the packages its Pre-Depends, "
              "Depends and Recommends name (about 5.5 of 38,066; test labels training never saw, 12% of them, are "
              "left out for every system). boltc (specs/debian_depends.bolt, 3 epochs, a sampled softmax in training: "
-             "the batch's labels and 15% of the labels at random, P@k by dense inference); PyTorch on boltc's features of the same rows, "
+             "the batch's labels and 10% of the labels at random, its products in bf16 on AMX tiles where the "
+             "machine has them, P@k by dense inference); PyTorch on boltc's features of the same rows, "
              "sampled softmax with sparse input gradients, 384 ReLU units, batches of 512 at 0.002, 3 epochs; "
              "fastText on the words (hierarchical softmax, 5 and 10 epochs); napkinXC's label tree on boltc's "
              "features.",

@@ -407,9 +407,11 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
         active_matmul = 2 * layer.in_dim * lsh.active
         products = "bf16" if layer.precision == "bf16" and amx and lsh.active_sets == "batch" else "fp32"
         if products == "bf16":
-            precision_note = ("; products in bf16 on AMX tiles, sums in fp32 (precision=bf16; fp32 kernels where "
-                              "Linux refuses the process its tile state)")
-        elif layer.precision == "bf16":
+            multiplied = ("in bf16 on AMX tiles, summed in fp32 (precision=bf16; by the register-blocked fp32 kernels "
+                          "where Linux refuses the process its tile state)")
+        else:
+            multiplied = "by the register-blocked dense kernels"
+        if layer.precision == "bf16" and products == "fp32":
             precision_note = ("; products in fp32: precision=bf16 asks for AMX tiles, which this machine has not"
                               if real_bytes == 4 else "; products in double: precision=bf16 needs a float scalar")
         else:
@@ -420,8 +422,8 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
             sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
             needs_input_gradient=needs_input_gradient, kernel="sparse",
             kernel_note=(f"LSH-sparse output: {lsh.family.upper()} keys of the input, capped CSR buckets; "
-                         + ("in training one active set per batch, its weight rows gathered once and multiplied by "
-                            "the register-blocked dense kernels" if lsh.active_sets == "batch" else
+                         + ("in training one active set per batch, its weight rows gathered once and multiplied "
+                            + multiplied if lsh.active_sets == "batch" else
                             "labels first, topped up to a fixed active count per row")
                          + f"; only touched neuron rows updated (lazy {model.optimizer.kind.value})"
                          + precision_note),

@@ -120,8 +120,9 @@ def test_hash_tables_count_in_the_memory_a_model_needs():
 
 
 @pytest.mark.parametrize("isa, real_type, products, note", [
-    (("avx512f", "amx_bf16"), "float", "bf16", "; products in bf16 on AMX tiles, sums in fp32 (precision=bf16; fp32 "
-                                               "kernels where Linux refuses the process its tile state)"),
+    (("avx512f", "amx_bf16"), "float", "bf16", "multiplied in bf16 on AMX tiles, summed in fp32 (precision=bf16; by "
+                                               "the register-blocked fp32 kernels where Linux refuses the process its "
+                                               "tile state); only touched neuron rows updated (lazy adam)"),
     (("avx512f",), "float", "fp32", "; products in fp32: precision=bf16 asks for AMX tiles, which this machine has "
                                     "not"),
     (("avx512f", "amx_bf16"), "double", "fp32", "; products in double: precision=bf16 needs a float scalar"),
