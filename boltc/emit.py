@@ -267,6 +267,9 @@ def _bf16_buffers(layer: LayerPlan, batch: int, add) -> dict:
         "slot_bf16_grad_pairs": add(layer, "bf16_grad_pairs", (set_width // BF16_WIDTH, BF16_WIDTH * batch_depth),
                                     "scratch", "uint16"),
     }
+    # per thread: a block of 32 neurons' weight gradients, transposed, and one of them in a row
+    slots["slot_bf16_block_grads"] = add(layer, "bf16_block_grads", (layer.lsh.threads, 2 * BF16_WIDTH * in_width + d),
+                                         "scratch")
     if layer.needs_input_gradient:
         slots["slot_bf16_set_rows"] = add(layer, "bf16_set_rows", (set_depth // 2, 2 * in_width), "scratch", "uint16")
         slots["slot_bf16_grad"] = add(layer, "bf16_grad", (batch_width // BF16_WIDTH, BF16_WIDTH * set_depth), "scratch",

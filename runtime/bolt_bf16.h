@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 #include <string.h>
-#if defined(__AVX512BF16__)
+#if defined(__AVX512BF16__) && !defined(BOLT_SCALAR_ONLY)
 #include <immintrin.h>
 #endif
 
@@ -65,7 +65,7 @@ static inline int32_t bolt_bf16_padded(int32_t n, int32_t multiple) { return (n 
 static inline void bolt_bf16_convert(int32_t n, const real_t *restrict src, bolt_bf16 *restrict dst)
 {
     int32_t j = 0;
-#if defined(__AVX512BF16__) && !BOLT_REAL_IS_DOUBLE
+#if defined(__AVX512BF16__) && !defined(BOLT_SCALAR_ONLY) && !BOLT_REAL_IS_DOUBLE
     for (; j + 32 <= n; j += 32) {
         const __m512bh both = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + j + 16), _mm512_loadu_ps(src + j));
         _mm512_storeu_si512((void *)(dst + j), (__m512i)both);
@@ -200,7 +200,8 @@ static inline void bolt_bf16_pack_column_pairs(int32_t n0, int32_t n1, int32_t r
         }
 }
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__) && !BOLT_REAL_IS_DOUBLE
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__) && !defined(BOLT_SCALAR_ONLY) \
+    && !BOLT_REAL_IS_DOUBLE
 #define BOLT_HAS_AMX 1
 #include <immintrin.h>
 #include <sys/syscall.h>
@@ -209,8 +210,11 @@ static inline void bolt_bf16_pack_column_pairs(int32_t n0, int32_t n1, int32_t r
 #define BOLT_ARCH_REQ_XCOMP_PERM 0x1023 /* arch_prctl: ask for an extended state component */
 #define BOLT_XFEATURE_XTILEDATA 18      /* the AMX tile data */
 
+/* <unistd.h> declares syscall only for _DEFAULT_SOURCE, which -std=c11 leaves out: glibc's own prototype. */
+extern long syscall(long number, ...);
+
 /* Whether this process may use AMX tiles: asks Linux once; later calls answer from the first. */
-static int bolt_amx_ready(void)
+static inline int bolt_amx_ready(void)
 {
     static int granted = -1;
     if (granted < 0)

@@ -50,6 +50,10 @@ VARIANTS = {
     "sparse-bce-frozen": "model x {\n input p: sparse[300]\n target l: multilabel[900]\n"
                          " h = dense(p, 20, activation=relu)\n s = dense(h, 900, activation=sigmoid, sparsity=0.05)\n"
                          " loss binary_cross_entropy(s, l)\n train { freeze_tables_after = 2 }\n}\n",
+    "bf16-sparse-output": "model x {\n input p: sparse[300]\n target l: multilabel[1000]\n"
+                          " h = dense(p, 33, activation=relu)\n"
+                          " s = dense(h, 1000, activation=softmax, sparsity=0.05, precision=bf16)\n"
+                          " loss cross_entropy(s, l)\n}\n",
 }
 
 
@@ -71,6 +75,8 @@ def test_generated_c_compiles_cleanly(tmp_path, variant, openmp, real_type):
     path.write_text(source.c_text)
     compiler = probe().compiler
     flags = ["-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror", "-O2", "-c"]
+    if probe().native_flag:  # the machine's own extensions, as boltc builds: AVX-512 and AMX code where it has them
+        flags.append("-mcpu=native" if probe().arch in ("arm64", "aarch64") else "-march=native")
     if openmp and probe().openmp:
         flags.append("-fopenmp")
     done = subprocess.run([*compiler, *flags, f"-I{runtime_dir()}", str(path), "-o", str(tmp_path / "m.o")],

@@ -563,14 +563,21 @@ def bf16_nearest(values: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("hidden, bias, outputs, sparsity, size", [
-    (5, True, 200, 0.2, 80), (40, False, 200, 0.2, 80), (300, True, 200, 0.2, 80), (5, True, 5000, 0.9, 4544)])
-def test_bf16_products_are_numpys_products_of_the_same_operands_rounded_to_bf16(write_spec, loss, hidden, bias,
-                                                                                  outputs, sparsity, size):
+@pytest.mark.parametrize("hidden, bias, outputs, sparsity, size, portable", [
+    (5, True, 200, 0.2, 80, False), (40, False, 200, 0.2, 80, False), (300, True, 200, 0.2, 80, False),
+    (5, True, 5000, 0.9, 4544, False), (40, True, 200, 0.2, 80, True)])
+def test_bf16_products_are_numpys_products_of_the_same_operands_rounded_to_bf16(write_spec, monkeypatch, loss, hidden,
+                                                                                  bias, outputs, sparsity, size,
+                                                                                  portable):
     """precision=bf16 on AMX tiles: the set's logits and every gradient against numpy's float64 products of the
     kernel's own operands (the hidden layer's outputs, the set's weight rows, the loss's gradient) rounded to bf16.
     20 rows (a partial row tile), sets ending in half a block of 32 neurons, and inputs of 5 / 40 / 300 (padded to
-    32 / 64 / 320 deep) take every edge of the tiles; a set of 4,544 is packed in pieces (4,096 values at a time)."""
+    32 / 64 / 320 deep) take every edge of the tiles; a set of 4,544 is packed in pieces (4,096 values at a time).
+    The portable build (no OpenMP, no vector extension, no AMX) of the same plan runs the fp32 kernels: its
+    products are numpy's of the unrounded operands."""
+    if portable:
+        monkeypatch.setenv("BOLTC_OPENMP", "0")
+        monkeypatch.setenv("BOLTC_CFLAGS", "-DBOLT_SCALAR_ONLY")
     sampling = SHARED + ("" if bias else ", bias=false") + ", precision=bf16"
     text = spec_text(6, hidden, outputs, sparsity, batch=20, extra="    optimizer sgd(learning_rate=1)\n",
                      activation="tanh", loss=loss, sampling=sampling)
@@ -580,7 +587,8 @@ def test_bf16_products_are_numpys_products_of_the_same_operands_rounded_to_bf16(
     x, labels = make_data(20, 6, outputs, seed=7)
     before = {k: v.astype(np.float64).copy() for k, v in model.parameters().items()}
     model.fit((x, labels), epochs=1)
-    assert model.kernel_profile()["o"]["bf16_batches"] == 1
+    assert model.kernel_profile()["o"]["bf16_batches"] == (0 if portable else 1)
+    rounded = (lambda values: np.asarray(values, dtype=np.float64)) if portable else bf16_nearest
     # the batch's labels and the planned neurons more, in whole vectors (80: 38 labels and 40 neurons)
     assert int(model.arrays["l1.shared_size"][0]) == size
     shared = model.arrays["l1.shared_ids"][:size].astype(np.int64)
@@ -591,7 +599,7 @@ def test_bf16_products_are_numpys_products_of_the_same_operands_rounded_to_bf16(
     np.testing.assert_allclose(h, np.tanh(x @ before["l0.weights"] + before["l0.bias"]), rtol=1e-5, atol=1e-6)
     w1 = before["l1.weights"]
     b1 = before["l1.bias"] if bias else np.zeros(outputs)
-    z = bf16_nearest(h32) @ bf16_nearest(w1[shared].astype(np.float32)).T + b1[shared]
+    z = rounded(h32) @ rounded(w1[shared].astype(np.float32)).T + b1[shared]
     if loss == "cross_entropy":
         p = np.exp(z - z.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
@@ -604,10 +612,10 @@ def test_bf16_products_are_numpys_products_of_the_same_operands_rounded_to_bf16(
             target[row, place[label]] = 1.0 / len(row_labels) if loss == "cross_entropy" else 1.0
     dz32 = model.arrays["l1.grad"][:20, :size]
     np.testing.assert_allclose(dz32, (p - target) / 20, rtol=1e-4, atol=1e-7)
-    dz = bf16_nearest(dz32)
+    dz = rounded(dz32)
     grad_w1 = np.zeros_like(w1)
-    grad_w1[shared] = dz.T @ bf16_nearest(h32)
-    dh = dz @ bf16_nearest(w1[shared].astype(np.float32)) * (1 - h * h)
+    grad_w1[shared] = dz.T @ rounded(h32)
+    dh = dz @ rounded(w1[shared].astype(np.float32)) * (1 - h * h)
     expected = {"l1.weights": grad_w1, "l0.weights": x.T @ dh, "l0.bias": dh.sum(axis=0)}
     if bias:
         expected["l1.bias"] = np.zeros_like(b1)
