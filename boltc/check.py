@@ -545,16 +545,18 @@ class _Checker:
                        f"activation={output.activation.value}",
                        f"set activation={needed.value} on '{output.name}' (line {output.span.line})")
         sampling = output.sampling
-        if sampling is not None and sampling.row_candidates is not None and sampling.active_sets is None \
-                and needed is not ir.Activation.SOFTMAX:
-            self.error(output.span, f"row_candidates applies to batch-shared active sets, but layer '{output.name}' "
-                       "has one active set per row (a sigmoid output's default)", "add active_sets=batch to its "
-                       "sampling, or drop row_candidates")
-        if output.precision == "bf16" and (sampling is None or sampling.active_sets is None) \
-                and needed is not ir.Activation.SOFTMAX:
-            self.error(output.span, f"precision=bf16 applies to batch-shared active sets, but layer '{output.name}' "
-                       "has one active set per row (a sigmoid output's default)", "add sampling=dwta(active_sets="
-                       "batch), or drop precision=bf16")
+        if needed is not ir.Activation.SOFTMAX and (sampling is None or sampling.active_sets is None):
+            # settings of batch-shared sets on a layer whose default, known only now from its loss, is per-row sets
+            batch_only = (
+                ("row_candidates", sampling is not None and sampling.row_candidates is not None,
+                 "add active_sets=batch to its sampling, or drop row_candidates"),
+                ("precision=bf16", output.precision == "bf16",
+                 "add sampling=dwta(active_sets=batch), or drop precision=bf16"),
+            )
+            for setting, given, hint in batch_only:
+                if given:
+                    self.error(output.span, f"{setting} applies to batch-shared active sets, but layer "
+                               f"'{output.name}' has one active set per row (a sigmoid output's default)", hint)
         if target is not None and output.units != target.dim:
             self.error(output.span, f"layer '{output.name}' has {output.units} units but target '{target.name}' "
                        f"has {target.dim} {target.kind.value}")

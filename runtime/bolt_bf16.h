@@ -244,28 +244,18 @@ static inline void bolt_amx_configure(void)
 static inline void bolt_amx_release(void) { _tile_release(); }
 
 /* One block of C = A B with up to 2 x 2 tiles (m_tiles, n_tiles in 1..2): C[0 .. 16 m_tiles)[0 .. 16 n_tiles) from
- * A's row tiles a_tile, a_tile + 1 and B's column tiles b_tile, b_tile + 1 over depth K (a multiple of 32). The block
- * goes to C (row stride ldc floats), added to what is there when `accumulate`. */
+ * A's row tiles a_tile, a_tile + 1 and B's column tiles b_tile, b_tile + 1 over depth K (a multiple of 32), written
+ * to C (row stride ldc floats). */
 static inline void bolt_amx_block(int32_t m_tiles, int32_t n_tiles, int32_t K, bolt_tiles a, int32_t a_tile,
-                                  bolt_tiles b, int32_t b_tile, float *C, int32_t ldc, int accumulate)
+                                  bolt_tiles b, int32_t b_tile, float *C, int32_t ldc)
 {
     const bolt_bf16 *a_first = a.base + (size_t)a_tile * a.tile, *b_first = b.base + (size_t)b_tile * b.tile;
     const size_t a_stride = sizeof(bolt_bf16) * a.row, b_stride = sizeof(bolt_bf16) * b.row;
     const size_t c_stride = sizeof(float) * (size_t)ldc, c_down = (size_t)BOLT_BF16_N * ldc;
-    if (accumulate) {
-        _tile_loadd(0, C, c_stride);
-        if (n_tiles > 1)
-            _tile_loadd(1, C + BOLT_BF16_N, c_stride);
-        if (m_tiles > 1)
-            _tile_loadd(2, C + c_down, c_stride);
-        if (m_tiles > 1 && n_tiles > 1)
-            _tile_loadd(3, C + c_down + BOLT_BF16_N, c_stride);
-    } else {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-    }
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
     for (int32_t s = 0; s < K / BOLT_BF16_K; ++s) {
         const bolt_bf16 *a_step = a_first + (size_t)s * a.step, *b_step = b_first + (size_t)s * b.step;
         _tile_loadd(4, a_step, a_stride);

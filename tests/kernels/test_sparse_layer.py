@@ -52,6 +52,14 @@ def training_active_sets(model, rows: int) -> np.ndarray:
     return model.arrays["l1.active"].ravel()[: rows * width].reshape(rows, width)
 
 
+def loss_outputs(z: np.ndarray, loss: str) -> np.ndarray:
+    """Each row's softmax over its logits, or their sigmoids."""
+    if loss == "cross_entropy":
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+    return 1 / (1 + np.exp(-z))
+
+
 SHARED = ", sampling=dwta(active_sets=batch)"  # one active set per batch (softmax outputs' default)
 ROW = ", sampling=dwta(active_sets=row)"  # one per row (BOLT's; sigmoid outputs' default)
 
@@ -294,11 +302,7 @@ def test_sparse_gradient_matches_numpy_on_the_chosen_active_sets(write_spec, los
     w0, b0, w1, b1 = before["l0.weights"], before["l0.bias"], before["l1.weights"], before["l1.bias"]
     h = np.tanh(x.astype(np.float64) @ w0 + b0)
     z = np.einsum("bi,bai->ba", h, w1[active]) + b1[active]
-    if loss == "cross_entropy":
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-    else:
-        p = 1 / (1 + np.exp(-z))
+    p = loss_outputs(z, loss)
     target = np.zeros_like(p)
     for row, row_labels in enumerate(labels):
         target[row, : len(row_labels)] = 1.0 / len(row_labels) if loss == "cross_entropy" else 1.0
@@ -367,6 +371,18 @@ def test_no_row_candidates_makes_a_sampled_softmax_and_tables_for_inference_only
     assert ids.shape == (64, 5) and (ids >= 0).all()
 
 
+def shared_set_outputs_and_targets(z: np.ndarray, shared: np.ndarray, labels, loss: str):
+    """The loss's outputs over a batch-shared set's logits z [row][place in the set], and each row's targets at its
+    labels' places: label shares (softmax) or ones (sigmoid)."""
+    p = loss_outputs(z, loss)
+    target = np.zeros_like(p)
+    place = {int(n): a for a, n in enumerate(shared)}
+    for row, row_labels in enumerate(labels):
+        for label in row_labels:
+            target[row, place[label]] = 1.0 / len(row_labels) if loss == "cross_entropy" else 1.0
+    return p, target
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("hidden, bias, portable", [(5, True, False), (300, False, False), (300, True, True)],
                          ids=["narrow", "wide-no-bias", "wide-serial-scalar"])
@@ -392,16 +408,7 @@ def test_batch_shared_gradient_matches_numpy_on_the_chosen_set(write_spec, monke
     b1 = before["l1.bias"] if bias else np.zeros(60)
     h = np.tanh(x.astype(np.float64) @ w0 + b0)
     z = h @ w1[shared].T + b1[shared]
-    if loss == "cross_entropy":
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-    else:
-        p = 1 / (1 + np.exp(-z))
-    target = np.zeros_like(p)
-    place = {int(n): a for a, n in enumerate(shared)}
-    for row, row_labels in enumerate(labels):
-        for label in row_labels:
-            target[row, place[label]] = 1.0 / len(row_labels) if loss == "cross_entropy" else 1.0
+    p, target = shared_set_outputs_and_targets(z, shared, labels, loss)
     dz = (p - target) / len(labels)
     grad_w1, grad_b1 = np.zeros_like(w1), np.zeros_like(b1)
     grad_w1[shared] = dz.T @ h
@@ -600,16 +607,7 @@ def test_bf16_products_are_numpys_products_of_the_same_operands_rounded_to_bf16(
     w1 = before["l1.weights"]
     b1 = before["l1.bias"] if bias else np.zeros(outputs)
     z = rounded(h32) @ rounded(w1[shared].astype(np.float32)).T + b1[shared]
-    if loss == "cross_entropy":
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-    else:
-        p = 1 / (1 + np.exp(-z))
-    target = np.zeros_like(p)
-    place = {int(n): a for a, n in enumerate(shared)}
-    for row, row_labels in enumerate(labels):
-        for label in row_labels:
-            target[row, place[label]] = 1.0 / len(row_labels) if loss == "cross_entropy" else 1.0
+    p, target = shared_set_outputs_and_targets(z, shared, labels, loss)
     dz32 = model.arrays["l1.grad"][:20, :size]
     np.testing.assert_allclose(dz32, (p - target) / 20, rtol=1e-4, atol=1e-7)
     dz = rounded(dz32)
