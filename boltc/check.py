@@ -24,7 +24,10 @@ ACTIVE_SETS = ("row", "batch")
 SAMPLING_LIMITS = {"hashes": (1, 8), "tables": (1, 10000), "bucket_cap": (1, 1 << 20), "row_candidates": (0, 1 << 20)}
 SRP_HASHES_LIMIT = 24  # SRP keys have one bit per hash; DWTA keys three
 LAYER_KINDS = ("dense", "concat")
-TRAIN_SETTINGS = ("batch_size", "epochs", "seed", "threads", "rebuild", "freeze_tables_after")
+TRAIN_SETTINGS = ("batch_size", "epochs", "seed", "threads", "rebuild", "freeze_tables_after", "validation",
+                  "max_epochs", "patience", "restore_best", "schedule", "warmup")
+SCHEDULES = ("constant", "linear", "cosine")
+INPUT_OPTIONS = {ir.InputKind.DENSE: ("standardize",), ir.InputKind.SPARSE: ()}
 OPTIMIZER_PARAMS = {
     ir.OptimizerKind.ADAM: ("learning_rate", "beta1", "beta2", "eps", "moments"),
     ir.OptimizerKind.SGD: ("learning_rate",),
@@ -44,8 +47,8 @@ COLUMN_OPTIONS = {
 AGGREGATES = ("mean", "sum")
 DIRECTIONS = ("both", "out", "in")
 HISTORY_LAST_DEFAULT = 20
-DEFAULT_OPTIMIZER = ir.Optimizer(ir.OptimizerKind.ADAM, learning_rate=0.001, beta1=0.9, beta2=0.999, eps=1e-7)
-DEFAULT_TRAIN = ir.TrainConfig(batch_size=256, epochs=1, seed=0, threads=None)
+DEFAULT_OPTIMIZER = ir.Optimizer(ir.OptimizerKind.ADAM, learning_rate=None, beta1=0.9, beta2=0.999, eps=1e-7)
+DEFAULT_TRAIN = ir.TrainConfig(batch_size=256, epochs=None, seed=0, threads=None)
 METRICS_WITH_K = ("precision", "recall")
 METRICS_WITHOUT_K = ("accuracy", "loss")
 LOSS_ACTIVATION = {
@@ -187,9 +190,19 @@ class _Checker:
             column = self.column_of(decl)
             return ir.Input(index, decl.name.text, ir.InputKind.SPARSE, column.features if column else 1, decl.span,
                             column)
-        kind = self.word(decl.kind, "an input's kind", [k.value for k in ir.InputKind])
+        kind = ir.InputKind(self.word(decl.kind, "an input's kind", [k.value for k in ir.InputKind]) or "dense")
         dim = self.integer(decl.size, "an input's size", 1, MAX_UNITS)
-        return ir.Input(index, decl.name.text, ir.InputKind(kind or "dense"), dim or 1, decl.span)
+        standardize = kind is ir.InputKind.DENSE
+        for option in decl.options:
+            allowed = INPUT_OPTIONS[kind]
+            if option.keyword is None or option.keyword.text not in allowed:
+                where = option.keyword.span if option.keyword else option.span
+                self.error(where, f"a {kind.value} input takes {_choices(allowed)} by name" if allowed
+                           else f"a {kind.value} input takes no options")
+                continue
+            flag = self.flag(option.value, option.keyword.text)
+            standardize = standardize if flag is None else flag
+        return ir.Input(index, decl.name.text, kind, dim or 1, decl.span, standardize=standardize)
 
     def text_value(self, value: syntax.Value, what: str) -> str | None:
         if not isinstance(value, syntax.Text) or not value.value:
@@ -626,7 +639,7 @@ class _Checker:
         values = {"learning_rate": DEFAULT_OPTIMIZER.learning_rate, "beta1": DEFAULT_OPTIMIZER.beta1,
                   "beta2": DEFAULT_OPTIMIZER.beta2, "eps": DEFAULT_OPTIMIZER.eps}
         rules = {
-            "learning_rate": (lambda x: x > 0, "positive"),
+            "learning_rate": (lambda x: x > 0, "positive (or auto)"),
             "beta1": (lambda x: 0 <= x < 1, "in [0, 1)"),
             "beta2": (lambda x: 0 <= x < 1, "in [0, 1)"),
             "eps": (lambda x: x > 0, "positive"),
@@ -637,6 +650,9 @@ class _Checker:
                 if storage is not None:
                     values["moments"] = storage
                 continue
+            if name == "learning_rate" and isinstance(arg.value, syntax.Name) and arg.value.text == "auto":
+                values[name] = None
+                continue
             valid, rule = rules[name]
             value = self.number(arg.value, name, valid, rule)
             if value is not None:
@@ -646,11 +662,12 @@ class _Checker:
     def train_of(self, decl: syntax.TrainDecl | None) -> ir.TrainConfig:
         if decl is None:
             return DEFAULT_TRAIN
-        values = {"batch_size": DEFAULT_TRAIN.batch_size, "epochs": DEFAULT_TRAIN.epochs,
-                  "seed": DEFAULT_TRAIN.seed, "threads": DEFAULT_TRAIN.threads}
+        values: dict[str, object] = {}
         limits = {"batch_size": (1, MAX_BATCH), "epochs": (1, None), "seed": (0, 2**63 - 1), "threads": (1, 4096),
-                  "rebuild": (1, None), "freeze_tables_after": (0, None)}
+                  "rebuild": (1, None), "freeze_tables_after": (0, None), "max_epochs": (1, 10000),
+                  "patience": (1, 10000), "warmup": (0, None)}
         keys = {"rebuild": "rebuild_every"}
+        autos = ("threads", "rebuild", "epochs")  # auto: the machine's cores, the decaying schedule, early stopping
         seen: set[str] = set()
         for setting in decl.settings:
             key = setting.keyword
@@ -663,14 +680,35 @@ class _Checker:
                 self.error(key.span, f"train setting '{key.text}' given twice")
                 continue
             seen.add(key.text)
-            if key.text in ("threads", "rebuild") and isinstance(setting.value, syntax.Name) \
-                    and setting.value.text == "auto":
-                continue
-            what = "rebuild (batches between hash-table rebuilds, or auto)" if key.text == "rebuild" else key.text
-            value = self.integer(setting.value, what, *limits[key.text])
-            if value is not None:
-                values[keys.get(key.text, key.text)] = value
-        return ir.TrainConfig(**values)
+            value = setting.value
+            if key.text in autos and isinstance(value, syntax.Name) and value.text == "auto":
+                values[keys.get(key.text, key.text)] = None
+            elif key.text == "validation":
+                values["validation"] = self.validation_of(value)
+            elif key.text == "restore_best":
+                values["restore_best"] = self.flag(value, "restore_best")
+            elif key.text == "schedule":
+                values["schedule"] = self.word(value, "schedule", SCHEDULES)
+            else:
+                what = {"rebuild": "rebuild (batches between hash-table rebuilds, or auto)",
+                        "epochs": "epochs (a count, or auto)"}.get(key.text, key.text)
+                values[keys.get(key.text, key.text)] = self.integer(value, what, *limits[key.text])
+        config = replace(DEFAULT_TRAIN, **{name: value for name, value in values.items()
+                                           if value is not None or name in ("epochs", "threads", "rebuild_every")})
+        if config.epochs is not None and "max_epochs" in seen:
+            self.error(next(s.keyword.span for s in decl.settings if s.keyword.text == "max_epochs"),
+                       "max_epochs caps epochs = auto; with a fixed epoch count it has no use")
+        if config.epochs is not None and "patience" in seen:
+            self.error(next(s.keyword.span for s in decl.settings if s.keyword.text == "patience"),
+                       "patience is for epochs = auto (stop when the validation metric stops improving)")
+        return config
+
+    def validation_of(self, value: syntax.Value) -> float | str | None:
+        """``validation = 0.05`` (a fraction of the training rows, held out) or ``validation = "file"``."""
+        if isinstance(value, syntax.Text):
+            return self.text_value(value, "validation")
+        return self.number(value, "validation (a fraction of the training rows, or a quoted file name)",
+                           lambda x: 0 < x < 1, "between 0 and 1")
 
     def metrics_of(self, decl: syntax.MetricsDecl | None, target: ir.Target | None,
                    output_dim: int | None) -> tuple[ir.Metric, ...]:

@@ -119,6 +119,7 @@ def peak_rss_mb() -> float:
 
 def _train_report(model, history, compile_seconds: float, test_metrics: dict, metrics_on: str,
                   skipped_rows: dict[str, int]) -> dict:
+    choice = model.rate_choice
     return {
         "model": model.plan.model_name,
         "metrics": test_metrics,
@@ -128,7 +129,18 @@ def _train_report(model, history, compile_seconds: float, test_metrics: dict, me
         "epochs": len(history.epochs),
         "epoch_seconds": [e.seconds for e in history.epochs],
         "epoch_loss": [e.loss for e in history.epochs],
-        "epoch_metrics": [e.validation for e in history.epochs],
+        "epoch_metrics": [e.test for e in history.epochs],
+        "validation": {"rows": history.validation_rows, "source": history.validation_source,
+                       "metric": history.monitor, "epoch_metrics": [e.validation for e in history.epochs],
+                       "best_epoch": history.best_epoch,
+                       "best_metric": history.best_metric if history.best_epoch else None,
+                       "stopped_early": history.stopped_early, "restored_epoch": history.restored_epoch,
+                       "seconds": history.validation_seconds},
+        "learning_rate": {"value": history.learning_rate,
+                          "origin": "spec or command line" if choice is None and model.plan.learning_rate is not None
+                          else ("measured" if choice is not None else "unmeasured default (tuning off)"),
+                          **({"raced": choice.to_json(), "cached": choice.cached,
+                              "seconds": 0.0 if choice.cached else choice.seconds} if choice is not None else {})},
         "compile_seconds": compile_seconds,
         "tune_seconds": model.tuning.seconds if model.tuning is not None and not model.tuning.cached else 0.0,
         "threads": model.plan.threads,
@@ -137,9 +149,9 @@ def _train_report(model, history, compile_seconds: float, test_metrics: dict, me
     }
 
 
-def run_training(spec: str, train: str, test: str | None, *, epochs: int | None, batch_size: int | None,
+def run_training(spec: str, train: str, test: str | None, *, epochs: int | str | None, batch_size: int | None,
                  learning_rate: float | None, save: str | None, as_json: bool, show_plan: bool = False,
-                 skip_bad_rows: bool = False) -> dict:
+                 skip_bad_rows: bool = False, validation: str | float | None = None) -> dict:
     from boltc.explain import render_plan
     from boltc.pipeline import load
 
@@ -156,22 +168,32 @@ def run_training(spec: str, train: str, test: str | None, *, epochs: int | None,
     state = f"compiled in {model.library.compile_seconds:.2f} s" if model.library.compiled else "cached library"
     print(f"model '{model.plan.model_name}': {state}; {model.plan.threads} threads", file=log)
     loaded = time.perf_counter()
-    train_set = model.prepare_data(train, labelled=True, learn_labels=True)
-    test_set = model.prepare_data(test, labelled=True) if test else None
+    train_set = model.prepare_data(train, labelled=True, learn_labels=True, scaled=False)
+    test_set = model.prepare_data(test, labelled=True, scaled=False) if test else None
     print(f"data: {train_set.n_rows:,} training rows" + (f", {test_set.n_rows:,} test rows" if test_set else "")
           + f" read in {time.perf_counter() - loaded:.2f} s", file=log)
-    history = model.fit(train_set, epochs=epochs, validation=test_set, batch_size=batch_size,
-                        learning_rate=learning_rate)
+    history = model.fit(train_set, epochs=epochs, validation=validation, batch_size=batch_size,
+                        learning_rate=learning_rate, test=test_set)
     if model.tuning is not None:
         spent = "from the cache" if model.tuning.cached else f"measured in {model.tuning.seconds:.1f} s"
         for index, values in sorted(model.plan.measured.items()):
             print(f"layer {index} values {spent}: {values.note}", file=log)
+    if model.rate_choice is not None:
+        print(model.rate_choice.describe(), file=log)
+    if history.validation_rows:
+        print(f"validation: {history.validation_source}; {history.validation_rows:,} rows", file=log)
     for record in history.epochs:
-        tested = "".join(f", test {k} {v:.4f}" for k, v in record.validation.items())
+        checked = "".join(f", validation {k} {v:.4f}" for k, v in record.validation.items())
+        tested = "".join(f", test {k} {v:.4f}" for k, v in record.test.items())
         print(f"epoch {record.epoch}: loss {record.loss:.4f}, {record.seconds:.2f} s, "
-              f"{record.samples / record.seconds if record.seconds else 0:,.0f} samples/s{tested}", file=log)
-    if test_set is not None and history.epochs:
-        results, metrics_on = history.epochs[-1].validation, "test"
+              f"{record.samples / record.seconds if record.seconds else 0:,.0f} samples/s{checked}{tested}", file=log)
+    if history.best_epoch:
+        kept = f"; the model ends with epoch {history.restored_epoch}'s parameters" if history.restored_epoch else ""
+        print(f"best epoch {history.best_epoch} (validation {history.monitor} {history.best_metric:.4f}) of "
+              f"{len(history.epochs)} run" + (", stopped early" if history.stopped_early else "") + kept, file=log)
+    final = history.epochs[(history.restored_epoch or len(history.epochs)) - 1] if history.epochs else None
+    if test_set is not None and final is not None:
+        results, metrics_on = final.test, "test"
     else:
         evaluated, metrics_on = (test_set, "test") if test_set is not None else (train_set, "train")
         results = model.evaluate(evaluated)
@@ -200,10 +222,24 @@ def _positive(text: str) -> int:
     return value
 
 
+def _epochs(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive(text)
+
+
+def _validation(text: str) -> str | float:
+    try:
+        share = float(text)
+    except ValueError:
+        return text
+    if not 0 < share < 1:
+        raise argparse.ArgumentTypeError(f"a fraction must be between 0 and 1, got {share}")
+    return share
+
+
 def cmd_train(args) -> int:
     run_training(args.spec, args.train, args.test, epochs=args.epochs, batch_size=args.batch_size,
                  learning_rate=args.learning_rate, save=args.save, as_json=args.json,
-                 skip_bad_rows=args.skip_bad_rows)
+                 skip_bad_rows=args.skip_bad_rows, validation=args.validation)
     return 0
 
 
@@ -219,6 +255,9 @@ def cmd_evaluate(args) -> int:
         _print_json({"metrics": results, "eval_seconds": model.last_eval_seconds,
                      "samples_per_second": dataset.n_rows / model.last_eval_seconds if model.last_eval_seconds
                      else 0.0, "rows": dataset.n_rows, "skipped_rows": dataset.skipped_rows, "sparse": args.sparse,
+                     # measured after training on its validation rows: how often sparse inference scores dense
+                     # inference's best output
+                     "sparse_check": model.sparse_check,
                      "peak_rss_mb": peak_rss_mb()})
     else:
         for name, value in results.items():
@@ -285,9 +324,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("--train", required=True, metavar="FILE")
     p.add_argument("--test", metavar="FILE")
-    p.add_argument("--epochs", type=_positive)
+    p.add_argument("--validation", type=_validation, metavar="FILE|FRACTION",
+                   help="the rows training chooses on (best epoch, early stopping): a file, or a fraction of the "
+                        "training rows to hold out (default: the spec's; epochs=auto holds out 5%%)")
+    p.add_argument("--epochs", type=_epochs, help="a count, or auto (default: the spec's)")
     p.add_argument("--batch-size", type=_positive)
-    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--learning-rate", type=float, help="default: the spec's, or raced on the data (auto)")
     p.add_argument("--save", metavar="PATH", help="write the trained model here")
     p.add_argument("--json", action="store_true", help="end with one JSON line of metrics and timings")
     p.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP)

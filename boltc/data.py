@@ -14,7 +14,9 @@ Nothing here knows about models, specs or training: callers check that a data se
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
+import math
 import mmap
 import operator
 import os
@@ -126,6 +128,16 @@ def _csr_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     np.cumsum(lengths, out=new_indptr[1:])
     positions = np.repeat(indptr[rows] - new_indptr[:-1], lengths) + np.arange(new_indptr[-1], dtype=np.int64)
     return new_indptr, positions
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """A digest of the data set's arrays (a file's name would not do: rows taken from it keep its path)."""
+    digest = hashlib.sha256(f"{dataset.n_rows}|{dataset.n_labels}".encode())
+    arrays = [a for m in dataset.features for a in (m.dense, m.indptr, m.indices, m.values) if a is not None]
+    arrays += [a for a in (dataset.label_indptr, dataset.label_ids) if a is not None]
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).view(np.uint8).tobytes())
+    return digest.hexdigest()[:24]
 
 
 def take_rows(dataset: Dataset, rows: np.ndarray) -> Dataset:
@@ -486,3 +498,63 @@ def from_arrays(X: Any, y: Any = None, *, n_features: int | Sequence[int] | Mapp
         label_indptr, label_ids = _labels(y, n_rows, n_labels)
     return Dataset(path=None, n_rows=n_rows, features=matrices, n_labels=n_labels, label_indptr=label_indptr,
                    label_ids=label_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Scaling:
+    """Standardisation of one dense input, ``(x - mean) * inverse_std``, from its training rows: each feature centred
+    on its mean, all divided by one scale, the root mean square of the features' standard deviations, so that
+    features keep their relative sizes. Dividing each feature by its own deviation blows rare features up (a
+    Fashion-MNIST border pixel, almost always 0, became a value of hundreds where it was not): test accuracy 0.81
+    against 0.87 for the one scale, 8 epochs (bench/README.md)."""
+
+    mean: np.ndarray  # float32 [dim]
+    inverse_std: np.ndarray  # float32 [dim]: the same value in every entry (one per feature keeps files general)
+
+
+def learn_scaling(dataset: Dataset, inputs: Sequence[int], rows: np.ndarray) -> dict[int, Scaling]:
+    """``Scaling`` of the given dense inputs over `rows` (float64 sums, in chunks so that no float64 copy of the
+    whole input is made)."""
+    learned = {}
+    for index in inputs:
+        matrix = dataset.features[index]
+        if len(rows) == 0:
+            continue
+        total = np.zeros(matrix.dim)
+        squares = np.zeros(matrix.dim)
+        for start in range(0, len(rows), 8192):
+            chunk = _dense_rows(matrix, rows[start:start + 8192]).astype(np.float64)
+            total += chunk.sum(axis=0)
+            squares += np.square(chunk).sum(axis=0)
+        mean = total / len(rows)
+        variance = np.maximum(squares / len(rows) - np.square(mean), 0.0)
+        scale = math.sqrt(float(variance.mean()))
+        inverse = np.full(matrix.dim, 1.0 / scale if scale > 0 else 1.0, dtype=np.float32)
+        learned[index] = Scaling(mean.astype(np.float32), inverse)
+    return learned
+
+
+def _dense_rows(matrix: FeatureMatrix, rows: np.ndarray) -> np.ndarray:
+    """Rows of a feature matrix as a dense float32 array (a dense input may arrive as CSR rows from a file)."""
+    if matrix.dense is not None:
+        return matrix.dense[rows]
+    indptr, positions = _csr_rows(matrix.indptr, rows)
+    out = np.zeros((len(rows), matrix.dim), dtype=np.float32)
+    out[np.repeat(np.arange(len(rows)), np.diff(indptr)), matrix.indices[positions]] = matrix.values[positions]
+    return out
+
+
+def apply_scaling(dataset: Dataset, scaling: Mapping[int, Scaling]) -> Dataset:
+    """The data set with its standardised dense inputs replaced by scaled dense copies (the others shared)."""
+    if not scaling:
+        return dataset
+    features = list(dataset.features)
+    for index, scale in scaling.items():
+        matrix = features[index]
+        scaled = np.empty((dataset.n_rows, matrix.dim), dtype=np.float32)
+        for start in range(0, dataset.n_rows, 8192):
+            chunk = _dense_rows(matrix, np.arange(start, min(start + 8192, dataset.n_rows)))
+            np.multiply(chunk - scale.mean, scale.inverse_std, out=scaled[start:start + 8192])
+        features[index] = FeatureMatrix(matrix.dim, dense=scaled)
+    return Dataset(dataset.path, dataset.n_rows, tuple(features), dataset.n_labels, dataset.label_indptr,
+                   dataset.label_ids, dataset.skipped_rows, dataset.first_skipped)

@@ -46,19 +46,43 @@ def _column(column: ColumnPlan, plan: Plan) -> str:
     return f"{column.kind}({options}) of column {column.header!r}"
 
 
+def _epochs(plan: Plan) -> str:
+    if plan.validation_file:
+        validation = f"validation on {plan.validation_file}"
+    elif plan.validation_share:
+        validation = f"validation on {plan.validation_share:.0%} of the training rows, held out" + (
+            f" (at most {plan.validation_rows_most:,})" if plan.validation_rows_most else "")
+    else:
+        validation = "no validation unless fit() is given a set"
+    if plan.epochs is None:
+        text = f"auto (until the first metric on the validation rows has not improved for {plan.patience} " \
+               f"epoch{'s' if plan.patience > 1 else ''}, at most {plan.max_epochs}, halving the learning rate after " \
+               f"each epoch without improvement; {validation})"
+    else:
+        text = f"{plan.epochs}" + (f" ({validation})" if plan.validation_file or plan.validation_share else "")
+    if plan.restore_best:
+        text += ", ending with the best epoch's parameters"
+    if plan.schedule != "constant" or plan.warmup:
+        text += f", learning rate {plan.schedule}" + (f" after {plan.warmup} warm-up batches" if plan.warmup else "")
+    return text
+
+
 def render_plan(plan: Plan, build_info: dict | None = None) -> str:
     inputs = ", ".join(f"{i.name}: {i.kind}[{i.dim}]" + (f" ({_column(i.column, plan)})" if i.column else "")
+                       + (" (standardised with the training rows' statistics)" if i.standardize else "")
                        for i in plan.inputs)
     target_column = f" from column {plan.target_header!r}" + (
         f" split at {plan.target_delimiter!r}" if plan.target_delimiter else "") if plan.target_header else ""
-    optimizer = f"{plan.optimizer}(learning_rate={plan.learning_rate:g}"
+    rate = f"{plan.learning_rate:g}" if plan.learning_rate is not None else "auto: raced on the training data at the " \
+        "first fit"
+    optimizer = f"{plan.optimizer}(learning_rate={rate}"
     optimizer += (f", beta1={plan.beta1:g}, beta2={plan.beta2:g}, eps={plan.eps:g}, moments={plan.moments})"
                   if plan.optimizer == "adam" else ")")
     lines = [
         f"model '{plan.model_name}' from {plan.spec_path}",
         f"  inputs    {inputs}",
         f"  target    {plan.target_kind}[{plan.target_dim}]{target_column}, loss {plan.loss}, optimizer {optimizer}",
-        f"  training  batch {plan.batch_size}, epochs {plan.epochs}, seed {plan.seed}, threads {plan.threads} "
+        f"  training  batch {plan.batch_size}, epochs {_epochs(plan)}, seed {plan.seed}, threads {plan.threads} "
         f"({plan.threads_origin}), scalar {plan.real_type}, OpenMP {'on' if plan.openmp else 'off (serial build)'}"
         f", ISA {' '.join(plan.isa) or 'generic'}",
         f"  metrics   {', '.join(plan.metrics)}",

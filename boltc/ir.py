@@ -69,6 +69,8 @@ class Input:
     dim: int
     span: Span
     column: Column | None = None  # read from a CSV/TSV column (kind is then SPARSE)
+    # dense inputs: centred and scaled to unit variance with statistics of the training data (saved with the model)
+    standardize: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +150,7 @@ class Loss:
 @dataclass(frozen=True, slots=True)
 class Optimizer:
     kind: OptimizerKind
-    learning_rate: float
+    learning_rate: float | None  # None: measured on the training data before training (learning_rate=auto)
     beta1: float
     beta2: float
     eps: float
@@ -158,11 +160,19 @@ class Optimizer:
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
     batch_size: int
-    epochs: int
+    epochs: int | None  # None: until the validation metric stops improving (epochs=auto), at most max_epochs
     seed: int
     threads: int | None  # None: as many as the machine has
     rebuild_every: int | None = None  # batches between hash-table rebuilds; None: the plan's decaying schedule
     freeze_tables_after: int | None = None  # epochs after which tables are no longer rebuilt
+    # rows the training loop chooses on: a fraction of the training rows held out (never trained on), a data file,
+    # or None (held out only where epochs=auto needs it)
+    validation: float | str | None = None
+    max_epochs: int = 20  # epochs=auto stops here at the latest
+    patience: int = 2  # epochs=auto stops after this many epochs without a better validation metric
+    restore_best: bool | None = None  # end with the best epoch's parameters; None: when epochs=auto
+    schedule: str = "constant"  # constant | linear | cosine: the learning rate's decay over the planned epochs
+    warmup: int = 0  # batches over which the learning rate rises linearly from 0 at the start of training
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,25 +9,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from boltc import __version__, checkpoint
+from boltc import __version__, checkpoint, rates
 from boltc import metrics as ranking
 from boltc.build import CompiledLibrary
 from boltc.columns import (HistoryKeys, HistoryState, LinkKeys, NodeStore, history_features, neighbour_features,
                            read_columns)
-from boltc.data import Dataset, FeatureMatrix, from_arrays, read_xmc
+from boltc.data import (Dataset, FeatureMatrix, Scaling, apply_scaling, data_fingerprint, from_arrays,
+                        learn_scaling, read_xmc, take_rows)
 from boltc.diagnostics import ModelFileError, UsageError
 from boltc.emit import SPARSE_PROFILE_FIELDS, STATUS_MESSAGES, BufferSpec
-from boltc.plan import Plan
+from boltc.machine import probe
+from boltc.plan import PLATEAU_DECAY, UNMEASURED_LEARNING_RATE, Plan
 from boltc.progress import Progress
 
 
@@ -77,13 +81,29 @@ class EpochRecord:
     loss: float
     seconds: float
     samples: int
-    validation: dict[str, float] = field(default_factory=dict)
+    validation: dict[str, float] = field(default_factory=dict)  # on the rows training chooses on
+    test: dict[str, float] = field(default_factory=dict)  # on fit()'s `test` rows, for the record only
 
 
 @dataclass
 class History:
     epochs: list[EpochRecord] = field(default_factory=list)
     wall_seconds: float = 0.0  # the whole fit(), including the final table rebuild, excluding validation
+    validation_seconds: float = 0.0  # evaluating the validation (and test) rows after each epoch
+    validation_rows: int = 0
+    validation_source: str = "none"  # where the validation rows came from, in words
+    monitor: str = "loss"  # the metric that chooses the best epoch (the spec's first)
+    best_epoch: int = 0  # 0: no validation
+    best_metric: float = float("nan")
+    stopped_early: bool = False  # epochs=auto stopped before its cap
+    restored_epoch: int = 0  # the epoch whose parameters the model ended with, when not the last
+    learning_rate: float = 0.0
+
+    def improved_by(self, record: EpochRecord) -> bool:
+        value = record.validation[self.monitor]
+        if not self.best_epoch:
+            return math.isfinite(value)
+        return value < self.best_metric if self.monitor == "loss" else value > self.best_metric
 
     @property
     def train_seconds(self) -> float:
@@ -96,6 +116,12 @@ class History:
 
 
 NONFINITE_LOSS = 4  # bolt_status in runtime/bolt_abi.h
+SCALING_PARTS = ("mean", "inverse_std")
+HOLDOUT_STREAM = 7919
+# fit() checks sparse inference on this many validation rows at most: dense inference of each costs a full pass over
+# the output layer's weights
+SPARSE_CHECK_ROWS = 1000
+SPARSE_RECALL_KEPT = 0.99  # below this share, predict(sparse=True) warns that it may lose accuracy  # the held-out validation rows' random stream, apart from the epochs' orders
 SAVED_KINDS = ("parameter", "optimizer", "hash")  # tables are rebuilt from these, scratch is scratch
 
 
@@ -197,7 +223,13 @@ class Model:
         self._lock = threading.Lock()  # the scratch buffers are shared: one C call at a time per model
         self.step = 0
         self.epochs_trained = 0
-        self.learning_rate = plan.learning_rate
+        self.learning_rate = plan.learning_rate  # None until the first fit measures it (learning_rate=auto)
+        self.measure_learning_rate = True  # False (boltc.load(tune=False)): auto is the optimizer's usual default
+        self.rate_choice: rates.RateChoice | None = None  # what the first fit raced
+        # dense inputs the spec standardises: their training statistics, learned by the first fit (None before)
+        self.input_scaling: dict[int, Scaling] | None = None
+        self.sparse_check: dict[str, float] | None = None  # measure_sparse_recall on the last fit's validation rows
+        self._sparse_warned = False
         self.threads = plan.threads  # may be changed between calls; results do not depend on it
         # data files read by fit and evaluate leave out (and count) rows that break their format; predict never
         self.skip_bad_rows = False
@@ -233,7 +265,8 @@ class Model:
         """Become `other` (the same spec, re-planned on measured values, untrained), keeping the settings a user
         may have changed."""
         kept = {name: getattr(self, name) for name in ("threads", "skip_bad_rows", "learning_rate", "label_names",
-                                                       "histories", "_history_before", "node_stores")}
+                                                       "histories", "_history_before", "node_stores",
+                                                       "measure_learning_rate")}
         self.__dict__.update(other.__dict__)
         self.__dict__.update(kept)
 
@@ -315,12 +348,14 @@ class Model:
     # -- data ------------------------------------------------------------------------------------------
 
     def prepare_data(self, data, labelled: bool, learn_labels: bool = False, absorb_history: bool | None = None,
-                     skip_bad_rows: bool | None = None) -> Dataset:
+                     skip_bad_rows: bool | None = None, scaled: bool = True) -> Dataset:
         """A data file, Dataset or arrays as a Dataset checked against this model's inputs and target. A model
         reading typed columns takes CSV/TSV files; with ``learn_labels`` (training data) and no label names yet,
         it learns them from the file. History inputs see, before a file's own earlier rows, what the model keeps
         of earlier files; with ``absorb_history`` (default: ``learn_labels``) the file's rows join it.
-        ``skip_bad_rows`` (default: the model's setting) leaves out the rows of a file that break its format."""
+        ``skip_bad_rows`` (default: the model's setting) leaves out the rows of a file that break its format.
+        ``scaled``: standardised dense inputs as the model sees them (once their statistics are learned); fit()
+        reads raw rows, learns the statistics from them, then scales."""
         skip = self.skip_bad_rows if skip_bad_rows is None else skip_bad_rows
         if self.reads_columns and isinstance(data, (str, Path)):
             if labelled and self.label_names is None and not learn_labels:
@@ -332,7 +367,11 @@ class Model:
                 self.label_names = learned
             if keys:
                 data = self._with_context(data, keys, learn_labels if absorb_history is None else absorb_history)
-        return dataset_for(self.plan, data, labelled, skip)
+        dataset = dataset_for(self.plan, data, labelled, skip)
+        return self._scaled(dataset) if scaled else dataset
+
+    def _scaled(self, dataset: Dataset) -> Dataset:
+        return apply_scaling(dataset, self.input_scaling or {})
 
     def _with_context(self, dataset: Dataset, keys: dict[int, HistoryKeys | LinkKeys], absorb: bool) -> Dataset:
         """The features of history and neighbours inputs, made from other rows and from what the model keeps of
@@ -391,22 +430,31 @@ class Model:
 
     # -- training --------------------------------------------------------------------------------------
 
-    def fit(self, train, epochs: int | None = None, validation=None, batch_size: int | None = None,
-            learning_rate: float | None = None, progress: bool | None = None, final_rebuild: bool = True) -> History:
-        """Train for ``epochs`` (default: the spec's) passes over ``train``; returns per-epoch records.
+    def fit(self, train, epochs: int | str | None = None, validation=None, batch_size: int | None = None,
+            learning_rate: float | None = None, progress: bool | None = None, final_rebuild: bool = True,
+            test=None) -> History:
+        """Train on ``train``; returns per-epoch records and what was chosen.
 
-        ``train`` and ``validation`` are data files, ``Dataset``s or ``(X, y)`` arrays. Ctrl-C stops after the
-        current batch and returns the history so far; the model stays usable. Sparse layers' tables are rebuilt
-        at the end for inference unless ``final_rebuild=False`` (when more training follows at once).
+        ``epochs``: a count, ``"auto"`` (until the first metric on the validation rows has not improved for the
+        spec's ``patience`` epochs, ``max_epochs`` at most), or None for the spec's. ``validation``: the rows the
+        loop chooses on (a data file, ``Dataset`` or ``(X, y)``), a fraction of the training rows to hold out (never
+        trained on), ``False`` for none, or None for the spec's (epochs=auto holds out 5%, 2,000 rows at most).
+        The spec's ``restore_best`` (default: with epochs=auto) ends with the best epoch's parameters. ``test`` is
+        evaluated after every epoch for the record only, never to choose. Without a learning rate (here or in the
+        spec) the first fit races rates on the training data (``rates``). Ctrl-C stops after the current batch
+        and returns the history so far; the model stays usable. Sparse layers' tables are rebuilt at the end for
+        inference unless ``final_rebuild=False`` (when more training follows at once).
         """
-        train = self.prepare_data(train, labelled=True, learn_labels=True)
+        raw = self.prepare_data(train, labelled=True, learn_labels=True, scaled=False)
         if self.tuner is not None and self.step == 0:
-            self._tune(train)
+            self._tune(raw)
         plan = self.plan
         epochs = plan.epochs if epochs is None else epochs
+        auto = epochs is None or epochs == "auto"
+        budget = plan.max_epochs if auto else epochs
+        if not isinstance(budget, int) or budget < 0:
+            raise UsageError(f"epochs must be 0 or more, or auto, got {epochs!r}")
         batch_size = plan.batch_size if batch_size is None else batch_size
-        if epochs < 0:
-            raise UsageError(f"epochs must be 0 or more, got {epochs}")
         if not 1 <= batch_size <= plan.batch_size:
             raise UsageError(f"batch_size must be between 1 and {plan.batch_size}, the size the model was compiled "
                              "for (change train { batch_size = ... } in the spec for larger batches)")
@@ -414,48 +462,216 @@ class Model:
             if not (learning_rate > 0 and math.isfinite(learning_rate)):
                 raise UsageError(f"learning_rate must be positive and finite, got {learning_rate}")
             self.learning_rate = learning_rate
-        dataset = self.prepare_data(train, labelled=True)
-        validation_set = self.prepare_data(validation, labelled=True) if validation is not None else None
+        raw = self.prepare_data(raw, labelled=True, scaled=False)
+        train_rows, validation_set, validation_source = self._split_validation(raw, validation)
+        if self.input_scaling is None:
+            self.input_scaling = learn_scaling(raw, [i.index for i in plan.inputs if i.standardize], train_rows)
+        dataset = self._scaled(raw)
+        validation_set = self._scaled(validation_set) if validation_set is not None else None
+        if auto and validation_set is None:
+            raise UsageError("epochs=auto stops on a validation metric: give validation rows (a file, a data set or "
+                             "a fraction of the training rows), not validation=False")
+        test_set = self.prepare_data(test, labelled=True) if test is not None else None
         feed = self._feed(dataset)
-        history = History()
+        history = History(validation_rows=validation_set.n_rows if validation_set is not None else 0,
+                          validation_source=validation_source, monitor=plan.metrics[0] if plan.metrics else "loss")
+        if self.learning_rate is None:
+            self.rate_choice = self._choose_learning_rate(feed, train_rows, batch_size, progress)
+            self.learning_rate = self.rate_choice.learning_rate if self.rate_choice is not None else \
+                UNMEASURED_LEARNING_RATE[plan.optimizer]
+        history.learning_rate = self.learning_rate
+        best_parameters: dict[str, np.ndarray] | None = None
+        planned_batches = budget * -(-len(train_rows) // batch_size)
         started = time.perf_counter()
         validation_seconds = 0.0
         try:
-            for _ in range(epochs):
+            for _ in range(budget):
                 with interrupts_deferred() as interrupted:  # an epoch that ran to its end is counted
-                    record = self._epoch(feed, self.epoch_order(self.epochs_trained, dataset.n_rows), batch_size,
-                                         progress, interrupted)
+                    order = train_rows[self.epoch_order(self.epochs_trained, len(train_rows))]
+                    record = self._epoch(feed, order, batch_size, progress, interrupted,
+                                         schedule=(len(history.epochs) * -(-len(train_rows) // batch_size),
+                                                   planned_batches))
                     self.epochs_trained += 1
+                    before = time.perf_counter()
                     if validation_set is not None:
-                        before = time.perf_counter()
                         record.validation = self.evaluate(validation_set, progress=False)
-                        validation_seconds += time.perf_counter() - before
+                    if test_set is not None:
+                        record.test = self.evaluate(test_set, progress=False)
+                    validation_seconds += time.perf_counter() - before
                     history.epochs.append(record)
+                if validation_set is None:
+                    continue
+                if history.improved_by(record):
+                    history.best_epoch, history.best_metric = record.epoch, record.validation[history.monitor]
+                    if plan.restore_best:
+                        best_parameters = self._keep_parameters(best_parameters)
+                elif auto:
+                    if record.epoch - history.best_epoch >= plan.patience:
+                        history.stopped_early = True
+                        break
+                    self.learning_rate *= PLATEAU_DECAY
         except KeyboardInterrupt:
             pass
+        restored = plan.restore_best and best_parameters is not None and history.best_epoch != history.epochs[-1].epoch
+        if restored:
+            for name, array in best_parameters.items():
+                np.copyto(self.arrays[name], array)
+            history.restored_epoch = history.best_epoch
         if final_rebuild and history.epochs and self.sparse_layers:
-            if self._tables_frozen():  # their inserted labels stay; the heavy rows follow the final weights
+            if self._tables_frozen() and not restored:  # inserted labels stay; the heavy rows follow the weights
                 with self._lock:
                     self.library.lib.bolt_find_heavy(self._table, max(1, int(self.threads)))
-            elif not self._training_reads_tables or self._batches_to_rebuild != int(self._rebuild_period):
+            elif restored or not self._training_reads_tables or \
+                    self._batches_to_rebuild != int(self._rebuild_period):
                 self.rebuild()  # tables of the final weights for inference; the schedule goes on where it was
         history.wall_seconds = time.perf_counter() - started - validation_seconds
+        if final_rebuild and history.epochs and self.sparse_layers and validation_set is not None:
+            before = time.perf_counter()
+            self.sparse_check = self.measure_sparse_recall(validation_set)
+            validation_seconds += time.perf_counter() - before
+        history.validation_seconds = validation_seconds
         return history
+
+    def measure_sparse_recall(self, data, rows_most: int = SPARSE_CHECK_ROWS) -> dict[str, float]:
+        """How often sparse inference scores the neuron dense inference ranks first, on (at most `rows_most` of)
+        `data`: fit() measures it on its validation rows, a saved model keeps it, ``predict --sparse`` warns when it
+        is low."""
+        dataset = self.prepare_data(data, labelled=False)
+        if dataset.n_rows > rows_most:
+            dataset = take_rows(dataset, np.arange(rows_most))
+        dense_top, _ = self.predict(dataset, top_k=1)
+        ids, counts = self.candidate_sets(dataset)
+        found = (ids == dense_top).any(axis=1)
+        return {"rows": float(dataset.n_rows), "dense_top1_recall": float(found.mean()) if len(found) else 1.0,
+                "mean_candidates": float(counts.mean()) if len(counts) else 0.0}
+
+    def _keep_parameters(self, kept: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        """A copy of the parameters (into `kept`'s arrays when given): a third of what the model holds with Adam's
+        moments, so keeping the best epoch adds a third to the model's memory, never doubles it."""
+        if kept is None:
+            return {name: array.copy() for name, array in self.parameters().items()}
+        for name, array in self.parameters().items():
+            np.copyto(kept[name], array)
+        return kept
+
+    def _split_validation(self, dataset: Dataset, validation) -> tuple[np.ndarray, Dataset | None, str]:
+        """The training rows, the validation set (unscaled) and where it came from: `validation` as ``fit`` takes
+        it."""
+        plan, all_rows = self.plan, np.arange(dataset.n_rows, dtype=np.int64)
+        if validation is False:
+            return all_rows, None, "none"
+        if validation is None:
+            if plan.validation_file is not None:
+                return all_rows, self.prepare_data(plan.validation_file, labelled=True, scaled=False), \
+                    plan.validation_file
+            validation = plan.validation_share
+            if validation is None:
+                return all_rows, None, "none"
+        if isinstance(validation, float):
+            if not 0 < validation < 1:
+                raise UsageError(f"a validation fraction must be between 0 and 1, got {validation}")
+            held = int(round(validation * dataset.n_rows))
+            if plan.validation_rows_most is not None and validation == plan.validation_share:
+                held = min(held, plan.validation_rows_most)
+            held = min(max(held, 1), dataset.n_rows - 1)
+            if held < 1:
+                raise UsageError(f"{dataset.path or 'the training data'} has {dataset.n_rows} row(s): too few to "
+                                 "hold out validation rows")
+            shuffled = np.random.default_rng([plan.seed, HOLDOUT_STREAM]).permutation(dataset.n_rows)
+            held_rows = np.sort(shuffled[:held])
+            kept = np.sort(shuffled[held:])
+            return kept, take_rows(dataset, held_rows), \
+                f"{held:,} training rows held out ({held / dataset.n_rows:.1%}, seed {plan.seed}), never trained on"
+        described = validation if isinstance(validation, (str, Path)) else "the validation set given"
+        return all_rows, self.prepare_data(validation, labelled=True, scaled=False), str(described)
+
+    def _choose_learning_rate(self, feed: _Feed, train_rows: np.ndarray, batch_size: int,
+                              progress: bool | None) -> rates.RateChoice | None:
+        """learning_rate=auto: race the grid (``rates``) on this fresh model, from the cache when it was raced on
+        the same data, spec and machine. With measuring off, the optimizer's usual default."""
+        if not self.measure_learning_rate or self.step != 0:
+            return None
+        machine = probe()
+        key = rates.choice_key([machine.cpu_fingerprint, machine.compiler_id, self.plan.to_json(), batch_size,
+                                data_fingerprint(feed.dataset),
+                                hashlib.sha256(train_rows.tobytes()).hexdigest()])
+        found = rates.cached(key)
+        if found is not None:
+            return found
+        started = time.perf_counter()
+        batches = rates.trial_batches(-(-len(train_rows) // batch_size))
+        order = train_rows[self.epoch_order(0, len(train_rows))][: batches * batch_size]
+        weights = {name: array.copy() for name, array in self.parameters().items()
+                   if name.endswith(".weights")}
+        grid = rates.GRID[self.plan.optimizer]
+        bar = Progress("learning rate", len(grid) * len(order), enabled=progress)
+        trials = []
+        try:
+            for rate in grid:
+                self._restart(weights)
+                self.learning_rate = rate
+                losses: list[float] = []
+                trial_started = time.perf_counter()
+                with interrupts_deferred() as interrupted:
+                    try:
+                        self._epoch(feed, order, batch_size, False, interrupted, batch_losses=losses)
+                    except TrainingError:
+                        losses.append(float("inf"))
+                trials.append(rates.RateTrial(rate, rates.progressive_loss(losses),
+                                              time.perf_counter() - trial_started))
+                bar.advance(len(order), f"{rate:g}: {trials[-1].loss:.4f}")
+        finally:
+            bar.close()
+            self._restart(weights)
+        choice = rates.RateChoice(key, rates.winner(trials), tuple(trials), batches, len(order),
+                                  time.perf_counter() - started)
+        rates.store(choice)
+        return choice
+
+    def _restart(self, weights: dict[str, np.ndarray]) -> None:
+        """Back to the state ``initialize`` made, with its initial `weights` kept aside (drawing them again from
+        the seed costs seconds at 670K outputs)."""
+        for spec in self.buffers:
+            if spec.name in weights:
+                np.copyto(self.arrays[spec.name], weights[spec.name])
+            elif spec.role == "weights":
+                raise AssertionError(f"no initial weights for {spec.name}")
+            else:
+                self.arrays[spec.name].fill(0)
+        self.step = 0
+        self.epochs_trained = 0
+        self._rebuild_period = 0.0
+        self.reconstruct(self.plan.seed)
 
     def epoch_order(self, epoch: int, n_rows: int) -> np.ndarray:
         """The order in which epoch `epoch` (0-based) visits the rows. It depends only on the seed and the epoch's
         number, so training in several fit() calls, or resuming a saved model, sees the same order as one call."""
         return np.random.default_rng([self.plan.seed, epoch]).permutation(n_rows)
 
+    def _rate_at(self, batch_in_fit: int, planned_batches: int) -> float:
+        """The learning rate of the next batch: warm-up over the spec's first batches, then its decay schedule."""
+        plan, factor = self.plan, 1.0
+        if plan.warmup and self.step < plan.warmup:
+            factor = (self.step + 1) / plan.warmup
+        done = min(1.0, batch_in_fit / max(1, planned_batches))
+        if plan.schedule == "linear":
+            factor *= 1.0 - done
+        elif plan.schedule == "cosine":
+            factor *= 0.5 * (1.0 + math.cos(math.pi * done))
+        return self.learning_rate * factor
+
     def _epoch(self, feed: _Feed, order: np.ndarray, batch_size: int, progress: bool | None,
-               interrupted: threading.Event) -> EpochRecord:
+               interrupted: threading.Event, schedule: tuple[int, int] = (0, 0),
+               batch_losses: list[float] | None = None) -> EpochRecord:
         """One pass in ``order``; raises KeyboardInterrupt between batches once ``interrupted`` is set, never
-        between a batch's update and its bookkeeping."""
+        between a batch's update and its bookkeeping. ``schedule``: the batches of this fit before this epoch, and
+        all it plans (0: a constant rate)."""
         lib, plan, step = self.library.lib, self.plan, self._step_struct
         step.learning_rate, step.beta1, step.beta2, step.eps = self.learning_rate, plan.beta1, plan.beta2, plan.eps
+        scheduled = plan.warmup > 0 or (plan.schedule != "constant" and schedule[1] > 0)
         frozen = bool(self.sparse_layers) and self._tables_frozen()
         step.insert_labels = int(frozen)
-        n_rows = feed.dataset.n_rows
+        n_rows = len(order)
         bar = Progress(f"epoch {self.epochs_trained + 1}", n_rows, enabled=progress)
         loss_total, started = 0.0, time.perf_counter()
         for batch_number, start in enumerate(range(0, n_rows, batch_size)):
@@ -465,6 +681,8 @@ class Model:
             rows = order[start:start + batch_size]
             feed.select(rows)
             step.step = self.step + 1
+            if scheduled:
+                step.learning_rate = self._rate_at(schedule[0] + batch_number, schedule[1])
             with self._lock:
                 status = lib.bolt_train_batch(self._table, feed.batch, self._workspace, step, self._loss)
                 batch_loss = self._loss[0]
@@ -475,6 +693,8 @@ class Model:
             self._check(status)
             self.step += 1
             loss_total += batch_loss
+            if batch_losses is not None:
+                batch_losses.append(batch_loss / len(rows))
             if self._training_reads_tables and not frozen:
                 self._batches_to_rebuild -= 1
                 if self._batches_to_rebuild <= 0:
@@ -573,8 +793,22 @@ class Model:
         candidates). With ``update_history`` the file's rows join what history inputs see next."""
         # never skipping rows: the output has a row per input row, and a left-out one would shift all after it
         dataset = self.prepare_data(data, labelled=False, absorb_history=update_history, skip_bad_rows=False)
+        if sparse:
+            self._warn_if_sparse_loses()
         ids, scores, _ = self._infer(dataset, top_k, progress, "predict", sparse)
         return ids, scores
+
+    def _warn_if_sparse_loses(self) -> None:
+        """Once per model: sparse inference that misses dense inference's best neuron on many validation rows would
+        lose accuracy silently."""
+        check = self.sparse_check
+        if self._sparse_warned or not check or check["dense_top1_recall"] >= SPARSE_RECALL_KEPT:
+            return
+        self._sparse_warned = True
+        warnings.warn(f"sparse inference scored dense inference's best output for only "
+                      f"{check['dense_top1_recall']:.1%} of {int(check['rows']):,} validation rows after training: "
+                      f"its precision@1 may be up to {1 - check['dense_top1_recall']:.3f} lower than dense "
+                      "inference's; predict without --sparse / sparse=True to keep it", stacklevel=3)
 
     # -- persistence -----------------------------------------------------------------------------------
 
@@ -592,12 +826,32 @@ class Model:
             # values boltc tune measured: the plan, and so the buffers, depend on them
             "measured": {str(index): dataclasses.asdict(value) for index, value in self.plan.measured.items()},
             "label_names": list(self.label_names) if self.label_names is not None else None,
+            "sparse_check": self.sparse_check,
         }
         kept = {f"history.{index}.{part}": getattr(state, part) for index, state in self.histories.items()
                 for part in ("users", "indptr", "items")}
         kept.update({f"nodes.{index}.{part}": getattr(store, part) for index, store in self.node_stores.items()
                      for part in NodeStore.PARTS})
+        kept.update({f"scaling.{index}.{part}": getattr(scale, part) for index, scale in (self.input_scaling or {}).items()
+                     for part in SCALING_PARTS})
         checkpoint.write_model_file(path, header, {**self.saved_arrays(), **kept})
+
+    def _restored_scaling(self, path: str, arrays: dict[str, np.ndarray]) -> dict[int, Scaling] | None:
+        """A trained model's standardisation statistics: every standardised input must have them, of its width. A
+        file with none is an untrained model's (learned at its first fit) or one trained before boltc standardised
+        inputs (its weights expect raw ones)."""
+        if not any(name.startswith("scaling.") for name in arrays):
+            return {} if self.step else None
+        scaling = {}
+        for model_input in self.plan.inputs:
+            if not model_input.standardize:
+                continue
+            parts = [arrays.get(f"scaling.{model_input.index}.{part}") for part in SCALING_PARTS]
+            if any(p is None or p.shape != (model_input.dim,) or p.dtype != np.float32 or not np.isfinite(p).all()
+                   for p in parts):
+                raise ModelFileError(path, f"the file has no usable standardisation of input '{model_input.name}'")
+            scaling[model_input.index] = Scaling(*parts)
+        return scaling
 
     def saved_arrays(self) -> dict[str, np.ndarray]:
         """The arrays a model file holds: parameters, optimizer state and hash functions (tables are rebuilt)."""
@@ -619,7 +873,8 @@ class Model:
         try:
             self.step = int(header.get("step", 0))
             self.epochs_trained = int(header.get("epochs_trained", 0))
-            self.learning_rate = float(header.get("learning_rate", self.plan.learning_rate))
+            rate = header.get("learning_rate", self.plan.learning_rate)
+            self.learning_rate = None if rate is None else float(rate)
         except (TypeError, ValueError, OverflowError):
             raise ModelFileError(path, "the file's training state (step, epochs, learning rate) is unreadable") \
                 from None
@@ -628,11 +883,17 @@ class Model:
                                   or len(names) > self.plan.target_dim):
             raise ModelFileError(path, "the file's label names are unreadable")
         self.label_names = tuple(names) if names is not None else None
+        check = header.get("sparse_check")
+        if check is not None and not (isinstance(check, dict) and all(isinstance(v, (int, float))
+                                                                        for v in check.values())):
+            raise ModelFileError(path, "the file's sparse inference check is unreadable")
+        self.sparse_check = check
         self.histories = {index: HistoryState(*(arrays[f"history.{index}.{part}"] for part in ("users", "indptr", "items")))
                           for index, i_plan in enumerate(self.plan.inputs)
                           if i_plan.column is not None and f"history.{index}.users" in arrays}
         self._history_before = {}
         self.node_stores = {index: NodeStore(*(arrays[f"nodes.{index}.{part}"] for part in NodeStore.PARTS))
                             for index in range(len(self.plan.inputs)) if f"nodes.{index}.nodes" in arrays}
+        self.input_scaling = self._restored_scaling(path, arrays)
         self._rebuild_period, self._rebuilds = 0.0, 0  # the saved hash functions are kept: this is rebuild one
         self._scheduled_rebuild()

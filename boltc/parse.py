@@ -75,8 +75,9 @@ class _ToSyntax(Transformer):
         return syntax.Spec(self.path, self.source, self._name(name), tuple(statements), self._span(meta))
 
     def input_decl(self, meta, children):
-        name, kind, size = children
-        return syntax.TypedDecl("input", self._name(name), self._name(kind), self._int(size), self._span(meta))
+        name, kind, size, *options = children
+        return syntax.TypedDecl("input", self._name(name), self._name(kind), self._int(size), self._span(meta),
+                                tuple(o for o in options if o is not None))
 
     def column_input_decl(self, meta, children):
         name, call = children

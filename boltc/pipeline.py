@@ -80,10 +80,12 @@ def load(path: str | Path, *, real_type: str = "float", tune: bool | None = None
     """Compile a ``.bolt`` spec (or fetch it from the cache) and return a freshly initialised model.
 
     With ``tune`` (default: on unless ``BOLTC_TUNE=off``), a model with LSH-sparse layers measures their values
-    on its training data at its first ``fit`` (or takes them from the cache) and is rebuilt on them."""
+    on its training data at its first ``fit`` (or takes them from the cache) and is rebuilt on them, and a spec
+    without a learning rate races one there (without ``tune``: the optimizer's usual default)."""
     compiled = compile_spec(path, real_type=real_type)
     model = Model(compiled.plan, compiled.library, compiled.source.buffers)
-    if (autotune_enabled() if tune is None else tune) and model.sparse_layers:
+    model.measure_learning_rate = autotune_enabled() if tune is None else tune
+    if model.measure_learning_rate and model.sparse_layers:
         source = compiled.plan.spec_source
 
         def tuned(dataset: Dataset) -> Model:

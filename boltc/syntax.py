@@ -64,7 +64,8 @@ Value = Union[Name, Number, Text, Pair, Call]
 
 @dataclass(frozen=True, slots=True)
 class TypedDecl:
-    """``input NAME: KIND[SIZE]`` or ``target NAME: KIND[SIZE, option=value ...]`` (``keyword`` says which)."""
+    """``input NAME: KIND[SIZE, option=value ...]`` or ``target NAME: KIND[SIZE, option=value ...]`` (``keyword``
+    says which)."""
 
     keyword: str
     name: Name

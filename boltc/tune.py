@@ -31,11 +31,11 @@ import numpy as np
 
 from boltc import ir
 from boltc.build import build
-from boltc.data import Dataset, take_rows
+from boltc.data import Dataset, data_fingerprint, take_rows
 from boltc.emit import emit
 from boltc.machine import Machine, cache_root
 from boltc.model import Model
-from boltc.plan import UPDATE_PARTS_MOST, LayerPlan, MeasuredLsh, Plan, lsh_plan, plan
+from boltc.plan import UNMEASURED_LEARNING_RATE, UPDATE_PARTS_MOST, LayerPlan, MeasuredLsh, Plan, lsh_plan, plan
 from boltc.progress import Progress
 
 TUNE_VERSION = 3
@@ -105,16 +105,6 @@ class Tuning:
             trials=tuple(Trial(**{**t, "config": MeasuredLsh(**t["config"])}) for t in data["trials"]),
             sample_rows=int(data["sample_rows"]), seconds=float(data["seconds"]),
             complete=bool(data.get("complete", True)), cached=True)
-
-
-def data_fingerprint(dataset: Dataset) -> str:
-    """A digest of the data set's arrays (a file's name would not do: rows taken from it keep its path)."""
-    digest = hashlib.sha256(f"{dataset.n_rows}|{dataset.n_labels}".encode())
-    arrays = [a for m in dataset.features for a in (m.dense, m.indptr, m.indices, m.values) if a is not None]
-    arrays += [a for a in (dataset.label_indptr, dataset.label_ids) if a is not None]
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).view(np.uint8).tobytes())
-    return digest.hexdigest()[:24]
 
 
 def tuning_key(base: Plan, machine: Machine, dataset: Dataset) -> str:
@@ -239,7 +229,9 @@ class _Tuner:
         self.recall_set = take_rows(dataset, order[:recall_rows])
         self.dataset, self.train_order = dataset, order[recall_rows:recall_rows + train_rows]
         self.timing_set = take_rows(dataset, self.train_order[:TIMED_BATCHES * batch])
-        self.planned_batches = self.base.epochs * math.ceil(dataset.n_rows / batch)
+        # the spec's rate, or (learning_rate=auto, measured later on the whole data) the optimizer's usual one
+        self.learning_rate = base.learning_rate or UNMEASURED_LEARNING_RATE[base.optimizer]
+        self.planned_batches = self.base.planned_epochs * math.ceil(dataset.n_rows / batch)
         self.progress = progress
         self.warm: Model | None = None
         self.top_neurons: np.ndarray | None = None
@@ -270,7 +262,7 @@ class _Tuner:
         chunk = WARMUP_CHUNK_BATCHES * self.base.batch_size
         for start in range(0, len(self.train_order), chunk):
             self.warm.fit(take_rows(self.dataset, self.train_order[start:start + chunk]), epochs=1, progress=False,
-                          final_rebuild=False)
+                          final_rebuild=False, validation=False, learning_rate=self.learning_rate)
             self.warmed_rows = start + chunk
             if time.perf_counter() - self.started > WARMUP_SHARE * self.budget:
                 break
@@ -293,6 +285,7 @@ class _Tuner:
                     model.arrays[spec.name][...] = self.warm.arrays[spec.name]
             model.step = self.warm.step
             model.reconstruct(self.base.seed)
+        model.input_scaling = self.warm.input_scaling
         rebuild_seconds = model.kernel_profile()[layer.name]["rebuild_seconds"]
         ids, counts = model.candidate_sets(self.recall_set)
         heavy = model.arrays[f"l{layer.index}.heavy_ids"]
@@ -302,7 +295,8 @@ class _Tuner:
         rounds = []
         for _ in range(TIMED_ROUNDS):  # the quickest round: interference from the rest of the machine only adds
             model.reset_kernel_profile()
-            model.fit(self.timing_set, epochs=1, progress=False, final_rebuild=False)
+            model.fit(self.timing_set, epochs=1, progress=False, final_rebuild=False, validation=False,
+                      learning_rate=self.learning_rate)
             profile = model.kernel_profile()[layer.name]
             rounds.append((profile["forward_seconds"] + profile["backward_seconds"]) / max(1.0, profile["batches"]))
         batch_ms = 1000 * min(rounds)

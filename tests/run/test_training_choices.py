@@ -1,0 +1,204 @@
+"""What training decides for the user: the learning rate raced on the data, held-out validation rows, early stopping
+with the best epoch's parameters, the rate schedule, standardised dense inputs, and the check of sparse inference."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import boltc
+from boltc import rates
+from boltc.data import from_arrays, learn_scaling, take_rows
+from boltc.diagnostics import UsageError
+
+AUTO = """\
+model auto {
+    input  x: dense[12]
+    target y: classes[3]
+    h = dense(x, 16, activation=relu)
+    o = dense(h, 3, activation=softmax)
+    loss cross_entropy(o, y)
+    optimizer adam()
+    train { batch_size = 16, epochs = auto, seed = 3 }
+    metrics accuracy
+}
+"""
+
+
+def _blobs(rows: int, seed: int, offset: float = 5.0, noise: float = 1.0):
+    """Three Gaussian classes in 12 dimensions, far from the origin (standardisation has work to do)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=rows)
+    centres = np.random.default_rng(99).normal(0, 1.5, size=(3, 12))
+    x = (offset + centres[y] + rng.normal(0, noise, size=(rows, 12))).astype(np.float32)
+    return x, y
+
+
+def test_rate_rule_scores_the_second_half_and_diverged_trials_lose():
+    assert rates.progressive_loss([9.0, 9.0, 2.0, 4.0]) == 3.0
+    assert rates.progressive_loss([1.0, 2.0, float("nan")]) == float("inf")
+    trials = [rates.RateTrial(0.001, 0.8, 0.0), rates.RateTrial(0.003, 0.5, 0.0), rates.RateTrial(0.01, math.inf, 0.0)]
+    assert rates.winner(trials) == 0.003
+    assert rates.trial_batches(8) == 8 and rates.trial_batches(320) == 20 and rates.trial_batches(5000) == 64
+
+
+def test_race_picks_the_rate_of_the_lowest_loss_and_leaves_the_model_fresh(write_spec):
+    path = write_spec(AUTO, "auto.bolt")
+    x, y = _blobs(600, 0)
+    model = boltc.load(path, tune=True)
+    fresh = boltc.load(path, tune=False)
+    history = model.fit((x, y), epochs=1, validation=False)
+    choice = model.rate_choice
+    assert choice is not None and not choice.cached
+    assert [t.learning_rate for t in choice.trials] == list(rates.GRID["adam"])
+    assert choice.learning_rate == min(choice.trials, key=lambda t: t.loss).learning_rate
+    assert history.learning_rate == choice.learning_rate
+    # after the race the model trained one epoch from the same start as a model that never raced
+    fresh.fit((x, y), epochs=1, validation=False, learning_rate=choice.learning_rate)
+    for name, array in model.parameters().items():
+        np.testing.assert_array_equal(array, fresh.parameters()[name])
+    again = boltc.load(path, tune=True)
+    again.fit((x, y), epochs=1, validation=False)
+    assert again.rate_choice.cached and again.rate_choice.learning_rate == choice.learning_rate
+
+
+def test_without_measuring_auto_is_the_optimizers_usual_rate(write_spec):
+    model = boltc.load(write_spec(AUTO, "auto.bolt"), tune=False)
+    x, y = _blobs(200, 1)
+    history = model.fit((x, y), epochs=1, validation=False)
+    assert model.rate_choice is None and history.learning_rate == 0.001
+
+
+def test_held_out_rows_are_disjoint_seeded_and_capped(write_spec):
+    model = boltc.load(write_spec(AUTO, "auto.bolt"), tune=False)
+    x, y = _blobs(1000, 2)
+    dataset = model.prepare_data((x, y), labelled=True, scaled=False)
+    kept, held, source = model._split_validation(dataset, 0.1)
+    assert len(kept) == 900 and held.n_rows == 100 and "100 training rows held out (10.0%, seed 3)" in source
+    held_rows = np.setdiff1d(np.arange(1000), kept)
+    np.testing.assert_array_equal(held.features[0].dense, x[held_rows])
+    again, _, _ = model._split_validation(dataset, 0.1)
+    np.testing.assert_array_equal(kept, again)
+    big = model.prepare_data(_blobs(60_000, 3), labelled=True, scaled=False)
+    kept, held, _ = model._split_validation(big, None)  # epochs=auto's default: 5%, at most 2,000
+    assert held.n_rows == 2000 and len(kept) == 58_000
+
+
+def test_auto_epochs_stop_on_the_validation_metric_and_end_with_the_best_epoch(write_spec):
+    path = write_spec(AUTO.replace("epochs = auto", "epochs = auto, max_epochs = 30, patience = 2"), "auto.bolt")
+    model = boltc.load(path, tune=False)
+    x, y = _blobs(800, 4, noise=3.0)
+    history = model.fit((x, y), learning_rate=0.05)
+    scores = [record.validation["accuracy"] for record in history.epochs]
+    best = int(np.argmax(scores)) + 1
+    assert history.best_epoch == best and history.best_metric == max(scores)
+    if history.stopped_early:
+        assert len(history.epochs) == best + 2 and len(history.epochs) < 30
+    else:
+        assert len(history.epochs) == 30
+    assert history.validation_rows == 40
+    # the model ends with the best epoch's parameters: its validation accuracy is the best epoch's again
+    dataset = model.prepare_data((x, y), labelled=True, scaled=False)
+    _, held, _ = model._split_validation(dataset, None)
+    assert model.evaluate(held, ["accuracy"])["accuracy"] == history.best_metric
+    assert history.restored_epoch == (best if best != len(history.epochs) else 0)
+
+
+def test_restore_best_false_keeps_the_last_epoch(write_spec):
+    path = write_spec(AUTO.replace("epochs = auto", "epochs = 4, validation = 0.2, restore_best = false"), "a.bolt")
+    model = boltc.load(path, tune=False)
+    x, y = _blobs(300, 5)
+    history = model.fit((x, y))
+    assert len(history.epochs) == 4 and history.restored_epoch == 0 and history.validation_rows == 60
+    assert history.best_epoch >= 1
+
+
+def test_auto_epochs_need_validation_rows(write_spec):
+    model = boltc.load(write_spec(AUTO, "auto.bolt"), tune=False)
+    with pytest.raises(UsageError, match="epochs=auto stops on a validation metric"):
+        model.fit(_blobs(100, 6), validation=False)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_schedule_and_warmup_shape_the_rate(write_spec, schedule):
+    path = write_spec(AUTO.replace("epochs = auto", f"epochs = 2, schedule = {schedule}, warmup = 4"), "s.bolt")
+    model = boltc.load(path, tune=False)
+    model.learning_rate = 0.01
+    model.step = 1  # the second batch of warm-up
+    assert model._rate_at(0, 100) == pytest.approx(0.01 * 2 / 4)
+    model.step = 10
+    decay = {"linear": 1 - 0.25, "cosine": 0.5 * (1 + math.cos(math.pi * 0.25))}[schedule]
+    assert model._rate_at(25, 100) == pytest.approx(0.01 * decay)
+
+
+def test_dense_inputs_are_standardised_with_training_statistics_and_kept_in_the_model_file(write_spec, tmp_path):
+    path = write_spec(AUTO.replace("epochs = auto", "epochs = 2"), "auto.bolt")
+    model = boltc.load(path, tune=False)
+    x, y = _blobs(500, 7)
+    model.fit((x, y), learning_rate=0.01)
+    scale = model.input_scaling[0]
+    np.testing.assert_allclose(scale.mean, x.astype(np.float64).mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(scale.inverse_std, 1 / np.sqrt(x.astype(np.float64).var(axis=0).mean()), rtol=1e-4)
+    seen = model.prepare_data((x[:5], y[:5]), labelled=True).features[0].dense
+    np.testing.assert_allclose(seen, (x[:5] - scale.mean) * scale.inverse_std, rtol=1e-5)
+    model.save(tmp_path / "m.boltm")
+    loaded = boltc.load_model(tmp_path / "m.boltm")
+    np.testing.assert_array_equal(loaded.predict(x[:50], top_k=3)[0], model.predict(x[:50], top_k=3)[0])
+    raw = boltc.load(write_spec(AUTO.replace("dense[12]", "dense[12, standardize=false]")
+                                .replace("epochs = auto", "epochs = 1"), "raw.bolt"), tune=False)
+    raw.fit((x, y), learning_rate=0.01)
+    assert raw.input_scaling == {}
+
+
+def test_scaling_statistics_come_from_the_given_rows_only():
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    dataset = from_arrays(x, np.array([0, 1, 0, 1]), n_features=3, n_labels=2)
+    scale = learn_scaling(dataset, [0], np.array([0, 1]))[0]
+    np.testing.assert_allclose(scale.mean, [1.5, 2.5, 3.5])
+    np.testing.assert_allclose(scale.inverse_std, 1 / 1.5)
+    assert take_rows(dataset, np.array([2])).n_rows == 1
+
+
+SPARSE_OUT = """\
+model wide {
+    input  words: sparse[200]
+    target labels: multilabel[2000]
+    h = dense(words, 32, activation=relu)
+    o = dense(h, 2000, activation=softmax, sparsity=0.05)
+    loss cross_entropy(o, labels)
+    optimizer adam(learning_rate=0.005)
+    train { batch_size = 64, epochs = 2, validation = 0.1, seed = 2 }
+    metrics precision@1
+}
+"""
+
+
+def test_fit_measures_how_often_sparse_inference_finds_dense_inferences_best(write_spec, tmp_path):
+    rng = np.random.default_rng(0)
+    rows = 1200
+    labels = rng.integers(0, 2000, size=rows)
+    features = [np.unique((labels[r] * 7 + rng.integers(0, 5, size=6)) % 200) for r in range(rows)]
+    import scipy.sparse as sp
+    indptr = np.cumsum([0] + [len(f) for f in features])
+    x = sp.csr_matrix((np.ones(indptr[-1], dtype=np.float32), np.concatenate(features), indptr), shape=(rows, 200))
+    model = boltc.load(write_spec(SPARSE_OUT, "wide.bolt"), tune=False)
+    model.fit((x, [[int(v)] for v in labels]))
+    check = model.sparse_check
+    assert check is not None and check["rows"] == 120
+    dataset = model.prepare_data((x, [[int(v)] for v in labels]), labelled=True)
+    _, held, _ = model._split_validation(dataset, None)
+    dense_top, _ = model.predict(held, top_k=1)
+    ids, _ = model.candidate_sets(held)
+    assert check["dense_top1_recall"] == pytest.approx(float((ids == dense_top).any(axis=1).mean()))
+    model.save(tmp_path / "w.boltm")
+    loaded = boltc.load_model(tmp_path / "w.boltm")
+    assert loaded.sparse_check == check
+    loaded.sparse_check = {**check, "dense_top1_recall": 0.5}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded.predict(x[:10], sparse=True)
+        loaded.predict(x[:10], sparse=True)
+    assert len(caught) == 1 and "for only 50.0% of 120 validation rows" in str(caught[0].message)
