@@ -197,8 +197,8 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_ids=add(layer, "table_ids", (lsh.tables, n + lsh.range * lsh.insert_slack), "table", "int32"),
         slot_sort_scratch=add(layer, "sort_scratch", (lsh.threads, n + lsh.range), "scratch", "int32"),
         slot_heavy=add(layer, "heavy_ids", (lsh.heavy,), "table", "int32"),
-        slot_heavy_norms=add(layer, "heavy_norms", (lsh.heavy,), "scratch", "float32"),  # bolt_topk scores
-        slot_row_norms=add(layer, "row_norms", (n,), "scratch"),
+        slot_heavy_bounds=add(layer, "heavy_bounds", (lsh.heavy,), "scratch", "float32"),  # bolt_topk scores
+        slot_row_bounds=add(layer, "row_bounds", (n,), "scratch"),
         hash_block=HASH_BLOCK,
         **({"slot_hash_rows": add(layer, "hash_rows", (lsh.threads, d * HASH_BLOCK), "scratch"),
             "slot_hash_bins": add(layer, "hash_bins", (lsh.threads, lsh.bins * HASH_BLOCK), "scratch", "int32")}

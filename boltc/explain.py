@@ -47,20 +47,23 @@ def _column(column: ColumnPlan, plan: Plan) -> str:
 
 
 def _epochs(plan: Plan) -> str:
+    auto = plan.epochs is None
     if plan.validation_file:
         validation = f"validation on {plan.validation_file}"
     elif plan.validation_share:
-        validation = f"validation on {plan.validation_share:.0%} of the training rows, held out" + (
-            f" (at most {plan.validation_rows_most:,})" if plan.validation_rows_most else "")
+        validation = f"validation on {plan.validation_share:.0%} of the training rows, held out"
+    elif auto:
+        validation = f"validation on {plan.auto_validation_share:.0%} of the training rows, held out (at most " \
+                     f"{plan.auto_validation_rows_most:,})"
     else:
-        validation = "no validation unless fit() is given a set"
-    if plan.epochs is None:
+        validation = None
+    if auto:
         text = f"auto (until the first metric on the validation rows has not improved for {plan.patience} " \
                f"epoch{'s' if plan.patience > 1 else ''}, at most {plan.max_epochs}, halving the learning rate after " \
                f"each epoch without improvement; {validation})"
     else:
-        text = f"{plan.epochs}" + (f" ({validation})" if plan.validation_file or plan.validation_share else "")
-    if plan.restore_best:
+        text = f"{plan.epochs}" + (f" ({validation})" if validation else "")
+    if plan.restore_best or (plan.restore_best is None and auto):
         text += ", ending with the best epoch's parameters"
     if plan.schedule != "constant" or plan.warmup:
         text += f", learning rate {plan.schedule}" + (f" after {plan.warmup} warm-up batches" if plan.warmup else "")

@@ -117,11 +117,11 @@ class History:
 
 NONFINITE_LOSS = 4  # bolt_status in runtime/bolt_abi.h
 SCALING_PARTS = ("mean", "inverse_std")
-HOLDOUT_STREAM = 7919
+HOLDOUT_STREAM = 7919  # the held-out validation rows' random stream, apart from the epochs' orders
 # fit() checks sparse inference on this many validation rows at most: dense inference of each costs a full pass over
 # the output layer's weights
 SPARSE_CHECK_ROWS = 1000
-SPARSE_RECALL_KEPT = 0.99  # below this share, predict(sparse=True) warns that it may lose accuracy  # the held-out validation rows' random stream, apart from the epochs' orders
+SPARSE_RECALL_KEPT = 0.99  # below this share, predict(sparse=True) warns that it may lose accuracy
 SAVED_KINDS = ("parameter", "optimizer", "hash")  # tables are rebuilt from these, scratch is scratch
 
 
@@ -438,8 +438,9 @@ class Model:
         ``epochs``: a count, ``"auto"`` (until the first metric on the validation rows has not improved for the
         spec's ``patience`` epochs, ``max_epochs`` at most), or None for the spec's. ``validation``: the rows the
         loop chooses on (a data file, ``Dataset`` or ``(X, y)``), a fraction of the training rows to hold out (never
-        trained on), ``False`` for none, or None for the spec's (epochs=auto holds out 5%, 2,000 rows at most).
-        The spec's ``restore_best`` (default: with epochs=auto) ends with the best epoch's parameters. ``test`` is
+        trained on), ``False`` for none, or None for the spec's (where it names none, epochs=auto holds out 5%,
+        2,000 rows at most). The spec's ``restore_best`` (default: when epochs run auto) ends with the best epoch's
+        parameters. ``test`` is
         evaluated after every epoch for the record only, never to choose. Without a learning rate (here or in the
         spec) the first fit races rates on the training data (``rates``). Ctrl-C stops after the current batch
         and returns the history so far; the model stays usable. Sparse layers' tables are rebuilt at the end for
@@ -463,7 +464,7 @@ class Model:
                 raise UsageError(f"learning_rate must be positive and finite, got {learning_rate}")
             self.learning_rate = learning_rate
         raw = self.prepare_data(raw, labelled=True, scaled=False)
-        train_rows, validation_set, validation_source = self._split_validation(raw, validation)
+        train_rows, validation_set, validation_source = self._split_validation(raw, validation, auto)
         if self.input_scaling is None:
             self.input_scaling = learn_scaling(raw, [i.index for i in plan.inputs if i.standardize], train_rows)
         dataset = self._scaled(raw)
@@ -481,6 +482,7 @@ class Model:
                 UNMEASURED_LEARNING_RATE[plan.optimizer]
         history.learning_rate = self.learning_rate
         best_parameters: dict[str, np.ndarray] | None = None
+        restore_best = auto if plan.restore_best is None else plan.restore_best
         planned_batches = budget * -(-len(train_rows) // batch_size)
         started = time.perf_counter()
         validation_seconds = 0.0
@@ -503,7 +505,7 @@ class Model:
                     continue
                 if history.improved_by(record):
                     history.best_epoch, history.best_metric = record.epoch, record.validation[history.monitor]
-                    if plan.restore_best:
+                    if restore_best:
                         best_parameters = self._keep_parameters(best_parameters)
                 elif auto:
                     if record.epoch - history.best_epoch >= plan.patience:
@@ -512,7 +514,7 @@ class Model:
                     self.learning_rate *= PLATEAU_DECAY
         except KeyboardInterrupt:
             pass
-        restored = plan.restore_best and best_parameters is not None and history.best_epoch != history.epochs[-1].epoch
+        restored = restore_best and best_parameters is not None and history.best_epoch != history.epochs[-1].epoch
         if restored:
             for name, array in best_parameters.items():
                 np.copyto(self.arrays[name], array)
@@ -554,26 +556,27 @@ class Model:
             np.copyto(kept[name], array)
         return kept
 
-    def _split_validation(self, dataset: Dataset, validation) -> tuple[np.ndarray, Dataset | None, str]:
+    def _split_validation(self, dataset: Dataset, validation, auto: bool) -> tuple[np.ndarray, Dataset | None, str]:
         """The training rows, the validation set (unscaled) and where it came from: `validation` as ``fit`` takes
-        it."""
+        it, for a run of `auto` epochs or not."""
         plan, all_rows = self.plan, np.arange(dataset.n_rows, dtype=np.int64)
-        if validation is False:
-            return all_rows, None, "none"
+        rows_most = None
         if validation is None:
             if plan.validation_file is not None:
-                return all_rows, self.prepare_data(plan.validation_file, labelled=True, scaled=False), \
-                    plan.validation_file
-            validation = plan.validation_share
-            if validation is None:
-                return all_rows, None, "none"
+                validation = plan.validation_file
+            elif plan.validation_share is not None:
+                validation = plan.validation_share
+            elif auto:
+                validation, rows_most = plan.auto_validation_share, plan.auto_validation_rows_most
+            else:
+                validation = False
+        if validation is False:
+            return all_rows, None, "none"
         if isinstance(validation, float):
             if not 0 < validation < 1:
                 raise UsageError(f"a validation fraction must be between 0 and 1, got {validation}")
-            held = int(round(validation * dataset.n_rows))
-            if plan.validation_rows_most is not None and validation == plan.validation_share:
-                held = min(held, plan.validation_rows_most)
-            held = min(max(held, 1), dataset.n_rows - 1)
+            held = min(max(int(round(validation * dataset.n_rows)), 1), dataset.n_rows - 1,
+                       rows_most or dataset.n_rows)
             if held < 1:
                 raise UsageError(f"{dataset.path or 'the training data'} has {dataset.n_rows} row(s): too few to "
                                  "hold out validation rows")
@@ -832,8 +835,8 @@ class Model:
                 for part in ("users", "indptr", "items")}
         kept.update({f"nodes.{index}.{part}": getattr(store, part) for index, store in self.node_stores.items()
                      for part in NodeStore.PARTS})
-        kept.update({f"scaling.{index}.{part}": getattr(scale, part) for index, scale in (self.input_scaling or {}).items()
-                     for part in SCALING_PARTS})
+        kept.update({f"scaling.{index}.{part}": getattr(scale, part)
+                     for index, scale in (self.input_scaling or {}).items() for part in SCALING_PARTS})
         checkpoint.write_model_file(path, header, {**self.saved_arrays(), **kept})
 
     def _restored_scaling(self, path: str, arrays: dict[str, np.ndarray]) -> dict[int, Scaling] | None:

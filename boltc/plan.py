@@ -246,12 +246,15 @@ class Plan:
     measured: dict[int, MeasuredLsh]  # by layer index: what boltc tune measured and this plan used
     max_epochs: int = 20
     patience: int = 2
-    restore_best: bool = False  # end training with the parameters of the epoch of the best validation metric
-    # the rows training chooses on: a share of the training rows (held out, at most validation_rows_most of them)
-    # or a file; neither: no validation unless fit() is given a set
+    # end training with the parameters of the epoch of the best validation metric; None: when epochs run auto
+    restore_best: bool | None = None
+    # the rows training chooses on, as the spec names them: a share of the training rows (held out) or a file;
+    # neither: epochs=auto holds out auto_validation_share of them (auto_validation_rows_most at most), a fixed
+    # count none unless fit() is given a set
     validation_share: float | None = None
-    validation_rows_most: int | None = None
     validation_file: str | None = None
+    auto_validation_share: float = VALIDATION_SHARE
+    auto_validation_rows_most: int = VALIDATION_ROWS_MOST
     schedule: str = "constant"  # the learning rate over the planned batches: constant | linear | cosine decay
     warmup: int = 0  # batches of linear warm-up
 
@@ -555,13 +558,9 @@ def _stopping(model: ir.Model) -> dict:
     train = model.train
     validation = train.validation
     share = validation if isinstance(validation, float) else None
-    most = None
-    if validation is None and train.epochs is None:
-        share, most = VALIDATION_SHARE, VALIDATION_ROWS_MOST
     file = None
     if isinstance(validation, str):
         file = validation if os.path.isabs(validation) else os.path.join(os.path.dirname(model.path), validation)
     return {"max_epochs": train.max_epochs, "patience": train.patience,
-            "restore_best": train.epochs is None if train.restore_best is None else train.restore_best,
-            "validation_share": share, "validation_rows_most": most, "validation_file": file,
+            "restore_best": train.restore_best, "validation_share": share, "validation_file": file,
             "schedule": train.schedule, "warmup": train.warmup}

@@ -40,8 +40,10 @@ def test_valid_spec_means_what_it_says():
     assert hidden.source == ir.NodeRef(True, 0)
     assert output.source == ir.NodeRef(False, 0) and output.in_dim == 8
     assert model.loss.output == 1 and model.loss.kind is ir.LossKind.CROSS_ENTROPY
-    assert model.optimizer.kind is ir.OptimizerKind.ADAM and model.optimizer.learning_rate == 0.001
-    assert model.train == ir.TrainConfig(batch_size=256, epochs=1, seed=0, threads=None)
+    assert model.inputs[0].standardize
+    # neither rate nor epochs named: both chosen on the data
+    assert model.optimizer.kind is ir.OptimizerKind.ADAM and model.optimizer.learning_rate is None
+    assert model.train == ir.TrainConfig(batch_size=256, epochs=None, seed=0, threads=None)
     assert [m.label for m in model.metrics] == ["loss", "accuracy"]
 
 
@@ -160,11 +162,11 @@ model m {
     optimizer adam(learning_rate=-1, beta2=1)
     train { batch_size = 0, epocs = 3 }
     metrics accuracy@2, precision, recall@5
-"""), [(6, 34, "learning_rate must be positive, got -1"),
+"""), [(6, 34, "learning_rate must be positive (or auto), got -1"),
        (6, 44, "beta2 must be in [0, 1), got 1"),
        (7, 26, "batch_size must be between 1 and 65536, got 0"),
-       (7, 29, "unknown train setting 'epocs'; expected batch_size, epochs, seed, threads, rebuild or "
-               "freeze_tables_after"),
+       (7, 29, "unknown train setting 'epocs'; expected batch_size, epochs, seed, threads, rebuild, "
+               "freeze_tables_after, validation, max_epochs, patience, restore_best, schedule or warmup"),
        (8, 13, "accuracy takes no @k"),
        (8, 25, "precision needs a cut-off, e.g. precision@1"),
        (8, 43, "the k of recall@k must be between 1 and 4, got 5")]),

@@ -13,7 +13,7 @@ import boltc
 from boltc.data import from_arrays
 
 SPECS = {
-    "tanh-softmax-ce": ("dense[5]", "classes[4]", """\
+    "tanh-softmax-ce": ("dense[5, standardize=false]", "classes[4]", """\
     h = dense(x, 7, activation=tanh)
     o = dense(h, 4, activation=softmax)
     loss cross_entropy(o, y)"""),

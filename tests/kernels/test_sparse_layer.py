@@ -21,9 +21,11 @@ OUTPUT_ACTIVATION = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoi
 LOSSES = list(OUTPUT_ACTIVATION)
 
 
-def spec_text(inputs: int, hidden: int, outputs: int, sparsity: float, batch: int = 16, extra: str = "",
-              activation: str = "relu", sampling: str = "", loss: str = "cross_entropy") -> str:
-    return (f"model s {{\n    input x: dense[{inputs}]\n    target y: multilabel[{outputs}]\n"
+def spec_text(inputs: int, hidden: int, outputs: int, sparsity: float, batch: int = 16,
+              extra: str = "    optimizer adam(learning_rate=0.001)\n", activation: str = "relu", sampling: str = "",
+              loss: str = "cross_entropy") -> str:
+    """The layers as they see their inputs (not standardised), at a learning rate the references are given."""
+    return (f"model s {{\n    input x: dense[{inputs}, standardize=false]\n    target y: multilabel[{outputs}]\n"
             f"    h = dense(x, {hidden}, activation={activation})\n"
             f"    o = dense(h, {outputs}, activation={OUTPUT_ACTIVATION[loss]}, sparsity={sparsity}{sampling})\n"
             f"    loss {loss}(o, y)\n{extra}    train {{ batch_size = {batch}, seed = 4 }}\n}}\n")
@@ -44,6 +46,13 @@ def as_reference_params(model) -> dict[str, np.ndarray]:
         if layer.lsh is not None:
             params[f"l{layer.index}.weights"] = params[f"l{layer.index}.weights"].T.copy()
     return params
+
+
+def score_bounds(model) -> np.ndarray:
+    """Each output row's highest score over inputs of unit norm, |w| + b: what ranks the rows sparse inference
+    always scores."""
+    weights = model.arrays["l1.weights"].astype(np.float64)
+    return np.linalg.norm(weights, axis=1) + model.arrays["l1.bias"]
 
 
 def training_active_sets(model, rows: int) -> np.ndarray:
@@ -221,9 +230,9 @@ def test_sparse_inference_scores_the_heaviest_rows_and_the_bucket_candidates_and
     lsh = model.plan.output.lsh
     x, _ = make_data(32, 10, 3000, seed=12)
     model.arrays["l1.weights"][::7] *= 1.5  # rows of distinct norms, spread over the ids
+    model.arrays["l1.bias"][3::11] = 0.5  # and rows whose bias carries them
     model.rebuild()
-    norms = np.linalg.norm(model.arrays["l1.weights"].astype(np.float64), axis=1)
-    heaviest = np.argsort(-norms)[: lsh.heavy].tolist()
+    heaviest = np.argsort(-score_bounds(model))[: lsh.heavy].tolist()
     assert lsh.heavy == 30
     ids, offsets = model.arrays["l1.table_ids"], model.arrays["l1.table_offsets"]
     for k in (1, 70):
@@ -468,8 +477,9 @@ def test_frozen_tables_stop_rebuilding_and_take_in_each_rows_labels(write_spec):
         for t in range(lsh.tables):
             assert labels[row][0] in bucket(t, row_keys[t], visible=True)
     np.testing.assert_array_equal(offsets, layout)  # never rebuilt
-    norms = np.linalg.norm(model.arrays["l1.weights"], axis=1)  # but the heavy rows follow the weights
-    assert model.arrays["l1.heavy_ids"].tolist() == np.argsort(-norms, kind="stable")[: lsh.heavy].tolist()
+    # but the heavy rows follow the weights
+    heaviest = np.argsort(-score_bounds(model), kind="stable")[: lsh.heavy]
+    assert model.arrays["l1.heavy_ids"].tolist() == heaviest.tolist()
     for t in range(lsh.tables):
         room = np.diff(offsets[t])
         assert np.all(sizes[t] <= room)

@@ -73,7 +73,7 @@ def test_trailing_comma_in_train_block():
         ("model m {\n  h = \n}", "unexpected '}'", 3, 1, ("a name",)),
         ("model m {\n  input a: dense[3]\n", "unexpected end of file", 2, 20, None),
         ("model m { $ }", "unexpected character '$'", 1, 11, None),
-        ("model m { input a: dense[3.5] }", "unexpected number '.5'", 1, 27, ("']'",)),
+        ("model m { input a: dense[3.5] }", "unexpected number '.5'", 1, 27, ("','", "']'")),
         ("modle m { }", "unexpected name 'modle'", 1, 1, ("'model'",)),
     ],
 )

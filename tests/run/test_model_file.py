@@ -74,7 +74,7 @@ def test_failed_save_leaves_the_old_file(trained, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("mutate", "message"), [
-    (lambda b: b[:-10], "truncated model file (array 'l1.bias_v' is cut short)"),
+    (lambda b: b[:-10], "truncated model file (array 'scaling.0.inverse_std' is cut short)"),
     (lambda b: b[:-10] + bytes([b[-10] ^ 1]) + b[-9:], "corrupted model file (checksum mismatch)"),
     (lambda b: b"XXXXXXXX" + b[8:], "not a boltc model file (wrong magic bytes)"),
     (lambda b: b[:30], "truncated model file (header cut short)"),

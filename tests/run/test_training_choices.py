@@ -76,14 +76,14 @@ def test_held_out_rows_are_disjoint_seeded_and_capped(write_spec):
     model = boltc.load(write_spec(AUTO, "auto.bolt"), tune=False)
     x, y = _blobs(1000, 2)
     dataset = model.prepare_data((x, y), labelled=True, scaled=False)
-    kept, held, source = model._split_validation(dataset, 0.1)
+    kept, held, source = model._split_validation(dataset, 0.1, auto=False)
     assert len(kept) == 900 and held.n_rows == 100 and "100 training rows held out (10.0%, seed 3)" in source
     held_rows = np.setdiff1d(np.arange(1000), kept)
     np.testing.assert_array_equal(held.features[0].dense, x[held_rows])
-    again, _, _ = model._split_validation(dataset, 0.1)
+    again, _, _ = model._split_validation(dataset, 0.1, auto=False)
     np.testing.assert_array_equal(kept, again)
     big = model.prepare_data(_blobs(60_000, 3), labelled=True, scaled=False)
-    kept, held, _ = model._split_validation(big, None)  # epochs=auto's default: 5%, at most 2,000
+    kept, held, _ = model._split_validation(big, None, auto=True)  # epochs=auto's default: 5%, at most 2,000
     assert held.n_rows == 2000 and len(kept) == 58_000
 
 
@@ -102,7 +102,7 @@ def test_auto_epochs_stop_on_the_validation_metric_and_end_with_the_best_epoch(w
     assert history.validation_rows == 40
     # the model ends with the best epoch's parameters: its validation accuracy is the best epoch's again
     dataset = model.prepare_data((x, y), labelled=True, scaled=False)
-    _, held, _ = model._split_validation(dataset, None)
+    _, held, _ = model._split_validation(dataset, None, auto=True)
     assert model.evaluate(held, ["accuracy"])["accuracy"] == history.best_metric
     assert history.restored_epoch == (best if best != len(history.epochs) else 0)
 
@@ -114,6 +114,16 @@ def test_restore_best_false_keeps_the_last_epoch(write_spec):
     history = model.fit((x, y))
     assert len(history.epochs) == 4 and history.restored_epoch == 0 and history.validation_rows == 60
     assert history.best_epoch >= 1
+
+
+def test_a_fixed_epoch_count_given_to_fit_trains_on_every_row_to_the_last_epoch(write_spec):
+    """The held-out rows and the best epoch are epochs=auto's: a count given to fit() overrides both."""
+    path = write_spec(AUTO, "auto.bolt")
+    x, y = _blobs(300, 8)
+    counted = boltc.load(path, tune=False).fit((x, y), epochs=2)
+    assert counted.validation_rows == 0 and counted.best_epoch == 0 and counted.restored_epoch == 0
+    checked = boltc.load(path, tune=False).fit((x, y), epochs=2, validation=0.2)
+    assert checked.validation_rows == 60 and checked.restored_epoch == 0
 
 
 def test_auto_epochs_need_validation_rows(write_spec):
@@ -189,7 +199,7 @@ def test_fit_measures_how_often_sparse_inference_finds_dense_inferences_best(wri
     check = model.sparse_check
     assert check is not None and check["rows"] == 120
     dataset = model.prepare_data((x, [[int(v)] for v in labels]), labelled=True)
-    _, held, _ = model._split_validation(dataset, None)
+    _, held, _ = model._split_validation(dataset, None, auto=True)
     dense_top, _ = model.predict(held, top_k=1)
     ids, _ = model.candidate_sets(held)
     assert check["dense_top1_recall"] == pytest.approx(float((ids == dense_top).any(axis=1).mean()))

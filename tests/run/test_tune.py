@@ -100,9 +100,10 @@ def test_candidate_sets_list_the_heavy_rows_first(write_spec):
     model.fit(documents(2000, seed=1), epochs=1)
     ids, counts = model.candidate_sets(documents(50, seed=2))
     heavy = model.arrays[f"l{model.plan.output.index}.heavy_ids"]
-    norms = np.linalg.norm(model.arrays[f"l{model.plan.output.index}.weights"], axis=1)
+    output = model.plan.output.index
+    bounds = np.linalg.norm(model.arrays[f"l{output}.weights"], axis=1) + model.arrays[f"l{output}.bias"]
     assert 0 < len(heavy) < counts.min()
-    assert set(heavy.tolist()) == set(np.argsort(-norms, kind="stable")[:len(heavy)].tolist())
+    assert set(heavy.tolist()) == set(np.argsort(-bounds, kind="stable")[:len(heavy)].tolist())
     assert all(set(ids[row, :len(heavy)].tolist()) == set(heavy.tolist()) for row in range(50))
 
 
