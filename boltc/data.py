@@ -13,6 +13,8 @@ Nothing here knows about models, specs or training: callers check that a data se
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import hashlib
 import itertools
@@ -97,6 +99,8 @@ class Dataset:
     label_ids: np.ndarray | None  # int32, sorted within each row
     skipped_rows: int = 0  # rows a file reader left out (skip_bad_rows)
     first_skipped: str | None = None  # "line N: what was wrong" of the first of them
+    # its standardised dense inputs are scaled already (apply_scaling): a model reading it again leaves them be
+    standardized: bool = False
 
     def __post_init__(self) -> None:
         for matrix in self.features:
@@ -155,7 +159,8 @@ def take_rows(dataset: Dataset, rows: np.ndarray) -> Dataset:
     if dataset.has_labels:
         label_indptr, positions = _csr_rows(dataset.label_indptr, rows)
         label_ids = dataset.label_ids[positions]
-    return Dataset(dataset.path, len(rows), tuple(features), dataset.n_labels, label_indptr, label_ids)
+    return Dataset(dataset.path, len(rows), tuple(features), dataset.n_labels, label_indptr, label_ids,
+                   standardized=dataset.standardized)
 
 
 # ---- reading text files ---------------------------------------------------------------------------------------
@@ -545,8 +550,9 @@ def _dense_rows(matrix: FeatureMatrix, rows: np.ndarray) -> np.ndarray:
 
 
 def apply_scaling(dataset: Dataset, scaling: Mapping[int, Scaling]) -> Dataset:
-    """The data set with its standardised dense inputs replaced by scaled dense copies (the others shared)."""
-    if not scaling:
+    """The data set with its standardised dense inputs replaced by scaled dense copies (the others shared); one
+    scaled already comes back as it is."""
+    if not scaling or dataset.standardized:
         return dataset
     features = list(dataset.features)
     for index, scale in scaling.items():
@@ -556,5 +562,4 @@ def apply_scaling(dataset: Dataset, scaling: Mapping[int, Scaling]) -> Dataset:
             chunk = _dense_rows(matrix, np.arange(start, min(start + 8192, dataset.n_rows)))
             np.multiply(chunk - scale.mean, scale.inverse_std, out=scaled[start:start + 8192])
         features[index] = FeatureMatrix(matrix.dim, dense=scaled)
-    return Dataset(dataset.path, dataset.n_rows, tuple(features), dataset.n_labels, dataset.label_indptr,
-                   dataset.label_ids, dataset.skipped_rows, dataset.first_skipped)
+    return dataclasses.replace(dataset, features=tuple(features), standardized=True)

@@ -6,8 +6,10 @@ inference throughput, batch-1 latency and the sparse layers' kernel profile (for
 With an LSH-sparse output layer, both inference modes are measured at every point; the curve's precision@k is
 sparse inference's (the mode a sparse model serves in), dense inference's is kept beside it; --inference dense
 reports dense inference's instead (where scoring every label is cheap, e.g. thousands of labels), sparse beside it. Training seconds count
-fit()'s wall time (the rebuilds included), not evaluation; measured autotuning (the first fit's, unless
---tune off) is timed apart as tune_seconds. With --time-budget, training stops once both together reach it.
+fit()'s wall time (the rebuilds included), not evaluation; what the first fit measures before training (the sparse
+layers' tuning unless --tune off, the learning-rate race of a spec without a rate) is timed apart as tune_seconds.
+With --time-budget, training stops once both together reach it. A spec of epochs=auto (and no --epochs) trains
+in one fit() that chooses its epochs on rows it holds out: one point, at its end, and what it chose.
 --recall-at K adds recall@K to every point. boltc_csv.py runs the same loop on CSV/TSV files of typed columns.
 """
 
@@ -58,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     return run(parser, parser.parse_args(argv), prepare_xc_files)
 
 
+def choosing_seconds(model) -> float:
+    """What the first fit() spent before training, not taken from a cache: the sparse layers' measured tuning and
+    the learning-rate race."""
+    return sum(choice.seconds for choice in (model.tuning, model.rate_choice)
+               if choice is not None and not choice.cached)
+
+
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace, prepare: Prepare) -> int:
     """Train and measure as the module docstring says, on the Datasets that ``prepare`` makes of --train and
     --test; print the record."""
@@ -85,7 +94,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, prepare: Prep
     sparse = bool(model.sparse_layers)
     report_sparse = sparse and args.inference == "sparse"
     metrics = ["precision@1", "precision@5", *(f"recall@{k}" for k in recall_ks)]
-    log(f"boltc {boltc.__version__}: {train.n_rows:,} training rows, {test.n_rows:,} evaluated, {epochs} epochs, "
+    log(f"boltc {boltc.__version__}: {train.n_rows:,} training rows, {test.n_rows:,} evaluated, {epochs or 'auto'} epochs, "
         f"{args.threads} threads, sparse output: {sparse}")
 
     def evaluate() -> tuple[dict, dict | None, float, float | None]:
@@ -103,14 +112,27 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, prepare: Prep
         """Checked before each piece, so the last one may overrun --time-budget a little, as the peers' batches do."""
         return args.time_budget is None or train_seconds + tune_seconds < args.time_budget
 
-    for epoch in range(epochs):
+    chosen = {}
+    if epochs is None:  # epochs=auto: one fit() that chooses its epochs on rows it holds out; one point at its end
+        history = model.fit(train, epochs="auto", progress=False)
+        tune_seconds = choosing_seconds(model)
+        train_seconds, samples = history.wall_seconds, sum(e.samples for e in history.epochs)
+        chosen = {"learning_rate": history.learning_rate, "epochs_run": len(history.epochs),
+                  "best_epoch": history.best_epoch, "restored_epoch": history.restored_epoch,
+                  "validation_rows": history.validation_rows, "sparse_check": model.sparse_check}
+        dense, found, _, _ = evaluate()
+        curve.append({**curve_point(train_seconds, samples, found if report_sparse else dense), "dense": dense,
+                      **({"sparse": found} if found else {})})
+        log(f"epochs=auto: {len(history.epochs)} run, epoch {history.best_epoch} kept, learning rate "
+            f"{history.learning_rate:g}; {train_seconds:.1f}s: P@1 {curve[-1]['precision@1']:.4f}")
+    for epoch in range(epochs or 0):
         order = np.random.default_rng([args.seed, epoch]).permutation(train.n_rows)
         for piece in np.array_split(order, args.evals_per_epoch):
             if not within_budget():
                 break
             history = model.fit(take_rows(train, piece), epochs=1, progress=False)
-            if not curve and model.tuning is not None and not model.tuning.cached:
-                tune_seconds = model.tuning.seconds
+            if not curve:
+                tune_seconds = choosing_seconds(model)
             train_seconds += history.wall_seconds  # fit() starts its clock after tuning
             samples += len(piece)
             dense, found, dense_seconds, sparse_seconds = evaluate()
@@ -155,8 +177,9 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, prepare: Prep
         "latency_ms_batch1": latency if report_sparse else {"dense": latency["dense"]},
         "latency_ms_batch1_both": latency,
         "threads": args.threads,
-        "config": {"spec": args.spec, "epochs": epochs, "tune": args.tune, "recall_at": list(recall_ks),
+        "config": {"spec": args.spec, "epochs": epochs or "auto", "tune": args.tune, "recall_at": list(recall_ks),
                    "inference": args.inference},
+        "chosen": chosen,  # what epochs=auto and learning_rate=auto chose
         "plan": {layer.name: {"lsh": layer.lsh and {k: getattr(layer.lsh, k) for k in (
             "family", "hashes", "tables", "bucket_cap", "active", "active_sets", "update_parts", "prefetch_rows",
             "origin")}}

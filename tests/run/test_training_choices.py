@@ -126,6 +126,19 @@ def test_a_fixed_epoch_count_given_to_fit_trains_on_every_row_to_the_last_epoch(
     assert checked.validation_rows == 60 and checked.restored_epoch == 0
 
 
+def test_validation_and_test_rows_are_standardised_once(write_spec):
+    """fit() scales the rows it checks on as evaluate() does afterwards: once, with the statistics it learned."""
+    spec = AUTO.replace("epochs = auto", "epochs = 2").replace("metrics accuracy", "metrics loss, accuracy")
+    model = boltc.load(write_spec(spec, "l.bolt"), tune=False)
+    checked = _blobs(100, 10)
+    history = model.fit(_blobs(400, 9), validation=checked, test=checked, learning_rate=0.01)
+    after = model.evaluate(checked, ["loss"])["loss"]
+    assert history.epochs[-1].validation["loss"] == pytest.approx(after, rel=1e-6)
+    assert history.epochs[-1].test["loss"] == pytest.approx(after, rel=1e-6)
+    scaled = model.prepare_data(checked, labelled=True)
+    assert model.evaluate(scaled, ["loss"])["loss"] == pytest.approx(after, rel=1e-6)
+
+
 def test_auto_epochs_need_validation_rows(write_spec):
     model = boltc.load(write_spec(AUTO, "auto.bolt"), tune=False)
     with pytest.raises(UsageError, match="epochs=auto stops on a validation metric"):
