@@ -135,6 +135,7 @@ def _train_report(model, history, compile_seconds: float, test_metrics: dict, me
                        "best_epoch": history.best_epoch,
                        "best_metric": history.best_metric if history.best_epoch else None,
                        "stopped_early": history.stopped_early, "restored_epoch": history.restored_epoch,
+                       "returns_to_best": history.returns_to_best,
                        "seconds": history.validation_seconds},
         "learning_rate": {"value": history.learning_rate,
                           "origin": "spec or command line" if choice is None and model.plan.learning_rate is not None
@@ -191,7 +192,8 @@ def run_training(spec: str, train: str, test: str | None, *, epochs: int | str |
         kept = f"; the model ends with epoch {history.restored_epoch}'s parameters" if history.restored_epoch else ""
         print(f"best epoch {history.best_epoch} (validation {history.monitor} {history.best_metric:.4f}) of "
               f"{len(history.epochs)} run" + (", stopped early" if history.stopped_early else "") + kept, file=log)
-    final = history.epochs[(history.restored_epoch or len(history.epochs)) - 1] if history.epochs else None
+    final = next((e for e in history.epochs if e.epoch == history.restored_epoch), history.epochs[-1]) \
+        if history.epochs else None
     if test_set is not None and final is not None:
         results, metrics_on = final.test, "test"
     else:

@@ -97,6 +97,7 @@ class History:
     best_metric: float = float("nan")
     stopped_early: bool = False  # epochs=auto stopped before its cap
     restored_epoch: int = 0  # the epoch whose parameters the model ended with, when not the last
+    returns_to_best: int = 0  # epochs=auto: worse epochs after which training went on from the best epoch's parameters
     learning_rate: float = 0.0
 
     def improved_by(self, record: EpochRecord) -> bool:
@@ -512,12 +513,14 @@ class Model:
                         history.stopped_early = True
                         break
                     self.learning_rate *= PLATEAU_DECAY
+                    if best_parameters is not None:  # a worse epoch is left behind, not trained on from
+                        self._return_to(best_parameters)
+                        history.returns_to_best += 1
         except KeyboardInterrupt:
             pass
         restored = restore_best and best_parameters is not None and history.best_epoch != history.epochs[-1].epoch
         if restored:
-            for name, array in best_parameters.items():
-                np.copyto(self.arrays[name], array)
+            self._return_to(best_parameters, rebuild=False)  # the final rebuild below follows them
             history.restored_epoch = history.best_epoch
         if final_rebuild and history.epochs and self.sparse_layers:
             if self._tables_frozen() and not restored:  # inserted labels stay; the heavy rows follow the weights
@@ -546,6 +549,13 @@ class Model:
         found = (ids == dense_top).any(axis=1)
         return {"rows": float(dataset.n_rows), "dense_top1_recall": float(found.mean()) if len(found) else 1.0,
                 "mean_candidates": float(counts.mean()) if len(counts) else 0.0}
+
+    def _return_to(self, kept: dict[str, np.ndarray], rebuild: bool = True) -> None:
+        """The kept parameters back in the model (Adam's moments go on as they are), and tables hashed from them."""
+        for name, array in kept.items():
+            np.copyto(self.arrays[name], array)
+        if rebuild and self.sparse_layers:
+            self.rebuild()
 
     def _keep_parameters(self, kept: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
         """A copy of the parameters (into `kept`'s arrays when given): a third of what the model holds with Adam's
@@ -608,9 +618,9 @@ class Model:
                    if name.endswith(".weights")}
         grid = rates.GRID[self.plan.optimizer]
         bar = Progress("learning rate", len(grid) * len(order), enabled=progress)
-        trials = []
+        trials: list[rates.RateTrial] = []
         try:
-            for rate in grid:
+            while (rate := rates.next_rate(grid, trials)) is not None:
                 self._restart(weights)
                 self.learning_rate = rate
                 losses: list[float] = []
@@ -626,7 +636,11 @@ class Model:
         finally:
             bar.close()
             self._restart(weights)
-        choice = rates.RateChoice(key, rates.winner(trials), tuple(trials), batches, len(order),
+        fastest = rates.fastest(trials)
+        if fastest is None:
+            raise TrainingError(f"the loss diverged at every learning rate down to {min(grid):g}: check the data "
+                                "(values far outside a float's range?) or name a learning rate")
+        choice = rates.RateChoice(key, rates.step_below(grid, fastest), fastest, tuple(trials), batches, len(order),
                                   time.perf_counter() - started)
         rates.store(choice)
         return choice

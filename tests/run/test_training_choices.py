@@ -37,12 +37,30 @@ def _blobs(rows: int, seed: int, offset: float = 5.0, noise: float = 1.0):
     return x, y
 
 
-def test_rate_rule_scores_the_second_half_and_diverged_trials_lose():
+def _walk(losses: dict[float, float]) -> list[rates.RateTrial]:
+    trials: list[rates.RateTrial] = []
+    while (rate := rates.next_rate(rates.GRID["adam"], trials)) is not None:
+        trials.append(rates.RateTrial(rate, losses[rate], 0.0))
+    return trials
+
+
+def test_rate_walk_finds_the_fastest_rate_and_chooses_a_step_below():
     assert rates.progressive_loss([9.0, 9.0, 2.0, 4.0]) == 3.0
     assert rates.progressive_loss([1.0, 2.0, float("nan")]) == float("inf")
-    trials = [rates.RateTrial(0.001, 0.8, 0.0), rates.RateTrial(0.003, 0.5, 0.0), rates.RateTrial(0.01, math.inf, 0.0)]
-    assert rates.winner(trials) == 0.003
-    assert rates.trial_batches(8) == 8 and rates.trial_batches(320) == 20 and rates.trial_batches(5000) == 64
+    grid = rates.GRID["adam"]
+    assert grid == (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1) and grid[rates.START] == 0.001
+    # up from the default while the loss falls, until the best rate's neighbours are both tried
+    rising = _walk({0.0001: 5.0, 0.0003: 4.0, 0.001: 3.0, 0.003: 2.0, 0.01: 1.5, 0.03: 1.8, 0.1: math.inf})
+    assert [t.learning_rate for t in rising] == [0.001, 0.003, 0.01, 0.03]
+    assert rates.fastest(rising) == 0.01 and rates.step_below(grid, 0.01) == 0.003
+    # the default fastest: one step up, one down
+    settled = _walk({0.0001: 5.0, 0.0003: 4.0, 0.001: 3.0, 0.003: 3.5, 0.01: 4.0, 0.03: 5.0, 0.1: math.inf})
+    assert [t.learning_rate for t in settled] == [0.001, 0.003, 0.0003] and rates.fastest(settled) == 0.001
+    # every rate diverging walks down to the grid's end, and nothing is fastest
+    diverged = _walk(dict.fromkeys(grid, math.inf))
+    assert [t.learning_rate for t in diverged] == [0.001, 0.0003, 0.0001] and rates.fastest(diverged) is None
+    assert rates.step_below(grid, 0.0001) == pytest.approx(0.0001 / 3)
+    assert rates.trial_batches(8) == 8 and rates.trial_batches(320) == 80 and rates.trial_batches(5000) == 256
 
 
 def test_race_picks_the_rate_of_the_lowest_loss_and_leaves_the_model_fresh(write_spec):
@@ -53,8 +71,10 @@ def test_race_picks_the_rate_of_the_lowest_loss_and_leaves_the_model_fresh(write
     history = model.fit((x, y), epochs=1, validation=False)
     choice = model.rate_choice
     assert choice is not None and not choice.cached
-    assert [t.learning_rate for t in choice.trials] == list(rates.GRID["adam"])
-    assert choice.learning_rate == min(choice.trials, key=lambda t: t.loss).learning_rate
+    assert [t.learning_rate for t in choice.trials] == [t.learning_rate for t in _walk(
+        {t.learning_rate: t.loss for t in choice.trials})]  # the walk, as its own losses lead it
+    assert choice.fastest == min(choice.trials, key=lambda t: t.loss).learning_rate
+    assert choice.learning_rate == rates.step_below(rates.GRID["adam"], choice.fastest)
     assert history.learning_rate == choice.learning_rate
     # after the race the model trained one epoch from the same start as a model that never raced
     fresh.fit((x, y), epochs=1, validation=False, learning_rate=choice.learning_rate)
@@ -105,6 +125,33 @@ def test_auto_epochs_stop_on_the_validation_metric_and_end_with_the_best_epoch(w
     _, held, _ = model._split_validation(dataset, None, auto=True)
     assert model.evaluate(held, ["accuracy"])["accuracy"] == history.best_metric
     assert history.restored_epoch == (best if best != len(history.epochs) else 0)
+
+
+def test_after_a_worse_epoch_training_goes_on_from_the_best_epoch_at_half_the_rate(write_spec):
+    path = write_spec(AUTO.replace("epochs = auto", "epochs = auto, max_epochs = 12, patience = 3"), "auto.bolt")
+    model = boltc.load(path, tune=False)
+    starts, ends, rates_used = [], [], []
+    run_epoch = model._epoch
+
+    def watched(*args, **kwargs):
+        starts.append({k: v.copy() for k, v in model.parameters().items()})
+        rates_used.append(model.learning_rate)
+        record = run_epoch(*args, **kwargs)
+        ends.append({k: v.copy() for k, v in model.parameters().items()})
+        return record
+
+    model._epoch = watched
+    history = model.fit(_blobs(800, 4, noise=3.0), learning_rate=0.05)
+    assert history.returns_to_best >= 1
+    best = 0
+    for epoch in range(1, len(history.epochs)):
+        improved = history.epochs[epoch - 1].validation["accuracy"] > history.epochs[best].validation["accuracy"] \
+            or epoch - 1 == 0
+        best = epoch - 1 if improved else best
+        came_from = ends[epoch - 1] if improved else ends[best]
+        assert rates_used[epoch] == (rates_used[epoch - 1] if improved else rates_used[epoch - 1] / 2)
+        for name, array in came_from.items():
+            np.testing.assert_array_equal(starts[epoch][name], array, err_msg=f"epoch {epoch + 1}: {name}")
 
 
 def test_restore_best_false_keeps_the_last_epoch(write_spec):
