@@ -123,6 +123,8 @@ HOLDOUT_STREAM = 7919  # the held-out validation rows' random stream, apart from
 # the output layer's weights
 SPARSE_CHECK_ROWS = 1000
 SPARSE_RECALL_KEPT = 0.99  # below this share, predict(sparse=True) warns that it may lose accuracy
+# the shares of the plan's room for LSH candidates that fit() tries, fewest first, for sparse inference
+LSH_CANDIDATE_LADDER = (0.0, 0.125, 0.25, 0.5, 1.0)
 SAVED_KINDS = ("parameter", "optimizer", "hash")  # tables are rebuilt from these, scratch is scratch
 
 
@@ -144,6 +146,7 @@ class _Feed:
         self.threads = threads
         self.batch = ffi.new("bolt_batch *")
         self.batch.threads = threads
+        self.batch.lsh_candidates = -1  # as many as the plan has room for
         self.batch.inputs = self.inputs
         self.batch.row_ids = self._pointer(ffi, "int64_t *", self.row_ids)
         if dataset.label_ids is not None:
@@ -230,6 +233,9 @@ class Model:
         # dense inputs the spec standardises: their training statistics, learned by the first fit (None before)
         self.input_scaling: dict[int, Scaling] | None = None
         self.sparse_check: dict[str, float] | None = None  # measure_sparse_recall on the last fit's validation rows
+        # sparse inference's LSH candidates per row besides the heavy rows (None: all the plan has room for); fit()
+        # chooses it on its validation rows
+        self.lsh_candidates: int | None = None
         self._sparse_warned = False
         self.threads = plan.threads  # may be changed between calls; results do not depend on it
         # data files read by fit and evaluate leave out (and count) rows that break their format; predict never
@@ -237,6 +243,7 @@ class Model:
         self._batches_to_rebuild = 0
         self._rebuild_period = 0.0
         self._rebuilds = 0
+        self._heavy_step = -1  # the step whose weights sparse inference's packed heavy rows hold
         # set by boltc.load: called by the first fit() with its data, returns this model built on measured values
         self.tuner: Callable[[Dataset], Model] | None = None
         self.tuning = None  # the boltc.tune.Tuning this model's plan was made with, when fit() measured it
@@ -314,6 +321,14 @@ class Model:
         if self.sparse_layers:
             with self._lock:
                 self.library.lib.bolt_rebuild(self._table, max(1, int(self.threads)))
+            self._heavy_step = self.step
+
+    def _find_heavy(self) -> None:
+        """The heavy rows of the current weights, without re-hashing: frozen tables after training, and sparse
+        inference after training that ended between rebuilds."""
+        with self._lock:
+            self.library.lib.bolt_find_heavy(self._table, max(1, int(self.threads)))
+        self._heavy_step = self.step
 
     def _tables_frozen(self) -> bool:
         freeze = self.sparse_layers[0].lsh.freeze_after_epochs
@@ -524,31 +539,51 @@ class Model:
             history.restored_epoch = history.best_epoch
         if final_rebuild and history.epochs and self.sparse_layers:
             if self._tables_frozen() and not restored:  # inserted labels stay; the heavy rows follow the weights
-                with self._lock:
-                    self.library.lib.bolt_find_heavy(self._table, max(1, int(self.threads)))
+                self._find_heavy()
             elif restored or not self._training_reads_tables or \
                     self._batches_to_rebuild != int(self._rebuild_period):
                 self.rebuild()  # tables of the final weights for inference; the schedule goes on where it was
         history.wall_seconds = time.perf_counter() - started - validation_seconds
         if final_rebuild and history.epochs and self.sparse_layers and validation_set is not None:
             before = time.perf_counter()
-            self.sparse_check = self.measure_sparse_recall(validation_set)
+            self.sparse_check = self.choose_lsh_candidates(validation_set)
             validation_seconds += time.perf_counter() - before
         history.validation_seconds = validation_seconds
         return history
+
+    def choose_lsh_candidates(self, data, rows_most: int = SPARSE_CHECK_ROWS) -> dict[str, float]:
+        """The fewest LSH candidates per row (of a ladder of shares of the plan's room) with which sparse inference
+        still scores dense inference's top-1 for SPARSE_RECALL_KEPT of (at most `rows_most` of) `data`, or all of
+        them where none does; sets ``lsh_candidates`` and returns its ``measure_sparse_recall``. Where the heavy
+        rows hold the answers (labels of Zipf-like frequencies) the hashing's candidates, gathered row by row, cost
+        more than they find."""
+        dataset, dense_top = self._checked_rows(data, rows_most)
+        room = self.plan.output.lsh.inference_active - self.plan.output.lsh.heavy
+        for share in LSH_CANDIDATE_LADDER:
+            self.lsh_candidates = None if share == 1 else int(share * room)
+            check = self._sparse_recall(dataset, dense_top)
+            if check["dense_top1_recall"] >= SPARSE_RECALL_KEPT:
+                break
+        return {**check, "lsh_candidates": float(-1 if self.lsh_candidates is None else self.lsh_candidates)}
+
+    def _sparse_recall(self, dataset: Dataset, dense_top: np.ndarray) -> dict[str, float]:
+        ids, counts = self.candidate_sets(dataset)
+        found = (ids == dense_top).any(axis=1)
+        return {"rows": float(dataset.n_rows), "dense_top1_recall": float(found.mean()) if len(found) else 1.0,
+                "mean_candidates": float(counts.mean()) if len(counts) else 0.0}
 
     def measure_sparse_recall(self, data, rows_most: int = SPARSE_CHECK_ROWS) -> dict[str, float]:
         """How often sparse inference scores the neuron dense inference ranks first, on (at most `rows_most` of)
         `data`: fit() measures it on its validation rows, a saved model keeps it, ``predict --sparse`` warns when it
         is low."""
+        return self._sparse_recall(*self._checked_rows(data, rows_most))
+
+    def _checked_rows(self, data, rows_most: int) -> tuple[Dataset, np.ndarray]:
+        """At most `rows_most` rows of `data`, and dense inference's top-1 for each."""
         dataset = self.prepare_data(data, labelled=False)
         if dataset.n_rows > rows_most:
             dataset = take_rows(dataset, np.arange(rows_most))
-        dense_top, _ = self.predict(dataset, top_k=1)
-        ids, counts = self.candidate_sets(dataset)
-        found = (ids == dense_top).any(axis=1)
-        return {"rows": float(dataset.n_rows), "dense_top1_recall": float(found.mean()) if len(found) else 1.0,
-                "mean_candidates": float(counts.mean()) if len(counts) else 0.0}
+        return dataset, self.predict(dataset, top_k=1)[0]
 
     def _return_to(self, kept: dict[str, np.ndarray], rebuild: bool = True) -> None:
         """The kept parameters back in the model (Adam's moments go on as they are), and tables hashed from them."""
@@ -734,8 +769,11 @@ class Model:
         if not 1 <= top_k <= most:
             raise UsageError(f"top_k must be between 1 and {most}" + (" (the active neurons per sample)" if sparse
                                                                       else "") + f", got {top_k}")
+        if sparse and self._heavy_step != self.step:
+            self._find_heavy()
         feed = self._feed(dataset)
         feed.batch.sparse = int(sparse)
+        feed.batch.lsh_candidates = -1 if self.lsh_candidates is None else self.lsh_candidates
         n_rows = dataset.n_rows
         ids = np.zeros((n_rows, top_k), dtype=np.int32)
         scores = np.zeros((n_rows, top_k), dtype=np.float32)
@@ -905,6 +943,8 @@ class Model:
                                                                         for v in check.values())):
             raise ModelFileError(path, "the file's sparse inference check is unreadable")
         self.sparse_check = check
+        chosen = int((check or {}).get("lsh_candidates", -1))
+        self.lsh_candidates = None if chosen < 0 else chosen
         self.histories = {index: HistoryState(*(arrays[f"history.{index}.{part}"] for part in ("users", "indptr", "items")))
                           for index, i_plan in enumerate(self.plan.inputs)
                           if i_plan.column is not None and f"history.{index}.users" in arrays}

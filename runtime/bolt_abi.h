@@ -26,6 +26,8 @@ typedef struct bolt_batch {
     const int64_t *label_indptr; /* labels of data-set row r: label_ids[label_indptr[r] .. label_indptr[r + 1] - 1] */
     const int32_t *label_ids;   /* NULL when the data has no labels (prediction) */
     int32_t sparse;             /* inference: score only the neurons LSH selects in sparse layers */
+    int32_t lsh_candidates;     /* sparse inference: LSH candidates per row besides the heavy rows (at most the
+                                 * compiled count, which a negative value stands for) */
 } bolt_batch;
 
 /* Scratch for regrouping a batch's sparse entries by feature, so that weight rows are updated without races. */

@@ -249,13 +249,15 @@ static inline int32_t bolt_lsh_select(int32_t active, int32_t least, int32_t n, 
             chosen[count++] = neuron;
         }
     }
+    /* with no room left the tables are not read (nor need `keys`) */
+    const int32_t read = count < active ? tables : 0;
     /* every table's bucket is a random place in memory: ask for all of them before reading any */
-    for (int32_t t = 0; t < tables; ++t) {
+    for (int32_t t = 0; t < read; ++t) {
         bolt_prefetch_bytes(offsets + (size_t)t * (range + 1) + keys[t], 1);
         if (sizes)
             bolt_prefetch_bytes(sizes + (size_t)t * range + keys[t], 1);
     }
-    for (int32_t t = 0; t < tables; ++t) {
+    for (int32_t t = 0; t < read; ++t) {
         const int32_t *table_offsets = offsets + (size_t)t * (range + 1);
         const int32_t begin = table_offsets[keys[t]];
         const int32_t end = sizes ? begin + sizes[(size_t)t * range + keys[t]] : table_offsets[keys[t] + 1];
@@ -263,7 +265,7 @@ static inline int32_t bolt_lsh_select(int32_t active, int32_t least, int32_t n, 
         bounds[2 * t + 1] = end - begin > cap ? begin + cap : end;
         bolt_prefetch_bytes(ids + (size_t)t * stride + begin, sizeof(int32_t) * (size_t)(bounds[2 * t + 1] - begin));
     }
-    for (int32_t t = 0; t < tables; ++t) {
+    for (int32_t t = 0; t < read; ++t) {
         for (int32_t p = bounds[2 * t]; p < bounds[2 * t + 1]; ++p) {
             const int32_t neuron = ids[(size_t)t * stride + p];
             const uint8_t v = votes[neuron];

@@ -233,7 +233,7 @@ def test_sparse_inference_scores_the_heaviest_rows_and_the_bucket_candidates_and
     model.arrays["l1.bias"][3::11] = 0.5  # and rows whose bias carries them
     model.rebuild()
     heaviest = np.argsort(-score_bounds(model))[: lsh.heavy].tolist()
-    assert lsh.heavy == 30
+    assert lsh.heavy == 96  # 3% of the layer, in whole vectors
     ids, offsets = model.arrays["l1.table_ids"], model.arrays["l1.table_offsets"]
     for k in (1, 70):
         model.predict(x, top_k=k, sparse=True)
@@ -251,6 +251,13 @@ def test_sparse_inference_scores_the_heaviest_rows_and_the_bucket_candidates_and
             chosen = active[row, : counts[row]].tolist()
             assert chosen[: lsh.heavy] == heaviest  # first, heaviest first
             assert len(set(chosen)) == len(chosen) and found <= set(chosen)
+            # the heavy rows' logits come from one matrix product over their packed copy, the rest row by row: the
+            # softmax over the set is numpy's of the same rows
+            probabilities = model.arrays["l1.act"].ravel()[row * lsh.inference_active:][: counts[row]]
+            logits = hidden[row] @ model.arrays["l1.weights"][chosen].T.astype(np.float64) + \
+                model.arrays["l1.bias"][chosen]
+            expected = np.exp(logits - logits.max())
+            np.testing.assert_allclose(probabilities, expected / expected.sum(), rtol=1e-4, atol=1e-7)
 
 
 def test_rebuild_puts_every_neuron_once_in_each_table_under_its_key(write_spec):

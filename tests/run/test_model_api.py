@@ -89,6 +89,15 @@ class _CountingLibrary:
 
 
 def test_ctrl_c_stops_fit_at_a_batch_boundary_with_a_usable_model(write_spec, tmp_path):
+    # Python's own Ctrl-C handling, as a terminal gives it (a shell's background job starts with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_stops_at_batch_boundaries(write_spec, tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_stops_at_batch_boundaries(write_spec, tmp_path):
     model = boltc.load(write_spec(SPARSE, "s.bolt"))
     x = sp.random(400, 30, density=0.2, format="csr", dtype=np.float32, random_state=1)
     data = model.prepare_data((x, np.random.default_rng(0).integers(0, 4, size=400)), labelled=True)

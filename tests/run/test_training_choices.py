@@ -13,6 +13,7 @@ import boltc
 from boltc import rates
 from boltc.data import from_arrays, learn_scaling, take_rows
 from boltc.diagnostics import UsageError
+from boltc.model import LSH_CANDIDATE_LADDER
 
 AUTO = """\
 model auto {
@@ -261,11 +262,22 @@ def test_fit_measures_how_often_sparse_inference_finds_dense_inferences_best(wri
     dataset = model.prepare_data((x, [[int(v)] for v in labels]), labelled=True)
     _, held, _ = model._split_validation(dataset, None, auto=True)
     dense_top, _ = model.predict(held, top_k=1)
-    ids, _ = model.candidate_sets(held)
+    ids, counts = model.candidate_sets(held)
     assert check["dense_top1_recall"] == pytest.approx(float((ids == dense_top).any(axis=1).mean()))
+    # the fewest LSH candidates that keep dense's top-1 (or all of them): fewer found it less often
+    lsh = model.plan.output.lsh
+    room = lsh.inference_active - lsh.heavy
+    ladder = [None if share == 1 else int(share * room) for share in LSH_CANDIDATE_LADDER]
+    assert model.lsh_candidates in ladder and check["lsh_candidates"] == (model.lsh_candidates or -1)
+    assert counts.max() <= lsh.heavy + (room if model.lsh_candidates is None else model.lsh_candidates)
+    chosen = model.lsh_candidates
+    for fewer in ladder[: ladder.index(chosen)]:
+        model.lsh_candidates = fewer
+        assert model.measure_sparse_recall(held)["dense_top1_recall"] < 0.99
+    model.lsh_candidates = chosen
     model.save(tmp_path / "w.boltm")
     loaded = boltc.load_model(tmp_path / "w.boltm")
-    assert loaded.sparse_check == check
+    assert loaded.sparse_check == check and loaded.lsh_candidates == chosen
     loaded.sparse_check = {**check, "dense_top1_recall": 0.5}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
