@@ -65,6 +65,23 @@ def cache_root() -> Path:
     return root
 
 
+def read_cached_choice(folder: str, key: str) -> dict | None:
+    """A choice measured earlier (``cache_root()/folder/key.json``), or None where there is none readable."""
+    try:
+        return json.loads((cache_root() / folder / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def store_choice(folder: str, key: str, data: dict) -> None:
+    """Write a measured choice whole or not at all: a reader never sees half of it."""
+    path = cache_root() / folder / f"{key}.json"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(data, indent=1))
+    os.replace(partial, path)
+
+
 def _memory_bytes() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

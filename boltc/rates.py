@@ -19,10 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 
-from boltc.machine import cache_root
+from boltc.machine import read_cached_choice, store_choice
 
 RATES_VERSION = 2
 # Geometric grids, a factor of about sqrt(10) apart, around each optimizer's usual default (Adam 0.001, SGD 0.01),
@@ -123,20 +122,13 @@ def choice_key(parts: list) -> str:
     return hashlib.sha256(json.dumps([RATES_VERSION, *parts], sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def _path(key: str):
-    return cache_root() / "rates" / f"{key}.json"
-
-
 def cached(key: str) -> RateChoice | None:
+    data = read_cached_choice("rates", key)
     try:
-        return RateChoice.from_json(json.loads(_path(key).read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # absent or unreadable: raced again
+        return RateChoice.from_json(data) if data is not None else None
+    except (ValueError, KeyError, TypeError):
+        return None  # unreadable: raced again
 
 
 def store(choice: RateChoice) -> None:
-    path = _path(choice.key)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(choice.to_json(), indent=1))
-    os.replace(partial, path)
+    store_choice("rates", choice.key, choice.to_json())

@@ -22,10 +22,8 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +31,7 @@ from boltc import ir
 from boltc.build import build
 from boltc.data import Dataset, data_fingerprint, take_rows
 from boltc.emit import emit
-from boltc.machine import Machine, cache_root
+from boltc.machine import Machine, read_cached_choice, store_choice
 from boltc.model import Model
 from boltc.plan import UNMEASURED_LEARNING_RATE, UPDATE_PARTS_MOST, LayerPlan, MeasuredLsh, Plan, lsh_plan, plan
 from boltc.progress import Progress
@@ -113,25 +111,17 @@ def tuning_key(base: Plan, machine: Machine, dataset: Dataset) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
-def _cache_path(key: str) -> Path:
-    return cache_root() / "tuning" / f"{key}.json"
-
-
 def cached(key: str) -> Tuning | None:
     """The tuning stored under `key` (see tuning_key), or None."""
-    path = _cache_path(key)
+    data = read_cached_choice("tuning", key)
     try:
-        return Tuning.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # absent or unreadable: measured again
+        return Tuning.from_json(data) if data is not None else None
+    except (ValueError, KeyError, TypeError):
+        return None  # unreadable: measured again
 
 
 def _store(tuning: Tuning) -> None:
-    path = _cache_path(tuning.key)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(tuning.to_json(), indent=1))
-    os.replace(partial, path)
+    store_choice("tuning", tuning.key, tuning.to_json())
 
 
 def _formula(layer: LayerPlan) -> MeasuredLsh:
