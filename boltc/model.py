@@ -243,7 +243,9 @@ class Model:
         self._batches_to_rebuild = 0
         self._rebuild_period = 0.0
         self._rebuilds = 0
-        self._heavy_step = -1  # the step whose weights sparse inference's packed heavy rows hold
+        # the step whose weights sparse inference's heavy rows (and their packed copy) were found for: training never
+        # reads them, sparse inference finds them again once the weights changed
+        self._heavy_step = -1
         # set by boltc.load: called by the first fit() with its data, returns this model built on measured values
         self.tuner: Callable[[Dataset], Model] | None = None
         self.tuning = None  # the boltc.tune.Tuning this model's plan was made with, when fit() measured it
@@ -321,11 +323,10 @@ class Model:
         if self.sparse_layers:
             with self._lock:
                 self.library.lib.bolt_rebuild(self._table, max(1, int(self.threads)))
-            self._heavy_step = self.step
+            self._heavy_step = -1  # the weights may have changed under the same step (a best epoch restored)
 
     def _find_heavy(self) -> None:
-        """The heavy rows of the current weights, without re-hashing: frozen tables after training, and sparse
-        inference after training that ended between rebuilds."""
+        """The heavy rows of the current weights, for sparse inference."""
         with self._lock:
             self.library.lib.bolt_find_heavy(self._table, max(1, int(self.threads)))
         self._heavy_step = self.step
@@ -538,10 +539,10 @@ class Model:
             self._return_to(best_parameters, rebuild=False)  # the final rebuild below follows them
             history.restored_epoch = history.best_epoch
         if final_rebuild and history.epochs and self.sparse_layers:
-            if self._tables_frozen() and not restored:  # inserted labels stay; the heavy rows follow the weights
-                self._find_heavy()
-            elif restored or not self._training_reads_tables or \
-                    self._batches_to_rebuild != int(self._rebuild_period):
+            # frozen tables keep their inserted labels (sparse inference finds the heavy rows of the final weights)
+            frozen = self._tables_frozen() and not restored
+            if not frozen and (restored or not self._training_reads_tables or
+                               self._batches_to_rebuild != int(self._rebuild_period)):
                 self.rebuild()  # tables of the final weights for inference; the schedule goes on where it was
         history.wall_seconds = time.perf_counter() - started - validation_seconds
         if final_rebuild and history.epochs and self.sparse_layers and validation_set is not None:

@@ -2,7 +2,9 @@
 #ifndef BOLT_TOPK_H
 #define BOLT_TOPK_H
 
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "bolt_simd.h"
 
@@ -40,6 +42,74 @@ static inline void bolt_topk(int32_t n, int32_t k, const real_t *restrict row, i
 {
     int32_t filled = 0;
     bolt_topk_offer(n, 0, k, row, ids, scores, &filled);
+}
+
+/* A score and its id, for sorting the k best of bolt_topk_many: best first, ties at the lower id. */
+typedef struct bolt_scored {
+    float score;
+    int32_t id;
+} bolt_scored;
+
+static int bolt_scored_order(const void *a, const void *b)
+{
+    const bolt_scored *x = (const bolt_scored *)a, *y = (const bolt_scored *)b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* The value that would stand at place k (0-based) of `values` sorted best first (quickselect; `values` is
+ * reordered). */
+static inline float bolt_kth_largest(float *restrict values, int32_t n, int32_t k)
+{
+    int32_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const float a = values[lo], b = values[lo + (hi - lo) / 2], c = values[hi];
+        const float pivot = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b)); /* the median */
+        int32_t i = lo, j = hi;
+        while (i <= j) {
+            while (values[i] > pivot)
+                ++i;
+            while (values[j] < pivot)
+                --j;
+            if (i <= j) {
+                const float swapped = values[i];
+                values[i++] = values[j];
+                values[j--] = swapped;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return values[k];
+    }
+    return values[k];
+}
+
+/* bolt_topk for k in the thousands, where inserting every newcomer into a sorted list of k would shift it whole:
+ * the k-th best value by selection, then the k best sorted (NaN counts as the worst score). `scratch` holds
+ * max(n, 2k) floats. */
+static inline void bolt_topk_many(int32_t n, int32_t k, const real_t *restrict row, int32_t *restrict ids,
+                                  float *restrict scores, float *restrict scratch)
+{
+    for (int32_t j = 0; j < n; ++j)
+        scratch[j] = isnan((float)row[j]) ? -INFINITY : (float)row[j];
+    const float threshold = bolt_kth_largest(scratch, n, k - 1);
+    bolt_scored *best = (bolt_scored *)(void *)scratch;
+    int32_t count = 0;
+    for (int32_t j = 0; j < n; ++j) /* row[j] > threshold is false for NaN */
+        if ((float)row[j] > threshold)
+            best[count++] = (bolt_scored){(float)row[j], j};
+    for (int32_t j = 0; j < n && count < k; ++j) /* then ties at the threshold, lowest ids first */
+        if ((isnan((float)row[j]) ? -INFINITY : (float)row[j]) == threshold)
+            best[count++] = (bolt_scored){threshold, j};
+    qsort(best, (size_t)count, sizeof(bolt_scored), bolt_scored_order);
+    for (int32_t a = 0; a < count; ++a) {
+        ids[a] = best[a].id;
+        scores[a] = best[a].score;
+    }
 }
 
 #endif /* BOLT_TOPK_H */

@@ -260,6 +260,18 @@ def test_sparse_inference_scores_the_heaviest_rows_and_the_bucket_candidates_and
             np.testing.assert_allclose(probabilities, expected / expected.sum(), rtol=1e-4, atol=1e-7)
 
 
+def test_heavy_rows_break_ties_at_the_lower_id_and_leave_a_nan_row_last(write_spec):
+    model = boltc.load(write_spec(spec_text(10, 24, 3000, 0.02, batch=32)))
+    heavy = model.plan.output.lsh.heavy
+    weights = model.arrays["l1.weights"]
+    weights[:] = weights[7]  # every row alike: every bound ties
+    model.arrays["l1.bias"][:] = 0
+    weights[1] = np.nan
+    weights[2999] *= 2  # one row above the rest
+    model.predict(np.ones((1, 10), dtype=np.float32), sparse=True)
+    assert model.arrays["l1.heavy_ids"].tolist() == [2999, 0, *range(2, heavy)]
+
+
 def test_rebuild_puts_every_neuron_once_in_each_table_under_its_key(write_spec):
     model = boltc.load(write_spec(spec_text(10, 24, 300, 0.1)))
     lsh = model.plan.output.lsh
@@ -484,7 +496,8 @@ def test_frozen_tables_stop_rebuilding_and_take_in_each_rows_labels(write_spec):
         for t in range(lsh.tables):
             assert labels[row][0] in bucket(t, row_keys[t], visible=True)
     np.testing.assert_array_equal(offsets, layout)  # never rebuilt
-    # but the heavy rows follow the weights
+    # but the heavy rows follow the weights once sparse inference reads them
+    model.predict(x[:1], sparse=True)
     heaviest = np.argsort(-score_bounds(model), kind="stable")[: lsh.heavy]
     assert model.arrays["l1.heavy_ids"].tolist() == heaviest.tolist()
     for t in range(lsh.tables):
