@@ -142,6 +142,7 @@ def _train_report(model, history, compile_seconds: float, test_metrics: dict, me
                           else ("measured" if choice is not None else "unmeasured default (tuning off)"),
                           **({"raced": choice.to_json(), "cached": choice.cached,
                               "seconds": 0.0 if choice.cached else choice.seconds} if choice is not None else {})},
+        "sparse_check": model.sparse_check,
         "compile_seconds": compile_seconds,
         "tune_seconds": model.tuning.seconds if model.tuning is not None and not model.tuning.cached else 0.0,
         "threads": model.plan.threads,
@@ -192,6 +193,13 @@ def run_training(spec: str, train: str, test: str | None, *, epochs: int | str |
         kept = f"; the model ends with epoch {history.restored_epoch}'s parameters" if history.restored_epoch else ""
         print(f"best epoch {history.best_epoch} (validation {history.monitor} {history.best_metric:.4f}) of "
               f"{len(history.epochs)} run" + (", stopped early" if history.stopped_early else "") + kept, file=log)
+    check = model.sparse_check
+    if check:
+        taken = int(check.get("lsh_candidates", -1))
+        print(f"sparse inference: dense inference's top-1 among its candidates for {check['dense_top1_recall']:.1%} "
+              f"of {int(check['rows']):,} validation rows, {check['mean_candidates']:,.0f} per row ("
+              + ("every LSH candidate there is room for" if taken < 0 else f"{taken:,} LSH candidates besides the "
+                 "heavy rows") + ")", file=log)
     final = next((e for e in history.epochs if e.epoch == history.restored_epoch), history.epochs[-1]) \
         if history.epochs else None
     if test_set is not None and final is not None:

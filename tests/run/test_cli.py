@@ -150,15 +150,39 @@ model wide {
 """
 
 
-def test_tune_measures_once_and_explain_shows_the_measured_values(workdir):
-    (workdir / "wide.bolt").write_text(SPARSE_SPEC)
-    rng = np.random.default_rng(4)
-    lines = ["600 60 400"]
-    for _ in range(600):
+def write_tags(path: Path, rows: int, seed: int) -> None:
+    """Each of 400 labels owns two of 60 features; a row holds its label's and one random one."""
+    rng = np.random.default_rng(seed)
+    lines = [f"{rows} 60 400"]
+    for _ in range(rows):
         label = int(rng.integers(0, 400))
         features = sorted({label % 60, (label * 7) % 60, int(rng.integers(0, 60))})
         lines.append(f"{label} " + " ".join(f"{f}:1" for f in features))
-    (workdir / "tags.txt").write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_train_chooses_rate_and_epochs_and_reports_what_sparse_inference_keeps(workdir):
+    (workdir / "auto.bolt").write_text(SPARSE_SPEC.replace("epochs = 2", "epochs = auto, max_epochs = 6"))
+    write_tags(workdir / "tags.txt", 600, seed=4)
+    done = boltc("train", "auto.bolt", "--train", "tags.txt", "--validation", "0.2", "--save", "auto.boltm", "--json",
+                 cwd=workdir, BOLTC_TUNE="on")  # the rate is raced where measuring is on
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["learning_rate"]["origin"] == "measured" and report["learning_rate"]["raced"]["trials"]
+    validation = report["validation"]
+    assert validation["rows"] == 120 and "120 training rows held out (20.0%, seed 3)" in validation["source"]
+    assert 1 <= validation["best_epoch"] <= report["epochs"] <= 6
+    check = report["sparse_check"]
+    assert check["rows"] == 120 and 0 <= check["dense_top1_recall"] <= 1
+    assert "sparse inference: dense inference's top-1 among its candidates for" in done.stderr  # the log, beside --json
+    evaluated = json.loads(boltc("evaluate", "auto.boltm", "--data", "tags.txt", "--sparse", "--json",
+                                 cwd=workdir).stdout.strip().splitlines()[-1])
+    assert evaluated["sparse_check"] == check
+
+
+def test_tune_measures_once_and_explain_shows_the_measured_values(workdir):
+    (workdir / "wide.bolt").write_text(SPARSE_SPEC)
+    write_tags(workdir / "tags.txt", 600, seed=4)
     assert boltc("compile", "wide.bolt", cwd=workdir).returncode == 0  # the formula's build, cached
     done = boltc("tune", "wide.bolt", "--data", "tags.txt", "--budget", "8", "--json", cwd=workdir)
     assert done.returncode == 0, done.stderr
