@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import hashlib
 import math
+import operator
 import signal
 import threading
 import time
@@ -468,9 +469,12 @@ class Model:
             self._tune(raw)
         plan = self.plan
         epochs = plan.epochs if epochs is None else epochs
-        auto = epochs is None or epochs == "auto"
-        budget = plan.max_epochs if auto else epochs
-        if not isinstance(budget, int) or budget < 0:
+        auto = epochs is None or (isinstance(epochs, str) and epochs == "auto")
+        try:
+            budget = plan.max_epochs if auto else operator.index(epochs)
+        except TypeError:
+            budget = -1
+        if budget < 0:
             raise UsageError(f"epochs must be 0 or more, or auto, got {epochs!r}")
         batch_size = plan.batch_size if batch_size is None else batch_size
         if not 1 <= batch_size <= plan.batch_size:
@@ -489,6 +493,8 @@ class Model:
         if auto and validation_set is None:
             raise UsageError("epochs=auto stops on a validation metric: give validation rows (a file, a data set or "
                              "a fraction of the training rows), not validation=False")
+        if validation_set is not None and validation_set.n_rows == 0:
+            raise UsageError(f"the validation rows ({validation_source}) are empty: training chooses on them")
         test_set = self.prepare_data(test, labelled=True) if test is not None else None
         feed = self._feed(dataset)
         history = History(validation_rows=validation_set.n_rows if validation_set is not None else 0,
@@ -545,10 +551,13 @@ class Model:
                                self._batches_to_rebuild != int(self._rebuild_period)):
                 self.rebuild()  # tables of the final weights for inference; the schedule goes on where it was
         history.wall_seconds = time.perf_counter() - started - validation_seconds
-        if final_rebuild and history.epochs and self.sparse_layers and validation_set is not None:
-            before = time.perf_counter()
-            self.sparse_check = self.choose_lsh_candidates(validation_set)
-            validation_seconds += time.perf_counter() - before
+        if final_rebuild and history.epochs and self.sparse_layers:
+            # measured for these weights, or not at all: an earlier fit's choice would no longer hold
+            self.sparse_check, self.lsh_candidates = None, None
+            if validation_set is not None:
+                before = time.perf_counter()
+                self.sparse_check = self.choose_lsh_candidates(validation_set)
+                validation_seconds += time.perf_counter() - before
         history.validation_seconds = validation_seconds
         return history
 
@@ -590,6 +599,7 @@ class Model:
         """The kept parameters back in the model (Adam's moments go on as they are), and tables hashed from them."""
         for name, array in kept.items():
             np.copyto(self.arrays[name], array)
+        self._heavy_step = -1
         if rebuild and self.sparse_layers:
             self.rebuild()
 
@@ -638,7 +648,7 @@ class Model:
                               progress: bool | None) -> rates.RateChoice | None:
         """learning_rate=auto: race the grid (``rates``) on this fresh model, from the cache when it was raced on
         the same data, spec and machine. With measuring off, the optimizer's usual default."""
-        if not self.measure_learning_rate or self.step != 0:
+        if not self.measure_learning_rate or self.step != 0 or len(train_rows) == 0:
             return None
         machine = probe()
         key = rates.choice_key([machine.cpu_fingerprint, machine.compiler_id, self.plan.to_json(), batch_size,
@@ -672,6 +682,7 @@ class Model:
         finally:
             bar.close()
             self._restart(weights)
+            self.learning_rate = None  # an interrupted or failed race leaves the choice to the next fit
         fastest = rates.fastest(trials)
         if fastest is None:
             raise TrainingError(f"the loss diverged at every learning rate down to {min(grid):g}: check the data "
@@ -721,7 +732,7 @@ class Model:
         all it plans (0: a constant rate)."""
         lib, plan, step = self.library.lib, self.plan, self._step_struct
         step.learning_rate, step.beta1, step.beta2, step.eps = self.learning_rate, plan.beta1, plan.beta2, plan.eps
-        scheduled = plan.warmup > 0 or (plan.schedule != "constant" and schedule[1] > 0)
+        scheduled = schedule[1] > 0 and (plan.warmup > 0 or plan.schedule != "constant")  # the race: constant
         frozen = bool(self.sparse_layers) and self._tables_frozen()
         step.insert_labels = int(frozen)
         n_rows = len(order)
@@ -940,8 +951,9 @@ class Model:
             raise ModelFileError(path, "the file's label names are unreadable")
         self.label_names = tuple(names) if names is not None else None
         check = header.get("sparse_check")
-        if check is not None and not (isinstance(check, dict) and all(isinstance(v, (int, float))
-                                                                        for v in check.values())):
+        if check is not None and not (isinstance(check, dict) and {"rows", "dense_top1_recall"} <= set(check)
+                                      and all(isinstance(v, (int, float)) and math.isfinite(v)
+                                              for v in check.values())):
             raise ModelFileError(path, "the file's sparse inference check is unreadable")
         self.sparse_check = check
         chosen = int((check or {}).get("lsh_candidates", -1))

@@ -13,7 +13,7 @@ import boltc
 from boltc import rates
 from boltc.data import from_arrays, learn_scaling, take_rows
 from boltc.diagnostics import UsageError
-from boltc.model import LSH_CANDIDATE_LADDER
+from boltc.model import LSH_CANDIDATE_LADDER, TrainingError
 
 AUTO = """\
 model auto {
@@ -84,6 +84,34 @@ def test_race_picks_the_rate_of_the_lowest_loss_and_leaves_the_model_fresh(write
     again = boltc.load(path, tune=True)
     again.fit((x, y), epochs=1, validation=False)
     assert again.rate_choice.cached and again.rate_choice.learning_rate == choice.learning_rate
+
+
+def test_the_race_runs_every_trial_at_a_constant_rate(write_spec):
+    """Warm-up and decay belong to training: a trial under them would be scored at rates it never tried."""
+    path = write_spec(AUTO.replace("epochs = auto", "epochs = 1, schedule = cosine, warmup = 4"), "w.bolt")
+    model = boltc.load(path, tune=True)
+    scheduled = []
+    rate_at = model._rate_at
+    model._rate_at = lambda *args: scheduled.append(model.rate_choice) or rate_at(*args)
+    model.fit(_blobs(600, 0), validation=False)
+    assert scheduled and all(choice is not None for choice in scheduled)  # only after the race
+
+
+def test_a_race_that_fails_leaves_the_rate_to_choose(write_spec):
+    model = boltc.load(write_spec(AUTO.replace("dense[12]", "dense[12, standardize=false]"), "d.bolt"), tune=True)
+    x, y = _blobs(200, 1)
+    x[:] = 3e38  # sums past the float range at every rate
+    with pytest.raises(TrainingError, match="the loss diverged at every learning rate down to 0.0001"):
+        model.fit((x, y), epochs=1, validation=False)
+    assert model.learning_rate is None and model.step == 0
+
+
+def test_fit_refuses_empty_validation_rows_and_accepts_numpy_epoch_counts(write_spec):
+    model = boltc.load(write_spec(AUTO, "auto.bolt"), tune=False)
+    nothing = take_rows(model.prepare_data(_blobs(10, 1), labelled=True), np.zeros(0, dtype=np.int64))
+    with pytest.raises(UsageError, match=r"the validation rows \(the validation set given\) are empty"):
+        model.fit(_blobs(100, 1), validation=nothing)
+    assert len(model.fit(_blobs(100, 1), epochs=np.int64(2), validation=False).epochs) == 2
 
 
 def test_without_measuring_auto_is_the_optimizers_usual_rate(write_spec):
@@ -268,7 +296,8 @@ def test_fit_measures_how_often_sparse_inference_finds_dense_inferences_best(wri
     lsh = model.plan.output.lsh
     room = lsh.inference_active - lsh.heavy
     ladder = [None if share == 1 else int(share * room) for share in LSH_CANDIDATE_LADDER]
-    assert model.lsh_candidates in ladder and check["lsh_candidates"] == (model.lsh_candidates or -1)
+    assert model.lsh_candidates in ladder
+    assert check["lsh_candidates"] == (-1 if model.lsh_candidates is None else model.lsh_candidates)
     assert counts.max() <= lsh.heavy + (room if model.lsh_candidates is None else model.lsh_candidates)
     chosen = model.lsh_candidates
     for fewer in ladder[: ladder.index(chosen)]:
@@ -284,3 +313,6 @@ def test_fit_measures_how_often_sparse_inference_finds_dense_inferences_best(wri
         loaded.predict(x[:10], sparse=True)
         loaded.predict(x[:10], sparse=True)
     assert len(caught) == 1 and "for only 50.0% of 120 validation rows" in str(caught[0].message)
+    # a fit without validation rows leaves no check of weights it no longer has
+    loaded.fit((x, [[int(v)] for v in labels]), epochs=1, validation=False)
+    assert loaded.sparse_check is None and loaded.lsh_candidates is None
