@@ -129,6 +129,14 @@ LSH_CANDIDATE_LADDER = (0.0, 0.125, 0.25, 0.5, 1.0)
 SAVED_KINDS = ("parameter", "optimizer", "hash")  # tables are rebuilt from these, scratch is scratch
 
 
+@dataclass
+class _FreshTables:
+    """The hash functions and tables of freshly initialised weights, and the rebuild schedule's state with them."""
+
+    arrays: dict[str, np.ndarray]
+    schedule: tuple[int, float, int]
+
+
 class _Feed:
     """The C view of one data set: input descriptors and a batch struct that are filled once and reused."""
 
@@ -665,9 +673,10 @@ class Model:
         grid = rates.GRID[self.plan.optimizer]
         bar = Progress("learning rate", len(grid) * len(order), enabled=progress)
         trials: list[rates.RateTrial] = []
+        fresh = None
         try:
             while (rate := rates.next_rate(grid, trials)) is not None:
-                self._restart(weights)
+                fresh = self._restart(weights, fresh)
                 self.learning_rate = rate
                 losses: list[float] = []
                 trial_started = time.perf_counter()
@@ -681,7 +690,7 @@ class Model:
                 bar.advance(len(order), f"{rate:g}: {trials[-1].loss:.4f}")
         finally:
             bar.close()
-            self._restart(weights)
+            self._restart(weights, fresh)
             self.learning_rate = None  # an interrupted or failed race leaves the choice to the next fit
         fastest = rates.fastest(trials)
         if fastest is None:
@@ -692,12 +701,15 @@ class Model:
         rates.store(choice)
         return choice
 
-    def _restart(self, weights: dict[str, np.ndarray]) -> None:
+    def _restart(self, weights: dict[str, np.ndarray], fresh: _FreshTables | None = None) -> _FreshTables:
         """Back to the state ``initialize`` made, with its initial `weights` kept aside (drawing them again from
-        the seed costs seconds at 670K outputs)."""
+        the seed costs seconds at 670K outputs), and the hash functions and tables of an earlier restart copied back
+        (`fresh`) rather than drawn and rebuilt again (a second at 670K outputs); returns them."""
         for spec in self.buffers:
             if spec.name in weights:
                 np.copyto(self.arrays[spec.name], weights[spec.name])
+            elif fresh is not None and spec.name in fresh.arrays:
+                np.copyto(self.arrays[spec.name], fresh.arrays[spec.name])
             elif spec.role == "weights":
                 raise AssertionError(f"no initial weights for {spec.name}")
             else:
@@ -705,7 +717,15 @@ class Model:
         self.step = 0
         self.epochs_trained = 0
         self._rebuild_period = 0.0
-        self.reconstruct(self.plan.seed)
+        if fresh is None:
+            self.reconstruct(self.plan.seed)
+            fresh = _FreshTables({spec.name: self.arrays[spec.name].copy() for spec in self.buffers
+                                  if spec.kind in ("table", "hash")},
+                                 (self._rebuilds, self._rebuild_period, self._batches_to_rebuild))
+        else:
+            self._rebuilds, self._rebuild_period, self._batches_to_rebuild = fresh.schedule
+            self._heavy_step = -1
+        return fresh
 
     def epoch_order(self, epoch: int, n_rows: int) -> np.ndarray:
         """The order in which epoch `epoch` (0-based) visits the rows. It depends only on the seed and the epoch's

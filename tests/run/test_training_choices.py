@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import boltc
 from boltc import rates
@@ -84,6 +85,20 @@ def test_race_picks_the_rate_of_the_lowest_loss_and_leaves_the_model_fresh(write
     again = boltc.load(path, tune=True)
     again.fit((x, y), epochs=1, validation=False)
     assert again.rate_choice.cached and again.rate_choice.learning_rate == choice.learning_rate
+
+
+def test_after_the_race_a_sparse_model_trains_as_a_fresh_one_would(write_spec):
+    """Between trials the tables and hash functions are copied back, not drawn and rebuilt: the same state."""
+    path = write_spec(SPARSE_OUT.replace("adam(learning_rate=0.005)", "adam()"), "raced.bolt")
+    x, labels = _wide_data(600)
+    raced = boltc.load(path, tune=True)
+    raced.fit((x, labels), epochs=1, validation=False)
+    assert len(raced.rate_choice.trials) >= 3
+    fresh = boltc.load(path, tune=False)
+    fresh.fit((x, labels), epochs=1, validation=False, learning_rate=raced.rate_choice.learning_rate)
+    for buffer in raced.buffers:
+        if buffer.kind != "scratch":
+            np.testing.assert_array_equal(raced.arrays[buffer.name], fresh.arrays[buffer.name], err_msg=buffer.name)
 
 
 def test_the_race_runs_every_trial_at_a_constant_rate(write_spec):
@@ -275,14 +290,19 @@ model wide {
 """
 
 
-def test_fit_measures_how_often_sparse_inference_finds_dense_inferences_best(write_spec, tmp_path):
+def _wide_data(rows: int):
+    """Rows of SPARSE_OUT's shape: each of 2,000 labels owns a few of 200 features."""
     rng = np.random.default_rng(0)
-    rows = 1200
     labels = rng.integers(0, 2000, size=rows)
     features = [np.unique((labels[r] * 7 + rng.integers(0, 5, size=6)) % 200) for r in range(rows)]
-    import scipy.sparse as sp
     indptr = np.cumsum([0] + [len(f) for f in features])
     x = sp.csr_matrix((np.ones(indptr[-1], dtype=np.float32), np.concatenate(features), indptr), shape=(rows, 200))
+    return x, [[int(v)] for v in labels]
+
+
+def test_fit_measures_how_often_sparse_inference_finds_dense_inferences_best(write_spec, tmp_path):
+    x, wide_labels = _wide_data(1200)
+    labels = [row[0] for row in wide_labels]
     model = boltc.load(write_spec(SPARSE_OUT, "wide.bolt"), tune=False)
     model.fit((x, [[int(v)] for v in labels]))
     check = model.sparse_check
