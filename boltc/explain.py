@@ -57,13 +57,15 @@ def _epochs(plan: Plan) -> str:
                      f"{plan.auto_validation_rows_most:,})"
     else:
         validation = None
+    keeps_best = plan.restore_best or (plan.restore_best is None and auto)
     if auto:
         text = f"auto (until the first metric on the validation rows has not improved for {plan.patience} " \
                f"epoch{'s' if plan.patience > 1 else ''}, at most {plan.max_epochs}, halving the learning rate after " \
-               f"each epoch without improvement; {validation})"
+               "each epoch without improvement" + (" and going on from the best epoch's parameters" if keeps_best
+                                                    else "") + f"; {validation})"
     else:
         text = f"{plan.epochs}" + (f" ({validation})" if validation else "")
-    if plan.restore_best or (plan.restore_best is None and auto):
+    if keeps_best:
         text += ", ending with the best epoch's parameters"
     if plan.schedule != "constant" or plan.warmup:
         text += f", learning rate {plan.schedule}" + (f" after {plan.warmup} warm-up batches" if plan.warmup else "")
