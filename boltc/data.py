@@ -14,7 +14,6 @@ Nothing here knows about models, specs or training: callers check that a data se
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 import hashlib
 import itertools

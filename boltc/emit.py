@@ -197,7 +197,7 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_ids=add(layer, "table_ids", (lsh.tables, n + lsh.range * lsh.insert_slack), "table", "int32"),
         slot_sort_scratch=add(layer, "sort_scratch", (lsh.threads, n + lsh.range), "scratch", "int32"),
         slot_heavy=add(layer, "heavy_ids", (lsh.heavy,), "table", "int32"),
-        slot_heavy_bounds=add(layer, "heavy_bounds", (lsh.heavy,), "scratch", "float32"),  # bolt_topk scores
+        slot_heavy_bounds=add(layer, "heavy_bounds", (lsh.heavy,), "scratch", "float32"),  # their |w| + b
         slot_heavy_select=add(layer, "heavy_select", (max(n, 2 * lsh.heavy),), "scratch", "float32"),
         # the heavy rows' weights side by side for sparse inference's matrix product (columns past heavy unused)
         slot_heavy_packed=add(layer, "heavy_packed", (d, lsh.inference_active), "scratch"),

@@ -356,7 +356,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
     part_shift = ((units - 1) // max(1, parts)).bit_length()
     fixed_period = train.rebuild_every is not None
     inference_candidates = min(units, INFERENCE_WIDENING * active)
-    block = -(-round(HEAVY_BLOCK_SHARE * units) // 16) * 16
+    block = -(-round(HEAVY_BLOCK_SHARE * units) // 16) * 16  # whole vectors of the product's columns
     heavy = min(units, max(-(-inference_candidates // HEAVY_SHARE), block))
     from_spec = [name for name in ("hashes", "tables", "bucket_cap", "active_sets", "row_candidates")
                  if getattr(written, name) is not None]
