@@ -123,10 +123,14 @@ HOLDOUT_STREAM = 7919  # the held-out validation rows' random stream, apart from
 # fit() checks sparse inference on this many validation rows at most: dense inference of each costs a full pass over
 # the output layer's weights
 SPARSE_CHECK_ROWS = 1000
-SPARSE_RECALL_KEPT = 0.99  # below this share, predict(sparse=True) warns that it may lose accuracy
+# below this share even with every LSH candidate there is room for, sparse inference scores every output instead:
+# dense accuracy at dense speed, and predict(sparse=True) says so
+SPARSE_RECALL_KEPT = 0.99
 # the shares of the plan's room for LSH candidates that fit() tries, fewest first, for sparse inference
 LSH_CANDIDATE_LADDER = (0.0, 0.125, 0.25, 0.5, 1.0)
 SAVED_KINDS = ("parameter", "optimizer", "hash")  # tables are rebuilt from these, scratch is scratch
+# a gathering layer's arrays with a row per input feature, which training changes only in the rows of features seen
+ROW_TRAINED_ROLES = ("weights", "weights_m", "weights_v")
 
 
 @dataclass
@@ -245,6 +249,7 @@ class Model:
         # sparse inference's LSH candidates per row besides the heavy rows (None: all the plan has room for); fit()
         # chooses it on its validation rows
         self.lsh_candidates: int | None = None
+        self.sparse_scores_all = False  # the last fit found no LSH candidate count that keeps dense's top-1
         self._sparse_warned = False
         self.threads = plan.threads  # may be changed between calls; results do not depend on it
         # data files read by fit and evaluate leave out (and count) rows that break their format; predict never
@@ -560,7 +565,7 @@ class Model:
         history.wall_seconds = time.perf_counter() - started - validation_seconds
         if final_rebuild and history.epochs and self.sparse_layers:
             # measured for these weights, or not at all: an earlier fit's choice would no longer hold
-            self.sparse_check, self.lsh_candidates = None, None
+            self.sparse_check, self.lsh_candidates, self.sparse_scores_all = None, None, False
             if validation_set is not None:
                 before = time.perf_counter()
                 self.sparse_check = self.choose_lsh_candidates(validation_set)
@@ -570,10 +575,12 @@ class Model:
 
     def choose_lsh_candidates(self, data, rows_most: int = SPARSE_CHECK_ROWS) -> dict[str, float]:
         """The fewest LSH candidates per row (of a ladder of shares of the plan's room) with which sparse inference
-        still scores dense inference's top-1 for SPARSE_RECALL_KEPT of (at most `rows_most` of) `data`, or all of
-        them where none does; sets ``lsh_candidates`` and returns its ``measure_sparse_recall``. Where the heavy
-        rows hold the answers (labels of Zipf-like frequencies) the hashing's candidates, gathered row by row, cost
-        more than they find."""
+        still scores dense inference's top-1 for SPARSE_RECALL_KEPT of (at most `rows_most` of) `data`; sets
+        ``lsh_candidates`` and returns its ``measure_sparse_recall``. Where the heavy rows hold the answers (labels
+        of Zipf-like frequencies) the hashing's candidates, gathered row by row, cost more than they find. Where no
+        count keeps dense's top-1 (flat label frequencies, whose neurons' weights hash alike), sparse inference
+        scores every output (``sparse_scores_all``, ``scores_all`` in the check): losing a point of precision
+        without a word is worse than dense speed with one."""
         dataset, dense_top = self._checked_rows(data, rows_most)
         room = self.plan.output.lsh.inference_active - self.plan.output.lsh.heavy
         for share in LSH_CANDIDATE_LADDER:
@@ -581,7 +588,9 @@ class Model:
             check = self._sparse_recall(dataset, dense_top)
             if check["dense_top1_recall"] >= SPARSE_RECALL_KEPT:
                 break
-        return {**check, "lsh_candidates": float(-1 if self.lsh_candidates is None else self.lsh_candidates)}
+        self.sparse_scores_all = check["dense_top1_recall"] < SPARSE_RECALL_KEPT
+        return {**check, "lsh_candidates": float(-1 if self.lsh_candidates is None else self.lsh_candidates),
+                "scores_all": float(self.sparse_scores_all)}
 
     def _sparse_recall(self, dataset: Dataset, dense_top: np.ndarray) -> dict[str, float]:
         ids, counts = self.candidate_sets(dataset)
@@ -667,15 +676,16 @@ class Model:
         started = time.perf_counter()
         batches = rates.trial_batches(-(-len(train_rows) // batch_size))
         order = train_rows[self.epoch_order(0, len(train_rows))][: batches * batch_size]
-        weights = {name: array.copy() for name, array in self.parameters().items()
-                   if name.endswith(".weights")}
+        trained_rows = self._rows_trained_by(feed.dataset, order)
+        weights = {spec.name: self.arrays[spec.name][trained_rows[spec.layer]] if spec.layer in trained_rows else
+                   self.arrays[spec.name].copy() for spec in self.buffers if spec.role == "weights"}
         grid = rates.GRID[self.plan.optimizer]
         bar = Progress("learning rate", len(grid) * len(order), enabled=progress)
         trials: list[rates.RateTrial] = []
         fresh = None
         try:
             while (rate := rates.next_rate(grid, trials)) is not None:
-                fresh = self._restart(weights, fresh)
+                fresh = self._restart(weights, trained_rows, fresh)
                 self.learning_rate = rate
                 losses: list[float] = []
                 trial_started = time.perf_counter()
@@ -689,7 +699,7 @@ class Model:
                 bar.advance(len(order), f"{rate:g}: {trials[-1].loss:.4f}")
         finally:
             bar.close()
-            self._restart(weights, fresh)
+            self._restart(weights, trained_rows, fresh)
             self.learning_rate = None  # an interrupted or failed race leaves the choice to the next fit
         fastest = rates.fastest(trials)
         if fastest is None:
@@ -700,12 +710,31 @@ class Model:
         rates.store(choice)
         return choice
 
-    def _restart(self, weights: dict[str, np.ndarray], fresh: _FreshTables | None = None) -> _FreshTables:
+    def _rows_trained_by(self, dataset: Dataset, rows: np.ndarray) -> dict[int, np.ndarray]:
+        """For each layer that gathers the weight rows of a sparse input, by layer index, the rows that training on
+        `rows` of `dataset` can change: those of the features present in them (lazy Adam leaves the rest alone)."""
+        trained = {}
+        for layer in self.plan.layers:
+            if layer.kernel != "gather":
+                continue
+            matrix = dataset.features[layer.sources[0].index]
+            starts, lengths = matrix.indptr[rows], matrix.indptr[rows + 1] - matrix.indptr[rows]
+            within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            trained[layer.index] = np.unique(matrix.indices[np.repeat(starts, lengths) + within])
+        return trained
+
+    def _restart(self, weights: dict[str, np.ndarray], trained_rows: dict[int, np.ndarray],
+                 fresh: _FreshTables | None = None) -> _FreshTables:
         """Back to the state ``initialize`` made, with its initial `weights` kept aside (drawing them again from
         the seed costs seconds at 670K outputs), and the hash functions and tables of an earlier restart copied back
-        (`fresh`) rather than drawn and rebuilt again (a second at 670K outputs); returns them."""
+        (`fresh`) rather than drawn and rebuilt again (a second at 670K outputs); returns them. A gathering layer's
+        weights and moments are put back only in its `trained_rows` (``weights`` holds those rows alone): at 2^20
+        features, copying and zeroing all of them cost more than the trials' training."""
         for spec in self.buffers:
-            if spec.name in weights:
+            rows = trained_rows.get(spec.layer) if spec.role in ROW_TRAINED_ROLES else None
+            if rows is not None:
+                self.arrays[spec.name][rows] = weights[spec.name] if spec.role == "weights" else 0
+            elif spec.name in weights:
                 np.copyto(self.arrays[spec.name], weights[spec.name])
             elif fresh is not None and spec.name in fresh.arrays:
                 np.copyto(self.arrays[spec.name], fresh.arrays[spec.name])
@@ -837,6 +866,7 @@ class Model:
         if problem:
             raise UsageError(problem)
         dataset = self.prepare_data(data, labelled=True)
+        sparse = self._scores_sparsely(sparse)
         started = time.perf_counter()
         ids, _, loss_total = self._infer(dataset, min(ranking.largest_k(labels), self.plan.output.out_dim),
                                          progress, "evaluate", sparse)
@@ -879,22 +909,28 @@ class Model:
         candidates). With ``update_history`` the file's rows join what history inputs see next."""
         # never skipping rows: the output has a row per input row, and a left-out one would shift all after it
         dataset = self.prepare_data(data, labelled=False, absorb_history=update_history, skip_bad_rows=False)
-        if sparse:
-            self._warn_if_sparse_loses()
-        ids, scores, _ = self._infer(dataset, top_k, progress, "predict", sparse)
+        ids, scores, _ = self._infer(dataset, top_k, progress, "predict", self._scores_sparsely(sparse))
         return ids, scores
 
-    def _warn_if_sparse_loses(self) -> None:
-        """Once per model: sparse inference that misses dense inference's best neuron on many validation rows would
-        lose accuracy silently."""
+    def _scores_sparsely(self, sparse: bool) -> bool:
+        """Whether sparse inference asked for scores the LSH candidates only; it scores every output where the
+        last fit measured that they miss dense inference's best. Warns once per model where sparse inference is
+        slow or may lose accuracy: either would otherwise go unnoticed."""
         check = self.sparse_check
-        if self._sparse_warned or not check or check["dense_top1_recall"] >= SPARSE_RECALL_KEPT:
-            return
+        if not sparse or self._sparse_warned or not check or check["dense_top1_recall"] >= SPARSE_RECALL_KEPT:
+            return sparse and not self.sparse_scores_all
         self._sparse_warned = True
+        if self.sparse_scores_all:
+            warnings.warn(f"sparse inference scores every output of this model, at dense inference's speed: after "
+                          f"training, its LSH candidates held dense inference's best output for only "
+                          f"{check['dense_top1_recall']:.1%} of {int(check['rows']):,} validation rows, so scoring them "
+                          "alone would lose precision@1", stacklevel=3)
+            return False
         warnings.warn(f"sparse inference scored dense inference's best output for only "
                       f"{check['dense_top1_recall']:.1%} of {int(check['rows']):,} validation rows after training: "
                       f"its precision@1 may be up to {1 - check['dense_top1_recall']:.3f} lower than dense "
                       "inference's; predict without --sparse / sparse=True to keep it", stacklevel=3)
+        return True
 
     # -- persistence -----------------------------------------------------------------------------------
 
@@ -977,6 +1013,7 @@ class Model:
         self.sparse_check = check
         chosen = int((check or {}).get("lsh_candidates", -1))
         self.lsh_candidates = None if chosen < 0 else chosen
+        self.sparse_scores_all = bool((check or {}).get("scores_all", 0.0))
         self.histories = {index: HistoryState(*(arrays[f"history.{index}.{part}"] for part in ("users", "indptr", "items")))
                           for index, i_plan in enumerate(self.plan.inputs)
                           if i_plan.column is not None and f"history.{index}.users" in arrays}

@@ -179,7 +179,9 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, prepare: Prep
         "threads": args.threads,
         "config": {"spec": args.spec, "epochs": epochs or "auto", "tune": args.tune, "recall_at": list(recall_ks),
                    "inference": args.inference},
-        "chosen": chosen,  # what epochs=auto and learning_rate=auto chose
+        # what epochs=auto and learning_rate=auto chose (the rate the model trained at, raced or the spec's, always)
+        "chosen": {"learning_rate": model.learning_rate,
+                   "rate_race": model.rate_choice.to_json() if model.rate_choice is not None else None, **chosen},
         "plan": {layer.name: {"lsh": layer.lsh and {k: getattr(layer.lsh, k) for k in (
             "family", "hashes", "tables", "bucket_cap", "active", "active_sets", "update_parts", "prefetch_rows",
             "origin")}}

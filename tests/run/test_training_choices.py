@@ -101,6 +101,29 @@ def test_after_the_race_a_sparse_model_trains_as_a_fresh_one_would(write_spec):
             np.testing.assert_array_equal(raced.arrays[buffer.name], fresh.arrays[buffer.name], err_msg=buffer.name)
 
 
+def test_the_race_puts_back_exactly_the_input_rows_its_trials_trained(write_spec):
+    """Trials train on a quarter of the first epoch: the input layer's rows of the features they saw are put back,
+    and those of features only later rows have must be untouched too, for the epoch that follows to see them fresh."""
+    spec = SPARSE_OUT.replace("adam(learning_rate=0.005)", "adam()").replace("sparse[200]", "sparse[5000]")
+    path = write_spec(spec, "rows.bolt")
+    x, labels = _wide_data(4096)
+    # a feature of each row's own besides its label's: the trials' 1,024 rows see a fifth of them
+    own = sp.csr_matrix((np.ones(4096, dtype=np.float32), 200 + np.arange(4096) % 4800, np.arange(4097)),
+                        shape=(4096, 5000))
+    x = sp.csr_matrix(sp.hstack([x, sp.csr_matrix((4096, 4800))]) + own)
+    raced = boltc.load(path, tune=False)  # the LSH values of the formula, as the fresh model's (timed tuning may not)
+    raced.measure_learning_rate = True
+    trained = raced._rows_trained_by(raced.prepare_data((x, labels), labelled=True), np.arange(1024))
+    assert set(trained[0]) == set(np.unique(x[:1024].indices))
+    raced.fit((x, labels), epochs=1, validation=False)
+    assert raced.rate_choice.batches == 16 and len(raced.rate_choice.trials) >= 3
+    fresh = boltc.load(path, tune=False)
+    fresh.fit((x, labels), epochs=1, validation=False, learning_rate=raced.rate_choice.learning_rate)
+    for buffer in raced.buffers:
+        if buffer.kind != "scratch":
+            np.testing.assert_array_equal(raced.arrays[buffer.name], fresh.arrays[buffer.name], err_msg=buffer.name)
+
+
 def test_the_race_runs_every_trial_at_a_constant_rate(write_spec):
     """Warm-up and decay belong to training: a trial under them would be scored at rates it never tried."""
     path = write_spec(AUTO.replace("epochs = auto", "epochs = 1, schedule = cosine, warmup = 4"), "w.bolt")
@@ -336,3 +359,33 @@ def test_fit_measures_how_often_sparse_inference_finds_dense_inferences_best(wri
     # a fit without validation rows leaves no check of weights it no longer has
     loaded.fit((x, [[int(v)] for v in labels]), epochs=1, validation=False)
     assert loaded.sparse_check is None and loaded.lsh_candidates is None
+
+
+def test_sparse_inference_scores_every_output_where_no_lsh_candidate_count_keeps_denses_best(write_spec, tmp_path,
+                                                                                             monkeypatch):
+    x, labels = _wide_data(1200)
+    model = boltc.load(write_spec(SPARSE_OUT, "wide.bolt"), tune=False)
+    monkeypatch.setattr(boltc.model, "SPARSE_RECALL_KEPT", 1.01)  # out of every rung's reach
+    model.fit((x, labels))
+    check = model.sparse_check
+    assert model.sparse_scores_all and check["scores_all"] == 1.0 and check["lsh_candidates"] == -1
+    dense_ids, dense_scores = model.predict(x[:300], top_k=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sparse_ids, sparse_scores = model.predict(x[:300], top_k=3, sparse=True)
+        model.predict(x[:10], sparse=True)
+    assert len(caught) == 1 and "scores every output of this model, at dense inference's speed" in \
+        str(caught[0].message) and f"for only {check['dense_top1_recall']:.1%} of 120 validation rows" in \
+        str(caught[0].message)
+    np.testing.assert_array_equal(sparse_ids, dense_ids)
+    np.testing.assert_array_equal(sparse_scores, dense_scores)
+    model.save(tmp_path / "w.boltm")
+    loaded = boltc.load_model(tmp_path / "w.boltm")
+    assert loaded.sparse_scores_all and loaded.sparse_check == check
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        np.testing.assert_array_equal(loaded.evaluate((x[:300], labels[:300]), sparse=True)["precision@1"],
+                                      loaded.evaluate((x[:300], labels[:300]))["precision@1"])
+    monkeypatch.setattr(boltc.model, "SPARSE_RECALL_KEPT", 0.0)  # the fewest candidates keep it
+    loaded.fit((x, labels), epochs=1)
+    assert not loaded.sparse_scores_all and loaded.lsh_candidates == 0
