@@ -157,7 +157,8 @@ def _debtags_systems(data: Prepared, args: argparse.Namespace) -> list[System]:
         # the spec's network and recipe: 256 ReLU units, softmax over the tags, Adam at 0.002, batch 256
         System("pytorch-full-softmax", _python(PEERS / "torch_xmc.py", "--softmax", "full", "--hidden", "256",
                                                "--lr", "0.002", "--max-epochs", epochs, *contract)),
-        # boltc's own recipe (batches of 16 at 0.0005), affordable with sparse gradients on the input layer
+        # boltc's batches of 16 at the 0.0005 its spec had before it raced its rate, affordable with sparse
+        # gradients on the input layer
         System("pytorch-lazy", _python(PEERS / "torch_xmc.py", "--softmax", "full", "--input-update", "lazy",
                                        "--hidden", "256", "--batch-size", "16", "--lr", "0.0005", "--max-epochs",
                                        epochs, *contract)),
