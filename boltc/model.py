@@ -566,9 +566,10 @@ class Model:
         if final_rebuild and history.epochs and self.sparse_layers:
             # measured for these weights, or not at all: an earlier fit's choice would no longer hold
             self.sparse_check, self.lsh_candidates, self.sparse_scores_all = None, None, False
+            self._sparse_warned = False  # what sparse inference does now is worth a word again
             if validation_set is not None:
                 before = time.perf_counter()
-                self.sparse_check = self.choose_lsh_candidates(validation_set)
+                self.choose_lsh_candidates(validation_set)
                 validation_seconds += time.perf_counter() - before
         history.validation_seconds = validation_seconds
         return history
@@ -576,7 +577,7 @@ class Model:
     def choose_lsh_candidates(self, data, rows_most: int = SPARSE_CHECK_ROWS) -> dict[str, float]:
         """The fewest LSH candidates per row (of a ladder of shares of the plan's room) with which sparse inference
         still scores dense inference's top-1 for SPARSE_RECALL_KEPT of (at most `rows_most` of) `data`; sets
-        ``lsh_candidates`` and returns its ``measure_sparse_recall``. Where the heavy rows hold the answers (labels
+        ``lsh_candidates`` and ``sparse_check`` (its ``measure_sparse_recall``) and returns the check. Where the heavy rows hold the answers (labels
         of Zipf-like frequencies) the hashing's candidates, gathered row by row, cost more than they find. Where no
         count keeps dense's top-1 (flat label frequencies, whose neurons' weights hash alike), sparse inference
         scores every output (``sparse_scores_all``, ``scores_all`` in the check): losing a point of precision
@@ -589,8 +590,9 @@ class Model:
             if check["dense_top1_recall"] >= SPARSE_RECALL_KEPT:
                 break
         self.sparse_scores_all = check["dense_top1_recall"] < SPARSE_RECALL_KEPT
-        return {**check, "lsh_candidates": float(-1 if self.lsh_candidates is None else self.lsh_candidates),
-                "scores_all": float(self.sparse_scores_all)}
+        self.sparse_check = {**check, "scores_all": float(self.sparse_scores_all),
+                             "lsh_candidates": float(-1 if self.lsh_candidates is None else self.lsh_candidates)}
+        return self.sparse_check
 
     def _sparse_recall(self, dataset: Dataset, dense_top: np.ndarray) -> dict[str, float]:
         ids, counts = self.candidate_sets(dataset)
@@ -860,7 +862,7 @@ class Model:
         """Metrics (default: the spec's, e.g. ``["accuracy", "precision@5", "loss"]``) over labelled data.
 
         ``sparse=True`` scores only the neurons LSH selects in sparse layers (fast; the loss is then undefined and
-        reported as NaN)."""
+        reported as NaN), or every output where ``sparse_scores_all`` (the last fit found the candidates miss)."""
         labels = tuple(metrics or self.plan.metrics)
         problem = ranking.invalid(labels, self.plan.output.out_dim)
         if problem:
