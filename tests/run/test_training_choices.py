@@ -62,6 +62,13 @@ def test_rate_walk_finds_the_fastest_rate_and_chooses_a_step_below():
     diverged = _walk(dict.fromkeys(grid, math.inf))
     assert [t.learning_rate for t in diverged] == [0.001, 0.0003, 0.0001] and rates.fastest(diverged) is None
     assert rates.step_below(grid, 0.0001) == pytest.approx(0.0001 / 3)
+    # a tie within half a percent goes to the lower neighbour, and only to it
+    tied = _walk({0.0001: 5.0, 0.0003: 4.0, 0.001: 3.0, 0.003: 2.009, 0.01: 2.0, 0.03: 2.5, 0.1: math.inf})
+    assert rates.fastest(tied) == 0.003
+    close = _walk({0.0001: 5.0, 0.0003: 4.0, 0.001: 2.009, 0.003: 2.005, 0.01: 2.0, 0.03: 2.5, 0.1: math.inf})
+    assert rates.fastest(close) == 0.003
+    apart = _walk({0.0001: 5.0, 0.0003: 4.0, 0.001: 3.0, 0.003: 2.011, 0.01: 2.0, 0.03: 2.5, 0.1: math.inf})
+    assert rates.fastest(apart) == 0.01
     assert rates.trial_batches(8) == 8 and rates.trial_batches(320) == 80 and rates.trial_batches(5000) == 256
 
 
