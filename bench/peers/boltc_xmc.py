@@ -7,7 +7,8 @@ With an LSH-sparse output layer, both inference modes are measured at every poin
 sparse inference's (the mode a sparse model serves in), dense inference's is kept beside it; --inference dense
 reports dense inference's instead (where scoring every label is cheap, e.g. thousands of labels), sparse beside it. Training seconds count
 fit()'s wall time (the rebuilds included), not evaluation; what the first fit measures before training (the sparse
-layers' tuning unless --tune off, the learning-rate race of a spec without a rate) is timed apart as tune_seconds.
+layers' tuning unless --tune off, and the learning-rate race of a spec without a rate, --tune off or not) is timed
+apart as tune_seconds.
 With --time-budget, training stops once both together reach it. A spec of epochs=auto (and no --epochs) trains
 in one fit() that chooses its epochs on rows it holds out: one point, at its end, and what it chose.
 --recall-at K adds recall@K to every point. boltc_csv.py runs the same loop on CSV/TSV files of typed columns.
@@ -40,7 +41,8 @@ def parser_for(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None, help="default: the spec's")
     parser.add_argument("--evals-per-epoch", type=int, default=1)
     parser.add_argument("--tune", choices=("on", "off"), default="on",
-                        help="measured autotuning at the first fit (off: BOLT's formulas)")
+                        help="the sparse layers' measured autotuning at the first fit (off: BOLT's formulas); a "
+                             "spec without a learning rate races it either way, as a user's run does")
     parser.add_argument("--tune-budget", type=float, default=None, help="seconds (default: boltc's)")
     parser.add_argument("--name", default=None, help="the system's name in the record (default: boltc, or "
                                                      "boltc-formula with --tune off)")
@@ -84,6 +86,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, prepare: Prep
 
     started = time.perf_counter()
     model = boltc.load(args.spec, tune=args.tune == "on", tune_budget=args.tune_budget or FIT_BUDGET_SECONDS)
+    model.measure_learning_rate = True
     compile_seconds = time.perf_counter() - started
     model.threads = args.threads
     loaded = time.perf_counter()
