@@ -577,11 +577,11 @@ class Model:
     def choose_lsh_candidates(self, data, rows_most: int = SPARSE_CHECK_ROWS) -> dict[str, float]:
         """The fewest LSH candidates per row (of a ladder of shares of the plan's room) with which sparse inference
         still scores dense inference's top-1 for SPARSE_RECALL_KEPT of (at most `rows_most` of) `data`; sets
-        ``lsh_candidates`` and ``sparse_check`` (its ``measure_sparse_recall``) and returns the check. Where the heavy rows hold the answers (labels
-        of Zipf-like frequencies) the hashing's candidates, gathered row by row, cost more than they find. Where no
-        count keeps dense's top-1 (flat label frequencies, whose neurons' weights hash alike), sparse inference
-        scores every output (``sparse_scores_all``, ``scores_all`` in the check): losing a point of precision
-        without a word is worse than dense speed with one."""
+        ``lsh_candidates`` and ``sparse_check`` (its ``measure_sparse_recall``) and returns the check. Where the
+        heavy rows hold the answers (labels of Zipf-like frequencies) the hashing's candidates, gathered row by row,
+        cost more than they find. Where no count keeps dense's top-1 (flat label frequencies: the heavy rows hold
+        little and the hashing misses the rest), sparse inference scores every output (``sparse_scores_all``,
+        ``scores_all`` in the check): losing a point of precision without a word is worse than dense speed with one."""
         dataset, dense_top = self._checked_rows(data, rows_most)
         room = self.plan.output.lsh.inference_active - self.plan.output.lsh.heavy
         for share in LSH_CANDIDATE_LADDER:
@@ -915,9 +915,9 @@ class Model:
         return ids, scores
 
     def _scores_sparsely(self, sparse: bool) -> bool:
-        """Whether sparse inference asked for scores the LSH candidates only; it scores every output where the
-        last fit measured that they miss dense inference's best. Warns once per model where sparse inference is
-        slow or may lose accuracy: either would otherwise go unnoticed."""
+        """Whether a call that asks for sparse inference scores the heavy rows and LSH candidates only: not where the
+        last fit measured that they miss dense inference's best (it scores every output then). Warns once per model
+        where sparse inference is slow or may lose accuracy: either would otherwise go unnoticed."""
         check = self.sparse_check
         if not sparse or self._sparse_warned or not check or check["dense_top1_recall"] >= SPARSE_RECALL_KEPT:
             return sparse and not self.sparse_scores_all
@@ -925,8 +925,8 @@ class Model:
         if self.sparse_scores_all:
             warnings.warn(f"sparse inference scores every output of this model, at dense inference's speed: after "
                           f"training, its LSH candidates held dense inference's best output for only "
-                          f"{check['dense_top1_recall']:.1%} of {int(check['rows']):,} validation rows, so scoring them "
-                          "alone would lose precision@1", stacklevel=3)
+                          f"{check['dense_top1_recall']:.1%} of {int(check['rows']):,} validation rows, so scoring "
+                          "them alone would lose precision@1", stacklevel=3)
             return False
         warnings.warn(f"sparse inference scored dense inference's best output for only "
                       f"{check['dense_top1_recall']:.1%} of {int(check['rows']):,} validation rows after training: "
