@@ -249,7 +249,6 @@ class Model:
         # sparse inference's LSH candidates per row besides the heavy rows (None: all the plan has room for); fit()
         # chooses it on its validation rows
         self.lsh_candidates: int | None = None
-        self.sparse_scores_all = False  # the last fit found no LSH candidate count that keeps dense's top-1
         self._sparse_warned = False
         self.threads = plan.threads  # may be changed between calls; results do not depend on it
         # data files read by fit and evaluate leave out (and count) rows that break their format; predict never
@@ -565,7 +564,7 @@ class Model:
         history.wall_seconds = time.perf_counter() - started - validation_seconds
         if final_rebuild and history.epochs and self.sparse_layers:
             # measured for these weights, or not at all: an earlier fit's choice would no longer hold
-            self.sparse_check, self.lsh_candidates, self.sparse_scores_all = None, None, False
+            self.sparse_check, self.lsh_candidates = None, None
             self._sparse_warned = False  # what sparse inference does now is worth a word again
             if validation_set is not None:
                 before = time.perf_counter()
@@ -589,8 +588,7 @@ class Model:
             check = self._sparse_recall(dataset, dense_top)
             if check["dense_top1_recall"] >= SPARSE_RECALL_KEPT:
                 break
-        self.sparse_scores_all = check["dense_top1_recall"] < SPARSE_RECALL_KEPT
-        self.sparse_check = {**check, "scores_all": float(self.sparse_scores_all),
+        self.sparse_check = {**check, "scores_all": float(check["dense_top1_recall"] < SPARSE_RECALL_KEPT),
                              "lsh_candidates": float(-1 if self.lsh_candidates is None else self.lsh_candidates)}
         return self.sparse_check
 
@@ -914,6 +912,12 @@ class Model:
         ids, scores, _ = self._infer(dataset, top_k, progress, "predict", self._scores_sparsely(sparse))
         return ids, scores
 
+    @property
+    def sparse_scores_all(self) -> bool:
+        """Whether sparse inference scores every output: the last fit found no LSH candidate count that keeps
+        dense inference's top-1 (``scores_all`` in ``sparse_check``, saved with it)."""
+        return bool(self.sparse_check and self.sparse_check.get("scores_all"))
+
     def _scores_sparsely(self, sparse: bool) -> bool:
         """Whether a call that asks for sparse inference scores the heavy rows and LSH candidates only: not where the
         last fit measured that they miss dense inference's best (it scores every output then). Warns once per model
@@ -1015,7 +1019,6 @@ class Model:
         self.sparse_check = check
         chosen = int((check or {}).get("lsh_candidates", -1))
         self.lsh_candidates = None if chosen < 0 else chosen
-        self.sparse_scores_all = bool((check or {}).get("scores_all", 0.0))
         self.histories = {index: HistoryState(*(arrays[f"history.{index}.{part}"] for part in ("users", "indptr", "items")))
                           for index, i_plan in enumerate(self.plan.inputs)
                           if i_plan.column is not None and f"history.{index}.users" in arrays}
