@@ -713,15 +713,9 @@ class Model:
     def _rows_trained_by(self, dataset: Dataset, rows: np.ndarray) -> dict[int, np.ndarray]:
         """For each layer that gathers the weight rows of a sparse input, by layer index, the rows that training on
         `rows` of `dataset` can change: those of the features present in them (lazy Adam leaves the rest alone)."""
-        trained = {}
-        for layer in self.plan.layers:
-            if layer.kernel != "gather":
-                continue
-            matrix = dataset.features[layer.sources[0].index]
-            starts, lengths = matrix.indptr[rows], matrix.indptr[rows + 1] - matrix.indptr[rows]
-            within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            trained[layer.index] = np.unique(matrix.indices[np.repeat(starts, lengths) + within])
-        return trained
+        seen = take_rows(dataset, rows).features
+        return {layer.index: np.unique(seen[layer.sources[0].index].indices) for layer in self.plan.layers
+                if layer.kernel == "gather"}
 
     def _restart(self, weights: dict[str, np.ndarray], trained_rows: dict[int, np.ndarray],
                  fresh: _FreshTables | None = None) -> _FreshTables:
