@@ -196,11 +196,14 @@ def run_training(spec: str, train: str, test: str | None, *, epochs: int | str |
     check = model.sparse_check
     if check:
         taken = int(check.get("lsh_candidates", -1))
+        candidates = "every LSH candidate there is room for" if taken < 0 else \
+            f"{taken:,} LSH candidates besides the heavy rows"
+        scored = f", {history.monitor} {check['sparse_metric']:.4f} against dense's {check['dense_metric']:.4f}" \
+            if "sparse_metric" in check else ""
+        too_few = "; too few: --sparse scores every output, at dense speed" if check.get("scores_all") else ""
         print(f"sparse inference: dense inference's top-1 among its candidates for {check['dense_top1_recall']:.1%} "
-              f"of {int(check['rows']):,} validation rows, {check['mean_candidates']:,.0f} per row ("
-              + ("every LSH candidate there is room for" if taken < 0 else f"{taken:,} LSH candidates besides the "
-                 "heavy rows") + ")" + ("; too few: --sparse scores every output, at dense speed"
-                                        if check.get("scores_all") else ""), file=log)
+              f"of {int(check['rows']):,} validation rows, {check['mean_candidates']:,.0f} per row ({candidates})"
+              f"{scored}{too_few}", file=log)
     final = next((e for e in history.epochs if e.epoch == history.restored_epoch), history.epochs[-1]) \
         if history.epochs else None
     if test_set is not None and final is not None:

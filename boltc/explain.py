@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from boltc.plan import ColumnPlan, Plan
+from boltc.plan import PLATEAU_DECAY, ColumnPlan, Plan
 
 
 def human_bytes(n: float) -> str:
@@ -59,10 +59,10 @@ def _epochs(plan: Plan) -> str:
         validation = None
     keeps_best = plan.restore_best or (plan.restore_best is None and auto)
     if auto:
-        text = f"auto (until the first metric on the validation rows has not improved for {plan.patience} " \
-               f"epoch{'s' if plan.patience > 1 else ''}, at most {plan.max_epochs}, halving the learning rate after " \
-               "each epoch without improvement" + (" and going on from the best epoch's parameters" if keeps_best
-                                                    else "") + f"; {validation})"
+        going_on = " and going on from the best epoch's parameters" if keeps_best else ""
+        text = f"auto (until the first metric on the validation rows has failed to improve in {plan.patience} " \
+               f"epoch{'s' if plan.patience > 1 else ''} of the run, at most {plan.max_epochs}, dividing the " \
+               f"learning rate by {1 / PLATEAU_DECAY:g} after each epoch without improvement{going_on}; {validation})"
     else:
         text = f"{plan.epochs}" + (f" ({validation})" if validation else "")
     if keeps_best:

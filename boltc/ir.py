@@ -169,7 +169,7 @@ class TrainConfig:
     # or None (held out only where epochs=auto needs it)
     validation: float | str | None = None
     max_epochs: int = 20  # epochs=auto stops here at the latest
-    patience: int = 2  # epochs=auto stops after this many epochs without a better validation metric
+    patience: int = 2  # epochs=auto stops at the run's this-many-th epoch without a better validation metric
     restore_best: bool | None = None  # end with the best epoch's parameters; None: when epochs=auto
     schedule: str = "constant"  # constant | linear | cosine: the learning rate's decay over the planned epochs
     warmup: int = 0  # batches over which the learning rate rises linearly from 0 at the start of training

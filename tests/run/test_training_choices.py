@@ -190,10 +190,12 @@ def test_auto_epochs_stop_on_the_validation_metric_and_end_with_the_best_epoch(w
     scores = [record.validation["accuracy"] for record in history.epochs]
     best = int(np.argmax(scores)) + 1
     assert history.best_epoch == best and history.best_metric == max(scores)
-    if history.stopped_early:
-        assert len(history.epochs) == best + 2 and len(history.epochs) < 30
+    improved = [score > max(scores[:epoch], default=-math.inf) for epoch, score in enumerate(scores)]
+    assert history.epochs_without_improvement == improved.count(False)
+    if history.stopped_early:  # at the second epoch that did not improve, in a row or not
+        assert improved.count(False) == 2 and not improved[-1] and len(history.epochs) < 30
     else:
-        assert len(history.epochs) == 30
+        assert improved.count(False) < 2 and len(history.epochs) == 30
     assert history.validation_rows == 40
     # the model ends with the best epoch's parameters: its validation accuracy is the best epoch's again
     dataset = model.prepare_data((x, y), labelled=True, scaled=False)
@@ -202,7 +204,7 @@ def test_auto_epochs_stop_on_the_validation_metric_and_end_with_the_best_epoch(w
     assert history.restored_epoch == (best if best != len(history.epochs) else 0)
 
 
-def test_after_a_worse_epoch_training_goes_on_from_the_best_epoch_at_half_the_rate(write_spec):
+def test_after_a_worse_epoch_training_goes_on_from_the_best_epoch_at_a_tenth_of_the_rate(write_spec):
     path = write_spec(AUTO.replace("epochs = auto", "epochs = auto, max_epochs = 12, patience = 3"), "auto.bolt")
     model = boltc.load(path, tune=False)
     starts, ends, rates_used = [], [], []
@@ -224,7 +226,7 @@ def test_after_a_worse_epoch_training_goes_on_from_the_best_epoch_at_half_the_ra
             or epoch - 1 == 0
         best = epoch - 1 if improved else best
         came_from = ends[epoch - 1] if improved else ends[best]
-        assert rates_used[epoch] == (rates_used[epoch - 1] if improved else rates_used[epoch - 1] / 2)
+        assert rates_used[epoch] == (rates_used[epoch - 1] if improved else rates_used[epoch - 1] * 0.1)
         for name, array in came_from.items():
             np.testing.assert_array_equal(starts[epoch][name], array, err_msg=f"epoch {epoch + 1}: {name}")
 
@@ -374,6 +376,7 @@ def test_sparse_inference_scores_every_output_where_no_lsh_candidate_count_keeps
     x, labels = _wide_data(1200)
     model = boltc.load(write_spec(SPARSE_OUT, "wide.bolt"), tune=False)
     monkeypatch.setattr(boltc.model, "SPARSE_RECALL_KEPT", 1.01)  # out of every rung's reach
+    monkeypatch.setattr(boltc.model, "SPARSE_METRIC_KEPT", -1.0)
     model.fit((x, labels))
     check = model.sparse_check
     assert model.sparse_scores_all and check["scores_all"] == 1.0 and check["lsh_candidates"] == -1
@@ -397,3 +400,28 @@ def test_sparse_inference_scores_every_output_where_no_lsh_candidate_count_keeps
     monkeypatch.setattr(boltc.model, "SPARSE_RECALL_KEPT", 0.0)  # the fewest candidates keep it
     loaded.fit((x, labels), epochs=1)
     assert not loaded.sparse_scores_all and loaded.lsh_candidates == 0
+
+
+def test_sparse_inference_is_kept_where_its_metric_on_the_validation_rows_keeps_denses(write_spec, monkeypatch):
+    x, labels = _wide_data(1200)
+    model = boltc.load(write_spec(SPARSE_OUT, "wide.bolt"), tune=False)
+    monkeypatch.setattr(boltc.model, "SPARSE_RECALL_KEPT", 1.01)  # dense's top-1 held never counts: the metric decides
+    model.fit((x, labels), epochs=3, validation=0.1)
+    _, held, _ = model._split_validation(model.prepare_data((x, labels), labelled=True), 0.1, auto=False)
+    lsh = model.plan.output.lsh
+    room = lsh.inference_active - lsh.heavy
+    dense = model.evaluate(held, ["precision@1"])["precision@1"]
+    sparse_by_rung = []
+    for share in LSH_CANDIDATE_LADDER:
+        model.lsh_candidates = None if share == 1 else int(share * room)
+        sparse_by_rung.append(model.evaluate(held, ["precision@1"], sparse=True)["precision@1"])
+    assert len(set(sparse_by_rung)) > 1  # the rungs differ, so the choice below is a choice
+    for tolerance in sorted({dense - value for value in sparse_by_rung}):
+        monkeypatch.setattr(boltc.model, "SPARSE_METRIC_KEPT", tolerance)
+        check = model.choose_lsh_candidates(held)
+        rung = next(i for i, value in enumerate(sparse_by_rung) if value >= dense - tolerance)
+        assert check["dense_metric"] == dense and check["sparse_metric"] == sparse_by_rung[rung]
+        assert check["scores_all"] == 0.0 and model.lsh_candidates == (
+            None if LSH_CANDIDATE_LADDER[rung] == 1 else int(LSH_CANDIDATE_LADDER[rung] * room))
+    monkeypatch.setattr(boltc.model, "SPARSE_METRIC_KEPT", min(dense - value for value in sparse_by_rung) - 1e-6)
+    assert model.choose_lsh_candidates(held)["scores_all"] == 1.0 and model.sparse_scores_all
