@@ -479,10 +479,10 @@ class Model:
         """Train on ``train``; returns per-epoch records and what was chosen.
 
         ``epochs``: a count, ``"auto"`` (until the first metric on the validation rows has failed to improve in
-        the spec's ``patience`` epochs of the run, ``max_epochs`` at most), or None for the spec's. ``validation``: the
-        rows the loop chooses on (a data file, ``Dataset`` or ``(X, y)``), a fraction of the training rows to hold
-        out (never trained on), ``False`` for none, or None for the spec's (where it names none, epochs=auto holds out 5%,
-        2,000 rows at most). The spec's ``restore_best`` (default: when epochs run auto) ends with the best epoch's
+        the spec's ``patience`` epochs of the run, ``max_epochs`` at most), or None for the spec's. ``validation``:
+        the rows the loop chooses on (a data file, ``Dataset`` or ``(X, y)``), a fraction of the training rows to
+        hold out (never trained on), ``False`` for none, or None for the spec's (where it names none, epochs=auto
+        holds out 5%, 2,000 rows at most). The spec's ``restore_best`` (default: when epochs run auto) ends with the best epoch's
         parameters. ``test`` is evaluated after every epoch for the record only, never to choose. Without a
         learning rate (here or in the spec) the first fit races rates on the training data (``rates``). Ctrl-C stops after the current batch
         and returns the history so far; the model stays usable. Sparse layers' tables are rebuilt at the end for
