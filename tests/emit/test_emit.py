@@ -3,9 +3,12 @@ where each part came from."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,8 @@ from boltc.machine import probe
 from boltc.parse import parse
 from boltc.plan import plan
 from boltc.resources import runtime_dir
+
+REPO = Path(__file__).resolve().parents[2]
 
 SPEC = """\
 model m {
@@ -135,3 +140,26 @@ def test_buffer_table_matches_slots():
         assert f"SLOT_L{buffer.layer}_{buffer.role.upper()} = {buffer.slot}," in source.c_text
     sgd = source_for(VARIANTS["sgd-float"])
     assert not any(b.kind == "optimizer" for b in sgd.buffers)
+
+
+def test_the_emitted_c_does_not_depend_on_pythons_hash_seed(tmp_path):
+    """Every bundled spec's C text, its cdef and its buffer list are the same in two processes whose str hashes
+    differ: an iteration over a set or a hash-ordered dict would otherwise change the cache key, or the code."""
+    script = (
+        "import hashlib, pathlib, sys\n"
+        "from boltc.emit import emit\n"
+        "from boltc.machine import probe\n"
+        "from boltc.pipeline import plan_spec\n"
+        "machine = probe()\n"
+        "for path in sorted(pathlib.Path(sys.argv[1]).glob('*.bolt')):\n"
+        "    source = emit(plan_spec(path, machine=machine))\n"
+        "    text = source.c_text + source.cdef + repr(source.buffers)\n"
+        "    print(path.name, hashlib.sha256(text.encode()).hexdigest())\n")
+    digests = []
+    for seed in ("1", "2"):
+        done = subprocess.run([sys.executable, "-c", script, str(REPO / "specs")], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}, timeout=300)
+        assert done.returncode == 0, done.stderr
+        digests.append(done.stdout)
+    assert digests[0].count("\n") == len(list((REPO / "specs").glob("*.bolt"))) > 0
+    assert digests[0] == digests[1]
