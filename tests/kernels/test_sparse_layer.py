@@ -650,3 +650,25 @@ def test_bf16_products_are_numpys_products_of_the_same_operands_rounded_to_bf16(
         expected["l1.bias"][shared] = dz32.astype(np.float64).sum(axis=0)  # the bias sums dz in fp32, unrounded
     for key, grad in expected.items():
         np.testing.assert_allclose(before[key] - model.arrays[key], grad, rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_bf16_moments_follow_adam_step_after_step(write_spec):
+    """Four steps, each checked from the model's own (rounded) state: the bias correction advances with the step
+    for bf16 moments as for fp32 ones."""
+    extra = "    optimizer adam(learning_rate=0.01, moments=bf16)\n"
+    model = boltc.load(write_spec(spec_text(9, 17, 7, 0.99, extra=extra)))  # every neuron active
+    for step in range(1, 5):
+        x, labels = make_data(16, 9, 7, seed=40 + step)
+        state = {b.name: (bf16_to_float(model.arrays[b.name]) if model.arrays[b.name].dtype == np.uint16 else
+                          model.arrays[b.name]).astype(np.float64) for b in model.buffers
+                 if b.kind in ("parameter", "optimizer")}
+        grads = reference.gradients(model.plan, as_reference_params(model), [x.astype(np.float64)], labels)
+        grads["l1.weights"] = grads["l1.weights"].T
+        expected = reference.adam_step(model.plan, state, grads, {}, step=step, learning_rate=0.01)
+        model.fit((x, labels), epochs=1)
+        assert model.step == step
+        for key in ("l1.weights_m", "l1.weights_v"):  # stochastic rounding: within one bf16 step of the exact value
+            np.testing.assert_allclose(bf16_to_float(model.arrays[key]), expected[key], rtol=2**-7, atol=1e-30,
+                                       err_msg=f"step {step}: {key}")
+        np.testing.assert_allclose(model.arrays["l1.weights"], expected["l1.weights"], rtol=RTOL, atol=ATOL,
+                                   err_msg=f"step {step}")
