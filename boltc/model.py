@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from boltc import __version__, checkpoint, rates
+from boltc import __version__, checkpoint, rates, saved_contents
 from boltc import metrics as ranking
 from boltc.build import CompiledLibrary
 from boltc.columns import (HistoryKeys, HistoryState, LinkKeys, NodeStore, history_features, neighbour_features,
@@ -984,6 +984,18 @@ class Model:
                      for index, scale in (self.input_scaling or {}).items() for part in SCALING_PARTS})
         checkpoint.write_model_file(path, header, {**self.saved_arrays(), **kept})
 
+    def _check_node_store(self, path: str, index: int, store: NodeStore) -> None:
+        """A saved node store's offsets and feature ids, which the neighbour aggregation reads in C."""
+        nodes = len(store.nodes)
+        saved_contents.check_ragged(path, f"nodes.{index}.feature_indptr", store.feature_indptr, nodes,
+                                    len(store.feature_indices))
+        saved_contents.check_ragged(path, f"nodes.{index}.link_indptr", store.link_indptr, nodes, len(store.links))
+        if len(store.feature_values) != len(store.feature_indices) or not np.isfinite(store.feature_values).all():
+            raise ModelFileError(path, f"array 'nodes.{index}.feature_values' does not match its feature ids")
+        source = self.plan.inputs[self.plan.inputs[index].column.source]
+        saved_contents.check_ids(path, f"nodes.{index}.feature_indices", store.feature_indices, source.dim,
+                                 f"input '{source.name}''s features")
+
     def _restored_scaling(self, path: str, arrays: dict[str, np.ndarray]) -> dict[int, Scaling] | None:
         """A trained model's standardisation statistics: every standardised input must have them, of its width. A
         file with none is an untrained model's (learned at its first fit) or one trained before boltc standardised
@@ -1016,8 +1028,11 @@ class Model:
             if tuple(stored.shape) != spec.shape:
                 raise ModelFileError(path, f"array '{spec.name}' has shape {tuple(stored.shape)}, the spec needs "
                                      f"{spec.shape}")
-            if stored is not self.arrays[spec.name]:  # not already read in place
-                self.arrays[spec.name][...] = stored
+        saved = [spec for spec in self.buffers if spec.kind in SAVED_KINDS]
+        saved_contents.check_buffers(path, self.plan, saved, arrays)
+        for spec in saved:
+            if arrays[spec.name] is not self.arrays[spec.name]:  # not already read in place
+                self.arrays[spec.name][...] = arrays[spec.name]
         try:
             self.step = int(header.get("step", 0))
             self.epochs_trained = int(header.get("epochs_trained", 0))
@@ -1042,9 +1057,14 @@ class Model:
         self.histories = {index: HistoryState(*(arrays[f"history.{index}.{part}"] for part in ("users", "indptr", "items")))
                           for index, i_plan in enumerate(self.plan.inputs)
                           if i_plan.column is not None and f"history.{index}.users" in arrays}
+        for index, history in self.histories.items():
+            saved_contents.check_ragged(path, f"history.{index}.indptr", history.indptr, len(history.users),
+                                        len(history.items))
         self._history_before = {}
         self.node_stores = {index: NodeStore(*(arrays[f"nodes.{index}.{part}"] for part in NodeStore.PARTS))
                             for index in range(len(self.plan.inputs)) if f"nodes.{index}.nodes" in arrays}
+        for index, store in self.node_stores.items():
+            self._check_node_store(path, index, store)
         self.input_scaling = self._restored_scaling(path, arrays)
         self._rebuild_period, self._rebuilds = 0.0, 0  # the saved hash functions are kept: this is rebuild one
         self._scheduled_rebuild()

@@ -1,0 +1,57 @@
+"""What a model file's arrays may hold, checked before any of it reaches the compiled code.
+
+The checksums prove that a file is what its writer wrote, not that its writer was boltc: a buggy or hostile writer
+can store hash coordinates, neuron orders or CSR offsets that index outside their arrays in C (a crash, or reads of
+other memory), or parameters that make every prediction NaN. Each such value is refused here with a
+``ModelFileError`` naming the array; a file boltc wrote always passes (every check is of something boltc's own
+writers guarantee).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from boltc.diagnostics import ModelFileError
+from boltc.emit import BufferSpec
+from boltc.plan import Plan
+
+BF16_EXPONENT = 0x7F80  # all ones: infinity or NaN
+BF16_SIGN = 0x8000
+
+
+def check_buffers(path: str, plan: Plan, buffers: Iterable[BufferSpec], arrays: dict[str, np.ndarray]) -> None:
+    """The saved buffers' values (shapes are checked by the caller)."""
+    for spec in buffers:
+        stored = arrays[spec.name]
+        layer = plan.layers[spec.layer]
+        if spec.role == "lsh_coords":
+            check_ids(path, spec.name, stored, layer.in_dim, "the layer's input coordinates")
+        elif spec.role == "lsh_order":
+            check_ids(path, spec.name, stored, layer.out_dim, "the layer's neurons")
+            if not (np.bincount(stored, minlength=layer.out_dim) == 1).all():
+                raise ModelFileError(path, f"array '{spec.name}' is not an order of the layer's {layer.out_dim:,} "
+                                     "neurons (each once)")
+        elif stored.dtype == np.uint16:  # bf16 moments
+            if ((stored & BF16_EXPONENT) == BF16_EXPONENT).any():
+                raise ModelFileError(path, f"array '{spec.name}' holds infinite or NaN values")
+            if spec.role.endswith("_v") and (((stored & BF16_SIGN) != 0) & (stored != BF16_SIGN)).any():
+                raise ModelFileError(path, f"array '{spec.name}' holds negative second moments")
+        elif stored.dtype.kind == "f":
+            if not np.isfinite(stored).all():
+                raise ModelFileError(path, f"array '{spec.name}' holds infinite or NaN values")
+            if spec.role.endswith("_v") and (stored < 0).any():
+                raise ModelFileError(path, f"array '{spec.name}' holds negative second moments")
+
+
+def check_ragged(path: str, name: str, indptr: np.ndarray, rows: int, values: int) -> None:
+    """A CSR offsets array: ``rows + 1`` offsets from 0, never decreasing, ending at the ``values`` it indexes."""
+    if indptr.ndim != 1 or len(indptr) != rows + 1 or indptr[0] != 0 or indptr[-1] != values or \
+            (np.diff(indptr) < 0).any():
+        raise ModelFileError(path, f"array '{name}' is not the offsets of {rows:,} rows into {values:,} values")
+
+
+def check_ids(path: str, name: str, ids: np.ndarray, bound: int, what: str) -> None:
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= bound):
+        raise ModelFileError(path, f"array '{name}' holds ids outside {what} (0 to {bound - 1:,})")
