@@ -672,3 +672,58 @@ def test_bf16_moments_follow_adam_step_after_step(write_spec):
                                        err_msg=f"step {step}: {key}")
         np.testing.assert_allclose(model.arrays["l1.weights"], expected["l1.weights"], rtol=RTOL, atol=ATOL,
                                    err_msg=f"step {step}")
+
+
+def test_dwta_densification_with_empty_bins_in_the_weights_and_in_the_query(write_spec):
+    """Bins whose 8 coordinates are all zero borrow the next non-empty bin's hash, cyclically (0 where every bin is
+    empty), on both sides of the hash: the weight rows the rebuild files and the activations a query looks up. A
+    linear identity hidden layer makes the query the input itself, so its empty bins are planted directly (64
+    coordinates: the 8 bins of 8 are one permutation's, disjoint)."""
+    dim, outputs = 64, 400
+    model = boltc.load(write_spec(spec_text(dim, dim, outputs, 0.05, batch=16, activation="linear",
+                                            sampling=", sampling=dwta(hashes=2, tables=4, bucket_cap=4)")))
+    lsh = model.plan.output.lsh
+    assert lsh.heavy + lsh.tables * lsh.bucket_cap <= lsh.inference_active  # a query's buckets are never truncated
+    model.arrays["l0.weights"][...] = np.eye(dim)
+    model.arrays["l0.bias"][...] = 0
+    coords = model.arrays["l1.lsh_coords"]
+    n_bins = lsh.tables * lsh.hashes
+    bin_coords = coords.reshape(8, n_bins).T  # [bin, 8]
+    rng = np.random.default_rng(8)
+
+    def planted(rows: int) -> np.ndarray:
+        """Random rows, then: all bins empty, only the last bin kept (every other one wraps to it), only the
+        first kept, and random bins emptied in the rest."""
+        values = rng.normal(size=(rows, dim))
+        kept_only = {1: n_bins - 1, 2: 0}
+        for row in range(rows):
+            emptied = range(n_bins) if row in (0, 1, 2) else \
+                rng.choice(n_bins, size=int(rng.integers(1, 4)), replace=False)
+            keep = set(bin_coords[kept_only[row]].tolist()) if row in kept_only else set()
+            for b in emptied:
+                values[row, [c for c in bin_coords[b] if c not in keep]] = 0
+        return values
+
+    weights = planted(outputs)
+    model.arrays["l1.weights"][...] = weights
+    model.rebuild()
+    keys = numpy_dwta_keys(weights, coords, lsh.tables, lsh.hashes)
+    empty = ~(weights[:, bin_coords] != 0).any(axis=2)
+    assert empty[0].all() and empty[1, :-1].all() and not empty[1, -1] and not empty[2, 0] and empty[2, 1:].all()
+    assert empty[3:].any(axis=1).all() and (~empty[3:]).any(axis=1).all()
+    ids, offsets = model.arrays["l1.table_ids"], model.arrays["l1.table_offsets"]
+    for t in range(lsh.tables):
+        for key in np.unique(keys[t]):
+            bucket = ids[t, offsets[t, key]:offsets[t, key + 1]]
+            assert sorted(bucket.tolist()) == np.flatnonzero(keys[t] == key).tolist(), f"table {t}, key {key}"
+    queries = planted(16).astype(np.float32)
+    model.predict(queries, top_k=1, sparse=True)
+    query_keys = numpy_dwta_keys(model.arrays["l0.act"][:16].astype(np.float64), coords, lsh.tables, lsh.hashes)
+    counts = model.arrays["l1.active_counts"][:16]
+    active = model.arrays["l1.active"].ravel()[: 16 * lsh.inference_active].reshape(16, -1)
+    for row in range(16):
+        chosen = set(active[row, : counts[row]].tolist())
+        for t in range(lsh.tables):
+            begin = offsets[t, query_keys[t, row]]
+            bucket = ids[t, begin:min(offsets[t, query_keys[t, row] + 1], begin + lsh.bucket_cap)]
+            assert set(bucket.tolist()) <= chosen, f"query {row}, table {t}"
