@@ -27,11 +27,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from boltc.abi import cdef_block
 from boltc.diagnostics import DataError, UsageError
 from boltc.resources import runtime_dir
 
-_CDEF_BEGIN = "/* BOLT_CDEF_BEGIN */"
-_CDEF_END = "/* BOLT_CDEF_END */"
 _HEADER = "bolt_data.h"
 ID_LIMIT = 2**31  # ids are int32: at most this many features or labels
 
@@ -171,10 +170,7 @@ def _reader() -> Any:
     from boltc.build import build
     from boltc.emit import CSource
 
-    header = runtime_dir() / _HEADER
-    text = header.read_text()
-    cdef = text[text.index(_CDEF_BEGIN) + len(_CDEF_BEGIN):text.index(_CDEF_END)].strip() + "\n"
-    source = CSource(slug="data_reader", c_text=f'#include "{_HEADER}"\n', cdef=cdef,
+    source = CSource(slug="data_reader", c_text=f'#include "{_HEADER}"\n', cdef=cdef_block(runtime_dir() / _HEADER),
                      include_dir=str(runtime_dir()))
     return build(source, machine.probe())
 

@@ -17,13 +17,11 @@ from pathlib import Path
 import jinja2
 
 from boltc import __version__
+from boltc.abi import (BF16_DEPTH, BF16_WIDTH, COLUMNS_CDEF_BEGIN, COLUMNS_CDEF_END, DWTA_BIN, HASH_BLOCK,
+                       MIRRORED_SIZES, SPARSE_PROFILE_FIELDS, BufferSpec, buffer_name, cdef_block)
 from boltc.plan import LayerPlan, Plan
 from boltc.resources import runtime_dir, templates_dir
 
-CDEF_BEGIN = "/* BOLT_CDEF_BEGIN */"
-CDEF_END = "/* BOLT_CDEF_END */"
-COLUMNS_CDEF_BEGIN = "/* BOLT_COLUMNS_CDEF_BEGIN */"
-COLUMNS_CDEF_END = "/* BOLT_COLUMNS_CDEF_END */"
 ENTRY_POINTS = """\
 int bolt_train_batch(void *const *buffers, const bolt_batch *batch, bolt_workspace *workspace,
                      const bolt_step *step, double *loss_sum);
@@ -32,43 +30,11 @@ int bolt_infer_batch(void *const *buffers, const bolt_batch *batch, int32_t top_
 int bolt_rebuild(void *const *buffers, int32_t threads);
 int bolt_find_heavy(void *const *buffers, int32_t threads);
 """
-STATUS_MESSAGES = {
-    1: "the batch is empty or larger than the compiled batch size",
-    2: "the sparse-entry workspace is smaller than the batch's non-zeros",
-    3: "top_k must be between 1 and the number of outputs, and sparse inputs must be given as CSR rows",
-    4: "the loss is not finite",
-}
 LOSS_TEMPLATES = {"cross_entropy": "loss_softmax_ce.c.j2", "binary_cross_entropy": "loss_sigmoid_bce.c.j2"}
 SPARSE_LOSS_TEMPLATES = {"cross_entropy": "loss_sparse_softmax_ce.c.j2",
                          "binary_cross_entropy": "loss_sparse_sigmoid_bce.c.j2"}
-# What a sparse layer's kernels count in its profile buffer (doubles, summed over training batches); the names are
-# the keys of Model.kernel_profile(). Thread-seconds are summed over threads: they split a wall time, not add to it.
-SPARSE_PROFILE_FIELDS = (
-    "batches", "forward_seconds", "select_thread_seconds", "score_thread_seconds", "entries_scored",
-    "backward_seconds", "neurons_updated", "entries_updated", "rebuilds", "rebuild_seconds", "bf16_batches",
-)
-BF16_DEPTH = 32  # runtime/bolt_bf16.h BOLT_BF16_K: bf16 products' K dimensions are padded to it...
-BF16_WIDTH = 16  # ...and their M and N dimensions to BOLT_BF16_N
-HASH_BLOCK = 16  # runtime/bolt_lsh.h BOLT_HASH_BLOCK: rows the rebuild's DWTA hashes at once
 ACTIVATIONS = {"relu": "bolt_relu", "tanh": "bolt_tanh", "sigmoid": "bolt_sigmoid", "linear": None}
 DERIVATIVES = {"relu": "bolt_relu_grad", "tanh": "bolt_tanh_grad", "sigmoid": "bolt_sigmoid_grad", "linear": None}
-
-
-@dataclass(frozen=True, slots=True)
-class BufferSpec:
-    """One array the generated code reads or writes; Python allocates it and passes its address in slot ``slot``."""
-
-    slot: int
-    name: str  # e.g. "l0.weights": stable across builds, used as the key in model files
-    layer: int
-    role: str  # weights | bias | weights_m | weights_v | bias_m | bias_v | act | grad | lsh_* | ...
-    shape: tuple[int, ...]
-    # parameter | optimizer | hash (LSH functions) are saved; table (rebuilt from weights and hash functions) and
-    # scratch are not
-    kind: str
-    fan_in: int  # for initialisation of weights
-    fan_out: int
-    dtype: str = "real"  # real (the plan's scalar) | int32 | int64 | uint8 | uint16 (bf16) | float64
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +68,7 @@ def module_slug(path_or_name: str) -> str:
 
 
 def abi_cdef() -> str:
-    text = (runtime_dir() / "bolt_abi.h").read_text()
-    start, end = text.index(CDEF_BEGIN) + len(CDEF_BEGIN), text.index(CDEF_END)
-    return text[start:end].strip() + "\n"
+    return cdef_block(runtime_dir() / "bolt_abi.h")
 
 
 @functools.lru_cache(maxsize=1)
@@ -133,7 +97,7 @@ class _Buffers:
 
     def add(self, layer: LayerPlan, role: str, shape: tuple[int, ...], kind: str, dtype: str = "real") -> str:
         index = len(self.specs)
-        self.specs.append(BufferSpec(index, f"l{layer.index}.{role}", layer.index, role, shape, kind,
+        self.specs.append(BufferSpec(index, buffer_name(layer.index, role), layer.index, role, shape, kind,
                                      layer.in_dim, layer.out_dim, dtype))
         c_name = f"SLOT_L{layer.index}_{role.upper()}"
         dims = "][".join(str(d) for d in shape)
@@ -191,7 +155,7 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
             context["slot_bias_v"] = add(layer, "bias_v", (n,), "optimizer")
     context.update(
         **({"slot_planes": add(layer, "lsh_planes", (lsh.bins, d), "hash")} if lsh.family == "srp" else
-           {"slot_coords": add(layer, "lsh_coords", (lsh.bins * 8,), "hash", "int32")}),
+           {"slot_coords": add(layer, "lsh_coords", (lsh.bins * DWTA_BIN,), "hash", "int32")}),
         slot_order=add(layer, "lsh_order", (n,), "hash", "int32"),
         slot_offsets=add(layer, "table_offsets", (lsh.tables, lsh.range + 1), "table", "int32"),
         slot_ids=add(layer, "table_ids", (lsh.tables, n + lsh.range * lsh.insert_slack), "table", "int32"),
@@ -357,9 +321,7 @@ def _column_contexts(plan: Plan) -> list[dict]:
 
 
 def columns_cdef() -> str:
-    text = (runtime_dir() / "bolt_columns.h").read_text()
-    start, end = text.index(COLUMNS_CDEF_BEGIN) + len(COLUMNS_CDEF_BEGIN), text.index(COLUMNS_CDEF_END)
-    return text[start:end].strip() + "\n"
+    return cdef_block(runtime_dir() / "bolt_columns.h", COLUMNS_CDEF_BEGIN, COLUMNS_CDEF_END)
 
 
 def emit(plan: Plan) -> CSource:
@@ -374,6 +336,7 @@ def emit(plan: Plan) -> CSource:
     output = layers[plan.output_layer]
     module = {
         "boltc_version": __version__,
+        "mirrored_sizes": MIRRORED_SIZES,
         "spec_comment": c_comment(Path(plan.spec_path).name),
         "model_comment": c_comment(f"'{plan.model_name}'"),
         "real_type": plan.real_type,

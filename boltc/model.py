@@ -30,7 +30,7 @@ from boltc.columns import (HistoryKeys, HistoryState, LinkKeys, NodeStore, histo
 from boltc.data import (Dataset, FeatureMatrix, Scaling, apply_scaling, data_fingerprint, from_arrays,
                         learn_scaling, read_xmc, take_rows)
 from boltc.diagnostics import ModelFileError, UsageError
-from boltc.emit import SPARSE_PROFILE_FIELDS, STATUS_MESSAGES, BufferSpec
+from boltc.abi import DWTA_BIN, SPARSE_PROFILE_FIELDS, BufferSpec, buffer_name, status_message
 from boltc.machine import probe
 from boltc.plan import PLATEAU_DECAY, UNMEASURED_LEARNING_RATE, Plan
 from boltc.progress import Progress
@@ -118,7 +118,6 @@ class History:
         return samples / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
-NONFINITE_LOSS = 4  # bolt_status in runtime/bolt_abi.h
 SCALING_PARTS = ("mean", "inverse_std")
 HOLDOUT_STREAM = 7919  # the held-out validation rows' random stream, apart from the epochs' orders
 # fit() checks sparse inference on this many validation rows at most: dense inference of each costs a full pass over
@@ -335,13 +334,14 @@ class Model:
         rng = np.random.default_rng([seed, 1 + self.step])
         for layer in self.sparse_layers:
             if layer.lsh.family == "srp":
-                self.arrays[f"l{layer.index}.lsh_planes"][...] = rng.choice([-1.0, 1.0], size=(layer.lsh.bins,
+                self.arrays[buffer_name(layer.index, "lsh_planes")][...] = rng.choice([-1.0, 1.0], size=(layer.lsh.bins,
                                                                                               layer.in_dim))
             else:
                 coords = np.concatenate([rng.permutation(layer.in_dim) for _ in range(layer.lsh.permutations)])
                 # bin i holds coordinates 8i .. 8i+7; stored coordinate-major for the vectorised hash
-                self.arrays[f"l{layer.index}.lsh_coords"][...] = coords[: layer.lsh.bins * 8].reshape(-1, 8).T.ravel()
-            self.arrays[f"l{layer.index}.lsh_order"][...] = rng.permutation(layer.out_dim)
+                self.arrays[buffer_name(layer.index, "lsh_coords")][...] = \
+                    coords[: layer.lsh.bins * DWTA_BIN].reshape(-1, DWTA_BIN).T.ravel()
+            self.arrays[buffer_name(layer.index, "lsh_order")][...] = rng.permutation(layer.out_dim)
 
     def rebuild(self) -> None:
         """Re-hash every sparse layer's neurons with its current weights (fit() does this on its schedule and
@@ -377,12 +377,12 @@ class Model:
     def kernel_profile(self) -> dict[str, dict[str, float]]:
         """Per LSH-sparse layer (by name): what its kernels counted in training since the model was made or the
         profile was reset, by ``SPARSE_PROFILE_FIELDS`` (seconds, batches, entries and neurons touched)."""
-        return {layer.name: dict(zip(SPARSE_PROFILE_FIELDS, self.arrays[f"l{layer.index}.profile"].tolist()))
+        return {layer.name: dict(zip(SPARSE_PROFILE_FIELDS, self.arrays[buffer_name(layer.index, "profile")].tolist()))
                 for layer in self.sparse_layers}
 
     def reset_kernel_profile(self) -> None:
         for layer in self.sparse_layers:
-            self.arrays[f"l{layer.index}.profile"].fill(0)
+            self.arrays[buffer_name(layer.index, "profile")].fill(0)
 
     def parameters(self) -> dict[str, np.ndarray]:
         """The learned arrays by name (views: writing to them changes the model)."""
@@ -469,7 +469,7 @@ class Model:
 
     def _check(self, status: int) -> None:
         if status != 0:
-            raise UsageError(f"the compiled model refused the call: {STATUS_MESSAGES.get(status, status)}")
+            raise UsageError(f"the compiled model refused the call: {status_message(self.library.lib, status)}")
 
     # -- training --------------------------------------------------------------------------------------
 
@@ -817,7 +817,7 @@ class Model:
             with self._lock:
                 status = lib.bolt_train_batch(self._table, feed.batch, self._workspace, step, self._loss)
                 batch_loss = self._loss[0]
-            if status == NONFINITE_LOSS:
+            if status == lib.BOLT_ERROR_NONFINITE_LOSS:
                 raise TrainingError(f"the loss became {batch_loss} at batch {batch_number + 1} of epoch "
                                     f"{self.epochs_trained + 1}; training stopped before that batch's update "
                                     "(try a lower learning rate)")
@@ -910,8 +910,8 @@ class Model:
         width = layer.lsh.inference_active
         ids = np.full((dataset.n_rows, width), -1, dtype=np.int32)
         counts = np.zeros(dataset.n_rows, dtype=np.int32)
-        active = self.arrays[f"l{layer.index}.active"]
-        active_counts = self.arrays[f"l{layer.index}.active_counts"]
+        active = self.arrays[buffer_name(layer.index, "active")]
+        active_counts = self.arrays[buffer_name(layer.index, "active_counts")]
 
         def keep(start: int, rows: int) -> None:
             counts[start:start + rows] = active_counts[:rows]

@@ -11,6 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from boltc import ir
+from boltc.abi import DWTA_BIN
 from boltc.diagnostics import SpecError, SpecErrors
 from boltc.machine import Machine
 
@@ -378,7 +379,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         bucket_cap=bucket_cap, active=active,
         inference_active=min(units, inference_candidates + heavy), heavy=heavy,
         batch_negatives=max(1, int(BATCH_NEGATIVE_SHARE * active)),
-        bins=bins, permutations=math.ceil(bins * 8 / in_dim) if given.family == "dwta" else 0, threads=threads,
+        bins=bins, permutations=math.ceil(bins * DWTA_BIN / in_dim) if given.family == "dwta" else 0, threads=threads,
         rebuild_first=train.rebuild_every if fixed_period else 50, rebuild_growth=1.0 if fixed_period else 1.25,
         freeze_after_epochs=freeze, insert_slack=slack, reconstruct_every=RECONSTRUCT_EVERY,
         update_part_shift=part_shift, update_parts=((units - 1) >> part_shift) + 1,
@@ -442,7 +443,7 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
                     "product per batch, then LSH candidates); "
                     + (f"update in {lsh.update_parts} parts of {2 ** lsh.update_part_shift} neurons; "
                        if lsh.active_sets == "row" else "") + "forward FLOP/sample "
-                    f"{2 * layer.in_dim * lsh.active + lsh.bins * 8:,} vs {matmul:,} dense [{lsh.origin}]")
+                    f"{2 * layer.in_dim * lsh.active + lsh.bins * DWTA_BIN:,} vs {matmul:,} dense [{lsh.origin}]")
     if lsh is not None:
         active_matmul = 2 * layer.in_dim * lsh.active
         products = "bf16" if layer.precision == "bf16" and amx and lsh.active_sets == "batch" else "fp32"
@@ -474,7 +475,8 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
             optimizer_bytes=optimizer_copies * (
                 layer.in_dim * layer.units * (BF16_BYTES if model.optimizer.moments == "bf16" else real_bytes)
                 + (layer.units * real_bytes if layer.bias else 0)),
-            flops_forward=active_matmul + (lsh.bins * 8 if lsh.family == "dwta" else 2 * lsh.bins * layer.in_dim),
+            flops_forward=active_matmul + (lsh.bins * DWTA_BIN if lsh.family == "dwta" else
+                                           2 * lsh.bins * layer.in_dim),
             flops_backward=active_matmul * (2 if needs_input_gradient else 1), products=products,
         )
     if reads_input and model.inputs[source.index].kind is ir.InputKind.SPARSE:

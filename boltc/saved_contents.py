@@ -15,7 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from boltc.diagnostics import ModelFileError
-from boltc.emit import BufferSpec
+from boltc.abi import BufferSpec
 from boltc.plan import Plan
 
 BF16_EXPONENT = 0x7F80  # all ones: infinity or NaN

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from boltc import ir
+from boltc.abi import buffer_name
 from boltc.build import build
 from boltc.data import Dataset, data_fingerprint, take_rows
 from boltc.emit import emit
@@ -278,7 +279,7 @@ class _Tuner:
         model.input_scaling = self.warm.input_scaling
         rebuild_seconds = model.kernel_profile()[layer.name]["rebuild_seconds"]
         ids, counts = model.candidate_sets(self.recall_set)
-        heavy = model.arrays[f"l{layer.index}.heavy_ids"]
+        heavy = model.arrays[buffer_name(layer.index, "heavy_ids")]
         top_recall = _hashing_recall(ids, counts, heavy, [row for row in self.top_neurons])
         label_recall = _hashing_recall(ids, counts, heavy,
                                        [self.recall_set.labels_of(r) for r in range(self.recall_set.n_rows)])

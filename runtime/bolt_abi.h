@@ -49,8 +49,7 @@ typedef struct bolt_step {
     int64_t step;          /* 1-based count of updates so far, for Adam's bias correction */
     int32_t insert_labels; /* the hash tables are frozen: each row's labels join the buckets its input hashes to */
 } bolt_step;
-/* BOLT_CDEF_END */
-
+/* What the entry points return (Python reads the values from the compiled library). */
 enum bolt_status {
     BOLT_OK = 0,
     BOLT_ERROR_BATCH_TOO_LARGE = 1,
@@ -58,5 +57,6 @@ enum bolt_status {
     BOLT_ERROR_BAD_ARGUMENT = 3,
     BOLT_ERROR_NONFINITE_LOSS = 4
 };
+/* BOLT_CDEF_END */
 
 #endif /* BOLT_ABI_H */

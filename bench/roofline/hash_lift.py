@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     import boltc
+    from boltc.abi import buffer_name
     from boltc.data import take_rows
     from boltc.tune import _hashing_recall
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         best, _ = model.predict(judged, top_k=TOP_NEURONS)
         ids, counts = model.candidate_sets(judged)
-        heavy = model.arrays[f"l{layer.index}.heavy_ids"]
+        heavy = model.arrays[buffer_name(layer.index, "heavy_ids")]
         label_recall = _hashing_recall(ids, counts, heavy, labels)
         best_recall = _hashing_recall(ids, counts, heavy, list(best))
         chance = float(counts.mean() - len(heavy)) / max(1, layer.out_dim - len(heavy))
