@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -300,9 +301,12 @@ SKIP_HELP = ("leave out the rows of a data file that break its format (CSV: reco
 
 
 def cmd_demo(args) -> int:
-    from boltc.demo import run_demo
+    from boltc.demo import write_demo_files
 
-    run_demo(epochs=args.epochs, as_json=args.json)
+    with tempfile.TemporaryDirectory(prefix="boltc-demo-") as tmp:
+        spec, train, test = write_demo_files(Path(tmp))
+        run_training(str(spec), str(train), str(test), epochs=args.epochs, batch_size=None, learning_rate=None,
+                     save=None, as_json=args.json, show_plan=True)
     return 0
 
 

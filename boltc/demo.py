@@ -1,13 +1,12 @@
 """``boltc demo``: the main job on an embedded default.
 
-It compiles specs/demo.bolt (shipped in the package) and trains it on synthetic documents generated here:
+The CLI compiles specs/demo.bolt (shipped in the package) and trains it on synthetic documents generated here:
 each topic owns a set of characteristic words, and a document mixes words of its topic with common noise
 words, so the task is learnable but not trivial. The data go through the same file reader as real data.
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +40,9 @@ def write_xmc(path: Path, words: np.ndarray, topics: np.ndarray) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_demo(epochs: int | None = None, as_json: bool = False) -> dict:
-    from boltc.cli import run_training
-
-    with tempfile.TemporaryDirectory(prefix="boltc-demo-") as tmp:
-        train_path, test_path = Path(tmp) / "train.txt", Path(tmp) / "test.txt"
-        write_xmc(train_path, *synthetic_documents(20000, seed=1))
-        write_xmc(test_path, *synthetic_documents(4000, seed=2))
-        return run_training(str(specs_dir() / "demo.bolt"), str(train_path), str(test_path), epochs=epochs,
-                            batch_size=None, learning_rate=None, save=None, as_json=as_json, show_plan=True)
+def write_demo_files(directory: Path) -> tuple[Path, Path, Path]:
+    """The bundled demo spec and synthetic training and test files written into `directory`: (spec, train, test)."""
+    train_path, test_path = directory / "train.txt", directory / "test.txt"
+    write_xmc(train_path, *synthetic_documents(20000, seed=1))
+    write_xmc(test_path, *synthetic_documents(4000, seed=2))
+    return specs_dir() / "demo.bolt", train_path, test_path

@@ -75,6 +75,14 @@ def test_train_evaluate_predict_round_trip(workdir):
     assert np.mean(np.array(top1) == np.array(truth)) == pytest.approx(report["metrics"]["accuracy"])
 
 
+def test_demo_trains_the_bundled_spec_on_generated_documents(tmp_path):
+    done = boltc("demo", "--epochs", "1", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["epochs"] == 1 and report["metrics"]["accuracy"] > 0.5  # 50 topics: chance is 0.02
+    assert "model 'demo'" in done.stderr and not list(tmp_path.iterdir())  # its files were temporary
+
+
 def test_explain_prints_the_plan(workdir):
     done = boltc("explain", "tiny.bolt", cwd=workdir)
     assert done.returncode == 0, done.stderr
