@@ -334,8 +334,8 @@ class Model:
         rng = np.random.default_rng([seed, 1 + self.step])
         for layer in self.sparse_layers:
             if layer.lsh.family == "srp":
-                self.arrays[buffer_name(layer.index, "lsh_planes")][...] = rng.choice([-1.0, 1.0], size=(layer.lsh.bins,
-                                                                                              layer.in_dim))
+                self.arrays[buffer_name(layer.index, "lsh_planes")][...] = \
+                    rng.choice([-1.0, 1.0], size=(layer.lsh.bins, layer.in_dim))
             else:
                 coords = np.concatenate([rng.permutation(layer.in_dim) for _ in range(layer.lsh.permutations)])
                 # bin i holds coordinates 8i .. 8i+7; stored coordinate-major for the vectorised hash
