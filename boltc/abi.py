@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 # the markers around the cffi declarations in a runtime header: the header stays the single source of the ABI
 CDEF_BEGIN = "/* BOLT_CDEF_BEGIN */"
 CDEF_END = "/* BOLT_CDEF_END */"
@@ -41,6 +43,12 @@ HASH_BLOCK = 16  # BOLT_HASH_BLOCK: rows the rebuild's DWTA hashes at once
 DWTA_BIN = 8  # BOLT_DWTA_BIN: coordinates per DWTA bin
 MIRRORED_SIZES = (("BOLT_BF16_K", BF16_DEPTH), ("BOLT_BF16_N", BF16_WIDTH), ("BOLT_HASH_BLOCK", HASH_BLOCK),
                   ("BOLT_DWTA_BIN", DWTA_BIN))
+
+
+def dwta_coords(bins: np.ndarray) -> np.ndarray:
+    """The lsh_coords buffer of DWTA bins given as [bins, DWTA_BIN] input coordinates: stored coordinate-major (the
+    c-th coordinate of every bin together), so that the kernel gathers one coordinate of many bins at once."""
+    return np.ascontiguousarray(bins.reshape(-1, DWTA_BIN).T).ravel()
 
 
 def buffer_name(layer: int, role: str) -> str:

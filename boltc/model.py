@@ -30,7 +30,7 @@ from boltc.columns import (HistoryKeys, HistoryState, LinkKeys, NodeStore, histo
 from boltc.data import (Dataset, FeatureMatrix, Scaling, apply_scaling, data_fingerprint, from_arrays,
                         learn_scaling, read_xmc, take_rows)
 from boltc.diagnostics import ModelFileError, UsageError
-from boltc.abi import DWTA_BIN, SPARSE_PROFILE_FIELDS, BufferSpec, buffer_name, status_message
+from boltc.abi import DWTA_BIN, SPARSE_PROFILE_FIELDS, BufferSpec, buffer_name, dwta_coords, status_message
 from boltc.machine import probe
 from boltc.plan import PLATEAU_DECAY, UNMEASURED_LEARNING_RATE, Plan
 from boltc.progress import Progress
@@ -338,9 +338,8 @@ class Model:
                     rng.choice([-1.0, 1.0], size=(layer.lsh.bins, layer.in_dim))
             else:
                 coords = np.concatenate([rng.permutation(layer.in_dim) for _ in range(layer.lsh.permutations)])
-                # bin i holds coordinates 8i .. 8i+7; stored coordinate-major for the vectorised hash
                 self.arrays[buffer_name(layer.index, "lsh_coords")][...] = \
-                    coords[: layer.lsh.bins * DWTA_BIN].reshape(-1, DWTA_BIN).T.ravel()
+                    dwta_coords(coords[: layer.lsh.bins * DWTA_BIN].reshape(layer.lsh.bins, DWTA_BIN))
             self.arrays[buffer_name(layer.index, "lsh_order")][...] = rng.permutation(layer.out_dim)
 
     def rebuild(self) -> None:
