@@ -17,14 +17,14 @@ from boltc import checkpoint
 from boltc.diagnostics import ModelFileError
 from boltc.saved_contents import check_ragged
 
+# an LSH-sparse output reading a ReLU layer: DWTA coordinates and a neuron order are saved with it
 LSH_SPEC = """\
 model hashed {
-    input  x: dense[8, standardize=false]
+    input x: dense[8, standardize=false]
     target y: classes[300]
     h = dense(x, 16, activation=relu)
     o = dense(h, 300, activation=softmax, sparsity=0.1)
     loss cross_entropy(o, y)
-    optimizer adam(learning_rate=0.01)
     train { batch_size = 32, epochs = 1, seed = 5 }
 }
 """
