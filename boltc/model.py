@@ -477,15 +477,15 @@ class Model:
             test=None) -> History:
         """Train on ``train``; returns per-epoch records and what was chosen.
 
-        ``epochs``: a count, ``"auto"`` (until the first metric on the validation rows has failed to improve in
-        the spec's ``patience`` epochs of the run, ``max_epochs`` at most), or None for the spec's. ``validation``:
-        the rows the loop chooses on (a data file, ``Dataset`` or ``(X, y)``), a fraction of the training rows to
-        hold out (never trained on), ``False`` for none, or None for the spec's (where it names none, epochs=auto
-        holds out 5%, 2,000 rows at most). The spec's ``restore_best`` (default: when epochs run auto) ends with the best epoch's
-        parameters. ``test`` is evaluated after every epoch for the record only, never to choose. Without a
-        learning rate (here or in the spec) the first fit races rates on the training data (``rates``). Ctrl-C stops after the current batch
-        and returns the history so far; the model stays usable. Sparse layers' tables are rebuilt at the end for
-        inference unless ``final_rebuild=False`` (when more training follows at once).
+        ``epochs``: a count, ``"auto"`` (until the first metric on the validation rows has failed to improve in the
+        spec's ``patience`` epochs of the run, ``max_epochs`` at most), or None for the spec's. ``validation``: the
+        rows the loop chooses on (a data file, ``Dataset`` or ``(X, y)``), a fraction of the training rows to hold
+        out (never trained on), ``False`` for none, or None for the spec's (where it names none, epochs=auto holds
+        out 5%, 2,000 rows at most). The spec's ``restore_best`` (default: when epochs run auto) ends with the best
+        epoch's parameters. ``test`` is evaluated after every epoch for the record only, never to choose. Without a
+        learning rate (here or in the spec) the first fit races rates on the training data (``rates``). Ctrl-C stops
+        after the current batch and returns the history so far; the model stays usable. Sparse layers' tables are
+        rebuilt at the end for inference unless ``final_rebuild=False`` (when more training follows at once).
         """
         raw = self.prepare_data(train, labelled=True, learn_labels=True, scaled=False)
         if self.tuner is not None and self.step == 0:
@@ -595,9 +595,13 @@ class Model:
         sparse inference scores every output (``sparse_scores_all``, ``scores_all`` in the check): losing a point of
         precision without a word is worse than dense speed with one."""
         self.sparse_check = None  # measured afresh: an earlier check must not turn the measured sparse scoring dense
-        dataset, dense_top = self._checked_rows(data, rows_most)
+        dataset = self._checked_dataset(data, rows_most)
         metric = self._checked_metric(dataset)
-        dense_value = self.evaluate(dataset, [metric], progress=False)[metric] if metric else None
+        # one dense pass (a full pass over the output layer per row) gives both dense's top-1 and its metric
+        dense_ids = self.predict(dataset, top_k=min(ranking.largest_k([metric] if metric else []),
+                                                    self.plan.output.out_dim))[0]
+        dense_top = dense_ids[:, :1]
+        dense_value = self._ranked(dataset, dense_ids, [metric])[metric] if metric else None
         room = self.plan.output.lsh.inference_active - self.plan.output.lsh.heavy
         for share in LSH_CANDIDATE_LADDER:
             self.lsh_candidates = None if share == 1 else int(share * room)
@@ -630,10 +634,12 @@ class Model:
 
     def _checked_rows(self, data, rows_most: int) -> tuple[Dataset, np.ndarray]:
         """At most `rows_most` rows of `data`, and dense inference's top-1 for each."""
-        dataset = self.prepare_data(data, labelled=False)
-        if dataset.n_rows > rows_most:
-            dataset = take_rows(dataset, np.arange(rows_most))
+        dataset = self._checked_dataset(data, rows_most)
         return dataset, self.predict(dataset, top_k=1)[0]
+
+    def _checked_dataset(self, data, rows_most: int) -> Dataset:
+        dataset = self.prepare_data(data, labelled=False)
+        return take_rows(dataset, np.arange(rows_most)) if dataset.n_rows > rows_most else dataset
 
     def _return_to(self, kept: dict[str, np.ndarray], rebuild: bool = True) -> None:
         """The kept parameters back in the model (Adam's moments go on as they are), and tables hashed from them."""
@@ -891,12 +897,15 @@ class Model:
         if sparse:
             loss_total = float("nan")
         seconds = time.perf_counter() - started
-        row_ids = np.arange(dataset.n_rows, dtype=np.int64)
-        hit_matrix = ranking.hits(ids, dataset.label_indptr, dataset.label_ids, row_ids, self.plan.output.out_dim)
-        results = ranking.compute(labels, hit_matrix, ranking.label_counts(dataset.label_indptr, row_ids),
-                                  loss_total)
+        results = self._ranked(dataset, ids, labels, loss_total)
         self.last_eval_seconds = seconds
         return results
+
+    def _ranked(self, dataset: Dataset, ids: np.ndarray, labels, loss_total: float = float("nan")) -> dict[str, float]:
+        """The metrics `labels` of the ranked output ids [rows, k] against `dataset`'s labels."""
+        row_ids = np.arange(dataset.n_rows, dtype=np.int64)
+        hit_matrix = ranking.hits(ids, dataset.label_indptr, dataset.label_ids, row_ids, self.plan.output.out_dim)
+        return ranking.compute(labels, hit_matrix, ranking.label_counts(dataset.label_indptr, row_ids), loss_total)
 
     def candidate_sets(self, data) -> tuple[np.ndarray, np.ndarray]:
         """The neurons sparse inference scores for each row of ``data`` in the output layer: ids [rows, width]
