@@ -39,15 +39,16 @@ SPARSE_PROFILE_FIELDS = (
 # time, so a header changed without this file fails to build instead of overrunning a buffer.
 BF16_DEPTH = 32  # BOLT_BF16_K: bf16 products' K dimensions are padded to it...
 BF16_WIDTH = 16  # ...and their M and N dimensions to BOLT_BF16_N
-HASH_BLOCK = 16  # BOLT_HASH_BLOCK: rows the rebuild's DWTA hashes at once
-DWTA_BIN = 8  # BOLT_DWTA_BIN: coordinates per DWTA bin
+HASH_BLOCK = 16  # BOLT_HASH_BLOCK: rows a binned hash family's rebuild hashes at once
+DWTA_BIN = 8  # BOLT_DWTA_BIN: coordinates per bin of a binned hash family (DWTA, MinHash)
 MIRRORED_SIZES = (("BOLT_BF16_K", BF16_DEPTH), ("BOLT_BF16_N", BF16_WIDTH), ("BOLT_HASH_BLOCK", HASH_BLOCK),
                   ("BOLT_DWTA_BIN", DWTA_BIN))
 
 
-def dwta_coords(bins: np.ndarray) -> np.ndarray:
-    """The lsh_coords buffer of DWTA bins given as [bins, DWTA_BIN] input coordinates: stored coordinate-major (the
-    c-th coordinate of every bin together), so that the kernel gathers one coordinate of many bins at once."""
+def binned_coords(bins: np.ndarray) -> np.ndarray:
+    """The lsh_coords buffer of a binned hash family's bins given as [bins, DWTA_BIN] input coordinates: stored
+    coordinate-major (the c-th coordinate of every bin together), so that the kernel gathers one coordinate of many
+    bins at once."""
     return np.ascontiguousarray(bins.reshape(-1, DWTA_BIN).T).ravel()
 
 

@@ -12,17 +12,16 @@ from typing import Callable, Iterable
 
 from boltc import ir, syntax
 from boltc.diagnostics import Span, SpecError, SpecErrors, did_you_mean
+from boltc.hashing import FAMILIES
 
 MAX_UNITS = 2**31 - 1
 MAX_BATCH = 65536
 DENSE_ARGS = ("input", "units")
 DENSE_OPTIONS = ("activation", "sparsity", "bias", "sampling", "precision")
 PRECISIONS = ("fp32", "bf16")
-SAMPLING_FAMILIES = ("dwta", "srp")
 SAMPLING_PARAMS = ("hashes", "tables", "bucket_cap", "active_sets", "row_candidates")
 ACTIVE_SETS = ("row", "batch")
-SAMPLING_LIMITS = {"hashes": (1, 8), "tables": (1, 10000), "bucket_cap": (1, 1 << 20), "row_candidates": (0, 1 << 20)}
-SRP_HASHES_LIMIT = 24  # SRP keys have one bit per hash; DWTA keys three
+SAMPLING_LIMITS = {"tables": (1, 10000), "bucket_cap": (1, 1 << 20), "row_candidates": (0, 1 << 20)}  # hashes: the family's
 LAYER_KINDS = ("dense", "concat")
 TRAIN_SETTINGS = ("batch_size", "epochs", "seed", "threads", "rebuild", "freeze_tables_after", "validation",
                   "max_epochs", "patience", "restore_best", "schedule", "warmup")
@@ -481,14 +480,14 @@ class _Checker:
         if not isinstance(value, syntax.Call):
             self.error(value.span, "sampling must be a hash family call, e.g. sampling=dwta(hashes=5, tables=164)")
             return None
-        family = self.word(value.func, "the sampling family", SAMPLING_FAMILIES)
+        family = self.word(value.func, "the sampling family", tuple(FAMILIES))
         if family is None:
             return None
         if sparsity.fraction is None and not sparsity.auto:
             self.error(arg.span, "sampling needs a sparse layer: add sparsity=<fraction> or sparsity=auto")
             return None
         settings = self.bind(value, (), SAMPLING_PARAMS)
-        limits = dict(SAMPLING_LIMITS, hashes=(1, SRP_HASHES_LIMIT)) if family == "srp" else SAMPLING_LIMITS
+        limits = dict(SAMPLING_LIMITS, hashes=(1, FAMILIES[family].hashes_most))
         active_sets = self.word(settings.pop("active_sets").value, "active_sets", ACTIVE_SETS) \
             if "active_sets" in settings else None
         chosen = {name: self.integer(given.value, name, *limits[name]) for name, given in settings.items()}

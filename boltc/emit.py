@@ -17,8 +17,9 @@ from pathlib import Path
 import jinja2
 
 from boltc import __version__
-from boltc.abi import (BF16_DEPTH, BF16_WIDTH, COLUMNS_CDEF_BEGIN, COLUMNS_CDEF_END, DWTA_BIN, HASH_BLOCK,
-                       MIRRORED_SIZES, SPARSE_PROFILE_FIELDS, BufferSpec, buffer_name, cdef_block)
+from boltc.abi import (BF16_DEPTH, BF16_WIDTH, COLUMNS_CDEF_BEGIN, COLUMNS_CDEF_END, MIRRORED_SIZES,
+                       SPARSE_PROFILE_FIELDS, BufferSpec, buffer_name, cdef_block)
+from boltc.hashing import family as hash_family
 from boltc.plan import LayerPlan, Plan
 from boltc.resources import runtime_dir, templates_dir
 
@@ -142,6 +143,8 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
     entries = batch * lsh.active
     shared = lsh.active_sets == "batch"
     train_width = lsh.shared_active if shared else lsh.active  # logits per row in training
+    family = hash_family(lsh.family)
+    hash_scratch = family.rebuild_scratch(d, lsh.bins, lsh.tables, lsh.hash_chunk)
     add = buffers.add
     context["slot_weights"] = add(layer, "weights", (n, d), "parameter")
     context["slot_bias"] = add(layer, "bias", (n,), "parameter") if layer.bias else None
@@ -154,8 +157,9 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
             context["slot_bias_m"] = add(layer, "bias_m", (n,), "optimizer")
             context["slot_bias_v"] = add(layer, "bias_v", (n,), "optimizer")
     context.update(
-        **({"slot_planes": add(layer, "lsh_planes", (lsh.bins, d), "hash")} if lsh.family == "srp" else
-           {"slot_coords": add(layer, "lsh_coords", (lsh.bins * DWTA_BIN,), "hash", "int32")}),
+        slot_hash_functions=add(layer, family.functions_role, family.functions_shape(lsh.bins, d), "hash",
+                                family.functions_dtype),
+        hash_kernel=family.kernel,
         slot_order=add(layer, "lsh_order", (n,), "hash", "int32"),
         slot_offsets=add(layer, "table_offsets", (lsh.tables, lsh.range + 1), "table", "int32"),
         slot_ids=add(layer, "table_ids", (lsh.tables, n + lsh.range * lsh.insert_slack), "table", "int32"),
@@ -167,10 +171,8 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers: _Buffers, context: di
         slot_heavy_packed=add(layer, "heavy_packed", (d, lsh.inference_active), "scratch"),
         slot_heavy_bias=add(layer, "heavy_bias", (lsh.heavy,), "scratch"),
         slot_row_bounds=add(layer, "row_bounds", (n,), "scratch"),
-        hash_block=HASH_BLOCK,
-        **({"slot_hash_rows": add(layer, "hash_rows", (lsh.threads, d * HASH_BLOCK), "scratch"),
-            "slot_hash_bins": add(layer, "hash_bins", (lsh.threads, lsh.bins * HASH_BLOCK), "scratch", "int32")}
-           if lsh.family == "dwta" else {}),
+        hash_scratch=hash_scratch,
+        slot_hash_scratch=add(layer, "hash_scratch", (lsh.threads, hash_scratch), "scratch"),
         slot_votes=add(layer, "votes", (lsh.threads, n), "scratch", "uint8"),
         slot_candidates=add(layer, "candidates", (lsh.threads, lsh.tables * lsh.bucket_cap), "scratch", "int32"),
         slot_active=add(layer, "active", (batch, lsh.inference_active), "scratch", "int32"),
@@ -349,6 +351,7 @@ def emit(plan: Plan) -> CSource:
 
         "output": output,
         "csr_inputs": sorted({c["input_index"] for c in layers if c.get("gather")}),
+        "hash_headers": sorted({hash_family(layer.lsh.family).header for layer in plan.layers if layer.lsh}),
         "columns": _column_contexts(plan),
         "loss": {
             "template": (SPARSE_LOSS_TEMPLATES if output["sparse_output"] else LOSS_TEMPLATES)[plan.loss],

@@ -29,8 +29,9 @@ from boltc.columns import (HistoryKeys, HistoryState, LinkKeys, NodeStore, histo
                            read_columns)
 from boltc.data import (Dataset, FeatureMatrix, Scaling, apply_scaling, data_fingerprint, from_arrays,
                         learn_scaling, read_xmc, take_rows)
+from boltc.abi import SPARSE_PROFILE_FIELDS, BufferSpec, buffer_name, status_message
 from boltc.diagnostics import ModelFileError, UsageError
-from boltc.abi import DWTA_BIN, SPARSE_PROFILE_FIELDS, BufferSpec, buffer_name, dwta_coords, status_message
+from boltc.hashing import family as hash_family
 from boltc.machine import probe
 from boltc.plan import PLATEAU_DECAY, UNMEASURED_LEARNING_RATE, Plan
 from boltc.progress import Progress
@@ -324,8 +325,8 @@ class Model:
         self.reconstruct(seed)
 
     def reconstruct(self, seed: int) -> None:
-        """New LSH functions for every sparse layer (DWTA bins cut from random permutations of the input
-        coordinates, and a random neuron order for capped buckets and top-ups), then tables rebuilt."""
+        """New LSH functions for every sparse layer (drawn as its hash family draws them, and a random neuron order
+        for capped buckets and top-ups), then tables rebuilt."""
         self._draw_hash_functions(seed)
         self._rebuilds = 0
         self._scheduled_rebuild()
@@ -333,13 +334,9 @@ class Model:
     def _draw_hash_functions(self, seed: int) -> None:
         rng = np.random.default_rng([seed, 1 + self.step])
         for layer in self.sparse_layers:
-            if layer.lsh.family == "srp":
-                self.arrays[buffer_name(layer.index, "lsh_planes")][...] = \
-                    rng.choice([-1.0, 1.0], size=(layer.lsh.bins, layer.in_dim))
-            else:
-                coords = np.concatenate([rng.permutation(layer.in_dim) for _ in range(layer.lsh.permutations)])
-                self.arrays[buffer_name(layer.index, "lsh_coords")][...] = \
-                    dwta_coords(coords[: layer.lsh.bins * DWTA_BIN].reshape(layer.lsh.bins, DWTA_BIN))
+            family = hash_family(layer.lsh.family)
+            self.arrays[buffer_name(layer.index, family.functions_role)][...] = \
+                family.draw(rng, layer.lsh.bins, layer.in_dim)
             self.arrays[buffer_name(layer.index, "lsh_order")][...] = rng.permutation(layer.out_dim)
 
     def rebuild(self) -> None:

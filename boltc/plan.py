@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from boltc import ir
-from boltc.abi import DWTA_BIN
+from boltc.hashing import DEFAULT_FAMILY, family as hash_family
 from boltc.diagnostics import SpecError, SpecErrors
 from boltc.machine import Machine
 
@@ -138,17 +138,17 @@ class SourcePlan:
 class LshPlan:
     """How a sparse layer picks its active neurons. Values follow BOLT's formulas (BOLT-NOTES.md)."""
 
-    family: str  # dwta | srp
-    hashes: int  # K: bin hashes per key
+    family: str  # a name in boltc.hashing.FAMILIES
+    hashes: int  # K: hashes per key
     tables: int  # L
-    range: int  # keys per table: 2^(3K)
+    range: int  # keys per table: 2^(bits per hash x K)
     bucket_cap: int  # ids read from one bucket at most (BOLT's reservoir size)
     active: int  # neurons computed per sample in training: ceil(sparsity * N)
     inference_active: int  # neurons scored per sample in sparse inference (a wider net: it only reads weights)...
     heavy: int  # ...the first this many of them the rows of the largest norms, the same for every row
     batch_negatives: int  # the batch's labels that join every training active set, at most
-    bins: int  # K * L bins of 8 input coordinates
-    permutations: int  # random permutations of the input coordinates the bins are cut from
+    bins: int  # K * L hashes
+    functions: str  # the family's hash functions, in words
     threads: int  # per-thread scratch is sized for this many threads
     rebuild_first: int  # batches before the first rebuild of the tables
     rebuild_growth: float  # each period between rebuilds is this much longer than the last
@@ -327,10 +327,11 @@ def _carries_gradient(model: ir.Model, ref: ir.NodeRef) -> bool:
 
 def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: ir.Sampling | None,
              train: ir.TrainConfig, softmax: bool, measured: MeasuredLsh | None = None) -> LshPlan:
-    """BOLT's DWTA configuration for a layer of `units` neurons at `sparsity` reading `in_dim` values; values the
+    """The LSH configuration for a layer of `units` neurons at `sparsity` reading `in_dim` values (by default BOLT's
+    DWTA formula, or the formula of the family the spec or a measurement names); values the
     spec gives (sampling=dwta(...), train { rebuild = N }) replace the formulas', and so do measured ones that the
     spec leaves open (the hash family is measured only when the spec names none)."""
-    written = sampling or ir.Sampling("dwta", None, None, None)
+    written = sampling or ir.Sampling(DEFAULT_FAMILY, None, None, None)
     given = written
     if measured is not None:
         family = written.family if sampling is not None else measured.family
@@ -342,15 +343,10 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
     active = min(units, max(1, math.ceil(sparsity * units)))
     active_sets = given.active_sets or ("batch" if softmax else "row")
     shared_active = min(units, _whole_vectors(active + SHARED_LABELS_PER_ROW * train.batch_size))
-    if given.family == "srp":
-        # no BOLT formula: buckets of about 4 neurons, and enough tables to return about twice the active count
-        hashes = given.hashes or min(24, max(2, round(math.log2(max(units, 4) / 4))))
-        key_range = 2**hashes
-        tables = given.tables or min(256, max(4, math.ceil(2 * active / max(units / key_range, 1))))
-    else:
-        hashes = given.hashes or min(8, max(2, round(math.log2(128 / sparsity) / 3)))
-        key_range = 2 ** (3 * hashes)
-        tables = given.tables or max(1, round(sparsity * key_range))
+    family = hash_family(given.family)
+    hashes, formula_tables = family.formula(units, sparsity, active, given.hashes)
+    key_range = family.key_range(hashes)
+    tables = given.tables or formula_tables
     bins = hashes * tables
     bucket_cap = given.bucket_cap or 4 * max(units // key_range, 1)
     freeze = train.freeze_tables_after
@@ -366,8 +362,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
                  if getattr(written, name) is not None]
     from_spec += ["family"] if sampling is not None and measured is not None else []
     from_spec += ["rebuild"] if fixed_period else []
-    origin = ("formula (BOLT's autotuner; rebuild schedule decaying as SLIDE proposes" if given.family == "dwta"
-              else "formula (SRP: buckets of ~4 neurons, tables for ~2x the active count") + \
+    origin = f"formula ({family.formula_origin}; rebuild schedule decaying as SLIDE proposes" + \
         ("; batch-shared active sets for a softmax output)" if given.active_sets is None and softmax else ")")
     if measured is not None:
         origin = f"measured ({measured.note})"
@@ -379,7 +374,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         bucket_cap=bucket_cap, active=active,
         inference_active=min(units, inference_candidates + heavy), heavy=heavy,
         batch_negatives=max(1, int(BATCH_NEGATIVE_SHARE * active)),
-        bins=bins, permutations=math.ceil(bins * DWTA_BIN / in_dim) if given.family == "dwta" else 0, threads=threads,
+        bins=bins, functions=family.describe(bins, in_dim), threads=threads,
         rebuild_first=train.rebuild_every if fixed_period else 50, rebuild_growth=1.0 if fixed_period else 1.25,
         freeze_after_epochs=freeze, insert_slack=slack, reconstruct_every=RECONSTRUCT_EVERY,
         update_part_shift=part_shift, update_parts=((units - 1) >> part_shift) + 1,
@@ -422,6 +417,7 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
         else:
             lsh = lsh_plan(layer.units, layer.in_dim, requested, threads, layer.sampling, model.train,
                            model.loss.kind is ir.LossKind.CROSS_ENTROPY, measured)
+            key_flops = hash_family(lsh.family).key_flops(lsh.bins, layer.in_dim)
             if lsh.active_sets == "batch":
                 picked = (f"each row's best {lsh.row_candidates} LSH candidates in turns, then random"
                           if lsh.row_candidates else "random: training hashes nothing")
@@ -432,7 +428,7 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
                             "then LSH candidates")
             note = (f"LSH-sparse: {lsh.active} of {layer.units} neurons per sample (sparsity {requested:g}, "
                     f"{origin}; {training}); {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
-                    f"{lsh.bucket_cap}, {lsh.permutations} permutations, tables {lsh.table_bytes / 2**20:.1f} MiB; "
+                    f"{lsh.bucket_cap}, {lsh.functions}, tables {lsh.table_bytes / 2**20:.1f} MiB; "
                     + (f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}, new "
                        f"hash functions every {lsh.reconstruct_every} rebuilds" if lsh.hashes_in_training
                        else "built at the end of training, for inference")
@@ -443,7 +439,7 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
                     "product per batch, then LSH candidates); "
                     + (f"update in {lsh.update_parts} parts of {2 ** lsh.update_part_shift} neurons; "
                        if lsh.active_sets == "row" else "") + "forward FLOP/sample "
-                    f"{2 * layer.in_dim * lsh.active + lsh.bins * DWTA_BIN:,} vs {matmul:,} dense [{lsh.origin}]")
+                    f"{2 * layer.in_dim * lsh.active + key_flops:,} vs {matmul:,} dense [{lsh.origin}]")
     if lsh is not None:
         active_matmul = 2 * layer.in_dim * lsh.active
         products = "bf16" if layer.precision == "bf16" and amx and lsh.active_sets == "batch" else "fp32"
@@ -475,8 +471,7 @@ def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_c
             optimizer_bytes=optimizer_copies * (
                 layer.in_dim * layer.units * (BF16_BYTES if model.optimizer.moments == "bf16" else real_bytes)
                 + (layer.units * real_bytes if layer.bias else 0)),
-            flops_forward=active_matmul + (lsh.bins * DWTA_BIN if lsh.family == "dwta" else
-                                           2 * lsh.bins * layer.in_dim),
+            flops_forward=active_matmul + key_flops,
             flops_backward=active_matmul * (2 if needs_input_gradient else 1), products=products,
         )
     if reads_input and model.inputs[source.index].kind is ir.InputKind.SPARSE:

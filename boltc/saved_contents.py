@@ -14,8 +14,9 @@ from typing import Iterable
 
 import numpy as np
 
-from boltc.diagnostics import ModelFileError
 from boltc.abi import BufferSpec
+from boltc.diagnostics import ModelFileError
+from boltc.hashing import family as hash_family
 from boltc.plan import Plan
 
 BF16_EXPONENT = 0x7F80  # all ones: infinity or NaN
@@ -27,8 +28,11 @@ def check_buffers(path: str, plan: Plan, buffers: Iterable[BufferSpec], arrays: 
     for spec in buffers:
         stored = arrays[spec.name]
         layer = plan.layers[spec.layer]
-        if spec.role == "lsh_coords":
-            check_ids(path, spec.name, stored, layer.in_dim, "the layer's input coordinates")
+        family = hash_family(layer.lsh.family) if layer.lsh is not None else None
+        if family is not None and spec.role == family.functions_role:
+            problem = family.invalid_functions(stored, layer.in_dim)
+            if problem:
+                raise ModelFileError(path, f"array '{spec.name}' {problem}")
         elif spec.role == "lsh_order":
             check_ids(path, spec.name, stored, layer.out_dim, "the layer's neurons")
             if not (np.bincount(stored, minlength=layer.out_dim) == 1).all():

@@ -32,6 +32,7 @@ from boltc.abi import buffer_name
 from boltc.build import build
 from boltc.data import Dataset, data_fingerprint, take_rows
 from boltc.emit import emit
+from boltc.hashing import FAMILIES
 from boltc.machine import Machine, read_cached_choice, store_choice
 from boltc.model import Model
 from boltc.plan import UNMEASURED_LEARNING_RATE, UPDATE_PARTS_MOST, LayerPlan, MeasuredLsh, Plan, lsh_plan, plan
@@ -137,7 +138,7 @@ def _hashing(config: MeasuredLsh) -> tuple:
 
 def _lsh_candidates(model: ir.Model, layer: LayerPlan) -> list[tuple[str, MeasuredLsh]]:
     """The formula's configuration first, then variants that trade retrieval for time (fewer or shallower tables,
-    coarser keys) and the other hash family, as far as the spec leaves them open."""
+    coarser keys) and every other hash family, as far as the spec leaves them open."""
     formula = _formula(layer)
     given = model.layers[layer.index].sampling
     family_open = given is None
@@ -149,15 +150,16 @@ def _lsh_candidates(model: ir.Model, layer: LayerPlan) -> list[tuple[str, Measur
                 out.append((f"tables/{share}", dataclasses.replace(formula, tables=formula.tables // share)))
     if open_["bucket_cap"] and formula.bucket_cap >= 8:
         out.append(("bucket_cap/2", dataclasses.replace(formula, bucket_cap=formula.bucket_cap // 2)))
-    if open_["hashes"] and open_["tables"] and formula.family == "dwta" and formula.hashes > 2:
-        # keys of one bin hash fewer hold 8x more neurons per bucket: an eighth of the tables keep the same reach
-        coarser = dataclasses.replace(formula, hashes=formula.hashes - 1, tables=max(1, formula.tables // 8))
-        out.append(("hashes-1, tables/8", coarser))
-    if family_open:
-        train = model.train
-        other = "srp" if formula.family == "dwta" else "dwta"
+    if open_["hashes"] and open_["tables"] and formula.hashes > 2:
+        # keys of one hash fewer hold 2^bits more neurons per bucket: as many times fewer tables keep the same reach
+        spread = FAMILIES[formula.family].key_range(1)
+        coarser = dataclasses.replace(formula, hashes=formula.hashes - 1, tables=max(1, formula.tables // spread))
+        out.append((f"hashes-1, tables/{spread}", coarser))
+    for other in FAMILIES if family_open else ():
+        if other == formula.family:
+            continue
         alternative = lsh_plan(layer.out_dim, layer.in_dim, layer.sparsity_requested, layer.lsh.threads,
-                               ir.Sampling(other, None, None, None), train,
+                               ir.Sampling(other, None, None, None), model.train,
                                model.loss.kind is ir.LossKind.CROSS_ENTROPY)
         out.append((f"{other} (formula)", MeasuredLsh(other, alternative.hashes, alternative.tables,
                                                       alternative.bucket_cap, formula.update_parts,

@@ -1,8 +1,13 @@
-/* boltc runtime: locality-sensitive hashing for sparse layers.
+/* boltc runtime: locality-sensitive hashing for sparse layers: what every hash family shares, and the tables.
  *
- * DWTA (densified winner-take-all): a bin is 8 coordinates of the vector; its hash is the position of the largest
- * of them (3 bits). K bin hashes concatenate into a key of one of L tables. Bins whose 8 values are all zero (common
- * for ReLU activations) borrow the hash of the next non-empty bin, so sparse vectors still get full keys.
+ * A hash family (one header bolt_hash_<name>.h each, one Python module boltc/hashing/<name>.py) maps a vector to one
+ * key in each of L tables by concatenating K hashes, through two functions of one signature:
+ *   bolt_<name>_keys(functions, x, scratch, keys): keys[t] of one vector (scratch: tables * hashes ints);
+ *   bolt_<name>_hash_rows(functions, rows, first, count, stride, scratch, ids): the keys of rows first ..
+ *     first + count - 1 of a matrix, written to ids[t * stride + row] (scratch: what the family's Python module
+ *     sizes per thread).
+ * Families of binned hashes (DWTA, densified MinHash) share the machinery below and differ only in the hash of a
+ * bin of 8 coordinates: BOLT_BINNED_FAMILY defines their two functions from it.
  *
  * Tables are compact CSR buckets: for table t, the neurons with key k are ids[t][offsets[t][k] .. offsets[t][k+1]),
  * placed in a per-rebuild shuffled order, so reading only the first `cap` ids of a crowded bucket samples it
@@ -20,38 +25,22 @@
 #include "bolt_math.h"
 #include "bolt_omp.h"
 
-#define BOLT_DWTA_BIN 8 /* coordinates per bin: a bin hash is 3 bits */
+/* A layer's hash functions as the family's two functions read them: the dimensions of its keys and the family's
+ * own array (its lsh functions buffer: bin coordinates, hyperplanes, ...). */
+typedef struct {
+    int32_t dim;     /* coordinates of a hashed vector */
+    int32_t tables;  /* L: keys per vector */
+    int32_t hashes;  /* K: hashes per key */
+    const void *functions;
+} bolt_hash_functions;
 
-/* The position of the largest of a bin's 8 values (the lowest on ties), or -1 when they are all zero: a
- * branch-free tournament, so that the loops calling it become vector compares and blends. */
-static inline int32_t bolt_dwta_bin(real_t v0, real_t v1, real_t v2, real_t v3, real_t v4, real_t v5, real_t v6,
-                                    real_t v7)
-{
-    const real_t m01 = v1 > v0 ? v1 : v0, m23 = v3 > v2 ? v3 : v2;
-    const real_t m45 = v5 > v4 ? v5 : v4, m67 = v7 > v6 ? v7 : v6;
-    const int32_t i01 = v1 > v0 ? 1 : 0, i23 = v3 > v2 ? 3 : 2, i45 = v5 > v4 ? 5 : 4, i67 = v7 > v6 ? 7 : 6;
-    const real_t m03 = m23 > m01 ? m23 : m01, m47 = m67 > m45 ? m67 : m45;
-    const int32_t i03 = m23 > m01 ? i23 : i01, i47 = m67 > m45 ? i67 : i45;
-    const int32_t best = m47 > m03 ? i47 : i03;
-    const int nonzero = (v0 != 0) | (v1 != 0) | (v2 != 0) | (v3 != 0) | (v4 != 0) | (v5 != 0) | (v6 != 0) |
-                        (v7 != 0);
-    return nonzero ? best : -1;
-}
+#define BOLT_DWTA_BIN 8 /* coordinates per bin of a binned family: a bin hash is 3 bits */
 
-/* bins[i] for i < n_bins: bolt_dwta_bin of bin i's coordinates of x. coords is coordinate-major (coords[c * n_bins +
- * i] is the c-th coordinate of bin i), so that the loop gathers each coordinate of many bins at once. */
-static inline void bolt_dwta_bins(int32_t n_bins, const real_t *restrict x, const int32_t *restrict coords,
-                                  int32_t *restrict bins)
-{
-    const int32_t *c0 = coords, *c1 = c0 + n_bins, *c2 = c1 + n_bins, *c3 = c2 + n_bins;
-    const int32_t *c4 = c3 + n_bins, *c5 = c4 + n_bins, *c6 = c5 + n_bins, *c7 = c6 + n_bins;
-    for (int32_t i = 0; i < n_bins; ++i)
-        bins[i] = bolt_dwta_bin(x[c0[i]], x[c1[i]], x[c2[i]], x[c3[i]], x[c4[i]], x[c5[i]], x[c6[i]], x[c7[i]]);
-}
+enum { BOLT_HASH_BLOCK = 16 }; /* rows hashed at once by a binned family's rebuild: one vector of floats */
 
 /* Densification: an empty bin (-1) borrows the hash of the next non-empty bin, cyclically (0 when every bin is
  * empty); a borrowed hash is marked with bit 3 so that later empty bins do not borrow it in turn. */
-static inline void bolt_dwta_densify(int32_t n_bins, int32_t *restrict bins)
+static inline void bolt_binned_densify(int32_t n_bins, int32_t *restrict bins)
 {
     for (int32_t i = 0; i < n_bins; ++i) {
         if (bins[i] >= 0)
@@ -68,13 +57,10 @@ static inline void bolt_dwta_densify(int32_t n_bins, int32_t *restrict bins)
     }
 }
 
-/* keys[t] for t < tables: the DWTA key of x in each table. bins is scratch for tables * hashes ints. */
-static inline void bolt_dwta_keys(int32_t tables, int32_t hashes, const real_t *restrict x,
-                                  const int32_t *restrict coords, int32_t *restrict bins, int32_t *restrict keys)
+/* keys[t] for t < tables: the K 3-bit bin hashes of table t concatenated, the first in the lowest bits. */
+static inline void bolt_binned_keys_of(int32_t tables, int32_t hashes, const int32_t *restrict bins,
+                                       int32_t *restrict keys)
 {
-    const int32_t n_bins = tables * hashes;
-    bolt_dwta_bins(n_bins, x, coords, bins);
-    bolt_dwta_densify(n_bins, bins);
     for (int32_t t = 0; t < tables; ++t) {
         int32_t key = 0;
         for (int32_t k = 0; k < hashes; ++k)
@@ -83,58 +69,20 @@ static inline void bolt_dwta_keys(int32_t tables, int32_t hashes, const real_t *
     }
 }
 
-/* SRP (signed random projections): bit k of table t's key is whether x lies on the positive side of hyperplane
- * t * hashes + k; planes holds tables * hashes rows of dim random +-1 values. Suited to dense inputs whose sign
- * pattern carries the similarity; it costs tables * hashes dot products per vector where DWTA costs comparisons. */
-static inline void bolt_srp_keys(int32_t tables, int32_t hashes, int32_t dim, const real_t *restrict x,
-                                 const real_t *restrict planes, int32_t *restrict keys)
-{
-    for (int32_t t = 0; t < tables; ++t) {
-        int32_t key = 0;
-        for (int32_t k = 0; k < hashes; ++k)
-            key |= (bolt_dot(dim, planes + (size_t)(t * hashes + k) * dim, x) > 0) << k;
-        keys[t] = key;
-    }
-}
-
-enum { BOLT_HASH_BLOCK = 16 }; /* rows hashed at once by the rebuild's DWTA: one vector of floats */
-
-/* The DWTA keys of `rows` (at most BOLT_HASH_BLOCK) consecutive rows of x, written to ids[t * stride + r]. The
- * block is transposed first (xt: [dim][BOLT_HASH_BLOCK]) so that each comparison of a bin's tournament runs on
- * the same coordinate of every row at once, from contiguous loads, where one row at a time needs a gather per
- * coordinate; the keys of a table then leave as one contiguous run. bins is scratch [tables * hashes][BLOCK];
- * the results equal bolt_dwta_keys' row by row. */
-static inline void bolt_dwta_keys_block(int32_t rows, int32_t dim, int32_t tables, int32_t hashes,
-                                        const real_t *restrict x, const int32_t *restrict coords,
-                                        real_t *restrict xt, int32_t *restrict bins, int64_t stride,
-                                        int32_t *restrict ids)
+/* The densified bins of a block of rows ([n_bins][BOLT_HASH_BLOCK]) turned into keys, written to ids[t * stride +
+ * r]; a row of an empty bin is densified on its own (rare for weight rows: only then does a row need its bins in
+ * order). */
+static inline void bolt_binned_block_keys(int32_t rows, int32_t tables, int32_t hashes, int32_t any_empty,
+                                          int32_t *restrict bins, int64_t stride, int32_t *restrict ids)
 {
     enum { B = BOLT_HASH_BLOCK };
     const int32_t n_bins = tables * hashes;
-    for (int32_t c = 0; c < dim; ++c)
-        for (int32_t r = 0; r < B; ++r)
-            xt[(size_t)c * B + r] = r < rows ? x[(size_t)r * dim + c] : 0;
-    int32_t any_empty = 0;
-    for (int32_t i = 0; i < n_bins; ++i) {
-        const real_t *restrict a0 = xt + (size_t)coords[i] * B, *restrict a1 = xt + (size_t)coords[n_bins + i] * B;
-        const real_t *restrict a2 = xt + (size_t)coords[2 * n_bins + i] * B;
-        const real_t *restrict a3 = xt + (size_t)coords[3 * n_bins + i] * B;
-        const real_t *restrict a4 = xt + (size_t)coords[4 * n_bins + i] * B;
-        const real_t *restrict a5 = xt + (size_t)coords[5 * n_bins + i] * B;
-        const real_t *restrict a6 = xt + (size_t)coords[6 * n_bins + i] * B;
-        const real_t *restrict a7 = xt + (size_t)coords[7 * n_bins + i] * B;
-        int32_t *restrict out = bins + (size_t)i * B;
-        for (int32_t r = 0; r < B; ++r) {
-            out[r] = bolt_dwta_bin(a0[r], a1[r], a2[r], a3[r], a4[r], a5[r], a6[r], a7[r]);
-            any_empty |= out[r] < 0;
-        }
-    }
-    if (any_empty) /* rare for weight rows: only an all-zero bin needs the row's bins in order */
+    if (any_empty)
         for (int32_t r = 0; r < rows; ++r) {
             int32_t row_bins[n_bins];
             for (int32_t i = 0; i < n_bins; ++i)
                 row_bins[i] = bins[(size_t)i * B + r];
-            bolt_dwta_densify(n_bins, row_bins);
+            bolt_binned_densify(n_bins, row_bins);
             for (int32_t i = 0; i < n_bins; ++i)
                 bins[(size_t)i * B + r] = row_bins[i];
         }
@@ -150,30 +98,61 @@ static inline void bolt_dwta_keys_block(int32_t rows, int32_t dim, int32_t table
     }
 }
 
-/* Rebuild step 1 (DWTA): the key of every neuron row of a chunk in every table, written into ids[t][first ..] (a
- * table's row of ids is `stride` long; step 2 sorts them), in blocks of rows (xt and bins: their scratch). */
-static inline void bolt_dwta_hash_rows(int32_t first, int32_t count, int64_t stride, int32_t dim, int32_t tables,
-                                       int32_t hashes, const real_t *restrict weights, const int32_t *restrict coords,
-                                       real_t *restrict xt, int32_t *restrict bins, int32_t *restrict ids)
-{
-    for (int32_t r = 0; r < count; r += BOLT_HASH_BLOCK)
-        bolt_dwta_keys_block(count - r < BOLT_HASH_BLOCK ? count - r : BOLT_HASH_BLOCK, dim, tables, hashes,
-                             weights + (size_t)(first + r) * dim, coords, xt, bins, stride, ids + first + r);
-}
-
-/* Rebuild step 1 (SRP): the same. The keys of the chunk are gathered row-major in `keys` (scratch for
- * count * tables ints) and written out table by table, so that the writes into ids are sequential runs rather
- * than one scattered store per table and row. */
-static inline void bolt_srp_hash_rows(int32_t first, int32_t count, int64_t stride, int32_t dim, int32_t tables,
-                                      int32_t hashes, const real_t *restrict weights, const real_t *restrict planes,
-                                      int32_t *restrict keys, int32_t *restrict ids)
-{
-    for (int32_t r = 0; r < count; ++r)
-        bolt_srp_keys(tables, hashes, dim, weights + (size_t)(first + r) * dim, planes, keys + (size_t)r * tables);
-    for (int32_t t = 0; t < tables; ++t)
-        for (int32_t r = 0; r < count; ++r)
-            ids[(size_t)t * stride + first + r] = keys[(size_t)r * tables + t];
-}
+/* The two functions of a binned family `name` whose bin hash is `bin_hash(v0, ..., v7)`: the position (0-7) the
+ * family picks among a bin's 8 values, or -1 for an empty bin. The functions array holds K * L bins of 8 input
+ * coordinates, coordinate-major (functions[c * n_bins + i] is the c-th coordinate of bin i), so that a vector's
+ * loop gathers one coordinate of many bins at once. The rebuild transposes a block of rows first ([dim][BLOCK] in
+ * scratch, then the block's bins) so that each comparison of a bin runs on the same coordinate of every row at once,
+ * from contiguous loads; its keys equal _keys' row by row. A macro, not a function taking the bin hash, so that the
+ * hash inlines into the loops and they vectorise. */
+#define BOLT_BINNED_FAMILY(name, bin_hash)                                                                           \
+    static inline void bolt_##name##_keys(const bolt_hash_functions *fn, const real_t *restrict x,                 \
+                                          int32_t *restrict bins, int32_t *restrict keys)                           \
+    {                                                                                                               \
+        const int32_t n_bins = fn->tables * fn->hashes;                                                             \
+        const int32_t *c0 = (const int32_t *)fn->functions, *c1 = c0 + n_bins, *c2 = c1 + n_bins;                   \
+        const int32_t *c3 = c2 + n_bins, *c4 = c3 + n_bins, *c5 = c4 + n_bins, *c6 = c5 + n_bins;                   \
+        const int32_t *c7 = c6 + n_bins;                                                                            \
+        for (int32_t i = 0; i < n_bins; ++i)                                                                        \
+            bins[i] = bin_hash(x[c0[i]], x[c1[i]], x[c2[i]], x[c3[i]], x[c4[i]], x[c5[i]], x[c6[i]], x[c7[i]]);     \
+        bolt_binned_densify(n_bins, bins);                                                                          \
+        bolt_binned_keys_of(fn->tables, fn->hashes, bins, keys);                                                    \
+    }                                                                                                               \
+                                                                                                                    \
+    static inline void bolt_##name##_hash_rows(const bolt_hash_functions *fn, const real_t *restrict rows,          \
+                                               int32_t first, int32_t count, int64_t stride,                       \
+                                               real_t *restrict scratch, int32_t *restrict ids)                     \
+    {                                                                                                               \
+        enum { B = BOLT_HASH_BLOCK };                                                                               \
+        const int32_t dim = fn->dim, n_bins = fn->tables * fn->hashes;                                              \
+        const int32_t *restrict coords = (const int32_t *)fn->functions;                                            \
+        real_t *restrict xt = scratch;                                                                              \
+        int32_t *restrict bins = (int32_t *)(scratch + (size_t)dim * B);                                            \
+        for (int32_t r0 = 0; r0 < count; r0 += B) {                                                                 \
+            const int32_t block = count - r0 < B ? count - r0 : B;                                                  \
+            const real_t *restrict x = rows + (size_t)(first + r0) * dim;                                           \
+            for (int32_t c = 0; c < dim; ++c)                                                                       \
+                for (int32_t r = 0; r < B; ++r)                                                                     \
+                    xt[(size_t)c * B + r] = r < block ? x[(size_t)r * dim + c] : 0;                                 \
+            int32_t any_empty = 0;                                                                                  \
+            for (int32_t i = 0; i < n_bins; ++i) {                                                                  \
+                const real_t *restrict a0 = xt + (size_t)coords[i] * B;                                             \
+                const real_t *restrict a1 = xt + (size_t)coords[n_bins + i] * B;                                    \
+                const real_t *restrict a2 = xt + (size_t)coords[2 * n_bins + i] * B;                                \
+                const real_t *restrict a3 = xt + (size_t)coords[3 * n_bins + i] * B;                                \
+                const real_t *restrict a4 = xt + (size_t)coords[4 * n_bins + i] * B;                                \
+                const real_t *restrict a5 = xt + (size_t)coords[5 * n_bins + i] * B;                                \
+                const real_t *restrict a6 = xt + (size_t)coords[6 * n_bins + i] * B;                                \
+                const real_t *restrict a7 = xt + (size_t)coords[7 * n_bins + i] * B;                                \
+                int32_t *restrict out = bins + (size_t)i * B;                                                       \
+                for (int32_t r = 0; r < B; ++r) {                                                                   \
+                    out[r] = bin_hash(a0[r], a1[r], a2[r], a3[r], a4[r], a5[r], a6[r], a7[r]);                      \
+                    any_empty |= out[r] < 0;                                                                        \
+                }                                                                                                   \
+            }                                                                                                       \
+            bolt_binned_block_keys(block, fn->tables, fn->hashes, any_empty, bins, stride, ids + first + r0);       \
+        }                                                                                                           \
+    }
 
 /* Rebuild step 2 for table t: counting sort of its neurons by key. keys is scratch [n], cursor scratch [range];
  * neurons are placed in the order of `order` (a permutation of 0..n-1) so capped buckets sample fairly. With

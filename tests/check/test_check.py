@@ -177,13 +177,13 @@ model m {
 """), [(6, 28, "moments must be fp32 or bf16, got 'fp16'")]),
     ("sampling needs sparsity and a known family", with_body("""\
     o = dense(x, 4, activation=softmax, sampling=dwta(hashes=3))
-    p = dense(x, 4, activation=softmax, sparsity=0.5, sampling=minhash(bits=3))
+    p = dense(x, 4, activation=softmax, sparsity=0.5, sampling=minhsah(hashes=3))
     q = dense(x, 4, activation=softmax, sparsity=0.5, sampling=dwta(hashes=9, tabels=2))
     r = dense(x, 4, activation=softmax, sparsity=0.5, sampling=5)
     loss cross_entropy(o, y)
     train { rebuild = 0 }
 """), [(4, 41, "sampling needs a sparse layer: add sparsity=<fraction> or sparsity=auto"),
-       (5, 64, "the sampling family must be dwta or srp, got 'minhash'"),
+       (5, 64, "the sampling family must be dwta, minhash or srp, got 'minhsah'"),
        (6, 76, "hashes must be between 1 and 8, got 9"),
        (6, 79, "dwta() has no parameter 'tabels'"),
        (7, 64, "sampling must be a hash family call, e.g. sampling=dwta(hashes=5, tables=164)"),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import boltc
+from boltc.hashing import FAMILIES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import reference  # noqa: E402
@@ -204,12 +205,20 @@ def test_sparse_training_does_not_depend_on_the_thread_count(write_spec, loss, s
             np.testing.assert_array_equal(value, runs[0][name], err_msg=name)
 
 
-def numpy_dwta_keys(vectors: np.ndarray, coords: np.ndarray, tables: int, hashes: int) -> np.ndarray:
-    """keys[t, n] of each row of `vectors`, computed independently of the C code."""
+def numpy_bin_hashes(family: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A binned family's hash of every bin ([..., 8] values: the position it picks) and which bins are empty."""
+    if family == "dwta":  # the largest value (the first on ties); empty: all zero
+        return values.argmax(axis=-1), ~(values != 0).any(axis=-1)
+    assert family == "minhash"  # the first positive value; empty: none positive
+    positive = values > 0
+    return positive.argmax(axis=-1), ~positive.any(axis=-1)
+
+
+def numpy_binned_keys(vectors: np.ndarray, coords: np.ndarray, tables: int, hashes: int,
+                      family: str = "dwta") -> np.ndarray:
+    """keys[t, n] of each row of `vectors` under a binned family, computed independently of the C code."""
     bins = coords.reshape(8, tables * hashes).T  # stored coordinate-major
-    values = vectors[:, bins]  # [n, bins, 8]
-    hashes_of = values.argmax(axis=2)
-    empty = ~(values != 0).any(axis=2)
+    hashes_of, empty = numpy_bin_hashes(family, vectors[:, bins])  # [n, bins]
     n_bins = tables * hashes
     for n, i in zip(*np.nonzero(empty)):
         donor = 0
@@ -222,6 +231,20 @@ def numpy_dwta_keys(vectors: np.ndarray, coords: np.ndarray, tables: int, hashes
     shifts = 3 * np.arange(hashes)
     per_table = hashes_of.reshape(len(vectors), tables, hashes)
     return (per_table << shifts).sum(axis=2).T
+
+
+def numpy_srp_keys(vectors: np.ndarray, planes: np.ndarray, tables: int, hashes: int) -> np.ndarray:
+    bits = (vectors @ planes.astype(np.float64).T > 0).reshape(len(vectors), tables, hashes)
+    return (bits << np.arange(hashes)).sum(axis=2).T  # [tables, vectors]
+
+
+def numpy_keys(model, vectors: np.ndarray) -> np.ndarray:
+    """keys[t, n] of each row of `vectors` under the output layer's hash functions, whatever its family."""
+    lsh = model.plan.output.lsh
+    vectors = vectors.astype(np.float64)
+    if lsh.family == "srp":
+        return numpy_srp_keys(vectors, model.arrays["l1.lsh_planes"], lsh.tables, lsh.hashes)
+    return numpy_binned_keys(vectors, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes, lsh.family)
 
 
 def test_sparse_inference_scores_the_heaviest_rows_and_the_bucket_candidates_and_tops_up_only_to_k(write_spec):
@@ -238,7 +261,7 @@ def test_sparse_inference_scores_the_heaviest_rows_and_the_bucket_candidates_and
     for k in (1, 70):
         model.predict(x, top_k=k, sparse=True)
         hidden = model.arrays["l0.act"][:32].astype(np.float64)
-        keys = numpy_dwta_keys(hidden, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)
+        keys = numpy_binned_keys(hidden, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)
         counts = model.arrays["l1.active_counts"][:32]
         active = model.arrays["l1.active"].ravel()[: 32 * lsh.inference_active].reshape(32, -1)
         for row in range(32):
@@ -272,12 +295,13 @@ def test_heavy_rows_break_ties_at_the_lower_id_and_leave_a_nan_row_last(write_sp
     assert model.arrays["l1.heavy_ids"].tolist() == [2999, 0, *range(2, heavy)]
 
 
-def test_rebuild_puts_every_neuron_once_in_each_table_under_its_key(write_spec):
-    model = boltc.load(write_spec(spec_text(10, 24, 300, 0.1)))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_rebuild_puts_every_neuron_once_in_each_table_under_its_key(write_spec, family):
+    model = boltc.load(write_spec(spec_text(10, 24, 300, 0.1, sampling=f", sampling={family}(hashes=3, tables=5)")))
     lsh = model.plan.output.lsh
+    assert (lsh.family, lsh.hashes, lsh.tables, lsh.range) == (family, 3, 5, FAMILIES[family].key_range(3))
     ids, offsets = model.arrays["l1.table_ids"], model.arrays["l1.table_offsets"]
-    keys = numpy_dwta_keys(model.arrays["l1.weights"].astype(np.float64), model.arrays["l1.lsh_coords"],
-                           lsh.tables, lsh.hashes)
+    keys = numpy_keys(model, model.arrays["l1.weights"])
     for t in range(lsh.tables):
         assert sorted(ids[t].tolist()) == list(range(300))
         assert offsets[t, 0] == 0 and offsets[t, -1] == 300 and np.all(np.diff(offsets[t]) >= 0)
@@ -286,28 +310,45 @@ def test_rebuild_puts_every_neuron_once_in_each_table_under_its_key(write_spec):
             assert sorted(bucket.tolist()) == sorted(np.flatnonzero(keys[t] == key).tolist())
 
 
-@pytest.mark.parametrize("sampling", [ROW, ", sampling=srp(active_sets=row)"], ids=["dwta", "srp"])
-def test_neurons_closer_to_the_query_are_retrieved_more_often(write_spec, sampling):
+def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[len(a), len(b)] Jaccard similarities of the rows' positive supports."""
+    a, b = (a > 0).astype(np.float64), (b > 0).astype(np.float64)
+    both = a @ b.T
+    return both / np.maximum(a.sum(axis=1)[:, None] + b.sum(axis=1)[None, :] - both, 1)
+
+
+# what each family's collisions follow, and vectors on which that similarity varies: inner products of Gaussian
+# vectors, Jaccard similarities of sparse binary ones
+SIMILARITY = {
+    "dwta": (lambda queries, weights: queries @ weights.T, lambda rng, shape: rng.normal(size=shape)),
+    "srp": (lambda queries, weights: queries @ weights.T, lambda rng, shape: rng.normal(size=shape)),
+    "minhash": (jaccard, lambda rng, shape: (rng.random(size=shape) < 0.25).astype(np.float64)),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_neurons_closer_to_the_query_are_retrieved_more_often(write_spec, family):
     """A linear hidden layer set to the identity makes the hashed vector the input itself."""
     dim, outputs = 32, 2000
     model = boltc.load(write_spec(spec_text(dim, dim, outputs, 0.05, batch=64, activation="linear",
-                                            sampling=sampling)))
+                                            sampling=f", sampling={family}(active_sets=row)")))
     model.arrays["l0.weights"][...] = np.eye(dim)
     model.arrays["l0.bias"][...] = 0
+    similar, draw = SIMILARITY[family]
     rng = np.random.default_rng(5)
-    model.arrays["l1.weights"][...] = rng.normal(size=(outputs, dim))
+    model.arrays["l1.weights"][...] = draw(rng, (outputs, dim))
     model.rebuild()
-    queries = rng.normal(size=(64, dim)).astype(np.float32)
+    queries = draw(rng, (64, dim)).astype(np.float32)
     # one training batch of rows without labels (one row needs a label for fit): their active sets are what the
     # tables return for the query, topped up at random, at the training width
     model.fit((queries, [[0]] + [[]] * 63), epochs=1)
     order = model.epoch_order(0, 64)
     active = np.empty((64, model.plan.output.lsh.active), dtype=np.int32)
     active[order] = training_active_sets(model, 64)
-    similarity = queries @ model.arrays["l1.weights"].T  # [64, outputs]
+    similarity = similar(queries.astype(np.float64), model.arrays["l1.weights"].astype(np.float64))
     retrieved = np.zeros_like(similarity, dtype=bool)
     np.put_along_axis(retrieved, active.astype(np.int64), True, axis=1)
-    ranks = np.argsort(np.argsort(-similarity, axis=1), axis=1)  # 0 = most similar
+    ranks = np.argsort(np.argsort(-similarity, axis=1, kind="stable"), axis=1)  # 0 = most similar
     rate = [retrieved[(ranks >= lo) & (ranks < lo + 200)].mean() for lo in range(0, outputs, 200)]
     assert rate[0] > 3 * rate[-1]  # the top tenth is retrieved far more often than the bottom tenth
     assert rate[0] > rate[4] > rate[-1] or rate[0] > 2 * rate[4]
@@ -481,7 +522,7 @@ def test_frozen_tables_stop_rebuilding_and_take_in_each_rows_labels(write_spec):
         return ids[t, offsets[t, key]:offsets[t, key] + fill]
 
     model.fit((x, labels), epochs=1)  # 4 batches, rebuilt after batches 2 and 4: every neuron once per table
-    keys = numpy_dwta_keys(model.arrays["l1.weights"], model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)
+    keys = numpy_binned_keys(model.arrays["l1.weights"], model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)
     for t in range(lsh.tables):
         assert np.array_equal(np.diff(offsets[t]), np.bincount(keys[t], minlength=lsh.range) + lsh.insert_slack)
         for key in range(lsh.range):
@@ -490,7 +531,7 @@ def test_frozen_tables_stop_rebuilding_and_take_in_each_rows_labels(write_spec):
     for row in range(6):  # past the freeze, one row at a time: its label joins the buckets its input hashes to
         params = model.parameters()
         hidden = np.maximum(x[row:row + 1] @ params["l0.weights"] + params["l0.bias"], 0)
-        row_keys = numpy_dwta_keys(hidden, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)[:, 0]
+        row_keys = numpy_binned_keys(hidden, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)[:, 0]
         model.fit((x[row:row + 1], [labels[row][:1]]), epochs=1)
         np.testing.assert_array_equal(model.arrays["l1.sample_keys"][0], row_keys)
         for t in range(lsh.tables):
@@ -521,19 +562,10 @@ def test_every_fourth_scheduled_rebuild_draws_new_hash_functions(write_spec):
     assert sorted(model.arrays["l1.lsh_order"].tolist()) == list(range(400))
 
 
-def test_srp_tables_hold_each_neuron_under_the_signs_of_its_projections(write_spec):
+def test_srp_hyperplanes_are_random_signs(write_spec):
     model = boltc.load(write_spec(spec_text(10, 24, 300, 0.1, sampling=", sampling=srp(hashes=6, tables=9)")))
-    lsh = model.plan.output.lsh
-    assert (lsh.family, lsh.hashes, lsh.tables, lsh.range) == ("srp", 6, 9, 64)
-    planes = model.arrays["l1.lsh_planes"].astype(np.float64)  # [tables * hashes][24] of +-1
-    assert set(np.unique(planes)) == {-1.0, 1.0}
-    bits = (model.arrays["l1.weights"].astype(np.float64) @ planes.T > 0).reshape(300, 9, 6)
-    keys = (bits << np.arange(6)).sum(axis=2).T  # [tables, neurons]
-    ids, offsets = model.arrays["l1.table_ids"], model.arrays["l1.table_offsets"]
-    for t in range(9):
-        for key in np.unique(keys[t]):
-            bucket = ids[t, offsets[t, key]:offsets[t, key + 1]]
-            assert sorted(bucket.tolist()) == sorted(np.flatnonzero(keys[t] == key).tolist())
+    planes = model.arrays["l1.lsh_planes"]
+    assert planes.shape == (54, 24) and set(np.unique(planes)) == {-1.0, 1.0}
 
 
 def test_the_kernel_profile_counts_what_training_touched(write_spec):
@@ -674,14 +706,16 @@ def test_bf16_moments_follow_adam_step_after_step(write_spec):
                                    err_msg=f"step {step}")
 
 
-def test_dwta_densification_with_empty_bins_in_the_weights_and_in_the_query(write_spec):
-    """Bins whose 8 coordinates are all zero borrow the next non-empty bin's hash, cyclically (0 where every bin is
-    empty), on both sides of the hash: the weight rows the rebuild files and the activations a query looks up. A
-    linear identity hidden layer makes the query the input itself, so its empty bins are planted directly (64
-    coordinates: the 8 bins of 8 are one permutation's, disjoint)."""
+@pytest.mark.parametrize("family", ["dwta", "minhash"])
+def test_binned_densification_with_empty_bins_in_the_weights_and_in_the_query(write_spec, family):
+    """Empty bins (DWTA: 8 coordinates all zero; MinHash: none positive) borrow the next non-empty bin's hash,
+    cyclically (0 where every bin is empty), on both sides of the hash: the weight rows the rebuild files and the
+    activations a query looks up. A linear identity hidden layer makes the query the input itself, so its empty
+    bins are planted directly (64 coordinates: the 8 bins of 8 are one permutation's, disjoint). MinHash's values
+    lean positive, so that its unplanted bins are rarely empty and their hashes vary."""
     dim, outputs = 64, 400
     model = boltc.load(write_spec(spec_text(dim, dim, outputs, 0.05, batch=16, activation="linear",
-                                            sampling=", sampling=dwta(hashes=2, tables=4, bucket_cap=4)")))
+                                            sampling=f", sampling={family}(hashes=2, tables=4, bucket_cap=4)")))
     lsh = model.plan.output.lsh
     assert lsh.heavy + lsh.tables * lsh.bucket_cap <= lsh.inference_active  # a query's buckets are never truncated
     model.arrays["l0.weights"][...] = np.eye(dim)
@@ -694,7 +728,7 @@ def test_dwta_densification_with_empty_bins_in_the_weights_and_in_the_query(writ
     def planted(rows: int) -> np.ndarray:
         """Random rows, then: all bins empty, only the last bin kept (every other one wraps to it), only the
         first kept, and random bins emptied in the rest."""
-        values = rng.normal(size=(rows, dim))
+        values = rng.normal(loc=0.5 if family == "minhash" else 0.0, size=(rows, dim))
         kept_only = {1: n_bins - 1, 2: 0}
         for row in range(rows):
             emptied = range(n_bins) if row in (0, 1, 2) else \
@@ -707,8 +741,9 @@ def test_dwta_densification_with_empty_bins_in_the_weights_and_in_the_query(writ
     weights = planted(outputs)
     model.arrays["l1.weights"][...] = weights
     model.rebuild()
-    keys = numpy_dwta_keys(weights, coords, lsh.tables, lsh.hashes)
-    empty = ~(weights[:, bin_coords] != 0).any(axis=2)
+    keys = numpy_binned_keys(weights, coords, lsh.tables, lsh.hashes, family)
+    hashes_of, empty = numpy_bin_hashes(family, weights[:, bin_coords])
+    assert len(np.unique(hashes_of[3:][~empty[3:]])) == 8  # every position of a bin is some bin's hash
     assert empty[0].all() and empty[1, :-1].all() and not empty[1, -1] and not empty[2, 0] and empty[2, 1:].all()
     assert empty[3:].any(axis=1).all() and (~empty[3:]).any(axis=1).all()
     ids, offsets = model.arrays["l1.table_ids"], model.arrays["l1.table_offsets"]
@@ -718,7 +753,8 @@ def test_dwta_densification_with_empty_bins_in_the_weights_and_in_the_query(writ
             assert sorted(bucket.tolist()) == np.flatnonzero(keys[t] == key).tolist(), f"table {t}, key {key}"
     queries = planted(16).astype(np.float32)
     model.predict(queries, top_k=1, sparse=True)
-    query_keys = numpy_dwta_keys(model.arrays["l0.act"][:16].astype(np.float64), coords, lsh.tables, lsh.hashes)
+    query_keys = numpy_binned_keys(model.arrays["l0.act"][:16].astype(np.float64), coords, lsh.tables, lsh.hashes,
+                                   family)
     counts = model.arrays["l1.active_counts"][:16]
     active = model.arrays["l1.active"].ravel()[: 16 * lsh.inference_active].reshape(16, -1)
     for row in range(16):

@@ -62,7 +62,8 @@ def test_sparse_output_gets_bolts_lsh_configuration():
     lsh = scores.lsh
     # the worked example of BOLT-NOTES.md: N = 670,091, s = 0.005 -> K = 5, range 2^15, L = 164, reservoir 80
     assert (lsh.hashes, lsh.range, lsh.tables, lsh.bucket_cap) == (5, 2**15, 164, 80)
-    assert lsh.active == 3351 and lsh.bins == 820 and lsh.permutations == 26  # ceil(820 * 8 / 256)
+    assert lsh.active == 3351 and lsh.bins == 820
+    assert lsh.functions == "820 bins of 8 coordinates from 26 permutations"  # ceil(820 * 8 / 256)
     assert lsh.table_bytes == 4 * 164 * (670091 + 2**15 + 1)
     assert scores.flops_forward == 2 * 256 * 3351 + 820 * 8
     assert scores.sparsity_note.startswith("LSH-sparse: 3351 of 670091 neurons per sample (sparsity 0.005, spec;")

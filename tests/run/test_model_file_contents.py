@@ -76,6 +76,23 @@ def test_out_of_range_contents_are_refused_by_name(saved_lsh, tmp_path, name, ch
     assert str(caught.value) == f"{changed}: {message}"
 
 
+@pytest.mark.parametrize("family, name, message", [
+    ("minhash", "l1.lsh_coords", "array 'l1.lsh_coords' holds ids outside the layer's input coordinates (0 to 15)"),
+    ("srp", "l1.lsh_planes", "array 'l1.lsh_planes' holds hyperplane entries other than -1 and 1"),
+])
+def test_every_hash_familys_functions_are_checked_by_the_family(write_spec, tmp_path, family, name, message):
+    model = boltc.load(write_spec(LSH_SPEC.replace("sparsity=0.1)", f"sparsity=0.1, sampling={family}())"),
+                                  "hashed.bolt"), tune=False)
+    model.fit(_rows(64, 1))
+    path = tmp_path / "hashed.boltm"
+    model.save(path)
+    boltc.load_model(path)  # as written, it passes
+    changed = _rewritten(path, tmp_path, name, _set(0, 10**8))
+    with pytest.raises(ModelFileError) as caught:
+        boltc.load_model(changed)
+    assert str(caught.value) == f"{changed}: {message}"
+
+
 def test_a_file_boltc_wrote_passes_its_checks_unchanged(saved_lsh, tmp_path):
     same = _rewritten(saved_lsh, tmp_path, "l1.lsh_coords", lambda array: None)
     x, _ = _rows(20, 2)
