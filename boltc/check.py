@@ -12,17 +12,10 @@ from typing import Callable, Iterable
 
 from boltc import ir, syntax
 from boltc.diagnostics import Span, SpecError, SpecErrors, did_you_mean
-from boltc.hashing import FAMILIES
+from boltc import ops
 
 MAX_UNITS = 2**31 - 1
 MAX_BATCH = 65536
-DENSE_ARGS = ("input", "units")
-DENSE_OPTIONS = ("activation", "sparsity", "bias", "sampling", "precision")
-PRECISIONS = ("fp32", "bf16")
-SAMPLING_PARAMS = ("hashes", "tables", "bucket_cap", "active_sets", "row_candidates")
-ACTIVE_SETS = ("row", "batch")
-SAMPLING_LIMITS = {"tables": (1, 10000), "bucket_cap": (1, 1 << 20), "row_candidates": (0, 1 << 20)}  # hashes: the family's
-LAYER_KINDS = ("dense", "concat")
 TRAIN_SETTINGS = ("batch_size", "epochs", "seed", "threads", "rebuild", "freeze_tables_after", "validation",
                   "max_epochs", "patience", "restore_best", "schedule", "warmup")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -421,104 +414,16 @@ class _Checker:
     def node_dim(self, ref: ir.NodeRef, built, order, inputs) -> int:
         if ref.is_input:
             return inputs[ref.index].dim
-        layer = built[order[ref.index]]
-        return layer.units if isinstance(layer, ir.DenseLayer) else layer.dim
+        return built[order[ref.index]].dim
 
     def layer_of(self, decl: syntax.LayerDecl, resolve, dim_of) -> ir.Layer | None:
         kind = decl.call.func
-        if kind.text == "dense":
-            return self.dense_of(decl, resolve, dim_of)
-        if kind.text == "concat":
-            return self.concat_of(decl, resolve, dim_of)
-        self.error(kind.span, f"unknown layer kind '{kind.text}'; expected {_choices(LAYER_KINDS)}",
-                   did_you_mean(kind.text, LAYER_KINDS))
+        op = ops.by_kind(kind.text)
+        if op is not None:
+            return op.check(self, decl, resolve, dim_of)
+        self.error(kind.span, f"unknown layer kind '{kind.text}'; expected {_choices(ops.kinds())}",
+                   did_you_mean(kind.text, ops.kinds()))
         return None
-
-    def dense_of(self, decl: syntax.LayerDecl, resolve, dim_of) -> ir.DenseLayer | None:
-        args = self.bind(decl.call, DENSE_ARGS, DENSE_OPTIONS)
-        source = resolve(args["input"].value) if "input" in args else None
-        units = self.integer(args["units"].value, "units", 1, MAX_UNITS) if "units" in args else None
-        reported = len(self.problems)
-        activation = ir.Activation.LINEAR
-        if "activation" in args:
-            word = self.word(args["activation"].value, "activation", [a.value for a in ir.Activation])
-            activation = ir.Activation(word) if word else activation
-        sparsity = ir.Sparsity(None)
-        if "sparsity" in args:
-            sparsity = self.sparsity_of(args["sparsity"].value)
-        bias = True
-        if "bias" in args:
-            bias = self.word(args["bias"].value, "bias", ("true", "false")) != "false"
-        sampling = None
-        if "sampling" in args:
-            sampling = self.sampling_of(args["sampling"], sparsity)
-        precision = "fp32"
-        if "precision" in args:
-            precision = self.precision_of(args["precision"], sparsity, sampling) or precision
-        if source is None or units is None or len(self.problems) > reported:
-            return None  # a half-understood layer would only cause follow-on errors
-        return ir.DenseLayer(-1, decl.name.text, source, dim_of(source), units, activation, sparsity, bias, decl.span,
-                             sampling, precision)
-
-    def precision_of(self, arg: syntax.Argument, sparsity: ir.Sparsity, sampling: ir.Sampling | None) -> str | None:
-        """The operands of a layer's products: bf16 needs batch-shared active sets (a sigmoid output's default of
-        one set per row shows only with the loss, in check_output)."""
-        precision = self.word(arg.value, "precision", PRECISIONS)
-        if precision != "bf16":
-            return precision
-        if sparsity.fraction is None and not sparsity.auto:
-            self.error(arg.span, "precision=bf16 applies to sparse layers with batch-shared active sets: add "
-                       "sparsity=<fraction> or sparsity=auto")
-            return None
-        if sampling is not None and sampling.active_sets == "row":
-            self.error(arg.span, "precision=bf16 applies to batch-shared active sets, not to active_sets=row")
-            return None
-        return precision
-
-    def sampling_of(self, arg: syntax.Argument, sparsity: ir.Sparsity) -> ir.Sampling | None:
-        value = arg.value
-        if not isinstance(value, syntax.Call):
-            self.error(value.span, "sampling must be a hash family call, e.g. sampling=dwta(hashes=5, tables=164)")
-            return None
-        family = self.word(value.func, "the sampling family", tuple(FAMILIES))
-        if family is None:
-            return None
-        if sparsity.fraction is None and not sparsity.auto:
-            self.error(arg.span, "sampling needs a sparse layer: add sparsity=<fraction> or sparsity=auto")
-            return None
-        settings = self.bind(value, (), SAMPLING_PARAMS)
-        limits = dict(SAMPLING_LIMITS, hashes=(1, FAMILIES[family].hashes_most))
-        active_sets = self.word(settings.pop("active_sets").value, "active_sets", ACTIVE_SETS) \
-            if "active_sets" in settings else None
-        chosen = {name: self.integer(given.value, name, *limits[name]) for name, given in settings.items()}
-        if active_sets == "row" and "row_candidates" in settings:
-            self.error(settings["row_candidates"].span, "row_candidates applies to batch-shared active sets, not "
-                       "to active_sets=row")
-        return ir.Sampling(family, chosen.get("hashes"), chosen.get("tables"), chosen.get("bucket_cap"), active_sets,
-                           chosen.get("row_candidates"))
-
-    def sparsity_of(self, value: syntax.Value) -> ir.Sparsity:
-        if isinstance(value, syntax.Name) and value.text == "auto":
-            return ir.Sparsity(None, auto=True)
-        if isinstance(value, syntax.Name):
-            self.error(value.span, f"sparsity must be a fraction in (0, 1] or auto, got '{value.text}'",
-                       did_you_mean(value.text, ["auto"]))
-            return ir.Sparsity(None)
-        fraction = self.number(value, "sparsity", lambda x: 0.0 < x <= 1.0, "a fraction in (0, 1]")
-        return ir.Sparsity(None if fraction is None or fraction == 1.0 else fraction)
-
-    def concat_of(self, decl: syntax.LayerDecl, resolve, dim_of) -> ir.ConcatLayer | None:
-        call = decl.call
-        for arg in call.args:
-            if arg.keyword is not None:
-                self.error(arg.keyword.span, "concat() takes only the names of the layers or inputs it joins")
-        parts = [arg.value for arg in call.args if arg.keyword is None]
-        if len(parts) < 2:
-            self.error(call.span, "concat() needs at least two layers or inputs")
-        sources = [resolve(part) for part in parts]
-        if len(parts) < 2 or any(s is None for s in sources):
-            return None
-        return ir.ConcatLayer(-1, decl.name.text, tuple(sources), sum(dim_of(s) for s in sources), decl.span)
 
     # -- the loss, the output and whole-model rules ----------------------------------------------------
 
@@ -546,7 +451,7 @@ class _Checker:
             return None
         index = names.index(output.text)
         if not isinstance(layers[index], ir.DenseLayer):
-            self.error(output.span, f"the loss must read a dense layer; '{output.text}' is a concat")
+            self.error(output.span, f"the loss must read a dense layer; '{output.text}' is a {layers[index].kind}")
             return None
         return ir.Loss(ir.LossKind(kind), index, decl.span)
 
@@ -576,22 +481,13 @@ class _Checker:
     def check_usage(self, inputs, layers, loss: ir.Loss) -> None:
         consumers: dict[ir.NodeRef, list[ir.Layer]] = {}
         for layer in layers:
-            sources = (layer.source,) if isinstance(layer, ir.DenseLayer) else layer.sources
-            for source in sources:
+            for source in layer.sources:
                 consumers.setdefault(source, []).append(layer)
-            if isinstance(layer, ir.ConcatLayer) and any(s.is_input and inputs[s.index].kind is ir.InputKind.SPARSE
-                                                          for s in layer.sources):
-                self.error(layer.span, f"concat '{layer.name}' joins a sparse input; feed the sparse input "
-                           "to a dense layer first and concat that layer")
-            if isinstance(layer, ir.DenseLayer) and layer.activation is ir.Activation.SOFTMAX \
-                    and layer.index != loss.output:
-                self.error(layer.span, f"softmax is only allowed on the output layer; '{layer.name}' feeds "
-                           "another layer", "use relu, tanh, sigmoid or linear for hidden layers")
+            ops.of(layer).check_in_model(self, layer, inputs, loss)
         reaches_loss = {loss.output}
         for layer in reversed(layers):
             if layer.index in reaches_loss:
-                sources = (layer.source,) if isinstance(layer, ir.DenseLayer) else layer.sources
-                reaches_loss.update(s.index for s in sources if not s.is_input)
+                reaches_loss.update(s.index for s in layer.sources if not s.is_input)
         for layer in layers:
             ref = ir.NodeRef(False, layer.index)
             if layer.index == loss.output:
@@ -609,21 +505,15 @@ class _Checker:
         if self.memory_bytes is None:
             return
         per_parameter = BYTES_PER_PARAMETER if optimizer.kind is ir.OptimizerKind.ADAM else 4
-        dense = [layer for layer in layers if isinstance(layer, ir.DenseLayer)]
-        need = sum((layer.in_dim + int(layer.bias)) * layer.units for layer in dense) * per_parameter
-        # each layer keeps its outputs and their gradients for a whole batch, and one fed by a dense input a copy
-        # of the batch's rows
-        widths = sum((layer.units if isinstance(layer, ir.DenseLayer) else layer.dim) * 2 for layer in layers)
-        copies = sum(layer.in_dim for layer in dense
-                     if layer.source.is_input and inputs[layer.source.index].kind is ir.InputKind.DENSE)
-        need += batch_size * (widths + copies) * 4
+        need = sum(ops.of(layer).parameters(layer) for layer in layers) * per_parameter
+        need += batch_size * sum(ops.of(layer).batch_values(layer, inputs) for layer in layers) * 4
         if need > self.memory_bytes:
-            largest = max(dense, key=lambda layer: layer.in_dim * layer.units)
+            largest = max(layers, key=lambda layer: ops.of(layer).parameters(layer))
             self.error(self.spec.name.span,
                        f"model needs {_gib(need)} for its weights, optimizer state and batch buffers, but this "
                        f"machine has {_gib(self.memory_bytes)} of memory",
-                       f"the largest layer is '{largest.name}' ({largest.in_dim} x {largest.units}, line "
-                       f"{largest.span.line})")
+                       f"the largest layer is '{largest.name}' ({ops.of(largest).parameters(largest):,} parameters, "
+                       f"line {largest.span.line})")
 
     # -- optimizer, train block, metrics ---------------------------------------------------------------
 

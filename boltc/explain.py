@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from boltc import ops
 from boltc.plan import PLATEAU_DECAY, ColumnPlan, Plan
 
 
@@ -96,7 +97,7 @@ def render_plan(plan: Plan, build_info: dict | None = None) -> str:
     header = ("#", "layer", "op", "shape", "activation", "params", "weights+optimizer", "FLOP/sample fwd", "bwd")
     rows = [header]
     for layer in plan.layers:
-        rows.append((str(layer.index), layer.name, "dense" if layer.op == "fc" else layer.op,
+        rows.append((str(layer.index), layer.name, ops.of_plan(layer).kind,
                      f"{layer.in_dim} -> {layer.out_dim}", layer.activation, f"{layer.parameters:,}",
                      f"{human_bytes(layer.parameter_bytes)} + {human_bytes(layer.optimizer_bytes)}",
                      f"{layer.flops_forward:,}", f"{layer.flops_backward:,}"))

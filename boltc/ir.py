@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Union
+from typing import ClassVar, Protocol
 
 from boltc.diagnostics import Span
 
@@ -126,6 +126,15 @@ class DenseLayer:
     span: Span
     sampling: Sampling | None = None
     precision: str = "fp32"  # fp32 | bf16: the operands of the layer's matrix products in training
+    kind: ClassVar[str] = "dense"
+
+    @property
+    def dim(self) -> int:
+        return self.units
+
+    @property
+    def sources(self) -> tuple[NodeRef, ...]:
+        return (self.source,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +144,28 @@ class ConcatLayer:
     sources: tuple[NodeRef, ...]
     dim: int
     span: Span
+    kind: ClassVar[str] = "concat"
 
 
-Layer = Union[DenseLayer, ConcatLayer]
+class Layer(Protocol):
+    """What every stage reads of a layer, whatever its op (boltc/ops/): each op's layer is a frozen dataclass."""
+
+    kind: ClassVar[str]  # the op's name in specs
+
+    @property
+    def index(self) -> int: ...  # position in dependency order
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...  # values per row of its output
+
+    @property
+    def sources(self) -> tuple[NodeRef, ...]: ...
+
+    @property
+    def span(self) -> Span: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,5 +240,4 @@ class Model:
     def node_dim(self, ref: NodeRef) -> int:
         if ref.is_input:
             return self.inputs[ref.index].dim
-        layer = self.layers[ref.index]
-        return layer.units if isinstance(layer, DenseLayer) else layer.dim
+        return self.layers[ref.index].dim

@@ -10,7 +10,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
-from boltc import ir
+from boltc import ir, ops
 from boltc.hashing import DEFAULT_FAMILY, family as hash_family
 from boltc.diagnostics import SpecError, SpecErrors
 from boltc.machine import Machine
@@ -291,6 +291,17 @@ class Plan:
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """What planning a layer needs beyond the model and the layer, the same for every layer."""
+
+    real_bytes: int  # of the plan's scalar
+    optimizer_copies: int  # values of optimizer state per parameter
+    threads: int
+    measured: dict[int, MeasuredLsh]  # by layer index
+    amx: bool  # AMX bf16 tiles for the scalar
+
+
 def auto_sparsity(units: int) -> float | None:
     """BOLT's size-based default for an output layer (BOLT-NOTES.md): dense below 450 neurons."""
     for bound, fraction in ((450, None), (900, 0.2), (1800, 0.1), (4000, 0.05), (10000, 0.02), (20000, 0.01)):
@@ -317,12 +328,12 @@ def _threads(config: ir.TrainConfig, machine: Machine) -> tuple[int, str]:
     return machine.cores, "machine cores"
 
 
-def _carries_gradient(model: ir.Model, ref: ir.NodeRef) -> bool:
+def carries_gradient(model: ir.Model, ref: ir.NodeRef) -> bool:
     """Whether gradient flowing into this node reaches any parameter (a concat of inputs only does not)."""
     if ref.is_input:
         return False
     layer = model.layers[ref.index]
-    return isinstance(layer, ir.DenseLayer) or any(_carries_gradient(model, s) for s in layer.sources)
+    return ops.of(layer).parameters(layer) > 0 or any(carries_gradient(model, s) for s in layer.sources)
 
 
 def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: ir.Sampling | None,
@@ -389,129 +400,6 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
     )
 
 
-def _sparse_reason(model: ir.Model, layer: ir.DenseLayer) -> str:
-    """Why a layer that asked for sparsity runs dense, or an empty string when it can run LSH-sparse."""
-    if layer.index != model.loss.output:
-        return "only an output layer runs LSH-sparse so far"
-    if layer.source.is_input:
-        return "an LSH-sparse layer hashes a layer's activations; put a hidden layer before it"
-    return ""
-
-
-def _fc_plan(model: ir.Model, layer: ir.DenseLayer, real_bytes: int, optimizer_copies: int,
-             threads: int, measured: MeasuredLsh | None, amx: bool) -> LayerPlan:
-    source = layer.source
-    reads_input = source.is_input
-    needs_input_gradient = _carries_gradient(model, source)
-    parameters = layer.in_dim * layer.units + (layer.units if layer.bias else 0)
-    matmul = 2 * layer.in_dim * layer.units
-    if layer.sparsity.auto:
-        requested, origin = auto_sparsity(layer.units), "auto"
-    else:
-        requested, origin = layer.sparsity.fraction, "spec" if layer.sparsity.fraction is not None else "none"
-    note, lsh = "", None
-    if requested is not None:
-        reason = _sparse_reason(model, layer)
-        if reason:
-            note = f"runs dense: sparsity {requested:g} was asked for ({origin}), but {reason}"
-        else:
-            lsh = lsh_plan(layer.units, layer.in_dim, requested, threads, layer.sampling, model.train,
-                           model.loss.kind is ir.LossKind.CROSS_ENTROPY, measured)
-            key_flops = hash_family(lsh.family).key_flops(lsh.bins, layer.in_dim)
-            if lsh.active_sets == "batch":
-                picked = (f"each row's best {lsh.row_candidates} LSH candidates in turns, then random"
-                          if lsh.row_candidates else "random: training hashes nothing")
-                training = (f"in training one set per batch: its labels and {lsh.active} neurons more ({picked}), "
-                            f"{lsh.shared_active} at most")
-            else:
-                training = (f"in training the row's labels, up to {lsh.batch_negatives} of the batch's labels, "
-                            "then LSH candidates")
-            note = (f"LSH-sparse: {lsh.active} of {layer.units} neurons per sample (sparsity {requested:g}, "
-                    f"{origin}; {training}); {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
-                    f"{lsh.bucket_cap}, {lsh.functions}, tables {lsh.table_bytes / 2**20:.1f} MiB; "
-                    + (f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}, new "
-                       f"hash functions every {lsh.reconstruct_every} rebuilds" if lsh.hashes_in_training
-                       else "built at the end of training, for inference")
-                    + (f", frozen after {lsh.freeze_after_epochs} epochs (then labels are inserted into "
-                       f"{lsh.insert_slack} free slots per bucket)" if lsh.freeze_after_epochs is not None
-                       else "") + "; sparse "
-                    f"inference scores {lsh.inference_active} (the {lsh.heavy} of the largest |w| + b, one matrix "
-                    "product per batch, then LSH candidates); "
-                    + (f"update in {lsh.update_parts} parts of {2 ** lsh.update_part_shift} neurons; "
-                       if lsh.active_sets == "row" else "") + "forward FLOP/sample "
-                    f"{2 * layer.in_dim * lsh.active + key_flops:,} vs {matmul:,} dense [{lsh.origin}]")
-    if lsh is not None:
-        active_matmul = 2 * layer.in_dim * lsh.active
-        products = "bf16" if layer.precision == "bf16" and amx and lsh.active_sets == "batch" else "fp32"
-        if products == "bf16":
-            multiplied = ("in bf16 on AMX tiles, summed in fp32 (precision=bf16; by the register-blocked fp32 kernels "
-                          "where Linux refuses the process its tile state)")
-        else:
-            multiplied = "by the register-blocked dense kernels"
-        if layer.precision == "bf16" and products == "fp32":
-            precision_note = ("; products in fp32: precision=bf16 asks for AMX tiles, which this machine has not"
-                              if real_bytes == 4 else "; products in double: precision=bf16 needs a float scalar")
-        else:
-            precision_note = ""
-        return LayerPlan(
-            index=layer.index, name=layer.name, op="fc", spec_line=layer.span.line, in_dim=layer.in_dim,
-            out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
-            sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
-            needs_input_gradient=needs_input_gradient, kernel="sparse",
-            kernel_note=(f"LSH-sparse output: {lsh.family.upper()} keys of the input, capped CSR buckets; "
-                         + ("in training one active set per batch, its weight rows gathered once and multiplied "
-                            + multiplied if lsh.active_sets == "batch" else
-                            "labels first, topped up to a fixed active count per row")
-                         + f"; only touched neuron rows updated (lazy {model.optimizer.kind.value})"
-                         + precision_note),
-            weight_layout="output-major [out][in]", column_tile=min(layer.units, COLUMN_TILE),
-            input_tile=min(layer.in_dim, COLUMN_TILE), transposed_backward=False, sparsity_requested=requested,
-            sparsity_origin=origin, sparsity_note=note, lsh=lsh, parameters=parameters,
-            parameter_bytes=parameters * real_bytes,
-            optimizer_bytes=optimizer_copies * (
-                layer.in_dim * layer.units * (BF16_BYTES if model.optimizer.moments == "bf16" else real_bytes)
-                + (layer.units * real_bytes if layer.bias else 0)),
-            flops_forward=active_matmul + key_flops,
-            flops_backward=active_matmul * (2 if needs_input_gradient else 1), products=products,
-        )
-    if reads_input and model.inputs[source.index].kind is ir.InputKind.SPARSE:
-        kernel, kernel_note = "gather", ("sparse input: each present feature adds its weight row (accumulated in "
-                                  "registers); only the rows of features in the batch are updated (lazy)")
-    else:
-        kernel, kernel_note = "blocked", ("register-blocked matrix kernels over the batch (tiles of rows x columns); "
-                                   "weight gradient summed per input row and applied at once")
-    return LayerPlan(
-        index=layer.index, name=layer.name, op="fc", spec_line=layer.span.line, in_dim=layer.in_dim,
-        out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
-        sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
-        needs_input_gradient=needs_input_gradient, kernel=kernel, kernel_note=kernel_note,
-        weight_layout="input-major [in][out]", column_tile=min(layer.units, COLUMN_TILE),
-        input_tile=min(layer.in_dim, COLUMN_TILE),
-        transposed_backward=needs_input_gradient and layer.units < TRANSPOSED_BACKWARD_BELOW, sparsity_requested=requested, sparsity_origin=origin,
-        sparsity_note=note, lsh=None, parameters=parameters, parameter_bytes=parameters * real_bytes,
-        optimizer_bytes=parameters * real_bytes * optimizer_copies,
-        flops_forward=matmul + (layer.units if layer.bias else 0),
-        flops_backward=matmul * (2 if needs_input_gradient else 1) + (layer.units if layer.bias else 0),
-    )
-
-
-def _concat_plan(model: ir.Model, layer: ir.ConcatLayer) -> LayerPlan:
-    sources, offset = [], 0
-    for ref in layer.sources:
-        dim = model.node_dim(ref)
-        sources.append(SourcePlan(ref.is_input, ref.index, dim, offset))
-        offset += dim
-    return LayerPlan(
-        index=layer.index, name=layer.name, op="concat", spec_line=layer.span.line, in_dim=layer.dim,
-        out_dim=layer.dim, activation="linear", bias=False, sources=tuple(sources),
-        needs_input_gradient=any(_carries_gradient(model, ir.NodeRef(s.is_input, s.index)) for s in sources),
-        kernel="copy",
-        kernel_note="copy sources side by side", weight_layout="none", column_tile=0, input_tile=0,
-        transposed_backward=False, sparsity_requested=None, sparsity_origin="none", sparsity_note="", lsh=None,
-        parameters=0, parameter_bytes=0, optimizer_bytes=0, flops_forward=0, flops_backward=0,
-    )
-
-
 def _refuse_what_cannot_fit(model: ir.Model, layers: tuple[LayerPlan, ...], machine: Machine) -> None:
     """The checker refuses weights and optimizer state beyond the machine's memory; the hash tables are only sized
     here, and a real type of double doubles the rest, so the whole is checked again with them."""
@@ -530,16 +418,12 @@ def plan(model: ir.Model, machine: Machine, real_type: str = "float",
     """The plan of `model` on `machine`; `measured` (by layer index) holds values ``boltc tune`` measured."""
     if real_type not in ("float", "double"):
         raise ValueError(f"real_type must be float or double, not {real_type!r}")
-    real_bytes = 4 if real_type == "float" else 8
-    optimizer_copies = 2 if model.optimizer.kind is ir.OptimizerKind.ADAM else 0
     threads, threads_origin = _threads(model.train, machine)
-    layers = tuple(
-        _fc_plan(model, layer, real_bytes, optimizer_copies, threads, (measured or {}).get(layer.index),
-                 amx="amx_bf16" in machine.isa and real_type == "float")
-        if isinstance(layer, ir.DenseLayer)
-        else _concat_plan(model, layer)
-        for layer in model.layers
-    )
+    context = PlanContext(real_bytes=4 if real_type == "float" else 8,
+                          optimizer_copies=2 if model.optimizer.kind is ir.OptimizerKind.ADAM else 0,
+                          threads=threads, measured=measured or {},
+                          amx="amx_bf16" in machine.isa and real_type == "float")
+    layers = tuple(ops.of(layer).plan(model, layer, context) for layer in model.layers)
     _refuse_what_cannot_fit(model, layers, machine)
     optimizer = model.optimizer
     return Plan(

@@ -8,19 +8,18 @@ family, declared in ``runtime/bolt_lsh.h``). Every stage that meets a family ask
 one module here plus its header: the checker accepts ``sampling=<name>(...)``, the planner sizes it, the code
 generator includes and calls its kernels, the runtime draws its functions and the tuner measures it.
 
-A leaf beside ``boltc.abi``: it imports nothing of boltc but that.
+A leaf beside ``boltc.abi``: it imports nothing of boltc but that and the registry helper.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import pkgutil
 from dataclasses import dataclass
 
 import numpy as np
 
 from boltc.abi import DWTA_BIN, HASH_BLOCK, binned_coords
+from boltc.registry import members
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,16 +118,7 @@ class BinnedFamily(HashFamily):
         return f"{bins} bins of {DWTA_BIN} coordinates from {self.permutations(bins, in_dim)} permutations"
 
 
-def _discover() -> dict[str, HashFamily]:
-    found = {}
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
-        family = getattr(importlib.import_module(f"{__name__}.{module.name}"), "FAMILY", None)
-        if family is not None:
-            found[family.name] = family
-    return found
-
-
-FAMILIES: dict[str, HashFamily] = _discover()
+FAMILIES: dict[str, HashFamily] = {family.name: family for family in members(__name__, __path__, "FAMILY")}
 DEFAULT_FAMILY = "dwta"  # BOLT's autotuner always picks it
 
 
