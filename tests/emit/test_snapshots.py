@@ -1,5 +1,5 @@
-"""Generated-code snapshots: the digest of the C, cdef and buffer list emitted for every bundled spec on one fixed
-machine description, so that a change which should not touch the generated code proves it did not, and one that
+"""Generated-code snapshots: the digest of the C, cdef and buffer list emitted for every bundled spec, and for the
+variants in tests/emit/variants/ (the kernels' modes that no bundled spec uses), on one fixed machine description, so that a change which should not touch the generated code proves it did not, and one that
 should names every spec whose code moved. After a change to the generated code that is meant, rewrite them with
 ``BOLTC_UPDATE_SNAPSHOTS=1 python -m pytest tests/emit/test_snapshots.py`` and say why in the commit."""
 
@@ -26,7 +26,8 @@ FIXED_MACHINE = Machine(cores=16, memory_bytes=64 << 30, arch="x86_64", cpu_mode
 
 def _digests() -> dict[str, str]:
     digests = {}
-    for path in sorted((REPO / "specs").glob("*.bolt")):
+    variants = Path(__file__).with_name("variants")
+    for path in sorted((REPO / "specs").glob("*.bolt")) + sorted(variants.glob("*.bolt")):
         source = emit(plan_spec(path, machine=FIXED_MACHINE))
         text = source.c_text + source.cdef + repr(source.buffers)
         digests[path.name] = hashlib.sha256(text.encode()).hexdigest()
