@@ -145,8 +145,9 @@ def emit(plan: Plan) -> CSource:
     slots_of: dict[int, dict] = {}
     layers = []
     for layer in plan.layers:
+        # the names every layer's C uses, and what module.c.j2 asks of each layer (an op says otherwise)
         base = {"prefix": f"l{layer.index}_{layer.op}", "dims": f"L{layer.index}", "in_dim": layer.in_dim,
-                "out_dim": layer.out_dim}
+                "out_dim": layer.out_dim, "sparse_output": False, "lsh_tables": False, "salted_forward": False}
         context = ops.of_plan(layer).emit(plan, layer, buffers, base, slots_of)
         slots_of[layer.index] = context
         layers.append(context)
@@ -165,8 +166,9 @@ def emit(plan: Plan) -> CSource:
         "hidden_layers": [c for c in layers if c is not output],
 
         "output": output,
-        "csr_inputs": sorted({c["input_index"] for c in layers if c.get("gather")}),
+        "csr_inputs": sorted({c["input_index"] for c in layers if c.get("gather") and c["reads_input"]}),
         "hash_headers": sorted({hash_family(layer.lsh.family).header for layer in plan.layers if layer.lsh}),
+        "salted_forward": any(context["salted_forward"] for context in layers),
         "columns": _column_contexts(plan),
         "loss": {
             "template": (SPARSE_LOSS_TEMPLATES if output["sparse_output"] else LOSS_TEMPLATES)[plan.loss],

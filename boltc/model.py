@@ -219,7 +219,8 @@ def dataset_for(plan: Plan, data, labelled: bool, skip_bad_rows: bool = False) -
     _check_ids(where, "label", dataset.label_ids, plan.target_dim)
     for matrix, model_input in zip(dataset.features, plan.inputs):
         _check_ids(where, f"feature of input '{model_input.name}'", matrix.indices, model_input.dim)
-    gather_inputs = {layer.sources[0].index for layer in plan.layers if layer.kernel == "gather"}
+    gather_inputs = {layer.sources[0].index for layer in plan.layers
+                     if layer.kernel == "gather" and layer.sources[0].is_input}
     if any(dataset.features[i].dense is not None for i in gather_inputs):
         # sparse-input kernels read CSR rows: a dense array for such an input is converted once, here
         features = tuple(_as_csr(m) if i in gather_inputs else m for i, m in enumerate(dataset.features))
@@ -240,6 +241,11 @@ class Model:
             spec.name: np.zeros(spec.shape, dtype=self.real if spec.dtype == "real" else np.dtype(spec.dtype))
             for spec in buffers}
         self.sparse_layers = [layer for layer in plan.layers if layer.lsh is not None]
+        self.sparse_output = plan.output.lsh is not None  # sparse inference, its candidate check and tuning
+        # consumers of a sparse hidden layer group its active units by neuron as they group a sparse input's features
+        hidden = [layer for layer in self.sparse_layers if layer.kernel == "sparse_hidden"]
+        self._slot_ids = max([i.dim for i in plan.inputs] + [layer.out_dim for layer in hidden])
+        self._least_workspace = max([plan.batch_size] + [plan.batch_size * layer.lsh.active for layer in hidden])
         self._training_reads_tables = any(layer.lsh.hashes_in_training for layer in self.sparse_layers)
         ffi = library.ffi
         self._table = ffi.new("void *[]", len(buffers))
@@ -249,7 +255,7 @@ class Model:
         self._loss = ffi.new("double *")
         self._workspace = ffi.new("bolt_workspace *")
         self._workspace_arrays: dict[str, np.ndarray] = {}
-        self._grow_workspace(plan.batch_size)
+        self._grow_workspace(self._least_workspace)
         self._lock = threading.Lock()  # the scratch buffers are shared: one C call at a time per model
         self.step = 0
         self.epochs_trained = 0
@@ -441,7 +447,8 @@ class Model:
         return any(i.column is not None for i in self.plan.inputs)
 
     def _feed(self, dataset: Dataset) -> _Feed:
-        needed = max([m.max_row_nnz for m in dataset.features if m.dense is None] + [0]) * self.plan.batch_size
+        needed = max([m.max_row_nnz * self.plan.batch_size for m in dataset.features if m.dense is None]
+                     + [self._least_workspace])
         with self._lock:  # another thread's C call may be using the workspace this replaces
             if needed > int(self._workspace.capacity):
                 self._grow_workspace(needed)
@@ -450,7 +457,7 @@ class Model:
     def _grow_workspace(self, capacity: int) -> None:
         ffi, ws = self.library.ffi, self._workspace
         arrays = {
-            "feature_slot": np.zeros(max(i.dim for i in self.plan.inputs), dtype=np.int32),
+            "feature_slot": np.zeros(self._slot_ids, dtype=np.int32),
             "features": np.zeros(capacity, dtype=np.int32),
             "starts": np.zeros(capacity + 1, dtype=np.int64),
             "entry_rows": np.zeros(capacity, dtype=np.int32),
@@ -572,7 +579,7 @@ class Model:
                                self._batches_to_rebuild != int(self._rebuild_period)):
                 self.rebuild()  # tables of the final weights for inference; the schedule goes on where it was
         history.wall_seconds = time.perf_counter() - started - validation_seconds
-        if final_rebuild and history.epochs and self.sparse_layers:
+        if final_rebuild and history.epochs and self.sparse_output:
             # measured for these weights, or not at all: an earlier fit's choice would no longer hold
             self.sparse_check, self.lsh_candidates = None, None
             self._sparse_warned = False  # what sparse inference does now is worth a word again
@@ -742,7 +749,7 @@ class Model:
         `rows` of `dataset` can change: those of the features present in them (lazy Adam leaves the rest alone)."""
         seen = take_rows(dataset, rows).features
         return {layer.index: np.unique(seen[layer.sources[0].index].indices) for layer in self.plan.layers
-                if layer.kernel == "gather"}
+                if layer.kernel == "gather" and layer.sources[0].is_input}
 
     def _restart(self, weights: dict[str, np.ndarray], trained_rows: dict[int, np.ndarray],
                  fresh: _FreshTables | None = None) -> _FreshTables:
@@ -843,7 +850,7 @@ class Model:
                after_batch=None):
         plan, lib = self.plan, self.library.lib
         ffi = self.library.ffi
-        if sparse and not self.sparse_layers:
+        if sparse and not self.sparse_output:
             raise UsageError(f"model '{plan.model_name}' has no LSH-sparse layer: sparse inference needs an output "
                              "layer with sparsity")
         most = plan.output.lsh.inference_active if sparse else plan.output.out_dim
@@ -908,8 +915,8 @@ class Model:
         """The neurons sparse inference scores for each row of ``data`` in the output layer: ids [rows, width]
         (the first ``counts[r]`` of row r are valid, in selection order) and counts [rows]. ``boltc tune`` judges
         hash configurations by how many of each row's best-scoring neurons these sets hold."""
-        if not self.sparse_layers:
-            raise UsageError(f"model '{self.plan.model_name}' has no LSH-sparse layer")
+        if not self.sparse_output:
+            raise UsageError(f"model '{self.plan.model_name}' has no LSH-sparse output layer")
         dataset = self.prepare_data(data, labelled=False)
         layer = self.plan.output
         width = layer.lsh.inference_active

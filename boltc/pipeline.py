@@ -85,7 +85,7 @@ def load(path: str | Path, *, real_type: str = "float", tune: bool | None = None
     compiled = compile_spec(path, real_type=real_type)
     model = Model(compiled.plan, compiled.library, compiled.source.buffers)
     model.measure_learning_rate = autotune_enabled() if tune is None else tune
-    if model.measure_learning_rate and model.sparse_layers:
+    if model.measure_learning_rate and model.sparse_output:
         source = compiled.plan.spec_source
 
         def tuned(dataset: Dataset) -> Model:

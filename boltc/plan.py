@@ -337,11 +337,13 @@ def carries_gradient(model: ir.Model, ref: ir.NodeRef) -> bool:
 
 
 def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: ir.Sampling | None,
-             train: ir.TrainConfig, softmax: bool, measured: MeasuredLsh | None = None) -> LshPlan:
+             train: ir.TrainConfig, softmax: bool, measured: MeasuredLsh | None = None,
+             hidden: bool = False) -> LshPlan:
     """The LSH configuration for a layer of `units` neurons at `sparsity` reading `in_dim` values (by default BOLT's
     DWTA formula, or the formula of the family the spec or a measurement names); values the
     spec gives (sampling=dwta(...), train { rebuild = N }) replace the formulas', and so do measured ones that the
-    spec leaves open (the hash family is measured only when the spec names none)."""
+    spec leaves open (the hash family is measured only when the spec names none). A `hidden` layer has no labels
+    and no top-k: per-row sets in training and inference alike, no heavy rows, no label slots in its tables."""
     written = sampling or ir.Sampling(DEFAULT_FAMILY, None, None, None)
     given = written
     if measured is not None:
@@ -352,7 +354,7 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
                             written.bucket_cap or (measured.bucket_cap if same_family else None),
                             written.active_sets or measured.active_sets, written.row_candidates)
     active = min(units, max(1, math.ceil(sparsity * units)))
-    active_sets = given.active_sets or ("batch" if softmax else "row")
+    active_sets = "row" if hidden else given.active_sets or ("batch" if softmax else "row")
     shared_active = min(units, _whole_vectors(active + SHARED_LABELS_PER_ROW * train.batch_size))
     family = hash_family(given.family)
     hashes, formula_tables = family.formula(units, sparsity, active, given.hashes)
@@ -361,20 +363,21 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
     bins = hashes * tables
     bucket_cap = given.bucket_cap or 4 * max(units // key_range, 1)
     freeze = train.freeze_tables_after
-    slack = INSERT_SLACK if freeze is not None else 0
+    slack = INSERT_SLACK if freeze is not None and not hidden else 0
     parts = measured.update_parts if measured is not None else min(UPDATE_PARTS_PER_THREAD * threads,
                                                                     UPDATE_PARTS_MOST)
     part_shift = ((units - 1) // max(1, parts)).bit_length()
     fixed_period = train.rebuild_every is not None
     inference_candidates = min(units, INFERENCE_WIDENING * active)
     block = -(-round(HEAVY_BLOCK_SHARE * units) // 16) * 16  # whole vectors of the product's columns
-    heavy = min(units, max(-(-inference_candidates // HEAVY_SHARE), block))
+    heavy = 0 if hidden else min(units, max(-(-inference_candidates // HEAVY_SHARE), block))
     from_spec = [name for name in ("hashes", "tables", "bucket_cap", "active_sets", "row_candidates")
                  if getattr(written, name) is not None]
     from_spec += ["family"] if sampling is not None and measured is not None else []
     from_spec += ["rebuild"] if fixed_period else []
     origin = f"formula ({family.formula_origin}; rebuild schedule decaying as SLIDE proposes" + \
-        ("; batch-shared active sets for a softmax output)" if given.active_sets is None and softmax else ")")
+        ("; batch-shared active sets for a softmax output)" if given.active_sets is None and softmax and not hidden
+         else ")")
     if measured is not None:
         origin = f"measured ({measured.note})"
     if from_spec:
@@ -383,8 +386,8 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
     return LshPlan(
         family=given.family, hashes=hashes, tables=tables, range=key_range,
         bucket_cap=bucket_cap, active=active,
-        inference_active=min(units, inference_candidates + heavy), heavy=heavy,
-        batch_negatives=max(1, int(BATCH_NEGATIVE_SHARE * active)),
+        inference_active=active if hidden else min(units, inference_candidates + heavy), heavy=heavy,
+        batch_negatives=0 if hidden else max(1, int(BATCH_NEGATIVE_SHARE * active)),
         bins=bins, functions=family.describe(bins, in_dim), threads=threads,
         rebuild_first=train.rebuild_every if fixed_period else 50, rebuild_growth=1.0 if fixed_period else 1.25,
         freeze_after_epochs=freeze, insert_slack=slack, reconstruct_every=RECONSTRUCT_EVERY,
@@ -394,8 +397,9 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
         dense_rows=max(16, min(DENSE_ROWS_MOST, -(-train.batch_size // threads) // 16 * 16)),
         prefetch_rows=measured.prefetch_rows if measured is not None else PREFETCH_ROWS,
         active_sets=active_sets, shared_active=shared_active,
-        row_candidates=min(tables * bucket_cap, max(1, -(-ROW_CANDIDATE_SURPLUS * active // train.batch_size))
-                           if given.row_candidates is None else given.row_candidates),
+        row_candidates=0 if hidden else min(tables * bucket_cap,
+                                            max(1, -(-ROW_CANDIDATE_SURPLUS * active // train.batch_size))
+                                            if given.row_candidates is None else given.row_candidates),
         origin=origin,
     )
 

@@ -313,7 +313,8 @@ class _Tuner:
         return best
 
     def run(self) -> Tuning:
-        sparse_layers = [layer for layer in self.base.layers if layer.lsh is not None]
+        # the output's: its recall is what sparse inference rests on (a sparse hidden layer keeps the formula's)
+        sparse_layers = [layer for layer in self.base.layers if layer.kernel == "sparse"]
         chosen: dict[int, MeasuredLsh] = {}
         bar = Progress("tune", 1 + sum(len(_lsh_candidates(self.spec, layer)) + 6 for layer in sparse_layers),
                        enabled=self.progress)

@@ -32,8 +32,10 @@ def targets(plan, labels: list[list[int]]) -> np.ndarray:
     return t
 
 
-def forward(plan, params: dict[str, np.ndarray], inputs: list[np.ndarray]):
-    """(values of every layer, output logits); the output layer's value is the probability."""
+def forward(plan, params: dict[str, np.ndarray], inputs: list[np.ndarray], masks: dict[int, np.ndarray] | None = None):
+    """(values of every layer, output logits); the output layer's value is the probability. ``masks`` (by layer
+    index, [rows, units] of 0 and 1) zeroes a hidden layer's neurons outside each row's active set, as an LSH-sparse
+    hidden layer does."""
     values: dict[int, np.ndarray] = {}
     logits = None
 
@@ -55,7 +57,7 @@ def forward(plan, params: dict[str, np.ndarray], inputs: list[np.ndarray]):
             else:
                 values[layer.index] = 1 / (1 + np.exp(-z))
         else:
-            values[layer.index] = ACTIVATIONS[layer.activation](z)
+            values[layer.index] = ACTIVATIONS[layer.activation](z) * (masks or {}).get(layer.index, 1)
     return values, logits
 
 
@@ -70,9 +72,10 @@ def loss(plan, logits: np.ndarray, t: np.ndarray, labelled: np.ndarray) -> float
     return float(per_row.mean())
 
 
-def gradients(plan, params, inputs, labels: list[list[int]]) -> dict[str, np.ndarray]:
-    """d(mean loss)/d(parameter) for every parameter, by hand-written backpropagation."""
-    values, _ = forward(plan, params, inputs)
+def gradients(plan, params, inputs, labels: list[list[int]],
+              masks: dict[int, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """d(mean loss)/d(parameter) for every parameter, by hand-written backpropagation (``masks``: as in forward)."""
+    values, _ = forward(plan, params, inputs, masks)
     t = targets(plan, labels)
     rows = len(labels)
     labelled = np.array([len(r) > 0 for r in labels], dtype=float)[:, None]
@@ -89,7 +92,7 @@ def gradients(plan, params, inputs, labels: list[list[int]]) -> dict[str, np.nda
                     grads_of_value[source.index] = grads_of_value.get(source.index, 0) + part
             continue
         if layer.index != plan.output_layer:
-            g = g * DERIVATIVES[layer.activation](values[layer.index])
+            g = g * DERIVATIVES[layer.activation](values[layer.index]) * (masks or {}).get(layer.index, 1)
         source = layer.sources[0]
         x = inputs[source.index] if source.is_input else values[source.index]
         weights = params[f"l{layer.index}.weights"].astype(np.float64)

@@ -62,7 +62,7 @@ class Concat(LayerOp):
         return {
             **base, "template": "concat.c.j2", "banner": banner(plan, layer, "concat"),
             "banner_short": c_comment(f"layer {layer.index} '{layer.name}'"), "parts": parts,
-            "has_backward": layer.needs_input_gradient, "sparse_output": False,
+            "has_backward": layer.needs_input_gradient,
         }
 
 

@@ -31,9 +31,21 @@ class Dense(LayerOp):
         return _dense_of(checker, decl, resolve, dim_of)
 
     def check_in_model(self, checker, layer: ir.DenseLayer, inputs, loss) -> None:
-        if layer.activation is ir.Activation.SOFTMAX and layer.index != loss.output:
+        if layer.index == loss.output:
+            return
+        if layer.activation is ir.Activation.SOFTMAX:
             checker.error(layer.span, f"softmax is only allowed on the output layer; '{layer.name}' feeds "
                           "another layer", "use relu, tanh, sigmoid or linear for hidden layers")
+        sampling = layer.sampling
+        output_only = (
+            ("active_sets=batch", sampling is not None and sampling.active_sets == "batch"),
+            ("row_candidates", sampling is not None and sampling.row_candidates is not None),
+            ("precision=bf16", layer.precision == "bf16"),
+        )
+        for setting, given in output_only:
+            if given:
+                checker.error(layer.span, f"{setting} applies to a sparse output layer's batch-shared active sets; "
+                              f"'{layer.name}' is a hidden layer, whose rows each have their own active set")
 
     def parameters(self, layer: ir.DenseLayer) -> int:
         return (layer.in_dim + int(layer.bias)) * layer.units
@@ -54,6 +66,8 @@ class Dense(LayerOp):
     def emit(self, plan: Plan, layer: LayerPlan, buffers, base: dict, slots_of: dict[int, dict]) -> dict:
         if layer.kernel == "sparse":
             slots = _sparse_buffers(plan, layer, buffers, base)
+        elif layer.kernel == "sparse_hidden":
+            slots = _hidden_buffers(plan, layer, buffers, base)
         else:
             slots = _dense_buffers(plan, layer, buffers, base)
         return _fc_context(plan, layer, slots, slots_of)
@@ -138,11 +152,24 @@ def _sparsity_of(checker, value: syntax.Value) -> ir.Sparsity:
 
 def _sparse_reason(model: ir.Model, layer: ir.DenseLayer) -> str:
     """Why a layer that asked for sparsity runs dense, or an empty string when it can run LSH-sparse."""
+    reads_sparse_input = layer.source.is_input and model.inputs[layer.source.index].kind is ir.InputKind.SPARSE
     if layer.index != model.loss.output:
-        return "only an output layer runs LSH-sparse so far"
+        return ("an LSH-sparse hidden layer hashes a dense vector (a layer's activations or a dense input); feed the "
+                "sparse input to a dense layer first" if reads_sparse_input else "")
     if layer.source.is_input:
         return "an LSH-sparse layer hashes a layer's activations; put a hidden layer before it"
     return ""
+
+
+def _sparse_hidden(model: ir.Model, ref: ir.NodeRef) -> bool:
+    """Whether node `ref` is a hidden layer that runs LSH-sparse: its consumers may read only its active units."""
+    if ref.is_input or ref.index == model.loss.output:
+        return False
+    layer = model.layers[ref.index]
+    if not isinstance(layer, ir.DenseLayer):
+        return False
+    requested, _ = _requested_sparsity(layer)
+    return requested is not None and not _sparse_reason(model, layer)
 
 
 def _requested_sparsity(layer: ir.DenseLayer) -> tuple[float | None, str]:
@@ -198,25 +225,45 @@ def _sparse_kernel_note(model: ir.Model, layer: ir.DenseLayer, lsh: LshPlan, pro
             + precision_note)
 
 
+def _hidden_note(layer: ir.DenseLayer, lsh: LshPlan, requested: float, origin: str, key_flops: int) -> str:
+    """A sparse hidden layer's plan in words, for explain."""
+    return (f"LSH-sparse hidden layer: {lsh.active} of {layer.units} neurons per sample in training and inference "
+            f"(sparsity {requested:g}, {origin}; the LSH candidates of its input, topped up at random), the rest "
+            f"0; {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
+            f"{lsh.bucket_cap}, {lsh.functions}, tables {lsh.table_bytes / 2**20:.1f} MiB; rebuild after "
+            f"{lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}; update in {lsh.update_parts} parts "
+            f"of {2 ** lsh.update_part_shift} neurons; forward FLOP/sample {2 * layer.in_dim * lsh.active + key_flops:,}"
+            f" vs {2 * layer.in_dim * layer.units:,} dense [{lsh.origin}]")
+
+
 def _sparse_plan(model: ir.Model, layer: ir.DenseLayer, context: PlanContext, requested: float,
                  origin: str) -> LayerPlan:
     source, real_bytes = layer.source, context.real_bytes
+    hidden = layer.index != model.loss.output
     needs_input_gradient = carries_gradient(model, source)
     lsh = lsh_plan(layer.units, layer.in_dim, requested, context.threads, layer.sampling, model.train,
-                   model.loss.kind is ir.LossKind.CROSS_ENTROPY, context.measured.get(layer.index))
+                   model.loss.kind is ir.LossKind.CROSS_ENTROPY, context.measured.get(layer.index), hidden=hidden)
     key_flops = hash_family(lsh.family).key_flops(lsh.bins, layer.in_dim)
     parameters = layer.in_dim * layer.units + (layer.units if layer.bias else 0)
     active_matmul = 2 * layer.in_dim * lsh.active
     products = "bf16" if layer.precision == "bf16" and context.amx and lsh.active_sets == "batch" else "fp32"
+    if hidden:
+        kernel_note = (f"LSH-sparse hidden: {lsh.family.upper()} keys of the input, capped CSR buckets; each row's "
+                       "active neurons scored from their weight rows; consumers read only the active units; only "
+                       f"touched neuron rows updated (lazy {model.optimizer.kind.value})")
+        note = _hidden_note(layer, lsh, requested, origin, key_flops)
+    else:
+        kernel_note = _sparse_kernel_note(model, layer, lsh, products, real_bytes)
+        note = _lsh_note(layer, lsh, requested, origin, key_flops)
     return LayerPlan(
         index=layer.index, name=layer.name, op="fc", spec_line=layer.span.line, in_dim=layer.in_dim,
         out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
         sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
-        needs_input_gradient=needs_input_gradient, kernel="sparse",
-        kernel_note=_sparse_kernel_note(model, layer, lsh, products, real_bytes),
+        needs_input_gradient=needs_input_gradient, kernel="sparse_hidden" if hidden else "sparse",
+        kernel_note=kernel_note,
         weight_layout="output-major [out][in]", column_tile=min(layer.units, COLUMN_TILE),
         input_tile=min(layer.in_dim, COLUMN_TILE), transposed_backward=False, sparsity_requested=requested,
-        sparsity_origin=origin, sparsity_note=_lsh_note(layer, lsh, requested, origin, key_flops), lsh=lsh,
+        sparsity_origin=origin, sparsity_note=note, lsh=lsh,
         parameters=parameters, parameter_bytes=parameters * real_bytes,
         optimizer_bytes=context.optimizer_copies * (
             layer.in_dim * layer.units * (BF16_BYTES if model.optimizer.moments == "bf16" else real_bytes)
@@ -235,6 +282,10 @@ def _dense_plan(model: ir.Model, layer: ir.DenseLayer, context: PlanContext, req
     if source.is_input and model.inputs[source.index].kind is ir.InputKind.SPARSE:
         kernel, kernel_note = "gather", ("sparse input: each present feature adds its weight row (accumulated in "
                                          "registers); only the rows of features in the batch are updated (lazy)")
+    elif _sparse_hidden(model, source) and context.real_bytes == 4:
+        kernel, kernel_note = "gather", (f"reads only the active units of sparse layer '{model.layers[source.index].name}':"
+                                         " each adds its weight row; only their rows are updated (lazy), and only "
+                                         "their gradients passed back")
     else:
         kernel, kernel_note = "blocked", ("register-blocked matrix kernels over the batch (tiles of rows x columns); "
                                           "weight gradient summed per input row and applied at once")
@@ -245,7 +296,7 @@ def _dense_plan(model: ir.Model, layer: ir.DenseLayer, context: PlanContext, req
         needs_input_gradient=needs_input_gradient, kernel=kernel, kernel_note=kernel_note,
         weight_layout="input-major [in][out]", column_tile=min(layer.units, COLUMN_TILE),
         input_tile=min(layer.in_dim, COLUMN_TILE),
-        transposed_backward=needs_input_gradient and layer.units < TRANSPOSED_BACKWARD_BELOW,
+        transposed_backward=needs_input_gradient and kernel != "gather" and layer.units < TRANSPOSED_BACKWARD_BELOW,
         sparsity_requested=requested, sparsity_origin=origin,
         sparsity_note=note, lsh=None, parameters=parameters, parameter_bytes=parameters * real_bytes,
         optimizer_bytes=parameters * real_bytes * context.optimizer_copies,
@@ -275,16 +326,11 @@ def _dense_buffers(plan: Plan, layer: LayerPlan, buffers, context: dict) -> dict
     return context
 
 
-def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers, context: dict) -> dict:
-    """An LSH-sparse layer: output-major weights, per-sample active sets, hash functions and tables, and the
-    scratch its selection, rebuild and update need (sized for lsh.threads threads)."""
-    lsh, batch, n, d = layer.lsh, plan.batch_size, layer.out_dim, layer.in_dim
-    entries = batch * lsh.active
-    shared = lsh.active_sets == "batch"
-    train_width = lsh.shared_active if shared else lsh.active  # logits per row in training
+def _lsh_weights_and_tables(plan: Plan, layer: LayerPlan, add, context: dict) -> None:
+    """What every LSH-sparse layer keeps: output-major weights (a neuron is one contiguous row) and their moments,
+    its hash functions, the neuron order of capped buckets and top-ups, the tables and the rebuild's sort scratch."""
+    lsh, n, d = layer.lsh, layer.out_dim, layer.in_dim
     family = hash_family(lsh.family)
-    hash_scratch = family.rebuild_scratch(d, lsh.bins, lsh.tables, lsh.hash_chunk)
-    add = buffers.add
     context["slot_weights"] = add(layer, "weights", (n, d), "parameter")
     context["slot_bias"] = add(layer, "bias", (n,), "parameter") if layer.bias else None
     if plan.optimizer == "adam":
@@ -303,6 +349,50 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers, context: dict) -> dic
         slot_offsets=add(layer, "table_offsets", (lsh.tables, lsh.range + 1), "table", "int32"),
         slot_ids=add(layer, "table_ids", (lsh.tables, n + lsh.range * lsh.insert_slack), "table", "int32"),
         slot_sort_scratch=add(layer, "sort_scratch", (lsh.threads, n + lsh.range), "scratch", "int32"),
+        table_stride=n + lsh.range * lsh.insert_slack,
+        profile_fields=[f"PROFILE_{name.upper()}" for name in SPARSE_PROFILE_FIELDS],
+    )
+
+
+def _lsh_probe_scratch(layer: LayerPlan, add) -> dict:
+    """Per-thread scratch of the rebuild's hashing and of a row's bucket probes."""
+    lsh, d = layer.lsh, layer.in_dim
+    hash_scratch = hash_family(lsh.family).rebuild_scratch(d, lsh.bins, lsh.tables, lsh.hash_chunk)
+    return {
+        "hash_scratch": hash_scratch,
+        "slot_hash_scratch": add(layer, "hash_scratch", (lsh.threads, hash_scratch), "scratch"),
+        "slot_votes": add(layer, "votes", (lsh.threads, layer.out_dim), "scratch", "uint8"),
+        "slot_candidates": add(layer, "candidates", (lsh.threads, lsh.tables * lsh.bucket_cap), "scratch", "int32"),
+    }
+
+
+def _row_set_update_buffers(plan: Plan, layer: LayerPlan, add) -> dict:
+    """The per-row sets' update (templates/_lsh.j2 row_set_update): the batch's entries grouped by neuron within
+    parts of the id range, and a part's own input gradient."""
+    lsh, batch = layer.lsh, plan.batch_size
+    entries = batch * lsh.active
+    slots = {
+        "slot_groups": add(layer, "groups", (entries,), "scratch", "int32"),
+        "slot_group_starts": add(layer, "group_starts", (entries + lsh.update_parts,), "scratch", "int32"),
+        "slot_group_rows": add(layer, "group_rows", (entries,), "scratch", "int32"),
+        "slot_group_coefs": add(layer, "group_coefs", (entries,), "scratch"),
+        "slot_group_slot": add(layer, "group_slot", (layer.out_dim,), "scratch", "int32"),
+        "slot_part_offsets": add(layer, "part_offsets", (lsh.update_parts + 1,), "scratch", "int64"),
+    }
+    if layer.needs_input_gradient:
+        slots["slot_dx_parts"] = add(layer, "dx_parts", (lsh.update_parts, batch, layer.in_dim), "scratch")
+    return slots
+
+
+def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers, context: dict) -> dict:
+    """An LSH-sparse output layer: its weights and tables, the heavy rows of sparse inference, per-sample active
+    sets, and the scratch its selection, rebuild and update need (sized for lsh.threads threads)."""
+    lsh, batch, n, d = layer.lsh, plan.batch_size, layer.out_dim, layer.in_dim
+    shared = lsh.active_sets == "batch"
+    train_width = lsh.shared_active if shared else lsh.active  # logits per row in training
+    add = buffers.add
+    _lsh_weights_and_tables(plan, layer, add, context)
+    context.update(
         slot_heavy=add(layer, "heavy_ids", (lsh.heavy,), "table", "int32"),
         slot_heavy_bounds=add(layer, "heavy_bounds", (lsh.heavy,), "scratch", "float32"),  # their |w| + b
         slot_heavy_select=add(layer, "heavy_select", (max(n, 2 * lsh.heavy),), "scratch", "float32"),
@@ -310,19 +400,16 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers, context: dict) -> dic
         slot_heavy_packed=add(layer, "heavy_packed", (d, lsh.inference_active), "scratch"),
         slot_heavy_bias=add(layer, "heavy_bias", (lsh.heavy,), "scratch"),
         slot_row_bounds=add(layer, "row_bounds", (n,), "scratch"),
-        hash_scratch=hash_scratch,
-        slot_hash_scratch=add(layer, "hash_scratch", (lsh.threads, hash_scratch), "scratch"),
-        slot_votes=add(layer, "votes", (lsh.threads, n), "scratch", "uint8"),
-        slot_candidates=add(layer, "candidates", (lsh.threads, lsh.tables * lsh.bucket_cap), "scratch", "int32"),
+    )
+    context.update(_lsh_probe_scratch(layer, add))
+    context.update(
         slot_active=add(layer, "active", (batch, lsh.inference_active), "scratch", "int32"),
         slot_active_counts=add(layer, "active_counts", (batch,), "scratch", "int32"),
         slot_act=add(layer, "act", (batch, max(lsh.inference_active, train_width)), "scratch"),
         slot_grad=add(layer, "grad", (batch, train_width), "scratch"),
         slot_dense_scores=add(layer, "dense_scores", (lsh.threads, lsh.dense_rows * (lsh.dense_chunk + d)), "scratch"),
         slot_profile=add(layer, "profile", (len(SPARSE_PROFILE_FIELDS),), "scratch", "float64"),
-        profile_fields=[f"PROFILE_{name.upper()}" for name in SPARSE_PROFILE_FIELDS],
         shared=shared, train_width=train_width, shared_tile=min(lsh.shared_active, layer.column_tile),
-        table_stride=n + lsh.range * lsh.insert_slack,
     )
     if shared:
         context.update(
@@ -339,20 +426,36 @@ def _sparse_buffers(plan: Plan, layer: LayerPlan, buffers, context: dict) -> dic
         if layer.products == "bf16":
             context.update(_bf16_buffers(layer, batch, add))
     else:
-        context.update(
-            slot_batch_negatives=add(layer, "batch_negatives", (lsh.batch_negatives,), "scratch", "int32"),
-            slot_groups=add(layer, "groups", (entries,), "scratch", "int32"),
-            slot_group_starts=add(layer, "group_starts", (entries + lsh.update_parts,), "scratch", "int32"),
-            slot_group_rows=add(layer, "group_rows", (entries,), "scratch", "int32"),
-            slot_group_coefs=add(layer, "group_coefs", (entries,), "scratch"),
-            slot_group_slot=add(layer, "group_slot", (n,), "scratch", "int32"),
-            slot_part_offsets=add(layer, "part_offsets", (lsh.update_parts + 1,), "scratch", "int64"),
-        )
-        if layer.needs_input_gradient:
-            context["slot_dx_parts"] = add(layer, "dx_parts", (lsh.update_parts, batch, d), "scratch")
+        context["slot_batch_negatives"] = add(layer, "batch_negatives", (lsh.batch_negatives,), "scratch", "int32")
+        context.update(_row_set_update_buffers(plan, layer, add))
     if lsh.insert_slack:
         context["slot_sizes"] = add(layer, "table_sizes", (lsh.tables, lsh.range), "table", "int32")
         context["slot_sample_keys"] = add(layer, "sample_keys", (batch, lsh.tables), "scratch", "int32")
+    return context
+
+
+def _hidden_buffers(plan: Plan, layer: LayerPlan, buffers, context: dict) -> dict:
+    """An LSH-sparse hidden layer: its weights and tables, each row's active neurons as CSR rows over the batch
+    (ids, activations and offsets, with an identity row map, so that a consumer reads them as it reads a sparse
+    input), its outputs and their gradients at full width (0 outside the active sets, for consumers that read them
+    dense), and the per-row sets' update."""
+    lsh, batch, n, d = layer.lsh, plan.batch_size, layer.out_dim, layer.in_dim
+    add = buffers.add
+    _lsh_weights_and_tables(plan, layer, add, context)
+    context.update(_lsh_probe_scratch(layer, add))
+    if layer.sources[0].is_input:
+        context["slot_input"] = add(layer, "input", (batch, d), "scratch")
+    context.update(
+        slot_active=add(layer, "active", (batch, lsh.active), "scratch", "int32"),
+        slot_active_values=add(layer, "active_values", (batch, lsh.active), "scratch"),
+        slot_active_indptr=add(layer, "active_indptr", (batch + 1,), "scratch", "int64"),
+        slot_positions=add(layer, "positions", (batch,), "scratch", "int64"),
+        slot_coefs=add(layer, "coefs", (batch, lsh.active), "scratch"),
+        slot_act=add(layer, "act", (batch, n), "scratch"),
+        slot_grad=add(layer, "grad", (batch, n), "scratch"),
+        slot_profile=add(layer, "profile", (len(SPARSE_PROFILE_FIELDS),), "scratch", "float64"),
+    )
+    context.update(_row_set_update_buffers(plan, layer, add))
     return context
 
 
@@ -386,13 +489,20 @@ def _bf16_buffers(layer: LayerPlan, batch: int, add) -> dict:
     return {"bf16": dims, **slots}
 
 
+TEMPLATES = {"sparse": "fc_sparse.c.j2", "sparse_hidden": "fc_sparse_hidden.c.j2"}  # else fc.c.j2
+
+
 def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, dict]) -> dict:
     source = layer.sources[0]
     is_output = layer.index == plan.output_layer
+    gather_layer = layer.kernel == "gather" and not source.is_input  # the active units of a sparse hidden layer
+    read = None if source.is_input else slots_of[source.index]
     return {
         **base,
-        "template": "fc_sparse.c.j2" if layer.kernel == "sparse" else "fc.c.j2",
+        "template": TEMPLATES.get(layer.kernel, "fc.c.j2"),
         "sparse_output": layer.kernel == "sparse",
+        "lsh_tables": layer.lsh is not None,
+        "salted_forward": layer.kernel == "sparse_hidden",
         "softmax": plan.loss == "cross_entropy",
         "lsh": layer.lsh,
         "banner": banner(plan, layer, "dense"),
@@ -402,14 +512,16 @@ def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, di
         "transposed_backward": layer.transposed_backward,
         "bias": layer.bias,
         "adam": plan.optimizer == "adam",
-        "bf16_moments": plan.optimizer == "adam" and plan.moments == "bf16" and layer.kernel == "sparse",
+        "bf16_moments": plan.optimizer == "adam" and plan.moments == "bf16" and layer.lsh is not None,
         "bf16_products": layer.products == "bf16",
         "optimizer": plan.optimizer,
         "gather": layer.kernel == "gather",
+        "gather_layer": gather_layer,
+        "source": read if gather_layer else None,
         "reads_input": source.is_input,
         "input_index": source.index if source.is_input else None,
-        "slot_source_act": None if source.is_input else slots_of[source.index]["slot_act"],
-        "slot_source_grad": None if source.is_input else slots_of[source.index]["slot_grad"],
+        "slot_source_act": None if source.is_input else read["slot_act"],
+        "slot_source_grad": None if source.is_input else read["slot_grad"],
         "needs_input_gradient": layer.needs_input_gradient,
         "activation_comment": "softmax/sigmoid in the loss" if is_output else layer.activation,
         "activation_function": None if is_output else ACTIVATIONS[layer.activation],

@@ -91,14 +91,30 @@ def test_srp_on_request_with_its_own_formula():
     assert p.layers[1].flops_forward == 2 * 256 * 50 + 2 * (8 * 26) * 256
 
 
-def test_sparsity_where_lsh_does_not_apply_runs_dense_and_says_so():
+def test_a_sparse_hidden_layer_hashes_a_dense_input_and_its_reader_takes_only_the_active_units():
     p = plan_of(FASHION.replace("activation=relu)", "activation=relu, sparsity=auto)")
                 .replace("dense(pixels, 256,", "dense(pixels, 1000,"))
-    hidden = p.layers[0]
-    assert hidden.lsh is None and hidden.kernel == "blocked"
+    hidden, scores = p.layers
+    assert hidden.kernel == "sparse_hidden" and hidden.weight_layout == "output-major [out][in]"
     assert hidden.sparsity_requested == 0.1 and hidden.sparsity_origin == "auto"
-    assert hidden.sparsity_note == ("runs dense: sparsity 0.1 was asked for (auto), but only an output layer runs "
-                                    "LSH-sparse so far")
+    lsh = hidden.lsh  # BOLT's formula at sparsity 0.1, per-row sets, no heavy rows or label slots
+    assert (lsh.active, lsh.hashes, lsh.tables, lsh.active_sets, lsh.heavy, lsh.insert_slack) == \
+        (100, 3, 51, "row", 0, 0)
+    assert hidden.sparsity_note.startswith("LSH-sparse hidden layer: 100 of 1000 neurons per sample in training "
+                                           "and inference (sparsity 0.1, auto;")
+    assert scores.kernel == "gather" and not scores.transposed_backward and scores.needs_input_gradient
+
+
+def test_sparsity_where_lsh_does_not_apply_runs_dense_and_says_so():
+    p = plan_of(FASHION.replace("pixels: dense[784]", "pixels: sparse[784]")
+                .replace("activation=relu)", "activation=relu, sparsity=auto)")
+                .replace("dense(pixels, 256,", "dense(pixels, 1000,"))
+    hidden = p.layers[0]
+    assert hidden.lsh is None and hidden.kernel == "gather"
+    assert hidden.sparsity_requested == 0.1 and hidden.sparsity_origin == "auto"
+    assert hidden.sparsity_note == ("runs dense: sparsity 0.1 was asked for (auto), but an LSH-sparse hidden layer "
+                                    "hashes a dense vector (a layer's activations or a dense input); feed the sparse "
+                                    "input to a dense layer first")
 
 
 def test_plan_json_round_trips():
