@@ -118,3 +118,13 @@ def adam_step(plan, state: dict[str, np.ndarray], grads: dict[str, np.ndarray], 
         v_hat = v[rows] / (1 - b2 ** step)
         w[rows] -= learning_rate * m_hat / (np.sqrt(v_hat) + eps)
     return out
+
+
+def model_params(model) -> dict[str, np.ndarray]:
+    """A model's parameters in this module's layout, in float64: LSH-sparse layers store their weights
+    output-major [out][in], the reference multiplies by [in][out]."""
+    params = {k: v.astype(np.float64).copy() for k, v in model.parameters().items()}
+    for layer in model.plan.layers:
+        if layer.lsh is not None:
+            params[f"l{layer.index}.weights"] = params[f"l{layer.index}.weights"].T.copy()
+    return params

@@ -39,15 +39,6 @@ def hidden_layer(model):
     return next(layer for layer in model.plan.layers if layer.kernel == "sparse_hidden")
 
 
-def reference_params(model) -> dict[str, np.ndarray]:
-    """Parameters in the reference's layout: LSH-sparse layers store their weights output-major."""
-    params = {k: v.astype(np.float64).copy() for k, v in model.parameters().items()}
-    for layer in model.plan.layers:
-        if layer.lsh is not None:
-            params[f"l{layer.index}.weights"] = params[f"l{layer.index}.weights"].T.copy()
-    return params
-
-
 def active_masks(model, rows: int) -> dict[int, np.ndarray]:
     """Each row's active set of the sparse hidden layer in the last batch, as a 0/1 mask [rows, units]."""
     layer = hidden_layer(model)
@@ -63,7 +54,7 @@ def test_with_every_neuron_active_the_sparse_hidden_layer_is_the_dense_layer(wri
     layer = hidden_layer(model)
     assert layer.lsh.active == 7 and model.plan.output.kernel == "gather"  # the output reads the active units
     x, labels = make_data(16, 5, seed=1)
-    params = reference_params(model)
+    params = reference.model_params(model)
     values, _ = reference.forward(model.plan, params, [x.astype(np.float64)])
     ids, scores = model.predict(x, top_k=5)
     full = np.zeros((16, 5))
@@ -109,7 +100,7 @@ def test_a_training_step_matches_numpy_on_the_chosen_active_sets(write_spec, rea
                        tune=False)
     layer = hidden_layer(model)
     x, labels = make_data(16, outputs, seed=4)
-    params = reference_params(model)
+    params = reference.model_params(model)
     state = {b.name: model.arrays[b.name].astype(np.float64).copy() for b in model.buffers
              if b.kind in ("parameter", "optimizer")}
     model.fit((x, labels), epochs=1)

@@ -40,15 +40,6 @@ def make_data(rows: int, inputs: int, outputs: int, seed: int, max_labels: int =
     return x, labels
 
 
-def as_reference_params(model) -> dict[str, np.ndarray]:
-    """Parameters in the reference's layout: the sparse layer stores its weights output-major."""
-    params = {k: v.astype(np.float64).copy() for k, v in model.parameters().items()}
-    for layer in model.plan.layers:
-        if layer.lsh is not None:
-            params[f"l{layer.index}.weights"] = params[f"l{layer.index}.weights"].T.copy()
-    return params
-
-
 def score_bounds(model) -> np.ndarray:
     """Each output row's highest score over inputs of unit norm, |w| + b: what ranks the rows sparse inference
     always scores."""
@@ -80,7 +71,7 @@ def test_with_every_neuron_active_the_sparse_path_is_the_dense_layer(write_spec,
     model = boltc.load(write_spec(spec_text(9, 17, 7, 0.99, loss=loss, sampling=sampling)))  # ceil(0.99 * 7) = 7
     assert model.plan.output.lsh.active == 7
     x, labels = make_data(16, 9, 7, seed=1)
-    params = as_reference_params(model)
+    params = reference.model_params(model)
     values, logits = reference.forward(model.plan, params, [x.astype(np.float64)])
     for sparse in (False, True):
         ids, scores = model.predict(x, top_k=7, sparse=sparse)
@@ -93,7 +84,7 @@ def test_with_every_neuron_active_the_sparse_path_is_the_dense_layer(write_spec,
     # one training step: labels first then the rest, so the loss and gradient are the full softmax's
     state = {b.name: model.arrays[b.name].astype(np.float64).copy() for b in model.buffers
              if b.kind in ("parameter", "optimizer")}
-    params = as_reference_params(model)
+    params = reference.model_params(model)
     grads = reference.gradients(model.plan, params, [x.astype(np.float64)], labels)
     grads["l1.weights"] = grads["l1.weights"].T  # back to the kernels' layout
     expected = reference.adam_step(model.plan, state, grads, {}, step=1, learning_rate=model.plan.learning_rate)
@@ -113,7 +104,7 @@ def test_dense_inference_through_a_sparse_layer_is_the_full_layer(write_spec, mo
     model = boltc.load(write_spec(spec_text(9, 17, 3000, 0.01, batch=32, loss=loss)))
     x, labels = make_data(40, 9, 3000, seed=11)
     model.arrays["l1.weights"] *= 8  # spread the scores so that the top k is decided by them, not by rounding
-    values, logits = reference.forward(model.plan, as_reference_params(model), [x.astype(np.float64)])
+    values, logits = reference.forward(model.plan, reference.model_params(model), [x.astype(np.float64)])
     probabilities = values[model.plan.output_layer]
     ids, scores = model.predict(x, top_k=5)
     expected_ids = np.argsort(-probabilities, axis=1, kind="stable")[:, :5]
@@ -608,7 +599,7 @@ def test_bf16_moments_follow_adam_within_their_rounding_and_survive_save(write_s
     x, labels = make_data(16, 9, 7, seed=1)
     state = {b.name: model.arrays[b.name].astype(np.float64).copy() for b in model.buffers
              if b.kind in ("parameter", "optimizer")}
-    grads = reference.gradients(model.plan, as_reference_params(model), [x.astype(np.float64)], labels)
+    grads = reference.gradients(model.plan, reference.model_params(model), [x.astype(np.float64)], labels)
     grads["l1.weights"] = grads["l1.weights"].T
     expected = reference.adam_step(model.plan, state, grads, {}, step=1, learning_rate=0.01)
     model.fit((x, labels), epochs=1)
@@ -694,7 +685,7 @@ def test_bf16_moments_follow_adam_step_after_step(write_spec):
         state = {b.name: (bf16_to_float(model.arrays[b.name]) if model.arrays[b.name].dtype == np.uint16 else
                           model.arrays[b.name]).astype(np.float64) for b in model.buffers
                  if b.kind in ("parameter", "optimizer")}
-        grads = reference.gradients(model.plan, as_reference_params(model), [x.astype(np.float64)], labels)
+        grads = reference.gradients(model.plan, reference.model_params(model), [x.astype(np.float64)], labels)
         grads["l1.weights"] = grads["l1.weights"].T
         expected = reference.adam_step(model.plan, state, grads, {}, step=step, learning_rate=0.01)
         model.fit((x, labels), epochs=1)
