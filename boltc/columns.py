@@ -8,17 +8,21 @@ Fields follow RFC 4180: quoted fields may hold delimiters, quotes (doubled) and 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from boltc.data import Dataset, FeatureMatrix, FileBytes, no_rows_error, warn_skipped
 from boltc.diagnostics import DataError
 from boltc.plan import Plan
+
+if TYPE_CHECKING:
+    from boltc.model import Model
 
 MOST_FIELDS = 1 << 16
 HEADER_BYTES_MOST = 1 << 20
@@ -421,3 +425,28 @@ def _check(path: str, names: list[str], job, status: int, ffi) -> None:
     if job.error_field >= 0:
         message = f"column '{names[job.error_field]}': {message}"
     raise DataError(path, int(job.error_line) or None, message)
+
+
+def with_context(model: Model, dataset: Dataset, keys: dict[int, HistoryKeys | LinkKeys], absorb: bool) -> Dataset:
+    """The features of history and neighbours inputs, made from other rows and from what the model keeps of
+    earlier files. A file read again after it joined the history (fit twice on it, or evaluated on its training
+    file) sees the history as it was before it, so no row ever sees its own future."""
+    features = list(dataset.features)
+    for index, found in keys.items():
+        column = model.plan.inputs[index].column
+        if isinstance(found, LinkKeys):
+            store = model.node_stores.get(index, NodeStore.empty())
+            features[index], after = neighbour_features(found, dataset.features[column.source], store,
+                                                        column.aggregate, column.direction)
+            if absorb:
+                model.node_stores[index] = after
+            continue
+        fingerprint = found.fingerprint()
+        before = model.history_before.get(index)
+        state = before[1] if before is not None and before[0] == fingerprint else \
+            model.histories.get(index, HistoryState.empty())
+        features[index], after = history_features(found, state, column.last, column.features, model.library)
+        if absorb:
+            model.history_before[index] = (fingerprint, state)
+            model.histories[index] = after
+    return dataclasses.replace(dataset, features=tuple(features))

@@ -88,13 +88,11 @@ def load(path: str | Path, *, real_type: str = "float", tune: bool | None = None
     if model.measure_learning_rate and model.sparse_output:
         source = compiled.plan.spec_source
 
-        def tuned(dataset: Dataset) -> Model:
+        def tuned(dataset: Dataset):
             found = tuning.tune(_checked(path, source, probe()), probe(), dataset, real_type=real_type,
                                 budget=tune_budget, accept_incomplete=True)
             again = compile_spec(path, source=source, real_type=real_type, measured=found.measured)
-            tuned_model = Model(again.plan, again.library, again.source.buffers)
-            tuned_model.tuning = found
-            return tuned_model
+            return again.plan, again.library, again.source.buffers, found
 
         model.tuner = tuned
     return model

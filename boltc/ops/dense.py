@@ -232,8 +232,8 @@ def _hidden_note(layer: ir.DenseLayer, lsh: LshPlan, requested: float, origin: s
             f"0; {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
             f"{lsh.bucket_cap}, {lsh.functions}, tables {lsh.table_bytes / 2**20:.1f} MiB; rebuild after "
             f"{lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}; update in {lsh.update_parts} parts "
-            f"of {2 ** lsh.update_part_shift} neurons; forward FLOP/sample {2 * layer.in_dim * lsh.active + key_flops:,}"
-            f" vs {2 * layer.in_dim * layer.units:,} dense [{lsh.origin}]")
+            f"of {2 ** lsh.update_part_shift} neurons; forward FLOP/sample "
+            f"{2 * layer.in_dim * lsh.active + key_flops:,} vs {2 * layer.in_dim * layer.units:,} dense [{lsh.origin}]")
 
 
 def _sparse_plan(model: ir.Model, layer: ir.DenseLayer, context: PlanContext, requested: float,
@@ -283,9 +283,10 @@ def _dense_plan(model: ir.Model, layer: ir.DenseLayer, context: PlanContext, req
         kernel, kernel_note = "gather", ("sparse input: each present feature adds its weight row (accumulated in "
                                          "registers); only the rows of features in the batch are updated (lazy)")
     elif _sparse_hidden(model, source) and context.real_bytes == 4:
-        kernel, kernel_note = "gather", (f"reads only the active units of sparse layer '{model.layers[source.index].name}':"
-                                         " each adds its weight row; only their rows are updated (lazy), and only "
-                                         "their gradients passed back")
+        name = model.layers[source.index].name
+        kernel, kernel_note = "gather", (f"reads only the active units of sparse layer '{name}': each adds its "
+                                         "weight row; only their rows are updated (lazy), and only their gradients "
+                                         "passed back")
     else:
         kernel, kernel_note = "blocked", ("register-blocked matrix kernels over the batch (tiles of rows x columns); "
                                           "weight gradient summed per input row and applied at once")
@@ -484,8 +485,8 @@ def _bf16_buffers(layer: LayerPlan, batch: int, add) -> dict:
                                          "scratch")
     if layer.needs_input_gradient:
         slots["slot_bf16_set_rows"] = add(layer, "bf16_set_rows", (set_depth // 2, 2 * in_width), "scratch", "uint16")
-        slots["slot_bf16_grad"] = add(layer, "bf16_grad", (batch_width // BF16_WIDTH, BF16_WIDTH * set_depth), "scratch",
-                                      "uint16")
+        slots["slot_bf16_grad"] = add(layer, "bf16_grad", (batch_width // BF16_WIDTH, BF16_WIDTH * set_depth),
+                                      "scratch", "uint16")
     return {"bf16": dims, **slots}
 
 

@@ -121,7 +121,7 @@ def test_dense_inference_through_a_sparse_layer_is_the_full_layer(write_spec, mo
 @pytest.mark.parametrize("loss", LOSSES)
 def test_a_nan_weight_among_the_negatives_stops_training_before_any_update(write_spec, loss, sampling):
     """Vectorised maxima and exponentials must not hide a NaN: the loss guard has to see it."""
-    from boltc.model import TrainingError
+    from boltc.training import TrainingError
 
     text = spec_text(12, 16, 40, 0.99, batch=16, loss=loss, sampling=sampling)  # all 40 neurons active: whole vectors of them
     model = boltc.load(write_spec(text.replace("seed = 4 }", "seed = 4, freeze_tables_after = 0 }")))

@@ -68,13 +68,13 @@ model ranked {
 def test_evaluate_scores_the_models_ranking_against_each_rows_labels(write_spec, monkeypatch):
     model = boltc.load(write_spec(MULTILABEL), tune=False)
     x = np.zeros((len(LABELS), 4), dtype=np.float32)
-    infer = model._infer
+    infer = model.infer
 
     def ranked(dataset, top_k, *args, **kwargs):
         ids, scores, loss = infer(dataset, top_k, *args, **kwargs)
         assert ids.shape == (len(LABELS), top_k) and top_k == 3  # the largest k asked for
         return TOP3.copy(), scores, loss
 
-    monkeypatch.setattr(model, "_infer", ranked)
+    monkeypatch.setattr(model, "infer", ranked)
     results = model.evaluate((x, LABELS), list(EXPECTED))
     assert results == pytest.approx(EXPECTED, abs=1e-12)

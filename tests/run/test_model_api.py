@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import boltc
 from boltc.data import read_xmc
 from boltc.diagnostics import DataError, UsageError
-from boltc.model import TrainingError
+from boltc.training import TrainingError
 
 SPARSE = """\
 model s {
@@ -106,7 +106,7 @@ def _ctrl_c_stops_at_batch_boundaries(write_spec, tmp_path):
     for stop_after in (73, 2 * batches_per_epoch, 2 * batches_per_epoch + 1):
         model = boltc.load(write_spec(SPARSE, "s.bolt"))
         counting = _CountingLibrary(model.library.lib, stop_after)
-        model.library = dataclasses.replace(model.library, lib=counting)
+        model.compiled.library = dataclasses.replace(model.library, lib=counting)
         history = model.fit(data, epochs=100, progress=False, learning_rate=0.001)  # no rate race to count
         assert model.step == counting.updates == stop_after  # Adam's step count matches the updates applied
         assert len(history.epochs) == model.epochs_trained == stop_after // batches_per_epoch

@@ -11,10 +11,13 @@ import pytest
 import scipy.sparse as sp
 
 import boltc
+import boltc.sparse_check
 from boltc import rates
 from boltc.data import from_arrays, learn_scaling, take_rows
 from boltc.diagnostics import UsageError
-from boltc.model import LSH_CANDIDATE_LADDER, TrainingError
+from boltc import training
+from boltc.sparse_check import LSH_CANDIDATE_LADDER
+from boltc.training import TrainingError
 
 AUTO = """\
 model auto {
@@ -121,7 +124,7 @@ def test_the_race_puts_back_exactly_the_input_rows_its_trials_trained(write_spec
     x = sp.csr_matrix(sp.hstack([x, sp.csr_matrix((4096, 4800))]) + own)
     raced = boltc.load(path, tune=False)  # the LSH values of the formula, as the fresh model's (timed tuning may not)
     raced.measure_learning_rate = True
-    trained = raced._rows_trained_by(raced.prepare_data((x, labels), labelled=True), np.arange(1024))
+    trained = training.rows_trained_by(raced, raced.prepare_data((x, labels), labelled=True), np.arange(1024))
     assert set(trained[0]) == set(np.unique(x[:1024].indices))
     raced.fit((x, labels), epochs=1, validation=False)
     assert raced.rate_choice.batches == 16 and len(raced.rate_choice.trials) >= 3
@@ -132,13 +135,13 @@ def test_the_race_puts_back_exactly_the_input_rows_its_trials_trained(write_spec
             np.testing.assert_array_equal(raced.arrays[buffer.name], fresh.arrays[buffer.name], err_msg=buffer.name)
 
 
-def test_the_race_runs_every_trial_at_a_constant_rate(write_spec):
+def test_the_race_runs_every_trial_at_a_constant_rate(write_spec, monkeypatch):
     """Warm-up and decay belong to training: a trial under them would be scored at rates it never tried."""
     path = write_spec(AUTO.replace("epochs = auto", "epochs = 1, schedule = cosine, warmup = 4"), "w.bolt")
     model = boltc.load(path, tune=True)
     scheduled = []
-    rate_at = model._rate_at
-    model._rate_at = lambda *args: scheduled.append(model.rate_choice) or rate_at(*args)
+    rate_at = training.rate_at
+    monkeypatch.setattr(training, "rate_at", lambda *args: scheduled.append(model.rate_choice) or rate_at(*args))
     model.fit(_blobs(600, 0), validation=False)
     assert scheduled and all(choice is not None for choice in scheduled)  # only after the race
 
@@ -171,14 +174,14 @@ def test_held_out_rows_are_disjoint_seeded_and_capped(write_spec):
     model = boltc.load(write_spec(AUTO, "auto.bolt"), tune=False)
     x, y = _blobs(1000, 2)
     dataset = model.prepare_data((x, y), labelled=True, scaled=False)
-    kept, held, source = model._split_validation(dataset, 0.1, auto=False)
+    kept, held, source = training.split_validation(model, dataset, 0.1, auto=False)
     assert len(kept) == 900 and held.n_rows == 100 and "100 training rows held out (10.0%, seed 3)" in source
     held_rows = np.setdiff1d(np.arange(1000), kept)
     np.testing.assert_array_equal(held.features[0].dense, x[held_rows])
-    again, _, _ = model._split_validation(dataset, 0.1, auto=False)
+    again, _, _ = training.split_validation(model, dataset, 0.1, auto=False)
     np.testing.assert_array_equal(kept, again)
     big = model.prepare_data(_blobs(60_000, 3), labelled=True, scaled=False)
-    kept, held, _ = model._split_validation(big, None, auto=True)  # epochs=auto's default: 5%, at most 2,000
+    kept, held, _ = training.split_validation(model, big, None, auto=True)  # epochs=auto's default: 5%, at most 2,000
     assert held.n_rows == 2000 and len(kept) == 58_000
 
 
@@ -199,16 +202,16 @@ def test_auto_epochs_stop_on_the_validation_metric_and_end_with_the_best_epoch(w
     assert history.validation_rows == 40
     # the model ends with the best epoch's parameters: its validation accuracy is the best epoch's again
     dataset = model.prepare_data((x, y), labelled=True, scaled=False)
-    _, held, _ = model._split_validation(dataset, None, auto=True)
+    _, held, _ = training.split_validation(model, dataset, None, auto=True)
     assert model.evaluate(held, ["accuracy"])["accuracy"] == history.best_metric
     assert history.restored_epoch == (best if best != len(history.epochs) else 0)
 
 
-def test_after_a_worse_epoch_training_goes_on_from_the_best_epoch_at_a_tenth_of_the_rate(write_spec):
+def test_after_a_worse_epoch_training_goes_on_from_the_best_epoch_at_a_tenth_of_the_rate(write_spec, monkeypatch):
     path = write_spec(AUTO.replace("epochs = auto", "epochs = auto, max_epochs = 12, patience = 3"), "auto.bolt")
     model = boltc.load(path, tune=False)
     starts, ends, rates_used = [], [], []
-    run_epoch = model._epoch
+    run_epoch = training.run_epoch
 
     def watched(*args, **kwargs):
         starts.append({k: v.copy() for k, v in model.parameters().items()})
@@ -217,7 +220,7 @@ def test_after_a_worse_epoch_training_goes_on_from_the_best_epoch_at_a_tenth_of_
         ends.append({k: v.copy() for k, v in model.parameters().items()})
         return record
 
-    model._epoch = watched
+    monkeypatch.setattr(training, "run_epoch", watched)
     history = model.fit(_blobs(800, 4, noise=3.0), learning_rate=0.05)
     assert history.returns_to_best >= 1
     best = 0
@@ -275,10 +278,10 @@ def test_schedule_and_warmup_shape_the_rate(write_spec, schedule):
     model = boltc.load(path, tune=False)
     model.learning_rate = 0.01
     model.step = 1  # the second batch of warm-up
-    assert model._rate_at(0, 100) == pytest.approx(0.01 * 2 / 4)
+    assert training.rate_at(model, 0, 100) == pytest.approx(0.01 * 2 / 4)
     model.step = 10
     decay = {"linear": 1 - 0.25, "cosine": 0.5 * (1 + math.cos(math.pi * 0.25))}[schedule]
-    assert model._rate_at(25, 100) == pytest.approx(0.01 * decay)
+    assert training.rate_at(model, 25, 100) == pytest.approx(0.01 * decay)
 
 
 def test_dense_inputs_are_standardised_with_training_statistics_and_kept_in_the_model_file(write_spec, tmp_path):
@@ -341,7 +344,7 @@ def test_fit_measures_how_often_sparse_inference_finds_dense_inferences_best(wri
     check = model.sparse_check
     assert check is not None and check["rows"] == 120
     dataset = model.prepare_data((x, [[int(v)] for v in labels]), labelled=True)
-    _, held, _ = model._split_validation(dataset, None, auto=True)
+    _, held, _ = training.split_validation(model, dataset, None, auto=True)
     dense_top, _ = model.predict(held, top_k=1)
     ids, counts = model.candidate_sets(held)
     assert check["dense_top1_recall"] == pytest.approx(float((ids == dense_top).any(axis=1).mean()))
@@ -375,8 +378,8 @@ def test_sparse_inference_scores_every_output_where_no_lsh_candidate_count_keeps
                                                                                              monkeypatch):
     x, labels = _wide_data(1200)
     model = boltc.load(write_spec(SPARSE_OUT, "wide.bolt"), tune=False)
-    monkeypatch.setattr(boltc.model, "SPARSE_RECALL_KEPT", 1.01)  # out of every rung's reach
-    monkeypatch.setattr(boltc.model, "SPARSE_METRIC_KEPT", -1.0)
+    monkeypatch.setattr(boltc.sparse_check, "SPARSE_RECALL_KEPT", 1.01)  # out of every rung's reach
+    monkeypatch.setattr(boltc.sparse_check, "SPARSE_METRIC_KEPT", -1.0)
     model.fit((x, labels))
     check = model.sparse_check
     assert model.sparse_scores_all and check["scores_all"] == 1.0 and check["lsh_candidates"] == -1
@@ -397,7 +400,7 @@ def test_sparse_inference_scores_every_output_where_no_lsh_candidate_count_keeps
         warnings.simplefilter("always")
         np.testing.assert_array_equal(loaded.evaluate((x[:300], labels[:300]), sparse=True)["precision@1"],
                                       loaded.evaluate((x[:300], labels[:300]))["precision@1"])
-    monkeypatch.setattr(boltc.model, "SPARSE_RECALL_KEPT", 0.0)  # the fewest candidates keep it
+    monkeypatch.setattr(boltc.sparse_check, "SPARSE_RECALL_KEPT", 0.0)  # the fewest candidates keep it
     loaded.fit((x, labels), epochs=1)
     assert not loaded.sparse_scores_all and loaded.lsh_candidates == 0
 
@@ -405,9 +408,9 @@ def test_sparse_inference_scores_every_output_where_no_lsh_candidate_count_keeps
 def test_sparse_inference_is_kept_where_its_metric_on_the_validation_rows_keeps_denses(write_spec, monkeypatch):
     x, labels = _wide_data(1200)
     model = boltc.load(write_spec(SPARSE_OUT, "wide.bolt"), tune=False)
-    monkeypatch.setattr(boltc.model, "SPARSE_RECALL_KEPT", 1.01)  # dense's top-1 held never counts: the metric decides
+    monkeypatch.setattr(boltc.sparse_check, "SPARSE_RECALL_KEPT", 1.01)  # dense's top-1 held never counts: the metric decides
     model.fit((x, labels), epochs=3, validation=0.1)
-    _, held, _ = model._split_validation(model.prepare_data((x, labels), labelled=True), 0.1, auto=False)
+    _, held, _ = training.split_validation(model, model.prepare_data((x, labels), labelled=True), 0.1, auto=False)
     lsh = model.plan.output.lsh
     room = lsh.inference_active - lsh.heavy
     dense = model.evaluate(held, ["precision@1"])["precision@1"]
@@ -417,11 +420,11 @@ def test_sparse_inference_is_kept_where_its_metric_on_the_validation_rows_keeps_
         sparse_by_rung.append(model.evaluate(held, ["precision@1"], sparse=True)["precision@1"])
     assert len(set(sparse_by_rung)) > 1  # the rungs differ, so the choice below is a choice
     for tolerance in sorted({dense - value for value in sparse_by_rung}):
-        monkeypatch.setattr(boltc.model, "SPARSE_METRIC_KEPT", tolerance)
+        monkeypatch.setattr(boltc.sparse_check, "SPARSE_METRIC_KEPT", tolerance)
         check = model.choose_lsh_candidates(held)
         rung = next(i for i, value in enumerate(sparse_by_rung) if value >= dense - tolerance)
         assert check["dense_metric"] == dense and check["sparse_metric"] == sparse_by_rung[rung]
         assert check["scores_all"] == 0.0 and model.lsh_candidates == (
             None if LSH_CANDIDATE_LADDER[rung] == 1 else int(LSH_CANDIDATE_LADDER[rung] * room))
-    monkeypatch.setattr(boltc.model, "SPARSE_METRIC_KEPT", min(dense - value for value in sparse_by_rung) - 1e-6)
+    monkeypatch.setattr(boltc.sparse_check, "SPARSE_METRIC_KEPT", min(dense - value for value in sparse_by_rung) - 1e-6)
     assert model.choose_lsh_candidates(held)["scores_all"] == 1.0 and model.sparse_scores_all
