@@ -155,3 +155,9 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A hint naming the closest choice, or an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""
+
+
+def choices_text(values: Iterable[str]) -> str:
+    """`a, b or c`: the values a message says were expected."""
+    values = list(values)
+    return ", ".join(values[:-1]) + f" or {values[-1]}" if len(values) > 1 else values[0]
