@@ -46,6 +46,9 @@ def forward(plan, params: dict[str, np.ndarray], inputs: list[np.ndarray], masks
         if layer.op == "concat":
             values[layer.index] = np.concatenate([source_value(s) for s in layer.sources], axis=1)
             continue
+        if layer.op == "add":
+            values[layer.index] = sum(source_value(s) for s in layer.sources)
+            continue
         z = source_value(layer.sources[0]) @ params[f"l{layer.index}.weights"].astype(np.float64)
         if layer.bias:
             z = z + params[f"l{layer.index}.bias"]
@@ -90,6 +93,10 @@ def gradients(plan, params, inputs, labels: list[list[int]],
                 if not source.is_input:
                     part = g[:, source.offset:source.offset + source.dim]
                     grads_of_value[source.index] = grads_of_value.get(source.index, 0) + part
+            continue
+        if layer.op == "add":
+            for source in layer.sources:
+                grads_of_value[source.index] = grads_of_value.get(source.index, 0) + g
             continue
         if layer.index != plan.output_layer:
             g = g * DERIVATIVES[layer.activation](values[layer.index]) * (masks or {}).get(layer.index, 1)

@@ -54,6 +54,23 @@ class LayerOp:
         raise NotImplementedError
 
 
+def joined_sources(checker: Any, decl: Any, resolve: Callable) -> list[ir.NodeRef] | None:
+    """The sources of an op that joins two or more nodes given by name only (``concat(a, b)``, ``add(a, b)``), or
+    None after reporting what is wrong."""
+    call = decl.call
+    func = call.func.text
+    for arg in call.args:
+        if arg.keyword is not None:
+            checker.error(arg.keyword.span, f"{func}() takes only the names of the layers or inputs it joins")
+    parts = [arg.value for arg in call.args if arg.keyword is None]
+    if len(parts) < 2:
+        checker.error(call.span, f"{func}() needs at least two layers or inputs")
+    sources = [resolve(part) for part in parts]
+    if len(parts) < 2 or any(s is None for s in sources):
+        return None
+    return sources
+
+
 @functools.cache
 def _registry() -> dict[str, LayerOp]:
     return {op.kind: op for op in members(__name__, __path__, "OP")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from boltc import ir
 from boltc.emit import banner, c_comment
-from boltc.ops import LayerOp
+from boltc.ops import LayerOp, joined_sources
 from boltc.plan import LayerPlan, Plan, PlanContext, SourcePlan, carries_gradient
 
 
@@ -14,15 +14,8 @@ class Concat(LayerOp):
     plan_op = "concat"
 
     def check(self, checker, decl, resolve, dim_of) -> ir.ConcatLayer | None:
-        call = decl.call
-        for arg in call.args:
-            if arg.keyword is not None:
-                checker.error(arg.keyword.span, "concat() takes only the names of the layers or inputs it joins")
-        parts = [arg.value for arg in call.args if arg.keyword is None]
-        if len(parts) < 2:
-            checker.error(call.span, "concat() needs at least two layers or inputs")
-        sources = [resolve(part) for part in parts]
-        if len(parts) < 2 or any(s is None for s in sources):
+        sources = joined_sources(checker, decl, resolve)
+        if sources is None:
             return None
         return ir.ConcatLayer(-1, decl.name.text, tuple(sources), sum(dim_of(s) for s in sources), decl.span)
 

@@ -148,7 +148,7 @@ model m {
     o = dense(x, 4, activaton=softmax)
     p = dense(x, 4, activation=softmx)
     loss cross_entropy(p, y)
-"""), [(4, 9, "unknown layer kind 'dence'; expected concat or dense"),
+"""), [(4, 9, "unknown layer kind 'dence'; expected add, concat or dense"),
        (5, 21, "dense() has no parameter 'activaton'"),
        (6, 32, "activation must be relu, tanh, sigmoid, softmax or linear, got 'softmx'")]),
     ("softmax on a hidden layer", with_body("""\
