@@ -135,3 +135,28 @@ def model_params(model) -> dict[str, np.ndarray]:
         if layer.lsh is not None:
             params[f"l{layer.index}.weights"] = params[f"l{layer.index}.weights"].T.copy()
     return params
+
+
+def assert_dense_predictions_match(model, x: np.ndarray, rtol: float, atol: float) -> None:
+    """The model's scores of every output for `x` against this module's forward pass."""
+    values, _ = forward(model.plan, model_params(model), [x.astype(np.float64)])
+    outputs = model.plan.output.out_dim
+    ids, scores = model.predict(x, top_k=outputs)
+    full = np.zeros((len(x), outputs))
+    np.put_along_axis(full, ids.astype(np.int64), scores, axis=1)
+    np.testing.assert_allclose(full, values[model.plan.output_layer], rtol=rtol, atol=atol)
+
+
+def assert_one_adam_step_matches(model, x: np.ndarray, labels: list[list[int]], rtol: float, atol: float) -> None:
+    """One epoch of one batch with every neuron active: each parameter and moment against adam_step of this
+    module's gradients."""
+    state = {b.name: model.arrays[b.name].astype(np.float64).copy() for b in model.buffers
+             if b.kind in ("parameter", "optimizer")}
+    grads = gradients(model.plan, model_params(model), [x.astype(np.float64)], labels)
+    for layer in model.plan.layers:
+        if layer.lsh is not None:  # back to the kernels' layout
+            grads[f"l{layer.index}.weights"] = grads[f"l{layer.index}.weights"].T
+    expected = adam_step(model.plan, state, grads, {}, step=1, learning_rate=model.plan.learning_rate)
+    model.fit((x, labels), epochs=1)
+    for key, value in expected.items():
+        np.testing.assert_allclose(model.arrays[key], value, rtol=rtol, atol=atol, err_msg=key)

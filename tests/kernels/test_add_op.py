@@ -38,19 +38,8 @@ def test_a_residual_sum_trains_as_the_reference_network(write_spec):
     rng = np.random.default_rng(6)
     x = rng.normal(size=(16, 9)).astype(np.float32)
     labels = [[int(c)] for c in rng.integers(0, 5, size=16)]
-    params = reference.model_params(model)
-    values, _ = reference.forward(model.plan, params, [x.astype(np.float64)])
-    ids, scores = model.predict(x, top_k=5)
-    full = np.zeros((16, 5))
-    np.put_along_axis(full, ids.astype(np.int64), scores, axis=1)
-    np.testing.assert_allclose(full, values[model.plan.output_layer], rtol=RTOL, atol=ATOL)
-    state = {b.name: model.arrays[b.name].astype(np.float64).copy() for b in model.buffers
-             if b.kind in ("parameter", "optimizer")}
-    grads = reference.gradients(model.plan, params, [x.astype(np.float64)], labels)
-    expected = reference.adam_step(model.plan, state, grads, {}, step=1, learning_rate=0.01)
-    model.fit((x, labels), epochs=1)
-    for key, value in expected.items():
-        np.testing.assert_allclose(model.arrays[key], value, rtol=RTOL, atol=ATOL, err_msg=key)
+    reference.assert_dense_predictions_match(model, x, RTOL, ATOL)
+    reference.assert_one_adam_step_matches(model, x, labels, RTOL, ATOL)
 
 
 def test_add_refuses_inputs_and_sources_of_other_widths(write_spec):

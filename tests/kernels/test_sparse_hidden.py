@@ -54,20 +54,8 @@ def test_with_every_neuron_active_the_sparse_hidden_layer_is_the_dense_layer(wri
     layer = hidden_layer(model)
     assert layer.lsh.active == 7 and model.plan.output.kernel == "gather"  # the output reads the active units
     x, labels = make_data(16, 5, seed=1)
-    params = reference.model_params(model)
-    values, _ = reference.forward(model.plan, params, [x.astype(np.float64)])
-    ids, scores = model.predict(x, top_k=5)
-    full = np.zeros((16, 5))
-    np.put_along_axis(full, ids.astype(np.int64), scores, axis=1)
-    np.testing.assert_allclose(full, values[model.plan.output_layer], rtol=RTOL, atol=ATOL)
-    state = {b.name: model.arrays[b.name].astype(np.float64).copy() for b in model.buffers
-             if b.kind in ("parameter", "optimizer")}
-    grads = reference.gradients(model.plan, params, [x.astype(np.float64)], labels)
-    grads[f"l{layer.index}.weights"] = grads[f"l{layer.index}.weights"].T  # back to the kernels' layout
-    expected = reference.adam_step(model.plan, state, grads, {}, step=1, learning_rate=model.plan.learning_rate)
-    model.fit((x, labels), epochs=1)
-    for key, value in expected.items():
-        np.testing.assert_allclose(model.arrays[key], value, rtol=RTOL, atol=ATOL, err_msg=key)
+    reference.assert_dense_predictions_match(model, x, RTOL, ATOL)
+    reference.assert_one_adam_step_matches(model, x, labels, RTOL, ATOL)
 
 
 def test_each_row_computes_its_active_neurons_and_zero_elsewhere(write_spec):
