@@ -14,7 +14,6 @@ from boltc import ir, syntax
 from boltc import check_inputs, check_training, ops
 from boltc.diagnostics import Span, SpecError, SpecErrors, choices_text, did_you_mean
 
-MAX_UNITS = 2**31 - 1
 LOSS_ACTIVATION = {
     ir.LossKind.CROSS_ENTROPY: ir.Activation.SOFTMAX,
     ir.LossKind.BINARY_CROSS_ENTROPY: ir.Activation.SIGMOID,

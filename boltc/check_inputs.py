@@ -7,7 +7,6 @@ from dataclasses import replace
 from boltc import ir, syntax
 from boltc.diagnostics import choices_text, did_you_mean
 
-MAX_UNITS = 2**31 - 1
 INPUT_OPTIONS = {ir.InputKind.DENSE: ("standardize",), ir.InputKind.SPARSE: ()}
 COLUMN_DEFAULT_FEATURES = 100_000
 DATE_FEATURES = 77  # day of week 7, month 12, week of month 5, week of year 53 (runtime/bolt_columns.h)
@@ -31,7 +30,7 @@ def input_of(checker, index: int, decl: syntax.TypedDecl | syntax.ColumnDecl) ->
         return ir.Input(index, decl.name.text, ir.InputKind.SPARSE, column.features if column else 1, decl.span,
                         column)
     kind = ir.InputKind(checker.word(decl.kind, "an input's kind", [k.value for k in ir.InputKind]) or "dense")
-    dim = checker.integer(decl.size, "an input's size", 1, MAX_UNITS)
+    dim = checker.integer(decl.size, "an input's size", 1, ir.MAX_UNITS)
     standardize = kind is ir.InputKind.DENSE
     for option in decl.options:
         allowed = INPUT_OPTIONS[kind]
@@ -84,7 +83,7 @@ def column_of(checker, decl: syntax.ColumnDecl) -> ir.Column | None:
     header = column_name(checker, args["column"].value, "column") if "column" in args else decl.name.text
     column = ir.Column(kind, header or decl.name.text, COLUMN_DEFAULT_FEATURES)
     if "features" in args:
-        column = replace(column, features=checker.integer(args["features"].value, "features", 1, MAX_UNITS) or 1)
+        column = replace(column, features=checker.integer(args["features"].value, "features", 1, ir.MAX_UNITS) or 1)
     if kind is ir.ColumnKind.TEXT:
         if "ngrams" in args:
             column = replace(column, ngrams=checker.integer(args["ngrams"].value, "ngrams", 1, 2) or 1)
@@ -127,7 +126,7 @@ def column_of(checker, decl: syntax.ColumnDecl) -> ir.Column | None:
                          by=column_name(checker, args["by"].value, "by") or "", last=last or 1,
                          order=column_name(checker, args["order"].value, "order") or "" if "order" in args else "")
     if kind is ir.ColumnKind.NUMERICAL:
-        bins = checker.integer(args["bins"].value, "bins", 1, MAX_UNITS) if "bins" in args else None
+        bins = checker.integer(args["bins"].value, "bins", 1, ir.MAX_UNITS) if "bins" in args else None
         if "bins" not in args or "range" not in args:
             checker.error(call.span, "numerical() needs 'bins' and 'range', e.g. numerical(bins=10, range=(0, 100))")
             return None
@@ -152,7 +151,7 @@ def target_of(checker, decls: list[syntax.TypedDecl], reads_columns: bool) -> ir
         checker.error(extra.span, f"a model has one target; the first is at line {decls[0].span.line}")
     decl = decls[0]
     kind = checker.word(decl.kind, "a target's kind", [k.value for k in ir.TargetKind])
-    dim = checker.integer(decl.size, "a target's size", 1, MAX_UNITS)
+    dim = checker.integer(decl.size, "a target's size", 1, ir.MAX_UNITS)
     header, delimiter = (decl.name.text, "") if reads_columns else (None, "")
     allowed = ("column", "delimiter") if kind == ir.TargetKind.MULTILABEL.value else ("column",)
     for option in decl.options:

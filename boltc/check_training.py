@@ -7,7 +7,6 @@ from dataclasses import replace
 from boltc import check_inputs, ir, syntax
 from boltc.diagnostics import choices_text, did_you_mean
 
-MAX_UNITS = 2**31 - 1
 TRAIN_SETTINGS = ("batch_size", "epochs", "seed", "threads", "rebuild", "freeze_tables_after", "validation",
                   "max_epochs", "patience", "restore_best", "schedule", "warmup")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -130,7 +129,7 @@ def metrics_of(checker, decl: syntax.MetricsDecl | None, target: ir.Target | Non
         if ref.k is None:
             checker.error(ref.span, f"{name} needs a cut-off, e.g. {name}@1")
             continue
-        k = checker.integer(ref.k, f"the k of {name}@k", 1, output_dim or MAX_UNITS)
+        k = checker.integer(ref.k, f"the k of {name}@k", 1, output_dim or ir.MAX_UNITS)
         if k is not None:
             metrics.append(ir.Metric(name, k))
     return tuple(dict.fromkeys(metrics))

@@ -13,6 +13,9 @@ from typing import ClassVar, Protocol
 
 from boltc.diagnostics import Span
 
+# the largest count a spec may give (units, input and target sizes, features): sizes are int32 in the C
+MAX_UNITS = 2**31 - 1
+
 
 class InputKind(enum.Enum):
     DENSE, SPARSE = "dense", "sparse"

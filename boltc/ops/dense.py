@@ -14,7 +14,6 @@ from boltc.ops import LayerOp
 from boltc.plan import (BF16_BYTES, COLUMN_TILE, TRANSPOSED_BACKWARD_BELOW, LayerPlan, LshPlan, Plan, PlanContext,
                         SourcePlan, auto_sparsity, carries_gradient, lsh_plan)
 
-MAX_UNITS = 2**31 - 1
 DENSE_ARGS = ("input", "units")
 DENSE_OPTIONS = ("activation", "sparsity", "bias", "sampling", "precision")
 PRECISIONS = ("fp32", "bf16")
@@ -76,7 +75,7 @@ class Dense(LayerOp):
 def _dense_of(checker, decl: syntax.LayerDecl, resolve, dim_of) -> ir.DenseLayer | None:
     args = checker.bind(decl.call, DENSE_ARGS, DENSE_OPTIONS)
     source = resolve(args["input"].value) if "input" in args else None
-    units = checker.integer(args["units"].value, "units", 1, MAX_UNITS) if "units" in args else None
+    units = checker.integer(args["units"].value, "units", 1, ir.MAX_UNITS) if "units" in args else None
     reported = len(checker.problems)
     activation = ir.Activation.LINEAR
     if "activation" in args:
