@@ -78,8 +78,7 @@ def dataset_for(plan: Plan, data, labelled: bool, skip_bad_rows: bool = False) -
     _check_ids(where, "label", dataset.label_ids, plan.target_dim)
     for matrix, model_input in zip(dataset.features, plan.inputs):
         _check_ids(where, f"feature of input '{model_input.name}'", matrix.indices, model_input.dim)
-    gather_inputs = {layer.sources[0].index for layer in plan.layers
-                     if layer.kernel == "gather" and layer.sources[0].is_input}
+    gather_inputs = {layer.sources[0].index for layer in plan.layers if layer.gathers_input_rows}
     if any(dataset.features[i].dense is not None for i in gather_inputs):
         # sparse-input kernels read CSR rows: a dense array for such an input is converted once, here
         features = tuple(_as_csr(m) if i in gather_inputs else m for i, m in enumerate(dataset.features))

@@ -66,7 +66,7 @@ class ModelArrays:
             for spec in buffers}
         self.sparse_layers = [layer for layer in plan.layers if layer.lsh is not None]
         # consumers of a sparse hidden layer group its active units by neuron as they group a sparse input's features
-        hidden = [layer for layer in self.sparse_layers if layer.kernel == "sparse_hidden"]
+        hidden = [layer for layer in self.sparse_layers if layer.emits_active_units]
         self._slot_ids = max([i.dim for i in plan.inputs] + [layer.out_dim for layer in hidden])
         self._least_workspace = max([plan.batch_size] + [plan.batch_size * layer.lsh.active for layer in hidden])
         ffi = library.ffi

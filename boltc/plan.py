@@ -205,7 +205,10 @@ class LayerPlan:
     bias: bool
     sources: tuple[SourcePlan, ...]  # one for fc, several for concat
     needs_input_gradient: bool  # false when every source is a model input
-    kernel: str  # gather (sparse input rows) | blocked (register-blocked dense) | copy (concat)
+    # gather (weight rows of a sparse input's features or a sparse layer's active units) | blocked (register-blocked
+    # dense) | sparse (LSH-sparse output) | sparse_hidden (LSH-sparse hidden, output-major) | sparse_gather (the same
+    # reading a sparse input, input-major) | copy (concat) | sum (add)
+    kernel: str
     kernel_note: str  # the variant, in words
     weight_layout: str
     column_tile: int
@@ -223,6 +226,23 @@ class LayerPlan:
     # the operands of a sparse layer's training products: bf16 (spec: precision=bf16) where the machine has AMX
     # tiles for them and the scalar is float, else the scalar
     products: str = "fp32"
+
+    @property
+    def neuron_rows(self) -> bool:
+        """Whether the weights are output-major [out][in], a neuron one contiguous row: LSH-sparse layers reading a
+        dense vector keep them so, the rest input-major [in][out]."""
+        return self.kernel in ("sparse", "sparse_hidden")
+
+    @property
+    def emits_active_units(self) -> bool:
+        """Whether this is an LSH-sparse hidden layer, whose consumers may read only each row's active units."""
+        return self.kernel in ("sparse_hidden", "sparse_gather")
+
+    @property
+    def gathers_input_rows(self) -> bool:
+        """Whether the layer reads a sparse model input through the weight rows of its present features, which are
+        the only rows a batch updates (lazy)."""
+        return self.kernel in ("gather", "sparse_gather") and self.sources[0].is_input
 
 
 @dataclass(frozen=True, slots=True)

@@ -370,7 +370,7 @@ def rows_trained_by(model: Model, dataset: Dataset, rows: np.ndarray) -> dict[in
     `rows` of `dataset` can change: those of the features present in them (lazy Adam leaves the rest alone)."""
     seen = take_rows(dataset, rows).features
     return {layer.index: np.unique(seen[layer.sources[0].index].indices) for layer in model.plan.layers
-            if layer.kernel == "gather" and layer.sources[0].is_input}
+            if layer.gathers_input_rows}
 
 
 def restart(model: Model, weights: dict[str, np.ndarray], trained_rows: dict[int, np.ndarray],

@@ -314,4 +314,13 @@ static inline void bolt_transpose_rows(int32_t k0, int32_t count, int32_t K, int
             T[(size_t)n * K + k] = W[(size_t)k * N + n];
 }
 
+/* Columns first .. first + count - 1 of W [K][N] as the rows of R [count][K]. */
+static inline void bolt_columns_as_rows(int32_t K, int32_t N, int32_t first, int32_t count, const real_t *restrict W,
+                                        real_t *restrict R)
+{
+    for (int32_t k = 0; k < K; ++k)
+        for (int32_t c = 0; c < count; ++c)
+            R[(size_t)c * K + k] = W[(size_t)k * N + first + c];
+}
+
 #endif /* BOLT_DENSE_H */

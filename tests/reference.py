@@ -128,11 +128,11 @@ def adam_step(plan, state: dict[str, np.ndarray], grads: dict[str, np.ndarray], 
 
 
 def model_params(model) -> dict[str, np.ndarray]:
-    """A model's parameters in this module's layout, in float64: LSH-sparse layers store their weights
-    output-major [out][in], the reference multiplies by [in][out]."""
+    """A model's parameters in this module's layout, in float64: LSH-sparse layers reading a dense vector store
+    their weights output-major [out][in], the reference multiplies by [in][out]."""
     params = {k: v.astype(np.float64).copy() for k, v in model.parameters().items()}
     for layer in model.plan.layers:
-        if layer.lsh is not None:
+        if layer.neuron_rows:
             params[f"l{layer.index}.weights"] = params[f"l{layer.index}.weights"].T.copy()
     return params
 
@@ -154,9 +154,49 @@ def assert_one_adam_step_matches(model, x: np.ndarray, labels: list[list[int]], 
              if b.kind in ("parameter", "optimizer")}
     grads = gradients(model.plan, model_params(model), [x.astype(np.float64)], labels)
     for layer in model.plan.layers:
-        if layer.lsh is not None:  # back to the kernels' layout
+        if layer.neuron_rows:  # back to the kernels' layout
             grads[f"l{layer.index}.weights"] = grads[f"l{layer.index}.weights"].T
     expected = adam_step(model.plan, state, grads, {}, step=1, learning_rate=model.plan.learning_rate)
     model.fit((x, labels), epochs=1)
     for key, value in expected.items():
         np.testing.assert_allclose(model.arrays[key], value, rtol=rtol, atol=atol, err_msg=key)
+
+
+def bin_hashes(family: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A binned family's hash of every bin ([..., 8] values: the position it picks) and which bins are empty."""
+    if family == "dwta":  # the largest value (the first on ties); empty: all zero
+        return values.argmax(axis=-1), ~(values != 0).any(axis=-1)
+    assert family == "minhash"  # the first positive value; empty: none positive
+    positive = values > 0
+    return positive.argmax(axis=-1), ~positive.any(axis=-1)
+
+
+def binned_keys(vectors: np.ndarray, coords: np.ndarray, tables: int, hashes: int, family: str = "dwta") -> np.ndarray:
+    """keys[t, n] of each row of `vectors` under a binned family, computed independently of the C code."""
+    bins = coords.reshape(8, tables * hashes).T  # stored coordinate-major
+    hashes_of, empty = bin_hashes(family, vectors[:, bins])  # [n, bins]
+    n_bins = tables * hashes
+    for n, i in zip(*np.nonzero(empty)):
+        donor = 0
+        for step in range(1, n_bins):
+            j = (i + step) % n_bins
+            if not empty[n, j]:
+                donor = hashes_of[n, j]
+                break
+        hashes_of[n, i] = donor
+    shifts = 3 * np.arange(hashes)
+    per_table = hashes_of.reshape(len(vectors), tables, hashes)
+    return (per_table << shifts).sum(axis=2).T
+
+
+def srp_keys(vectors: np.ndarray, planes: np.ndarray, tables: int, hashes: int) -> np.ndarray:
+    bits = (vectors @ planes.astype(np.float64).T > 0).reshape(len(vectors), tables, hashes)
+    return (bits << np.arange(hashes)).sum(axis=2).T  # [tables, vectors]
+
+
+def lsh_keys(model, layer, vectors: np.ndarray) -> np.ndarray:
+    """keys[t, n] of each row of `vectors` under sparse layer `layer`'s hash functions, whatever its family."""
+    lsh, vectors = layer.lsh, vectors.astype(np.float64)
+    if lsh.family == "srp":
+        return srp_keys(vectors, model.arrays[f"l{layer.index}.lsh_planes"], lsh.tables, lsh.hashes)
+    return binned_keys(vectors, model.arrays[f"l{layer.index}.lsh_coords"], lsh.tables, lsh.hashes, lsh.family)

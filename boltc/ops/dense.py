@@ -65,7 +65,7 @@ class Dense(LayerOp):
     def emit(self, plan: Plan, layer: LayerPlan, buffers, base: dict, slots_of: dict[int, dict]) -> dict:
         if layer.kernel == "sparse":
             slots = _sparse_buffers(plan, layer, buffers, base)
-        elif layer.kernel == "sparse_hidden":
+        elif layer.emits_active_units:
             slots = _hidden_buffers(plan, layer, buffers, base)
         else:
             slots = _dense_buffers(plan, layer, buffers, base)
@@ -149,12 +149,14 @@ def _sparsity_of(checker, value: syntax.Value) -> ir.Sparsity:
     return ir.Sparsity(None if fraction is None or fraction == 1.0 else fraction)
 
 
+def _reads_sparse_input(model: ir.Model, layer: ir.DenseLayer) -> bool:
+    return layer.source.is_input and model.inputs[layer.source.index].kind is ir.InputKind.SPARSE
+
+
 def _sparse_reason(model: ir.Model, layer: ir.DenseLayer) -> str:
     """Why a layer that asked for sparsity runs dense, or an empty string when it can run LSH-sparse."""
-    reads_sparse_input = layer.source.is_input and model.inputs[layer.source.index].kind is ir.InputKind.SPARSE
     if layer.index != model.loss.output:
-        return ("an LSH-sparse hidden layer hashes a dense vector (a layer's activations or a dense input); feed the "
-                "sparse input to a dense layer first" if reads_sparse_input else "")
+        return ""
     if layer.source.is_input:
         return "an LSH-sparse layer hashes a layer's activations; put a hidden layer before it"
     return ""
@@ -224,14 +226,28 @@ def _sparse_kernel_note(model: ir.Model, layer: ir.DenseLayer, lsh: LshPlan, pro
             + precision_note)
 
 
-def _hidden_note(layer: ir.DenseLayer, lsh: LshPlan, requested: float, origin: str, key_flops: int) -> str:
+def _hidden_kernel_note(model: ir.Model, lsh: LshPlan, gathers: bool) -> str:
+    lazy = f"(lazy {model.optimizer.kind.value})"
+    if gathers:
+        return (f"LSH-sparse hidden over a sparse input: {lsh.family.upper()} keys of each row's features (placed in "
+                "a zeroed vector), capped CSR buckets; each present feature adds its weight row's entries at the "
+                "row's active neurons; consumers read only the active units; only the rows of features in the batch "
+                f"updated {lazy}")
+    return (f"LSH-sparse hidden: {lsh.family.upper()} keys of the input, capped CSR buckets; each row's active neurons "
+            "scored from their weight rows; consumers read only the active units; only touched neuron rows updated "
+            + lazy)
+
+
+def _hidden_note(layer: ir.DenseLayer, lsh: LshPlan, requested: float, origin: str, key_flops: int,
+                 gathers: bool) -> str:
     """A sparse hidden layer's plan in words, for explain."""
+    update = ("update of the rows of the features in the batch" if gathers else
+              f"update in {lsh.update_parts} parts of {2 ** lsh.update_part_shift} neurons")
     return (f"LSH-sparse hidden layer: {lsh.active} of {layer.units} neurons per sample in training and inference "
             f"(sparsity {requested:g}, {origin}; the LSH candidates of its input, topped up at random), the rest "
             f"0; {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
             f"{lsh.bucket_cap}, {lsh.functions}, tables {lsh.table_bytes / 2**20:.1f} MiB; rebuild after "
-            f"{lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}; update in {lsh.update_parts} parts "
-            f"of {2 ** lsh.update_part_shift} neurons; forward FLOP/sample "
+            f"{lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}; {update}; forward FLOP/sample "
             f"{2 * layer.in_dim * lsh.active + key_flops:,} vs {2 * layer.in_dim * layer.units:,} dense [{lsh.origin}]")
 
 
@@ -246,11 +262,10 @@ def _sparse_plan(model: ir.Model, layer: ir.DenseLayer, context: PlanContext, re
     parameters = layer.in_dim * layer.units + (layer.units if layer.bias else 0)
     active_matmul = 2 * layer.in_dim * lsh.active
     products = "bf16" if layer.precision == "bf16" and context.amx and lsh.active_sets == "batch" else "fp32"
+    gathers = hidden and _reads_sparse_input(model, layer)  # input-major weights, a row per feature
     if hidden:
-        kernel_note = (f"LSH-sparse hidden: {lsh.family.upper()} keys of the input, capped CSR buckets; each row's "
-                       "active neurons scored from their weight rows; consumers read only the active units; only "
-                       f"touched neuron rows updated (lazy {model.optimizer.kind.value})")
-        note = _hidden_note(layer, lsh, requested, origin, key_flops)
+        kernel_note = _hidden_kernel_note(model, lsh, gathers)
+        note = _hidden_note(layer, lsh, requested, origin, key_flops, gathers)
     else:
         kernel_note = _sparse_kernel_note(model, layer, lsh, products, real_bytes)
         note = _lsh_note(layer, lsh, requested, origin, key_flops)
@@ -258,14 +273,16 @@ def _sparse_plan(model: ir.Model, layer: ir.DenseLayer, context: PlanContext, re
         index=layer.index, name=layer.name, op="fc", spec_line=layer.span.line, in_dim=layer.in_dim,
         out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
         sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
-        needs_input_gradient=needs_input_gradient, kernel="sparse_hidden" if hidden else "sparse",
-        kernel_note=kernel_note,
-        weight_layout="output-major [out][in]", column_tile=min(layer.units, COLUMN_TILE),
+        needs_input_gradient=needs_input_gradient,
+        kernel="sparse_gather" if gathers else "sparse_hidden" if hidden else "sparse", kernel_note=kernel_note,
+        weight_layout="input-major [in][out]" if gathers else "output-major [out][in]",
+        column_tile=min(layer.units, COLUMN_TILE),
         input_tile=min(layer.in_dim, COLUMN_TILE), transposed_backward=False, sparsity_requested=requested,
         sparsity_origin=origin, sparsity_note=note, lsh=lsh,
         parameters=parameters, parameter_bytes=parameters * real_bytes,
         optimizer_bytes=context.optimizer_copies * (
-            layer.in_dim * layer.units * (BF16_BYTES if model.optimizer.moments == "bf16" else real_bytes)
+            layer.in_dim * layer.units * (BF16_BYTES if model.optimizer.moments == "bf16" and not gathers
+                                          else real_bytes)
             + (layer.units * real_bytes if layer.bias else 0)),
         flops_forward=active_matmul + key_flops,
         flops_backward=active_matmul * (2 if needs_input_gradient else 1), products=products,
@@ -327,17 +344,19 @@ def _dense_buffers(plan: Plan, layer: LayerPlan, buffers, context: dict) -> dict
 
 
 def _lsh_weights_and_tables(plan: Plan, layer: LayerPlan, add, context: dict) -> None:
-    """What every LSH-sparse layer keeps: output-major weights (a neuron is one contiguous row) and their moments,
-    its hash functions, the neuron order of capped buckets and top-ups, the tables and the rebuild's sort scratch."""
+    """What every LSH-sparse layer keeps: its weights (output-major, a neuron one contiguous row, unless it reads a
+    sparse input) and their moments, its hash functions, the neuron order of capped buckets and top-ups, the tables
+    and the rebuild's sort scratch."""
     lsh, n, d = layer.lsh, layer.out_dim, layer.in_dim
     family = hash_family(lsh.family)
-    context["slot_weights"] = add(layer, "weights", (n, d), "parameter")
+    shape = (n, d) if layer.neuron_rows else (d, n)
+    context["slot_weights"] = add(layer, "weights", shape, "parameter")
     context["slot_bias"] = add(layer, "bias", (n,), "parameter") if layer.bias else None
     if plan.optimizer == "adam":
-        # bf16 moments are stored as the upper halves of floats
-        moments = "uint16" if plan.moments == "bf16" else "real"
-        context["slot_weights_m"] = add(layer, "weights_m", (n, d), "optimizer", moments)
-        context["slot_weights_v"] = add(layer, "weights_v", (n, d), "optimizer", moments)
+        # bf16 moments are stored as the upper halves of floats (the neuron-row updates read them so)
+        moments = "uint16" if plan.moments == "bf16" and layer.neuron_rows else "real"
+        context["slot_weights_m"] = add(layer, "weights_m", shape, "optimizer", moments)
+        context["slot_weights_v"] = add(layer, "weights_v", shape, "optimizer", moments)
         if layer.bias:
             context["slot_bias_m"] = add(layer, "bias_m", (n,), "optimizer")
             context["slot_bias_v"] = add(layer, "bias_v", (n,), "optimizer")
@@ -354,11 +373,20 @@ def _lsh_weights_and_tables(plan: Plan, layer: LayerPlan, add, context: dict) ->
     )
 
 
+# neurons a rebuild of input-major weights copies into rows at a time, per thread: at 2^17 inputs, 8 MiB of rows
+NEURON_BLOCK = 16
+
+
 def _lsh_probe_scratch(layer: LayerPlan, add) -> dict:
-    """Per-thread scratch of the rebuild's hashing and of a row's bucket probes."""
+    """Per-thread scratch of the rebuild's hashing (and, for input-major weights, of the neurons it copies into
+    rows) and of a row's bucket probes."""
     lsh, d = layer.lsh, layer.in_dim
-    hash_scratch = hash_family(lsh.family).rebuild_scratch(d, lsh.bins, lsh.tables, lsh.hash_chunk)
+    hash_chunk = lsh.hash_chunk if layer.neuron_rows else min(lsh.hash_chunk, NEURON_BLOCK)
+    hash_scratch = hash_family(lsh.family).rebuild_scratch(d, lsh.bins, lsh.tables, hash_chunk)
+    if not layer.neuron_rows:
+        hash_scratch += hash_chunk * d
     return {
+        "hash_chunk": hash_chunk,
         "hash_scratch": hash_scratch,
         "slot_hash_scratch": add(layer, "hash_scratch", (lsh.threads, hash_scratch), "scratch"),
         "slot_votes": add(layer, "votes", (lsh.threads, layer.out_dim), "scratch", "uint8"),
@@ -438,12 +466,15 @@ def _hidden_buffers(plan: Plan, layer: LayerPlan, buffers, context: dict) -> dic
     """An LSH-sparse hidden layer: its weights and tables, each row's active neurons as CSR rows over the batch
     (ids, activations and offsets, with an identity row map, so that a consumer reads them as it reads a sparse
     input), its outputs and their gradients at full width (0 outside the active sets, for consumers that read them
-    dense), and the per-row sets' update."""
+    dense), and the per-row sets' update; reading a sparse input, a vector per thread that a row's features are
+    placed in to be hashed, and the update of the features' rows (which needs only the model's workspace)."""
     lsh, batch, n, d = layer.lsh, plan.batch_size, layer.out_dim, layer.in_dim
     add = buffers.add
     _lsh_weights_and_tables(plan, layer, add, context)
     context.update(_lsh_probe_scratch(layer, add))
-    if layer.sources[0].is_input:
+    if layer.kernel == "sparse_gather":
+        context["slot_hashed_rows"] = add(layer, "hashed_rows", (lsh.threads, d), "scratch")
+    elif layer.sources[0].is_input:
         context["slot_input"] = add(layer, "input", (batch, d), "scratch")
     context.update(
         slot_active=add(layer, "active", (batch, lsh.active), "scratch", "int32"),
@@ -455,7 +486,8 @@ def _hidden_buffers(plan: Plan, layer: LayerPlan, buffers, context: dict) -> dic
         slot_grad=add(layer, "grad", (batch, n), "scratch"),
         slot_profile=add(layer, "profile", (len(SPARSE_PROFILE_FIELDS),), "scratch", "float64"),
     )
-    context.update(_row_set_update_buffers(plan, layer, add))
+    if layer.neuron_rows:
+        context.update(_row_set_update_buffers(plan, layer, add))
     return context
 
 
@@ -489,7 +521,8 @@ def _bf16_buffers(layer: LayerPlan, batch: int, add) -> dict:
     return {"bf16": dims, **slots}
 
 
-TEMPLATES = {"sparse": "fc_sparse.c.j2", "sparse_hidden": "fc_sparse_hidden.c.j2"}  # else fc.c.j2
+TEMPLATES = {"sparse": "fc_sparse.c.j2", "sparse_hidden": "fc_sparse_hidden.c.j2",
+             "sparse_gather": "fc_sparse_gather.c.j2"}  # else fc.c.j2
 
 
 def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, dict]) -> dict:
@@ -502,7 +535,8 @@ def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, di
         "template": TEMPLATES.get(layer.kernel, "fc.c.j2"),
         "sparse_output": layer.kernel == "sparse",
         "lsh_tables": layer.lsh is not None,
-        "salted_forward": layer.kernel == "sparse_hidden",
+        "salted_forward": layer.emits_active_units,
+        "neuron_rows": layer.neuron_rows,
         "softmax": plan.loss == "cross_entropy",
         "lsh": layer.lsh,
         "banner": banner(plan, layer, "dense"),
@@ -512,7 +546,7 @@ def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, di
         "transposed_backward": layer.transposed_backward,
         "bias": layer.bias,
         "adam": plan.optimizer == "adam",
-        "bf16_moments": plan.optimizer == "adam" and plan.moments == "bf16" and layer.lsh is not None,
+        "bf16_moments": plan.optimizer == "adam" and plan.moments == "bf16" and layer.neuron_rows,
         "bf16_products": layer.products == "bf16",
         "optimizer": plan.optimizer,
         "gather": layer.kernel == "gather",

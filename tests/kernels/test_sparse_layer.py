@@ -196,48 +196,6 @@ def test_sparse_training_does_not_depend_on_the_thread_count(write_spec, loss, s
             np.testing.assert_array_equal(value, runs[0][name], err_msg=name)
 
 
-def numpy_bin_hashes(family: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A binned family's hash of every bin ([..., 8] values: the position it picks) and which bins are empty."""
-    if family == "dwta":  # the largest value (the first on ties); empty: all zero
-        return values.argmax(axis=-1), ~(values != 0).any(axis=-1)
-    assert family == "minhash"  # the first positive value; empty: none positive
-    positive = values > 0
-    return positive.argmax(axis=-1), ~positive.any(axis=-1)
-
-
-def numpy_binned_keys(vectors: np.ndarray, coords: np.ndarray, tables: int, hashes: int,
-                      family: str = "dwta") -> np.ndarray:
-    """keys[t, n] of each row of `vectors` under a binned family, computed independently of the C code."""
-    bins = coords.reshape(8, tables * hashes).T  # stored coordinate-major
-    hashes_of, empty = numpy_bin_hashes(family, vectors[:, bins])  # [n, bins]
-    n_bins = tables * hashes
-    for n, i in zip(*np.nonzero(empty)):
-        donor = 0
-        for step in range(1, n_bins):
-            j = (i + step) % n_bins
-            if not empty[n, j]:
-                donor = hashes_of[n, j]
-                break
-        hashes_of[n, i] = donor
-    shifts = 3 * np.arange(hashes)
-    per_table = hashes_of.reshape(len(vectors), tables, hashes)
-    return (per_table << shifts).sum(axis=2).T
-
-
-def numpy_srp_keys(vectors: np.ndarray, planes: np.ndarray, tables: int, hashes: int) -> np.ndarray:
-    bits = (vectors @ planes.astype(np.float64).T > 0).reshape(len(vectors), tables, hashes)
-    return (bits << np.arange(hashes)).sum(axis=2).T  # [tables, vectors]
-
-
-def numpy_keys(model, vectors: np.ndarray) -> np.ndarray:
-    """keys[t, n] of each row of `vectors` under the output layer's hash functions, whatever its family."""
-    lsh = model.plan.output.lsh
-    vectors = vectors.astype(np.float64)
-    if lsh.family == "srp":
-        return numpy_srp_keys(vectors, model.arrays["l1.lsh_planes"], lsh.tables, lsh.hashes)
-    return numpy_binned_keys(vectors, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes, lsh.family)
-
-
 def test_sparse_inference_scores_the_heaviest_rows_and_the_bucket_candidates_and_tops_up_only_to_k(write_spec):
     model = boltc.load(write_spec(spec_text(10, 24, 3000, 0.02, batch=32,
                                             sampling=", sampling=dwta(hashes=3, tables=6, bucket_cap=5)")))
@@ -252,7 +210,7 @@ def test_sparse_inference_scores_the_heaviest_rows_and_the_bucket_candidates_and
     for k in (1, 70):
         model.predict(x, top_k=k, sparse=True)
         hidden = model.arrays["l0.act"][:32].astype(np.float64)
-        keys = numpy_binned_keys(hidden, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)
+        keys = reference.binned_keys(hidden, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)
         counts = model.arrays["l1.active_counts"][:32]
         active = model.arrays["l1.active"].ravel()[: 32 * lsh.inference_active].reshape(32, -1)
         for row in range(32):
@@ -292,7 +250,7 @@ def test_rebuild_puts_every_neuron_once_in_each_table_under_its_key(write_spec, 
     lsh = model.plan.output.lsh
     assert (lsh.family, lsh.hashes, lsh.tables, lsh.range) == (family, 3, 5, FAMILIES[family].key_range(3))
     ids, offsets = model.arrays["l1.table_ids"], model.arrays["l1.table_offsets"]
-    keys = numpy_keys(model, model.arrays["l1.weights"])
+    keys = reference.lsh_keys(model, model.plan.output, model.arrays["l1.weights"])
     for t in range(lsh.tables):
         assert sorted(ids[t].tolist()) == list(range(300))
         assert offsets[t, 0] == 0 and offsets[t, -1] == 300 and np.all(np.diff(offsets[t]) >= 0)
@@ -513,7 +471,7 @@ def test_frozen_tables_stop_rebuilding_and_take_in_each_rows_labels(write_spec):
         return ids[t, offsets[t, key]:offsets[t, key] + fill]
 
     model.fit((x, labels), epochs=1)  # 4 batches, rebuilt after batches 2 and 4: every neuron once per table
-    keys = numpy_binned_keys(model.arrays["l1.weights"], model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)
+    keys = reference.binned_keys(model.arrays["l1.weights"], model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)
     for t in range(lsh.tables):
         assert np.array_equal(np.diff(offsets[t]), np.bincount(keys[t], minlength=lsh.range) + lsh.insert_slack)
         for key in range(lsh.range):
@@ -522,7 +480,7 @@ def test_frozen_tables_stop_rebuilding_and_take_in_each_rows_labels(write_spec):
     for row in range(6):  # past the freeze, one row at a time: its label joins the buckets its input hashes to
         params = model.parameters()
         hidden = np.maximum(x[row:row + 1] @ params["l0.weights"] + params["l0.bias"], 0)
-        row_keys = numpy_binned_keys(hidden, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)[:, 0]
+        row_keys = reference.binned_keys(hidden, model.arrays["l1.lsh_coords"], lsh.tables, lsh.hashes)[:, 0]
         model.fit((x[row:row + 1], [labels[row][:1]]), epochs=1)
         np.testing.assert_array_equal(model.arrays["l1.sample_keys"][0], row_keys)
         for t in range(lsh.tables):
@@ -732,8 +690,8 @@ def test_binned_densification_with_empty_bins_in_the_weights_and_in_the_query(wr
     weights = planted(outputs)
     model.arrays["l1.weights"][...] = weights
     model.rebuild()
-    keys = numpy_binned_keys(weights, coords, lsh.tables, lsh.hashes, family)
-    hashes_of, empty = numpy_bin_hashes(family, weights[:, bin_coords])
+    keys = reference.binned_keys(weights, coords, lsh.tables, lsh.hashes, family)
+    hashes_of, empty = reference.bin_hashes(family, weights[:, bin_coords])
     assert len(np.unique(hashes_of[3:][~empty[3:]])) == 8  # every position of a bin is some bin's hash
     assert empty[0].all() and empty[1, :-1].all() and not empty[1, -1] and not empty[2, 0] and empty[2, 1:].all()
     assert empty[3:].any(axis=1).all() and (~empty[3:]).any(axis=1).all()
@@ -744,8 +702,8 @@ def test_binned_densification_with_empty_bins_in_the_weights_and_in_the_query(wr
             assert sorted(bucket.tolist()) == np.flatnonzero(keys[t] == key).tolist(), f"table {t}, key {key}"
     queries = planted(16).astype(np.float32)
     model.predict(queries, top_k=1, sparse=True)
-    query_keys = numpy_binned_keys(model.arrays["l0.act"][:16].astype(np.float64), coords, lsh.tables, lsh.hashes,
-                                   family)
+    query_keys = reference.binned_keys(model.arrays["l0.act"][:16].astype(np.float64), coords, lsh.tables, lsh.hashes,
+                                       family)
     counts = model.arrays["l1.active_counts"][:16]
     active = model.arrays["l1.active"].ravel()[: 16 * lsh.inference_active].reshape(16, -1)
     for row in range(16):

@@ -105,16 +105,28 @@ def test_a_sparse_hidden_layer_hashes_a_dense_input_and_its_reader_takes_only_th
     assert scores.kernel == "gather" and not scores.transposed_backward and scores.needs_input_gradient
 
 
-def test_sparsity_where_lsh_does_not_apply_runs_dense_and_says_so():
+def test_a_sparse_hidden_layer_on_a_sparse_input_keeps_a_row_per_feature():
     p = plan_of(FASHION.replace("pixels: dense[784]", "pixels: sparse[784]")
                 .replace("activation=relu)", "activation=relu, sparsity=auto)")
                 .replace("dense(pixels, 256,", "dense(pixels, 1000,"))
-    hidden = p.layers[0]
-    assert hidden.lsh is None and hidden.kernel == "gather"
-    assert hidden.sparsity_requested == 0.1 and hidden.sparsity_origin == "auto"
-    assert hidden.sparsity_note == ("runs dense: sparsity 0.1 was asked for (auto), but an LSH-sparse hidden layer "
-                                    "hashes a dense vector (a layer's activations or a dense input); feed the sparse "
-                                    "input to a dense layer first")
+    hidden, scores = p.layers
+    assert hidden.kernel == "sparse_gather" and hidden.weight_layout == "input-major [in][out]"
+    assert hidden.gathers_input_rows and hidden.emits_active_units and not hidden.neuron_rows
+    assert (hidden.lsh.active, hidden.lsh.active_sets) == (100, "row")
+    assert hidden.sparsity_note.startswith("LSH-sparse hidden layer: 100 of 1000 neurons per sample in training "
+                                           "and inference (sparsity 0.1, auto;")
+    assert scores.kernel == "gather" and scores.needs_input_gradient
+
+
+def test_sparsity_where_lsh_does_not_apply_runs_dense_and_says_so():
+    p = plan_of(FASHION.replace("hidden = dense(pixels, 256, activation=relu)\n", "")
+                .replace("dense(hidden, 10, activation=softmax)", "dense(pixels, 1000, activation=softmax, "
+                         "sparsity=auto)").replace("classes[10]", "classes[1000]"))
+    scores = p.layers[0]
+    assert scores.lsh is None and scores.kernel == "blocked"
+    assert scores.sparsity_requested == 0.1 and scores.sparsity_origin == "auto"
+    assert scores.sparsity_note == ("runs dense: sparsity 0.1 was asked for (auto), but an LSH-sparse layer hashes "
+                                    "a layer's activations; put a hidden layer before it")
 
 
 def test_plan_json_round_trips():
