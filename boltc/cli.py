@@ -299,6 +299,8 @@ def cmd_predict(args) -> int:
 SKIP_HELP = ("leave out the rows of a data file that break its format (CSV: records with a bad field), count them "
              "and warn, instead of stopping at the first")
 
+SPARSE_HELP = "score only the heavy rows and LSH candidates of sparse layers"
+
 
 def cmd_demo(args) -> int:
     from boltc.demo import write_demo_files
@@ -310,6 +312,13 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _command(commands, name: str, run, description: str) -> argparse.ArgumentParser:
+    """A subcommand, to add its arguments to; main runs `run` on them."""
+    command = commands.add_parser(name, help=description)
+    command.set_defaults(run=run)
+    return command
+
+
 def _parser() -> argparse.ArgumentParser:
     from boltc.tune import DEFAULT_BUDGET_SECONDS
 
@@ -317,28 +326,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"boltc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = commands.add_parser("compile", help="compile a spec (or find it in the cache) and say where it went")
+    p = _command(commands, "compile", cmd_compile, "compile a spec (or find it in the cache) and say where it went")
     p.add_argument("spec")
     p.add_argument("--emit-c", metavar="DIR", help="also write the generated C and the runtime headers to DIR")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(run=cmd_compile)
 
-    p = commands.add_parser("explain", help="print the plan: shapes, sizes, FLOPs, threads, kernels")
+    p = _command(commands, "explain", cmd_explain, "print the plan: shapes, sizes, FLOPs, threads, kernels")
     p.add_argument("spec")
     p.add_argument("--data", metavar="FILE", help="show the values boltc tune measured on this data (if cached)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(run=cmd_explain)
 
-    p = commands.add_parser("tune", help="measure the sparse layers' hashing and kernel values on a data file")
+    p = _command(commands, "tune", cmd_tune, "measure the sparse layers' hashing and kernel values on a data file")
     p.add_argument("spec")
     p.add_argument("--data", required=True, metavar="FILE", help="labelled training data (a sample is used)")
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET_SECONDS, metavar="SECONDS",
                    help="seconds for candidates after the formula's (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="measure again even when a result is cached")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(run=cmd_tune)
 
-    p = commands.add_parser("train", help="train a spec on a data file")
+    p = _command(commands, "train", cmd_train, "train a spec on a data file")
     p.add_argument("spec")
     p.add_argument("--train", required=True, metavar="FILE")
     p.add_argument("--test", metavar="FILE")
@@ -351,28 +357,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save", metavar="PATH", help="write the trained model here")
     p.add_argument("--json", action="store_true", help="end with one JSON line of metrics and timings")
     p.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP)
-    p.set_defaults(run=cmd_train)
 
-    p = commands.add_parser("evaluate", help="metrics of a saved model on a data file")
+    p = _command(commands, "evaluate", cmd_evaluate, "metrics of a saved model on a data file")
     p.add_argument("model")
     p.add_argument("--data", required=True, metavar="FILE")
     p.add_argument("--metrics", help="comma-separated, e.g. accuracy,precision@5 (default: the spec's)")
     p.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP)
-    p.add_argument("--sparse", action="store_true", help="score only the heavy rows and LSH candidates of sparse layers")
+    p.add_argument("--sparse", action="store_true", help=SPARSE_HELP)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(run=cmd_evaluate)
 
-    p = commands.add_parser("predict", help="top-k output ids of a saved model for each row of a data file")
+    p = _command(commands, "predict", cmd_predict, "top-k output ids of a saved model for each row of a data file")
     p.add_argument("model")
     p.add_argument("--data", required=True, metavar="FILE")
     p.add_argument("--top-k", type=_positive, default=1)
-    p.add_argument("--sparse", action="store_true", help="score only the heavy rows and LSH candidates of sparse layers")
-    p.set_defaults(run=cmd_predict)
+    p.add_argument("--sparse", action="store_true", help=SPARSE_HELP)
 
-    p = commands.add_parser("demo", help="compile, train and evaluate the bundled example in under a minute")
+    p = _command(commands, "demo", cmd_demo, "compile, train and evaluate the bundled example in under a minute")
     p.add_argument("--epochs", type=_positive)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(run=cmd_demo)
     return parser
 
 

@@ -313,6 +313,126 @@ class _Layout:
             target_field=_field_of(path, names, plan.target_header, "the target") if labelled else -1)
 
 
+class _Reader:
+    """The C reader's job over one file: the header, which field each input reads, and the two reads of the
+    records (the first counts rows, entries and labels so that the second can fill arrays of the right size)."""
+
+    def __init__(self, name: str, library, source: FileBytes, data, plan: Plan, labelled: bool, skip_bad_rows: bool):
+        ffi = library.ffi
+        self.name, self.ffi, self.lib, self.data, self.size = name, ffi, library.lib, data, source.size
+        delimiter = _delimiter(name, source.data, source.size)
+        self.names, start = _header(ffi, library.lib, name, data, source.size, delimiter)
+        self.layout = _Layout.of(name, self.names, plan, labelled)
+        self.entries = np.zeros(len(plan.inputs), dtype=np.int64)
+        job = self.job = ffi.new("bolt_columns_job *")
+        job.delimiter, job.n_fields, job.n_inputs = ord(delimiter), len(self.names), len(plan.inputs)
+        for part in ("input_field", "role", "key_field", "order_field", "link_delimiter"):
+            setattr(job, part, ffi.cast("int32_t *", getattr(self.layout, part).ctypes.data))
+        job.target_field = self.layout.target_field
+        job.label_delimiter = ord(plan.target_delimiter) if plan.target_delimiter else 0
+        job.start, job.first_line = start, 1 + bytes(ffi.buffer(data, start)[:]).count(b"\n")
+        job.entries = ffi.cast("int64_t *", self.entries.ctypes.data)
+        job.skip_bad_rows = int(bool(skip_bad_rows))
+
+    def run(self, fill: int) -> int:
+        self.job.fill = fill
+        return self.lib.bolt_columns_read(self.data, self.size, self.job)
+
+    def check(self, status: int) -> None:
+        """Raises the reader's error, if a read returned one, at its line and column."""
+        if status == 0:
+            return
+        message = self.ffi.string(self.job.message).decode("utf-8", "replace")
+        if self.job.error_field >= 0:
+            message = f"column '{self.names[self.job.error_field]}': {message}"
+        raise DataError(self.name, int(self.job.error_line) or None, message)
+
+    def count(self, labels: _Vocabulary, learning: bool) -> _Vocabulary:
+        """The first read; returns the vocabulary the labels went into (a larger one where `labels` ran out)."""
+        self.job.grow = int(learning)
+        labels.attach(self.ffi, self.job)
+        status = self.run(0)
+        if status == -2:  # more names than room: read again with room for every one, to say how many there are
+            labels = _Vocabulary(self.size // 2 + 2, self.size + 1)
+            labels.attach(self.ffi, self.job)
+            status = self.run(0)
+        self.check(status)
+        return labels
+
+    def fill(self, records: _Records) -> None:
+        """The second read, into `records`."""
+        ffi, job = self.ffi, self.job
+
+        def pointers(kind: str, arrays: list[np.ndarray]):
+            return ffi.new(f"{kind} *[]", [ffi.cast(f"{kind} *", a.ctypes.data) for a in arrays])
+
+        # the job holds bare pointers: these arrays of them must live until the read returns
+        keep = [pointers("int64_t", records.indptr), pointers("int32_t", records.indices),
+                pointers("float", records.values), pointers("uint64_t", records.row_keys),
+                pointers("double", records.row_order), pointers("uint64_t", records.link_keys)]
+        job.indptr, job.indices, job.values, job.row_keys, job.row_order, job.link_keys = keep
+        if records.label_indptr is not None:
+            job.label_indptr = ffi.cast("int64_t *", records.label_indptr.ctypes.data)
+            job.label_ids = ffi.cast("int32_t *", records.label_ids.ctypes.data)
+        self.check(self.run(1))
+
+    def skipped(self) -> tuple[int, str | None]:
+        """How many records skip_bad_rows left out, and where the first was and what was wrong with it."""
+        skipped = int(self.job.skipped)
+        if not skipped:
+            return 0, None
+        problem = self.ffi.string(self.job.skipped_message).decode("utf-8", "replace")
+        field = self.job.first_skipped_field
+        column = f", column '{self.names[field]}'" if field >= 0 else ""
+        return skipped, f"line {int(self.job.first_skipped_line)}{column}: {problem}"
+
+
+@dataclass(frozen=True, eq=False)
+class _Records:
+    """The arrays the second read fills, by input: a featurized input's CSR matrix, the keys and order values of a
+    history or neighbours input (a neighbours input's links are CSR too), and the labels (None: not read)."""
+
+    rows: int
+    role: np.ndarray  # ROLE_* by input
+    indptr: list[np.ndarray]
+    indices: list[np.ndarray]
+    values: list[np.ndarray]
+    row_keys: list[np.ndarray]
+    row_order: list[np.ndarray]
+    link_keys: list[np.ndarray]
+    label_indptr: np.ndarray | None
+    label_ids: np.ndarray | None
+
+    @staticmethod
+    def allocate(rows: int, entries: np.ndarray, role: np.ndarray, labels: int | None) -> _Records:
+        """Arrays sized by the first read's counts: `entries` by input, `labels` in all (None: not labelled)."""
+        featurized = role == ROLE_FEATURES
+        return _Records(
+            rows, role, indptr=[np.zeros(rows + 1, dtype=np.int64) for _ in role],
+            indices=[np.zeros(int(count) if own else 0, dtype=np.int32) for count, own in zip(entries, featurized)],
+            values=[np.zeros(int(count) if own else 0, dtype=np.float32) for count, own in zip(entries, featurized)],
+            row_keys=[np.zeros(0 if own else 2 * rows, dtype=np.uint64) for own in featurized],
+            row_order=[np.zeros(0 if own else rows, dtype=np.float64) for own in featurized],
+            link_keys=[np.zeros(int(count) if kind == ROLE_LINKS else 0, dtype=np.uint64)
+                       for count, kind in zip(entries, role)],
+            label_indptr=np.zeros(rows + 1, dtype=np.int64) if labels is not None else None,
+            label_ids=np.zeros(labels, dtype=np.int32) if labels is not None else None)
+
+    def features(self, plan: Plan) -> tuple[FeatureMatrix, ...]:
+        """One matrix per input; those of history and neighbours inputs are empty until ``with_context``."""
+        return tuple(FeatureMatrix(i.dim, indptr=self.indptr[k] if self.role[k] == ROLE_FEATURES else
+                                   np.zeros(self.rows + 1, np.int64), indices=self.indices[k],
+                                   values=self.values[k]) for k, i in enumerate(plan.inputs))
+
+    def keys(self) -> dict[int, HistoryKeys | LinkKeys]:
+        keys: dict[int, HistoryKeys | LinkKeys] = {}
+        for k in np.flatnonzero(self.role == ROLE_HISTORY):
+            keys[int(k)] = HistoryKeys(self.row_keys[k][0::2].copy(), self.row_keys[k][1::2].copy(), self.row_order[k])
+        for k in np.flatnonzero(self.role == ROLE_LINKS):
+            keys[int(k)] = LinkKeys(self.row_keys[k][0::2].copy(), self.indptr[k], self.link_keys[k])
+        return keys
+
+
 def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str] | None, labelled: bool,
                  threads: int = 1, skip_bad_rows: bool = False
                  ) -> tuple[Dataset, tuple[str, ...] | None, dict[int, HistoryKeys | LinkKeys]]:
@@ -325,7 +445,7 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
     the Dataset and warned about (a record whose quoting cannot be delimited stays an error)."""
     del threads  # records may span lines: one thread reads
     name = str(path)
-    ffi, lib = library.ffi, library.lib
+    ffi = library.ffi
     try:
         source = FileBytes(name)
     except OSError as exc:
@@ -334,69 +454,20 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
     try:
         if not source.size:
             raise DataError(name, None, "the file is empty: expected a header line naming its columns")
-        delimiter = _delimiter(name, source.data, source.size)
-        names, start = _header(ffi, lib, name, data, source.size, delimiter)
-        layout = _Layout.of(name, names, plan, labelled)
-        n_inputs = len(plan.inputs)
-        entries = np.zeros(n_inputs, dtype=np.int64)
-        job = ffi.new("bolt_columns_job *")
-        job.delimiter, job.n_fields, job.n_inputs = ord(delimiter), len(names), n_inputs
-        for part in ("input_field", "role", "key_field", "order_field", "link_delimiter"):
-            setattr(job, part, ffi.cast("int32_t *", getattr(layout, part).ctypes.data))
-        job.target_field = layout.target_field
-        job.label_delimiter = ord(plan.target_delimiter) if plan.target_delimiter else 0
-        job.start, job.first_line = start, 1 + bytes(ffi.buffer(data, start)[:]).count(b"\n")
-        job.entries = ffi.cast("int64_t *", entries.ctypes.data)
-        job.skip_bad_rows = int(bool(skip_bad_rows))
+        reader = _Reader(name, library, source, data, plan, labelled, skip_bad_rows)
         learning = labelled and vocabulary is None
-        job.grow = int(learning)
-        labels = _Vocabulary(4 * plan.target_dim + SPARE_LABELS if learning else 0,
-                             ARENA_BYTES_PER_LABEL * (4 * plan.target_dim + SPARE_LABELS) if learning else 0,
-                             vocabulary or ())
-
-        def run(fill: int) -> int:
-            job.fill = fill
-            return lib.bolt_columns_read(data, source.size, job)
-
-        labels.attach(ffi, job)
-        status = run(0)
-        if status == -2:  # more names than room: read again with room for every one, to say how many there are
-            labels = _Vocabulary(source.size // 2 + 2, source.size + 1)
-            labels.attach(ffi, job)
-            status = run(0)
-        _check(name, names, job, status, ffi)
+        room = 4 * plan.target_dim + SPARE_LABELS if learning else 0
+        labels = reader.count(_Vocabulary(room, ARENA_BYTES_PER_LABEL * room, vocabulary or ()), learning)
+        job = reader.job
         if learning and job.vocab_size > plan.target_dim:
             raise DataError(name, None, f"column '{plan.target_header}' holds {job.vocab_size:,} distinct labels, but "
                                         f"the target declares {plan.target_kind}[{plan.target_dim}]")
-        rows, skipped = int(job.rows), int(job.skipped)
-        first_skipped = None
-        if skipped:
-            problem = ffi.string(job.skipped_message).decode("utf-8", "replace")
-            column = f", column '{names[job.first_skipped_field]}'" if job.first_skipped_field >= 0 else ""
-            first_skipped = f"line {int(job.first_skipped_line)}{column}: {problem}"
+        rows = int(job.rows)
+        skipped, first_skipped = reader.skipped()
         if rows == 0:
             raise no_rows_error(name, "data rows after its header", skipped, first_skipped)
-        role = layout.role
-        featurized = role == ROLE_FEATURES
-        indptr = [np.zeros(rows + 1, dtype=np.int64) for _ in range(n_inputs)]
-        indices = [np.zeros(int(count) if own else 0, dtype=np.int32) for count, own in zip(entries, featurized)]
-        values = [np.zeros(int(count) if own else 0, dtype=np.float32) for count, own in zip(entries, featurized)]
-        row_keys = [np.zeros(0 if own else 2 * rows, dtype=np.uint64) for own in featurized]
-        row_order = [np.zeros(0 if own else rows, dtype=np.float64) for own in featurized]
-        link_keys = [np.zeros(int(count) if r == ROLE_LINKS else 0, dtype=np.uint64) for count, r in zip(entries, role)]
-
-        def pointers(kind: str, arrays: list[np.ndarray]):
-            return ffi.new(f"{kind} *[]", [ffi.cast(f"{kind} *", a.ctypes.data) for a in arrays])
-
-        keep = [pointers("int64_t", indptr), pointers("int32_t", indices), pointers("float", values),
-                pointers("uint64_t", row_keys), pointers("double", row_order), pointers("uint64_t", link_keys)]
-        job.indptr, job.indices, job.values, job.row_keys, job.row_order, job.link_keys = keep
-        label_indptr = np.zeros(rows + 1, dtype=np.int64) if labelled else None
-        label_ids = np.zeros(int(job.labels), dtype=np.int32) if labelled else None
-        if labelled:
-            job.label_indptr = ffi.cast("int64_t *", label_indptr.ctypes.data)
-            job.label_ids = ffi.cast("int32_t *", label_ids.ctypes.data)
-        _check(name, names, job, run(1), ffi)
+        records = _Records.allocate(rows, reader.entries, reader.layout.role, int(job.labels) if labelled else None)
+        reader.fill(records)
         unknown = int(job.unknown_labels)
         learned = labels.names(int(job.vocab_size)) if learning else None
     finally:
@@ -407,24 +478,9 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
     if unknown:
         warnings.warn(f"{name}: {unknown:,} labels of column '{plan.target_header}' were not seen in training and "
                       "are left out", stacklevel=3)
-    features = tuple(FeatureMatrix(i.dim, indptr=indptr[k] if featurized[k] else np.zeros(rows + 1, np.int64),
-                                   indices=indices[k], values=values[k]) for k, i in enumerate(plan.inputs))
-    dataset = Dataset(name, rows, features, plan.target_dim, label_indptr, label_ids, skipped, first_skipped)
-    keys: dict[int, HistoryKeys | LinkKeys] = {}
-    for k in np.flatnonzero(role == ROLE_HISTORY):
-        keys[int(k)] = HistoryKeys(row_keys[k][0::2].copy(), row_keys[k][1::2].copy(), row_order[k])
-    for k in np.flatnonzero(role == ROLE_LINKS):
-        keys[int(k)] = LinkKeys(row_keys[k][0::2].copy(), indptr[k], link_keys[k])
-    return dataset, learned, keys
-
-
-def _check(path: str, names: list[str], job, status: int, ffi) -> None:
-    if status == 0:
-        return
-    message = ffi.string(job.message).decode("utf-8", "replace")
-    if job.error_field >= 0:
-        message = f"column '{names[job.error_field]}': {message}"
-    raise DataError(path, int(job.error_line) or None, message)
+    dataset = Dataset(name, rows, records.features(plan), plan.target_dim, records.label_indptr, records.label_ids,
+                      skipped, first_skipped)
+    return dataset, learned, records.keys()
 
 
 def with_context(model: Model, dataset: Dataset, keys: dict[int, HistoryKeys | LinkKeys], absorb: bool) -> Dataset:

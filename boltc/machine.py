@@ -19,8 +19,10 @@ import sysconfig
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 PROBE_VERSION = 1
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +67,16 @@ def cache_root() -> Path:
     return root
 
 
-def read_cached_choice(folder: str, key: str) -> dict | None:
-    """A choice measured earlier (``cache_root()/folder/key.json``), or None where there is none readable."""
+def read_cached_choice(folder: str, key: str, from_json: Callable[[dict], T]) -> T | None:
+    """A choice measured earlier (``cache_root()/folder/key.json``) as `from_json` makes it, or None where there is
+    none or it cannot be read: either way the caller measures again."""
     try:
-        return json.loads((cache_root() / folder / f"{key}.json").read_text())
+        data = json.loads((cache_root() / folder / f"{key}.json").read_text())
     except (OSError, ValueError):
+        return None
+    try:
+        return from_json(data) if data is not None else None
+    except (ValueError, KeyError, TypeError):
         return None
 
 

@@ -74,19 +74,20 @@ class _ToSyntax(Transformer):
         name, *statements = children
         return syntax.Spec(self.path, self.source, self._name(name), tuple(statements), self._span(meta))
 
-    def input_decl(self, meta, children):
+    def _typed_decl(self, keyword: str, meta, children) -> syntax.TypedDecl:
         name, kind, size, *options = children
-        return syntax.TypedDecl("input", self._name(name), self._name(kind), self._int(size), self._span(meta),
+        return syntax.TypedDecl(keyword, self._name(name), self._name(kind), self._int(size), self._span(meta),
                                 tuple(o for o in options if o is not None))
+
+    def input_decl(self, meta, children):
+        return self._typed_decl("input", meta, children)
 
     def column_input_decl(self, meta, children):
         name, call = children
         return syntax.ColumnDecl(self._name(name), call, self._span(meta))
 
     def target_decl(self, meta, children):
-        name, kind, size, *options = children
-        return syntax.TypedDecl("target", self._name(name), self._name(kind), self._int(size), self._span(meta),
-                                tuple(o for o in options if o is not None))
+        return self._typed_decl("target", meta, children)
 
     def layer_decl(self, meta, children):
         name, call = children

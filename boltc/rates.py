@@ -136,11 +136,8 @@ def choice_key(parts: list) -> str:
 
 
 def cached(key: str) -> RateChoice | None:
-    data = read_cached_choice("rates", key)
-    try:
-        return RateChoice.from_json(data) if data is not None else None
-    except (ValueError, KeyError, TypeError):
-        return None  # unreadable: raced again
+    """The choice stored under `key` (see choice_key), or None: raced again."""
+    return read_cached_choice("rates", key, RateChoice.from_json)
 
 
 def store(choice: RateChoice) -> None:

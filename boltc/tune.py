@@ -114,12 +114,8 @@ def tuning_key(base: Plan, machine: Machine, dataset: Dataset) -> str:
 
 
 def cached(key: str) -> Tuning | None:
-    """The tuning stored under `key` (see tuning_key), or None."""
-    data = read_cached_choice("tuning", key)
-    try:
-        return Tuning.from_json(data) if data is not None else None
-    except (ValueError, KeyError, TypeError):
-        return None  # unreadable: measured again
+    """The tuning stored under `key` (see tuning_key), or None: measured again."""
+    return read_cached_choice("tuning", key, Tuning.from_json)
 
 
 def _store(tuning: Tuning) -> None:

@@ -13,12 +13,6 @@ from boltc.hashing import HashFamily
 
 @dataclass(frozen=True, slots=True)
 class Srp(HashFamily):
-    bits_per_hash: int = 1
-    hashes_most: int = 24
-    functions_role: str = "lsh_planes"
-    functions_dtype: str = "real"
-    formula_origin: str = "SRP: buckets of ~4 neurons, tables for ~2x the active count"
-
     def formula(self, units: int, sparsity: float, active: int, hashes: int | None) -> tuple[int, int]:
         # no BOLT formula: buckets of about 4 neurons, and enough tables to return about twice the active count
         hashes = hashes or min(self.hashes_most, max(2, round(math.log2(max(units, 4) / 4))))
@@ -46,4 +40,9 @@ class Srp(HashFamily):
 FAMILY = Srp(
     name="srp",
     summary="SRP (SimHash): each hash is the sign of a random +-1 projection of the input",
+    bits_per_hash=1,
+    hashes_most=24,
+    functions_role="lsh_planes",
+    functions_dtype="real",
+    formula_origin="SRP: buckets of ~4 neurons, tables for ~2x the active count",
 )
