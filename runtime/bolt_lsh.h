@@ -39,22 +39,22 @@ typedef struct {
 enum { BOLT_HASH_BLOCK = 16 }; /* rows hashed at once by a binned family's rebuild: one vector of floats */
 
 /* Densification: an empty bin (-1) borrows the hash of the next non-empty bin, cyclically (0 when every bin is
- * empty); a borrowed hash is marked with bit 3 so that later empty bins do not borrow it in turn. */
+ * empty); a borrowed hash is marked with bit 3. One backward pass from the last non-empty bin carries the nearest
+ * donor, so a vector with few non-empty bins (a sparse input's) costs n_bins steps, not n_bins times the gaps. */
 static inline void bolt_binned_densify(int32_t n_bins, int32_t *restrict bins)
 {
-    for (int32_t i = 0; i < n_bins; ++i) {
+    int32_t last = n_bins - 1;
+    while (last >= 0 && bins[last] < 0)
+        --last;
+    int32_t donor = last >= 0 ? bins[last] & 7 : 0;
+    for (int32_t i = (last >= 0 ? last : n_bins) - 1; i >= 0; --i) {
         if (bins[i] >= 0)
-            continue;
-        int32_t donor = 0;
-        for (int32_t step = 1; step < n_bins; ++step) {
-            const int32_t h = bins[(i + step) % n_bins];
-            if (h >= 0) {
-                donor = h & 7;
-                break;
-            }
-        }
-        bins[i] = donor | 8;
+            donor = bins[i] & 7;
+        else
+            bins[i] = donor | 8;
     }
+    for (int32_t i = n_bins - 1; i > last; --i) /* after the last non-empty bin: the first one's hash */
+        bins[i] = donor | 8;
 }
 
 /* keys[t] for t < tables: the K 3-bit bin hashes of table t concatenated, the first in the lowest bits. */
