@@ -18,18 +18,9 @@ LOSS_ACTIVATION = {
     ir.LossKind.CROSS_ENTROPY: ir.Activation.SOFTMAX,
     ir.LossKind.BINARY_CROSS_ENTROPY: ir.Activation.SIGMOID,
 }
-# Weights plus Adam's two moments; gradients are never materialised for a whole layer (see templates).
-BYTES_PER_PARAMETER = 4 * 3
-
-
-def _gib(n_bytes: float) -> str:
-    return f"{n_bytes / 2**30:.1f} GiB"
-
-
 @dataclass
 class _Checker:
     spec: syntax.Spec
-    memory_bytes: int | None
     problems: list[SpecError] = field(default_factory=list)
     neighbour_sources: dict[str, syntax.Name] = field(default_factory=dict)  # neighbours input -> its `of`
 
@@ -119,7 +110,6 @@ class _Checker:
             self.check_output(layers[loss.output], loss, target)
             if complete:
                 self.check_usage(inputs, layers, loss)
-                self.check_memory(inputs, layers, optimizer, train.batch_size)
         output_dim = layers[loss.output].units if loss is not None else None
         metrics = check_training.metrics_of(self, metrics_decl, target, output_dim)
         if self.problems:
@@ -290,28 +280,14 @@ class _Checker:
             if ir.NodeRef(True, model_input.index) not in consumers:
                 self.error(model_input.span, f"input '{model_input.name}' is never used")
 
-    def check_memory(self, inputs, layers, optimizer: ir.Optimizer, batch_size: int) -> None:
-        if self.memory_bytes is None:
-            return
-        per_parameter = BYTES_PER_PARAMETER if optimizer.kind is ir.OptimizerKind.ADAM else 4
-        need = sum(ops.of(layer).parameters(layer) for layer in layers) * per_parameter
-        need += batch_size * sum(ops.of(layer).batch_values(layer, inputs) for layer in layers) * 4
-        if need > self.memory_bytes:
-            largest = max(layers, key=lambda layer: ops.of(layer).parameters(layer))
-            self.error(self.spec.name.span,
-                       f"model needs {_gib(need)} for its weights, optimizer state and batch buffers, but this "
-                       f"machine has {_gib(self.memory_bytes)} of memory",
-                       f"the largest layer is '{largest.name}' ({ops.of(largest).parameters(largest):,} parameters, "
-                       f"line {largest.span.line})")
-
 
 def _reindex(layer: ir.Layer, index: int) -> ir.Layer:
     return replace(layer, index=index)
 
 
-def check(spec: syntax.Spec, memory_bytes: int | None = None) -> ir.Model:
-    """Check a parsed spec. ``memory_bytes``, when given, is the memory the model's parameters must fit in."""
-    checker = _Checker(spec, memory_bytes)
+def check(spec: syntax.Spec) -> ir.Model:
+    """Check a parsed spec (whether the model fits the machine's memory is the plan's to say: it sizes everything)."""
+    checker = _Checker(spec)
     model = checker.run()
     if checker.problems:
         raise SpecErrors(checker.problems)

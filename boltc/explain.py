@@ -16,6 +16,8 @@ def human_bytes(n: float) -> str:
 
 def plan_json(plan: Plan, build_info: dict | None = None) -> dict:
     data = plan.to_json()
+    for layer, layer_data in zip(plan.layers, data["layers"]):  # the plan's decisions, in words
+        layer_data["kernel_note"], layer_data["sparsity_note"] = ops.of_plan(layer).describe(plan, layer)
     data["totals"] = {
         "parameters": sum(layer.parameters for layer in plan.layers),
         "parameter_bytes": plan.parameter_bytes,
@@ -112,11 +114,12 @@ def render_plan(plan: Plan, build_info: dict | None = None) -> str:
     lines.append("")
     lines.append("  kernels:")
     for layer in plan.layers:
-        lines.append(f"    {layer.index} {layer.name}: {layer.kernel} - {layer.kernel_note}"
+        kernel_note, sparsity_note = ops.of_plan(layer).describe(plan, layer)
+        lines.append(f"    {layer.index} {layer.name}: {layer.kernel} - {kernel_note}"
                      + (f"; weights {layer.weight_layout}, column tile {layer.column_tile}" if layer.op == "fc"
                         else ""))
-        if layer.sparsity_note:
-            lines.append(f"      note: {layer.sparsity_note}")
+        if sparsity_note:
+            lines.append(f"      note: {sparsity_note}")
     if build_info:
         lines.append("")
         lines.append(f"  build: key {build_info['key'][:16]}, {'cached' if build_info['cached'] else 'not built yet'}"

@@ -28,16 +28,16 @@ class Compiled:
     seconds: float  # wall time of the whole pipeline
 
 
-def _checked(path: str | Path, source: str | None, machine: Machine) -> ir.Model:
+def _checked(path: str | Path, source: str | None) -> ir.Model:
     spec = parse(source, str(path)) if source is not None else parse_file(path)
-    return check(spec, memory_bytes=machine.memory_bytes)
+    return check(spec)
 
 
 def plan_spec(path: str | Path, *, source: str | None = None, machine: Machine | None = None,
               real_type: str = "float", measured: dict[int, MeasuredLsh] | None = None) -> Plan:
     """parse -> check -> plan, without compiling anything (what ``boltc explain`` shows)."""
     machine = machine or probe()
-    return plan(_checked(path, source, machine), machine, real_type=real_type, measured=measured)
+    return plan(_checked(path, source), machine, real_type=real_type, measured=measured)
 
 
 def compile_spec(path: str | Path, *, source: str | None = None, real_type: str = "float",
@@ -60,7 +60,7 @@ def tune_spec(path: str | Path, data, *, source: str | None = None, real_type: s
               force: bool = False) -> tuning.Tuning:
     """What ``boltc tune`` runs: the measured values of the spec's sparse layers on `data` (cached)."""
     machine = probe()
-    spec = _checked(path, source, machine)
+    spec = _checked(path, source)
     dataset = dataset_for(plan(spec, machine, real_type=real_type), data, labelled=True)
     return tuning.tune(spec, machine, dataset, real_type=real_type, budget=budget, progress=progress, force=force)
 
@@ -68,7 +68,7 @@ def tune_spec(path: str | Path, data, *, source: str | None = None, real_type: s
 def cached_measurements(path: str | Path, data, *, real_type: str = "float") -> dict[int, MeasuredLsh]:
     """Measured values stored for this spec and data file, without measuring anything (what explain shows)."""
     machine = probe()
-    base = plan(_checked(path, None, machine), machine, real_type=real_type)
+    base = plan(_checked(path, None), machine, real_type=real_type)
     if not any(layer.lsh is not None for layer in base.layers):
         return {}
     found = tuning.cached(tuning.tuning_key(base, machine, dataset_for(base, data, labelled=True)))
@@ -89,7 +89,7 @@ def load(path: str | Path, *, real_type: str = "float", tune: bool | None = None
         source = compiled.plan.spec_source
 
         def tuned(dataset: Dataset):
-            found = tuning.tune(_checked(path, source, probe()), probe(), dataset, real_type=real_type,
+            found = tuning.tune(_checked(path, source), probe(), dataset, real_type=real_type,
                                 budget=tune_budget, accept_incomplete=True)
             again = compile_spec(path, source=source, real_type=real_type, measured=found.measured)
             return again.plan, again.library, again.source.buffers, found

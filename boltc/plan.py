@@ -209,14 +209,15 @@ class LayerPlan:
     # dense) | sparse (LSH-sparse output) | sparse_hidden (LSH-sparse hidden, output-major) | sparse_gather (the same
     # reading a sparse input, input-major) | copy (concat) | sum (add)
     kernel: str
-    kernel_note: str  # the variant, in words
     weight_layout: str
     column_tile: int
     input_tile: int  # the same, along the input, for the transposed backward
     transposed_backward: bool
     sparsity_requested: float | None
     sparsity_origin: str  # none | spec | auto (size-based formula)
-    sparsity_note: str
+    # why a layer that asked for sparsity runs dense ("" where it runs LSH-sparse or asked for none)
+    dense_reason: str
+    precision: str  # what the spec asked for its products: fp32 | bf16 (products says what it got)
     lsh: LshPlan | None  # set when the layer runs LSH-sparse
     parameters: int
     parameter_bytes: int
@@ -424,17 +425,22 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
     )
 
 
-def _refuse_what_cannot_fit(model: ir.Model, layers: tuple[LayerPlan, ...], machine: Machine) -> None:
-    """The checker refuses weights and optimizer state beyond the machine's memory; the hash tables are only sized
-    here, and a real type of double doubles the rest, so the whole is checked again with them."""
+def _refuse_what_cannot_fit(model: ir.Model, layers: tuple[LayerPlan, ...], machine: Machine,
+                            real_bytes: int) -> None:
+    """The one memory check, where everything that grows with the model is sized: weights and optimizer state (in
+    the plan's scalar and moments), the batch's activations and gradients, and the LSH hash tables."""
     weights = sum(layer.parameter_bytes + layer.optimizer_bytes for layer in layers)
+    batch = model.train.batch_size * real_bytes * sum(ops.of_plan(layer).batch_values(layer) for layer in layers)
     tables = sum(layer.lsh.table_bytes for layer in layers if layer.lsh is not None)
-    if weights + tables > machine.memory_bytes:
+    if weights + batch + tables > machine.memory_bytes:
         gib = 2**30
+        largest = max(layers, key=lambda layer: layer.parameters)
         raise SpecErrors([SpecError(
-            model.span, f"model needs {(weights + tables) / gib:.1f} GiB for its weights, optimizer state and LSH "
-            f"hash tables ({tables / gib:.1f} GiB of tables), but this machine has {machine.memory_bytes / gib:.1f} "
-            "GiB of memory", hint="fewer or smaller layers, or a higher sparsity", source=model.source)])
+            model.span, f"model needs {(weights + batch + tables) / gib:.1f} GiB for its weights, optimizer state, "
+            f"batch buffers and LSH hash tables ({tables / gib:.1f} GiB of tables), but this machine has "
+            f"{machine.memory_bytes / gib:.1f} GiB of memory",
+            hint=f"fewer or smaller layers, or a higher sparsity: the largest layer is '{largest.name}' "
+                 f"({largest.parameters:,} parameters, line {largest.spec_line})", source=model.source)])
 
 
 def plan(model: ir.Model, machine: Machine, real_type: str = "float",
@@ -448,7 +454,7 @@ def plan(model: ir.Model, machine: Machine, real_type: str = "float",
                           threads=threads, measured=measured or {},
                           amx="amx_bf16" in machine.isa and real_type == "float")
     layers = tuple(ops.of(layer).plan(model, layer, context) for layer in model.layers)
-    _refuse_what_cannot_fit(model, layers, machine)
+    _refuse_what_cannot_fit(model, layers, machine, context.real_bytes)
     optimizer = model.optimizer
     return Plan(
         model_name=model.name, spec_path=model.path, spec_source=model.source, real_type=real_type,

@@ -657,13 +657,23 @@ static inline int bolt_data_check_row(const bolt_data_reader *reader, bolt_data_
     return BOLT_DATA_OK;
 }
 
-/* Scans (indptr == NULL) or fills one chunk. The fill pass re-checks every count against the scan's, so bytes
- * that changed in between (a file rewritten under a mapping) give BOLT_DATA_CHANGED, never a write out of bounds. */
+/* The arrays the fill pass writes (bolt_data_fill's); the scan has none. */
+typedef struct {
+    int64_t *indptr;
+    int32_t *indices;
+    float *values;
+    int64_t *label_indptr; /* NULL: labels are parsed and counted, not stored */
+    int32_t *label_ids;
+} bolt_data_arrays;
+
+/* Scans (out == NULL) or fills one chunk. The fill pass re-checks every count against the scan's, so bytes that
+ * changed in between (a file rewritten under a mapping) give BOLT_DATA_CHANGED, never a write out of bounds. */
 static inline void bolt_data_run_chunk(const char *data, int64_t size, bolt_data_chunk *chunk, int skip_bad_rows,
-                                       int64_t n_features, int64_t n_labels,
-                                       int64_t *indptr, int32_t *indices, float *values, int64_t *label_indptr,
-                                       int32_t *label_ids)
+                                       int64_t n_features, int64_t n_labels, const bolt_data_arrays *out)
 {
+    int64_t *indptr = out ? out->indptr : NULL, *label_indptr = out ? out->label_indptr : NULL;
+    int32_t *indices = out ? out->indices : NULL, *label_ids = out ? out->label_ids : NULL;
+    float *values = out ? out->values : NULL;
     bolt_data_reader r;
     memset(&r, 0, sizeof r);
     r.n_features = n_features;
@@ -792,8 +802,7 @@ static inline void bolt_data_run_chunk(const char *data, int64_t size, bolt_data
 /* Runs every chunk, in parallel where OpenMP is on, and copies the first chunk's error (in file order) into info:
  * an error in a later chunk is only reported when every line before it is clean, as a serial reader would. */
 static inline int bolt_data_run_chunks(const char *data, int64_t size, bolt_data_info *info, int64_t n_features,
-                                       int64_t n_labels, int64_t *indptr, int32_t *indices, float *values,
-                                       int64_t *label_indptr, int32_t *label_ids)
+                                       int64_t n_labels, const bolt_data_arrays *out)
 {
     const int32_t n_chunks = info->n_chunks;
 #ifdef _OPENMP
@@ -805,8 +814,7 @@ static inline int bolt_data_run_chunks(const char *data, int64_t size, bolt_data
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (n_chunks > 1)
 #endif
     for (int32_t c = 0; c < n_chunks; ++c)
-        bolt_data_run_chunk(data, size, &info->chunks[c], info->skip_bad_rows != 0, n_features, n_labels, indptr,
-                            indices, values, label_indptr, label_ids);
+        bolt_data_run_chunk(data, size, &info->chunks[c], info->skip_bad_rows != 0, n_features, n_labels, out);
     int64_t line = info->n_chunks > 0 ? info->chunks[0].first_line : 1;
     info->skipped_rows = info->first_skipped_line = 0;
     for (int32_t c = 0; c < n_chunks; ++c) {
@@ -984,7 +992,7 @@ int bolt_data_scan(const char *data, int64_t size, bolt_data_info *info)
     }
     info->n_chunks = n_chunks;
 
-    if (bolt_data_run_chunks(data, size, info, n_features, n_labels, NULL, NULL, NULL, NULL, NULL))
+    if (bolt_data_run_chunks(data, size, info, n_features, n_labels, NULL))
         return info->status;
 
     /* Prefix sums: where each chunk's output starts, and the first line number of each. */
@@ -1040,10 +1048,8 @@ int bolt_data_fill(const char *data, int64_t size, bolt_data_info *info, int64_t
     if (label_indptr != NULL)
         label_indptr[0] = 0;
     /* without label_indptr the labels are skipped: still parsed and counted, to cross-check the scan */
-    if (label_indptr == NULL)
-        label_ids = NULL;
-    return bolt_data_run_chunks(data, size, info, n_features, n_labels, indptr, indices, values, label_indptr,
-                                label_ids);
+    const bolt_data_arrays out = {indptr, indices, values, label_indptr, label_indptr ? label_ids : NULL};
+    return bolt_data_run_chunks(data, size, info, n_features, n_labels, &out);
 }
 
 #endif /* BOLT_DATA_H */

@@ -34,6 +34,37 @@ typedef struct {
     const void *functions;
 } bolt_hash_functions;
 
+/* A layer's hash tables, bound once by its generated code (templates/_lsh.j2 lsh_tables) and handed to every
+ * function that reads or writes them: for table t the neurons with key k are
+ * ids[t * stride + offsets[t][k] .. t * stride + offsets[t][k + 1]). */
+typedef struct {
+    int32_t neurons;      /* N: ids are 0 .. N - 1 */
+    int32_t tables;       /* L */
+    int32_t range;        /* keys per table */
+    int32_t cap;          /* ids a query reads from one bucket at most */
+    int32_t slack;        /* free slots after each bucket, for labels inserted once the tables freeze */
+    int64_t stride;       /* ids of one table: N + range * slack */
+    int32_t *offsets;     /* [tables][range + 1] */
+    int32_t *sizes;       /* [tables][range], each bucket's fill; NULL without slack */
+    int32_t *ids;         /* [tables][stride] */
+    const int32_t *order; /* [N]: a random permutation; buckets are filled, and top-ups drawn, in its order */
+} bolt_lsh_tables;
+
+/* One thread's scratch for choosing active sets. */
+typedef struct {
+    uint8_t *votes;      /* [N], one byte per neuron so a thread's share stays in cache; all zero between calls */
+    int32_t *candidates; /* [tables * cap] */
+} bolt_lsh_probe;
+
+/* What a sample takes before its bucket candidates: its labels, then the neurons every sample takes (the batch's
+ * labels in training, the heaviest rows in inference). */
+typedef struct {
+    const int32_t *labels;
+    int64_t n_labels;
+    const int32_t *common;
+    int32_t n_common;
+} bolt_lsh_first;
+
 #define BOLT_DWTA_BIN 8 /* coordinates per bin of a binned family: a bin hash is 3 bits */
 
 enum { BOLT_HASH_BLOCK = 16 }; /* rows hashed at once by a binned family's rebuild: one vector of floats */
@@ -154,14 +185,17 @@ static inline void bolt_binned_block_keys(int32_t rows, int32_t tables, int32_t 
         }                                                                                                           \
     }
 
-/* Rebuild step 2 for table t: counting sort of its neurons by key. keys is scratch [n], cursor scratch [range];
- * neurons are placed in the order of `order` (a permutation of 0..n-1) so capped buckets sample fairly. With
- * `slack` > 0 every bucket gets that many free slots after its neurons and `sizes` [range] its fill. */
-static inline void bolt_lsh_sort_table(int32_t n, int32_t range, int32_t slack, int32_t *restrict ids,
-                                       int32_t *restrict offsets, int32_t *restrict sizes,
-                                       const int32_t *restrict order, int32_t *restrict keys,
+/* Rebuild step 2 for table t, whose ids hold each neuron's key: counting sort of its neurons by key. keys is
+ * scratch [N], cursor scratch [range]; neurons are placed in the tables' order so capped buckets sample fairly.
+ * With slack, every bucket gets that many free slots after its neurons and its fill in sizes. */
+static inline void bolt_lsh_sort_table(const bolt_lsh_tables *lsh, int32_t t, int32_t *restrict keys,
                                        int32_t *restrict cursor)
 {
+    const int32_t n = lsh->neurons, range = lsh->range, slack = lsh->slack;
+    int32_t *restrict ids = lsh->ids + (size_t)t * lsh->stride;
+    int32_t *restrict offsets = lsh->offsets + (size_t)t * (range + 1);
+    int32_t *restrict sizes = slack > 0 ? lsh->sizes + (size_t)t * range : NULL;
+    const int32_t *restrict order = lsh->order;
     memcpy(keys, ids, (size_t)n * sizeof(int32_t));
     memset(offsets, 0, (size_t)(range + 1) * sizeof(int32_t));
     for (int32_t i = 0; i < n; ++i)
@@ -180,12 +214,15 @@ static inline void bolt_lsh_sort_table(int32_t n, int32_t range, int32_t slack, 
     }
 }
 
-/* Label insertion into frozen tables (BOLT's behaviour once rebuilds stop): `label` joins the bucket `key` of one
- * table unless it is there already, in a free slot while the bucket has one within the `cap` ids a query reads,
- * else in place of one of those ids, chosen by `salt` as a reservoir would. */
-static inline void bolt_lsh_insert(int32_t key, int32_t label, uint32_t salt, int32_t cap,
-                                   const int32_t *restrict offsets, int32_t *restrict sizes, int32_t *restrict ids)
+/* Label insertion into frozen tables (BOLT's behaviour once rebuilds stop): `label` joins the bucket `key` of table
+ * t unless it is there already, in a free slot while the bucket has one within the `cap` ids a query reads, else in
+ * place of one of those ids, chosen by `salt` as a reservoir would. */
+static inline void bolt_lsh_insert(const bolt_lsh_tables *lsh, int32_t t, int32_t key, int32_t label, uint32_t salt)
 {
+    const int32_t cap = lsh->cap;
+    const int32_t *restrict offsets = lsh->offsets + (size_t)t * (lsh->range + 1);
+    int32_t *restrict sizes = lsh->sizes + (size_t)t * lsh->range;
+    int32_t *restrict ids = lsh->ids + (size_t)t * lsh->stride;
     const int32_t begin = offsets[key], room = offsets[key + 1] - begin, size = sizes[key];
     for (int32_t p = begin; p < begin + size; ++p)
         if (ids[p] == label)
@@ -202,23 +239,24 @@ static inline void bolt_lsh_insert(int32_t key, int32_t label, uint32_t salt, in
 
 #define BOLT_LSH_TAKEN 255 /* votes[n] of a neuron already in the active set; 1 .. 254 count bucket hits */
 
-/* The active set of one sample, at most `active` distinct ids: its labels first, then the `common` neurons every
- * sample takes (the batch's labels in training, the heaviest rows in inference); then the neurons the probed buckets
- * return (at most `cap` ids from each bucket), ranked by how many tables returned them when there are
- * more than fit, since a neuron found in more tables collides with the query more often and so is more similar;
- * then, while there are fewer than `least`, neurons taken in `order` from a place chosen by `salt`. Returns the
- * number of ids chosen (`active` whenever `least` is).
- * votes [n] is one byte per neuron, so a thread's share stays in its cache; it must be all zero on entry and is all
- * zero again on return. candidates is scratch for tables * cap ids. A table's row of ids is `stride` long; `sizes`
- * (NULL for tables without slack) holds the fill of each bucket. */
-static inline int32_t bolt_lsh_select(int32_t active, int32_t least, int32_t n, int32_t tables, int32_t range,
-                                      int32_t cap,
-                                   int64_t stride, const int32_t *restrict keys, const int32_t *restrict offsets,
-                                   const int32_t *restrict sizes, const int32_t *restrict ids,
-                                   const int32_t *restrict order, const int32_t *restrict labels, int64_t n_labels,
-                                   const int32_t *restrict common, int32_t n_common, uint32_t salt,
-                                   uint8_t *restrict votes, int32_t *restrict candidates, int32_t *restrict chosen)
+/* The active set of one sample, at most `active` distinct ids: what it takes `first` (NULL: nothing); then the
+ * neurons the buckets of its `keys` return (at most `cap` ids from each), ranked by how many tables returned them
+ * when there are more than fit, since a neuron found in more tables collides with the query more often and so is
+ * more similar; then, while there are fewer than `least`, neurons taken in the tables' order from a place chosen by
+ * `salt`. Returns the number of ids chosen (`active` whenever `least` is). */
+static inline int32_t bolt_lsh_select(const bolt_lsh_tables *lsh, const int32_t *restrict keys,
+                                      const bolt_lsh_first *first, int32_t active, int32_t least, uint32_t salt,
+                                      const bolt_lsh_probe *probe, int32_t *restrict chosen)
 {
+    const int32_t n = lsh->neurons, range = lsh->range, cap = lsh->cap, tables = lsh->tables;
+    const int64_t stride = lsh->stride;
+    const int32_t *restrict offsets = lsh->offsets, *restrict sizes = lsh->sizes, *restrict ids = lsh->ids;
+    const int32_t *restrict order = lsh->order;
+    const int32_t *restrict labels = first ? first->labels : NULL, *restrict common = first ? first->common : NULL;
+    const int64_t n_labels = first ? first->n_labels : 0;
+    const int32_t n_common = first ? first->n_common : 0;
+    uint8_t *restrict votes = probe->votes;
+    int32_t *restrict candidates = probe->candidates;
     int32_t bounds[2 * tables]; /* the part of each table's bucket that is read */
     int32_t count = 0, n_candidates = 0;
     for (int64_t p = 0; p < n_labels + n_common && count < active; ++p) {
@@ -299,18 +337,28 @@ static inline int64_t bolt_count_part(int64_t n_entries, const int32_t *restrict
     return count;
 }
 
+/* A part's entries grouped by neuron (bolt_group_entries): group g is neuron groups[g], its entries are
+ * starts[g] .. starts[g+1]-1 of rows (the batch row of each) and coefs (its coefficient). */
+typedef struct {
+    int32_t *slot; /* [N], all zero for the part's neurons between calls */
+    int32_t *groups;
+    int32_t *starts;
+    int32_t *rows;
+    real_t *coefs;
+} bolt_entry_groups;
+
 /* Group by neuron the entries of a [rows][row_length] matrix of neuron ids whose neuron falls in part `part`, the
  * ids part << part_shift .. (part + 1) << part_shift (so that the part's share of `slot` stays in cache), for weight
- * updates that one thread per part can apply without races: groups lists the part's distinct neurons in increasing
- * id order, so their rows are visited in address order (faster than random order on every memory system); entries
- * of group g are starts[g] .. starts[g+1]-1 of entry_rows (the batch row of each) and entry_coefs (its
- * coefficient), in batch order. slot [n] must be all zero for the part's neurons on entry and is so again on
- * return. Returns the number of groups. */
+ * updates that one thread per part can apply without races: the part's distinct neurons in increasing id order, so
+ * their rows are visited in address order (faster than random order on every memory system), each with its entries
+ * in batch order. Returns the number of groups. */
 static inline int32_t bolt_group_entries(int32_t rows, int32_t row_length, int32_t n, const int32_t *restrict neuron,
                                          const real_t *restrict coef, int32_t part_shift, int32_t part,
-                                         int32_t *restrict slot, int32_t *restrict groups, int32_t *restrict starts,
-                                         int32_t *restrict entry_rows, real_t *restrict entry_coefs)
+                                         const bolt_entry_groups *out)
 {
+    int32_t *restrict slot = out->slot, *restrict groups = out->groups, *restrict starts = out->starts;
+    int32_t *restrict entry_rows = out->rows;
+    real_t *restrict entry_coefs = out->coefs;
     const int64_t n_entries = (int64_t)rows * row_length;
     for (int64_t e = 0; e < n_entries; ++e) /* count each neuron's entries */
         if (neuron[e] >> part_shift == part)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import boltc
+from boltc import ops
 from boltc.data import read_xmc, take_rows
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "amazon"
@@ -34,7 +35,8 @@ VARIANTS = {"dense hidden": "", "sparse hidden 5%": ", sparsity=0.05"}
 
 def run(name: str, spec: Path, train, test, epochs: int) -> list[tuple[int, float, float]]:
     model = boltc.load(spec, tune=False)
-    print(f"{name}: {model.plan.layers[0].kernel} - {model.plan.layers[0].sparsity_note or 'dense'}", flush=True)
+    layer = model.plan.layers[0]
+    print(f"{name}: {layer.kernel} - {ops.of_plan(layer).describe(model.plan, layer)[1] or 'dense'}", flush=True)
     seconds, rows = 0.0, []
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()

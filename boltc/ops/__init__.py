@@ -41,11 +41,15 @@ class LayerOp:
         """Trained values of the layer (0: it has none, and gradient flowing into it only passes through)."""
         return 0
 
-    def batch_values(self, layer: Any, inputs: tuple[ir.Input, ...]) -> int:
+    def batch_values(self, layer: LayerPlan) -> int:
         """Values per batch row its buffers keep: its outputs and their gradients, and any copies of its inputs."""
-        return 2 * layer.dim
+        return 2 * layer.out_dim
 
     def plan(self, model: ir.Model, layer: Any, context: PlanContext) -> LayerPlan:
+        raise NotImplementedError
+
+    def describe(self, plan: Plan, layer: LayerPlan) -> tuple[str, str]:
+        """For explain: the kernel the plan chose, in words, and a note on its sparsity ("" where none applies)."""
         raise NotImplementedError
 
     def emit(self, plan: Plan, layer: LayerPlan, buffers: Any, base: dict, slots_of: dict[int, dict]) -> dict:

@@ -49,11 +49,13 @@ class Add(LayerOp):
             out_dim=layer.dim, activation="linear", bias=False,
             sources=tuple(SourcePlan(False, ref.index, layer.dim, 0) for ref in layer.sources),
             needs_input_gradient=any(carries_gradient(model, ref) for ref in layer.sources), kernel="sum",
-            kernel_note="sources summed element-wise; the gradient passed to each whole", weight_layout="none",
-            column_tile=0, input_tile=0, transposed_backward=False, sparsity_requested=None, sparsity_origin="none",
-            sparsity_note="", lsh=None, parameters=0, parameter_bytes=0, optimizer_bytes=0,
-            flops_forward=layer.dim * (len(layer.sources) - 1), flops_backward=0,
+            weight_layout="none", column_tile=0, input_tile=0, transposed_backward=False, sparsity_requested=None,
+            sparsity_origin="none", dense_reason="", precision="fp32", lsh=None, parameters=0, parameter_bytes=0,
+            optimizer_bytes=0, flops_forward=layer.dim * (len(layer.sources) - 1), flops_backward=0,
         )
+
+    def describe(self, plan: Plan, layer: LayerPlan) -> tuple[str, str]:
+        return "sources summed element-wise; the gradient passed to each whole", ""
 
     def emit(self, plan: Plan, layer: LayerPlan, buffers, base: dict, slots_of: dict[int, dict]) -> dict:
         base["slot_act"] = buffers.add(layer, "act", (plan.batch_size, layer.out_dim), "scratch")

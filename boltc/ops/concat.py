@@ -34,11 +34,13 @@ class Concat(LayerOp):
             index=layer.index, name=layer.name, op="concat", spec_line=layer.span.line, in_dim=layer.dim,
             out_dim=layer.dim, activation="linear", bias=False, sources=tuple(sources),
             needs_input_gradient=any(carries_gradient(model, ir.NodeRef(s.is_input, s.index)) for s in sources),
-            kernel="copy",
-            kernel_note="copy sources side by side", weight_layout="none", column_tile=0, input_tile=0,
-            transposed_backward=False, sparsity_requested=None, sparsity_origin="none", sparsity_note="", lsh=None,
+            kernel="copy", weight_layout="none", column_tile=0, input_tile=0, transposed_backward=False,
+            sparsity_requested=None, sparsity_origin="none", dense_reason="", precision="fp32", lsh=None,
             parameters=0, parameter_bytes=0, optimizer_bytes=0, flops_forward=0, flops_backward=0,
         )
+
+    def describe(self, plan: Plan, layer: LayerPlan) -> tuple[str, str]:
+        return "copy sources side by side", ""
 
     def emit(self, plan: Plan, layer: LayerPlan, buffers, base: dict, slots_of: dict[int, dict]) -> dict:
         base["slot_act"] = buffers.add(layer, "act", (plan.batch_size, layer.out_dim), "scratch")

@@ -11,8 +11,8 @@ from boltc.emit import ACTIVATIONS, DERIVATIVES, banner, c_comment
 from boltc.hashing import FAMILIES
 from boltc.hashing import family as hash_family
 from boltc.ops import LayerOp
-from boltc.plan import (BF16_BYTES, COLUMN_TILE, TRANSPOSED_BACKWARD_BELOW, LayerPlan, LshPlan, Plan, PlanContext,
-                        SourcePlan, auto_sparsity, carries_gradient, lsh_plan)
+from boltc.plan import (BF16_BYTES, COLUMN_TILE, TRANSPOSED_BACKWARD_BELOW, LayerPlan, Plan, PlanContext, SourcePlan,
+                        auto_sparsity, carries_gradient, lsh_plan)
 
 DENSE_ARGS = ("input", "units")
 DENSE_OPTIONS = ("activation", "sparsity", "bias", "sampling", "precision")
@@ -49,18 +49,32 @@ class Dense(LayerOp):
     def parameters(self, layer: ir.DenseLayer) -> int:
         return (layer.in_dim + int(layer.bias)) * layer.units
 
-    def batch_values(self, layer: ir.DenseLayer, inputs) -> int:
-        # a layer fed by a dense input keeps a copy of the batch's rows besides its outputs and their gradients
-        reads_dense = layer.source.is_input and inputs[layer.source.index].kind is ir.InputKind.DENSE
-        return 2 * layer.units + (layer.in_dim if reads_dense else 0)
+    def batch_values(self, layer: LayerPlan) -> int:
+        lsh = layer.lsh
+        if layer.kernel == "sparse":  # logits and their gradients at the active width only
+            return 2 * max(lsh.inference_active, lsh.shared_active if lsh.active_sets == "batch" else lsh.active)
+        # a layer hashing or multiplying a dense input keeps a copy of the batch's rows; a sparse hidden layer keeps
+        # its active units' values and gradients besides its full-width outputs and theirs
+        copies_input = layer.kernel in ("blocked", "sparse_hidden") and layer.sources[0].is_input
+        return 2 * layer.out_dim + (layer.in_dim if copies_input else 0) + (2 * lsh.active if lsh else 0)
 
     def plan(self, model: ir.Model, layer: ir.DenseLayer, context: PlanContext) -> LayerPlan:
         requested, origin = _requested_sparsity(layer)
         reason = _sparse_reason(model, layer) if requested is not None else ""
         if requested is not None and not reason:
             return _sparse_plan(model, layer, context, requested, origin)
-        note = f"runs dense: sparsity {requested:g} was asked for ({origin}), but {reason}" if reason else ""
-        return _dense_plan(model, layer, context, requested, origin, note)
+        return _dense_plan(model, layer, context, requested, origin, reason)
+
+    def describe(self, plan: Plan, layer: LayerPlan) -> tuple[str, str]:
+        lsh = layer.lsh
+        if lsh is None:
+            return _dense_kernel_note(plan, layer), (
+                f"runs dense: sparsity {layer.sparsity_requested:g} was asked for ({layer.sparsity_origin}), but "
+                f"{layer.dense_reason}" if layer.dense_reason else "")
+        key_flops = hash_family(lsh.family).key_flops(lsh.bins, layer.in_dim)
+        if layer.emits_active_units:
+            return _hidden_kernel_note(plan, layer), _hidden_note(layer, key_flops)
+        return _sparse_kernel_note(plan, layer), _lsh_note(layer, key_flops)
 
     def emit(self, plan: Plan, layer: LayerPlan, buffers, base: dict, slots_of: dict[int, dict]) -> dict:
         if layer.kernel == "sparse":
@@ -180,8 +194,9 @@ def _requested_sparsity(layer: ir.DenseLayer) -> tuple[float | None, str]:
     return layer.sparsity.fraction, "spec" if layer.sparsity.fraction is not None else "none"
 
 
-def _lsh_note(layer: ir.DenseLayer, lsh: LshPlan, requested: float, origin: str, key_flops: int) -> str:
-    """The sparse plan in words, for explain."""
+def _lsh_note(layer: LayerPlan, key_flops: int) -> str:
+    """A sparse output's plan in words."""
+    lsh, units, requested, origin = layer.lsh, layer.out_dim, layer.sparsity_requested, layer.sparsity_origin
     if lsh.active_sets == "batch":
         picked = (f"each row's best {lsh.row_candidates} LSH candidates in turns, then random"
                   if lsh.row_candidates else "random: training hashes nothing")
@@ -190,7 +205,7 @@ def _lsh_note(layer: ir.DenseLayer, lsh: LshPlan, requested: float, origin: str,
     else:
         training = (f"in training the row's labels, up to {lsh.batch_negatives} of the batch's labels, "
                     "then LSH candidates")
-    return (f"LSH-sparse: {lsh.active} of {layer.units} neurons per sample (sparsity {requested:g}, "
+    return (f"LSH-sparse: {lsh.active} of {units} neurons per sample (sparsity {requested:g}, "
             f"{origin}; {training}); {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, "
             f"bucket cap {lsh.bucket_cap}, {lsh.functions}, tables {lsh.table_bytes / 2**20:.1f} MiB; "
             + (f"rebuild after {lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}, new "
@@ -203,11 +218,22 @@ def _lsh_note(layer: ir.DenseLayer, lsh: LshPlan, requested: float, origin: str,
             "product per batch, then LSH candidates); "
             + (f"update in {lsh.update_parts} parts of {2 ** lsh.update_part_shift} neurons; "
                if lsh.active_sets == "row" else "") + "forward FLOP/sample "
-            f"{2 * layer.in_dim * lsh.active + key_flops:,} vs {2 * layer.in_dim * layer.units:,} dense "
-            f"[{lsh.origin}]")
+            f"{2 * layer.in_dim * lsh.active + key_flops:,} vs {2 * layer.in_dim * units:,} dense [{lsh.origin}]")
 
 
-def _sparse_kernel_note(model: ir.Model, layer: ir.DenseLayer, lsh: LshPlan, products: str, real_bytes: int) -> str:
+def _dense_kernel_note(plan: Plan, layer: LayerPlan) -> str:
+    if layer.kernel == "blocked":
+        return ("register-blocked matrix kernels over the batch (tiles of rows x columns); weight gradient summed per "
+                "input row and applied at once")
+    if layer.sources[0].is_input:
+        return ("sparse input: each present feature adds its weight row (accumulated in registers); only the rows of "
+                "features in the batch are updated (lazy)")
+    return (f"reads only the active units of sparse layer '{plan.layers[layer.sources[0].index].name}': each adds "
+            "its weight row; only their rows are updated (lazy), and only their gradients passed back")
+
+
+def _sparse_kernel_note(plan: Plan, layer: LayerPlan) -> str:
+    lsh, products = layer.lsh, layer.products
     if products == "bf16":
         multiplied = ("in bf16 on AMX tiles, summed in fp32 (precision=bf16; by the register-blocked fp32 kernels "
                       "where Linux refuses the process its tile state)")
@@ -215,20 +241,20 @@ def _sparse_kernel_note(model: ir.Model, layer: ir.DenseLayer, lsh: LshPlan, pro
         multiplied = "by the register-blocked dense kernels"
     if layer.precision == "bf16" and products == "fp32":
         precision_note = ("; products in fp32: precision=bf16 asks for AMX tiles, which this machine has not"
-                          if real_bytes == 4 else "; products in double: precision=bf16 needs a float scalar")
+                          if plan.real_type == "float" else "; products in double: precision=bf16 needs a float scalar")
     else:
         precision_note = ""
     return (f"LSH-sparse output: {lsh.family.upper()} keys of the input, capped CSR buckets; "
             + ("in training one active set per batch, its weight rows gathered once and multiplied "
                + multiplied if lsh.active_sets == "batch" else
                "labels first, topped up to a fixed active count per row")
-            + f"; only touched neuron rows updated (lazy {model.optimizer.kind.value})"
+            + f"; only touched neuron rows updated (lazy {plan.optimizer})"
             + precision_note)
 
 
-def _hidden_kernel_note(model: ir.Model, lsh: LshPlan, gathers: bool) -> str:
-    lazy = f"(lazy {model.optimizer.kind.value})"
-    if gathers:
+def _hidden_kernel_note(plan: Plan, layer: LayerPlan) -> str:
+    lsh, lazy = layer.lsh, f"(lazy {plan.optimizer})"
+    if not layer.neuron_rows:
         return (f"LSH-sparse hidden over a sparse input: {lsh.family.upper()} keys of each row's features (placed in "
                 "a zeroed vector), capped CSR buckets; each present feature adds its weight row's entries at the "
                 "row's active neurons; consumers read only the active units; only the rows of features in the batch "
@@ -238,17 +264,17 @@ def _hidden_kernel_note(model: ir.Model, lsh: LshPlan, gathers: bool) -> str:
             + lazy)
 
 
-def _hidden_note(layer: ir.DenseLayer, lsh: LshPlan, requested: float, origin: str, key_flops: int,
-                 gathers: bool) -> str:
-    """A sparse hidden layer's plan in words, for explain."""
-    update = ("update of the rows of the features in the batch" if gathers else
+def _hidden_note(layer: LayerPlan, key_flops: int) -> str:
+    """A sparse hidden layer's plan in words."""
+    lsh, units, requested, origin = layer.lsh, layer.out_dim, layer.sparsity_requested, layer.sparsity_origin
+    update = ("update of the rows of the features in the batch" if not layer.neuron_rows else
               f"update in {lsh.update_parts} parts of {2 ** lsh.update_part_shift} neurons")
-    return (f"LSH-sparse hidden layer: {lsh.active} of {layer.units} neurons per sample in training and inference "
+    return (f"LSH-sparse hidden layer: {lsh.active} of {units} neurons per sample in training and inference "
             f"(sparsity {requested:g}, {origin}; the LSH candidates of its input, topped up at random), the rest "
             f"0; {lsh.family.upper()} K={lsh.hashes}, L={lsh.tables}, range {lsh.range}, bucket cap "
             f"{lsh.bucket_cap}, {lsh.functions}, tables {lsh.table_bytes / 2**20:.1f} MiB; rebuild after "
             f"{lsh.rebuild_first} batches, then periods x{lsh.rebuild_growth:g}; {update}; forward FLOP/sample "
-            f"{2 * layer.in_dim * lsh.active + key_flops:,} vs {2 * layer.in_dim * layer.units:,} dense [{lsh.origin}]")
+            f"{2 * layer.in_dim * lsh.active + key_flops:,} vs {2 * layer.in_dim * units:,} dense [{lsh.origin}]")
 
 
 def _sparse_plan(model: ir.Model, layer: ir.DenseLayer, context: PlanContext, requested: float,
@@ -263,22 +289,16 @@ def _sparse_plan(model: ir.Model, layer: ir.DenseLayer, context: PlanContext, re
     active_matmul = 2 * layer.in_dim * lsh.active
     products = "bf16" if layer.precision == "bf16" and context.amx and lsh.active_sets == "batch" else "fp32"
     gathers = hidden and _reads_sparse_input(model, layer)  # input-major weights, a row per feature
-    if hidden:
-        kernel_note = _hidden_kernel_note(model, lsh, gathers)
-        note = _hidden_note(layer, lsh, requested, origin, key_flops, gathers)
-    else:
-        kernel_note = _sparse_kernel_note(model, layer, lsh, products, real_bytes)
-        note = _lsh_note(layer, lsh, requested, origin, key_flops)
     return LayerPlan(
         index=layer.index, name=layer.name, op="fc", spec_line=layer.span.line, in_dim=layer.in_dim,
         out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
         sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
         needs_input_gradient=needs_input_gradient,
-        kernel="sparse_gather" if gathers else "sparse_hidden" if hidden else "sparse", kernel_note=kernel_note,
+        kernel="sparse_gather" if gathers else "sparse_hidden" if hidden else "sparse",
         weight_layout="input-major [in][out]" if gathers else "output-major [out][in]",
         column_tile=min(layer.units, COLUMN_TILE),
         input_tile=min(layer.in_dim, COLUMN_TILE), transposed_backward=False, sparsity_requested=requested,
-        sparsity_origin=origin, sparsity_note=note, lsh=lsh,
+        sparsity_origin=origin, dense_reason="", precision=layer.precision, lsh=lsh,
         parameters=parameters, parameter_bytes=parameters * real_bytes,
         optimizer_bytes=context.optimizer_copies * (
             layer.in_dim * layer.units * (BF16_BYTES if model.optimizer.moments == "bf16" and not gathers
@@ -290,32 +310,23 @@ def _sparse_plan(model: ir.Model, layer: ir.DenseLayer, context: PlanContext, re
 
 
 def _dense_plan(model: ir.Model, layer: ir.DenseLayer, context: PlanContext, requested: float | None, origin: str,
-                note: str) -> LayerPlan:
+                dense_reason: str) -> LayerPlan:
     source, real_bytes = layer.source, context.real_bytes
     needs_input_gradient = carries_gradient(model, source)
     parameters = layer.in_dim * layer.units + (layer.units if layer.bias else 0)
     matmul = 2 * layer.in_dim * layer.units
-    if source.is_input and model.inputs[source.index].kind is ir.InputKind.SPARSE:
-        kernel, kernel_note = "gather", ("sparse input: each present feature adds its weight row (accumulated in "
-                                         "registers); only the rows of features in the batch are updated (lazy)")
-    elif _sparse_hidden(model, source) and context.real_bytes == 4:
-        name = model.layers[source.index].name
-        kernel, kernel_note = "gather", (f"reads only the active units of sparse layer '{name}': each adds its "
-                                         "weight row; only their rows are updated (lazy), and only their gradients "
-                                         "passed back")
-    else:
-        kernel, kernel_note = "blocked", ("register-blocked matrix kernels over the batch (tiles of rows x columns); "
-                                          "weight gradient summed per input row and applied at once")
+    reads_active_units = _sparse_hidden(model, source) and context.real_bytes == 4
+    kernel = "gather" if _reads_sparse_input(model, layer) or reads_active_units else "blocked"
     return LayerPlan(
         index=layer.index, name=layer.name, op="fc", spec_line=layer.span.line, in_dim=layer.in_dim,
         out_dim=layer.units, activation=layer.activation.value, bias=layer.bias,
         sources=(SourcePlan(source.is_input, source.index, layer.in_dim, 0),),
-        needs_input_gradient=needs_input_gradient, kernel=kernel, kernel_note=kernel_note,
+        needs_input_gradient=needs_input_gradient, kernel=kernel,
         weight_layout="input-major [in][out]", column_tile=min(layer.units, COLUMN_TILE),
         input_tile=min(layer.in_dim, COLUMN_TILE),
         transposed_backward=needs_input_gradient and kernel != "gather" and layer.units < TRANSPOSED_BACKWARD_BELOW,
-        sparsity_requested=requested, sparsity_origin=origin,
-        sparsity_note=note, lsh=None, parameters=parameters, parameter_bytes=parameters * real_bytes,
+        sparsity_requested=requested, sparsity_origin=origin, dense_reason=dense_reason, precision=layer.precision,
+        lsh=None, parameters=parameters, parameter_bytes=parameters * real_bytes,
         optimizer_bytes=parameters * real_bytes * context.optimizer_copies,
         flops_forward=matmul + (layer.units if layer.bias else 0),
         flops_backward=matmul * (2 if needs_input_gradient else 1) + (layer.units if layer.bias else 0),
@@ -522,7 +533,7 @@ def _bf16_buffers(layer: LayerPlan, batch: int, add) -> dict:
 
 
 TEMPLATES = {"sparse": "fc_sparse.c.j2", "sparse_hidden": "fc_sparse_hidden.c.j2",
-             "sparse_gather": "fc_sparse_gather.c.j2"}  # else fc.c.j2
+             "sparse_gather": "fc_sparse_hidden.c.j2"}  # else fc.c.j2
 
 
 def _fc_context(plan: Plan, layer: LayerPlan, base: dict, slots_of: dict[int, dict]) -> dict:

@@ -21,9 +21,9 @@ model m {
 """
 
 
-def errors_of(text: str, memory_bytes: int | None = None) -> list[tuple[int, int, str]]:
+def errors_of(text: str) -> list[tuple[int, int, str]]:
     with pytest.raises(SpecErrors) as caught:
-        check(parse(text, "m.bolt"), memory_bytes=memory_bytes)
+        check(parse(text, "m.bolt"))
     return [(e.span.line, e.span.column, e.message) for e in caught.value.errors]
 
 
@@ -254,26 +254,6 @@ def test_three_mistakes_are_all_reported_in_order():
     assert lines == [(4, "unknown metric 'acuracy'; expected accuracy, loss, precision@k or recall@k"),
                      (5, "seed must be between 0 and 9223372036854775807, got -1"),
                      (6, "layer 'o' has 5 units but target 'y' has 4 classes")]
-
-
-def test_model_too_big_for_memory_says_how_much():
-    text = with_body("    o = dense(x, 4, activation=softmax)\n    loss cross_entropy(o, y)\n")
-    assert errors_of(text, memory_bytes=100) == [
-        (1, 7, "model needs 0.0 GiB for its weights, optimizer state and batch buffers, but this machine has 0.0 GiB "
-               "of memory")]
-    huge = """\
-model big {
-    input  x: sparse[2000000]
-    target y: classes[100000]
-    h = dense(x, 4096, activation=relu)
-    o = dense(h, 100000, activation=softmax)
-    loss cross_entropy(o, y)
-}
-"""
-    [(line, column, message)] = errors_of(huge, memory_bytes=24 * 2**30)
-    # (2,000,001 x 4096 + 4097 x 100,000) parameters x 12 bytes + 256 rows x 2 x (4096 + 100,000) x 4 bytes
-    assert message == ("model needs 96.3 GiB for its weights, optimizer state and batch buffers, but this machine "
-                       "has 24.0 GiB of memory")
 
 
 def test_rendered_error_shows_caret_and_hint():

@@ -39,7 +39,7 @@ TOKENS = ["model", "input", "target", "dense", "sparse", "classes", "multilabel"
 
 def outcome(text: str) -> None:
     try:
-        model = check(parse(text, "fuzz.bolt"), memory_bytes=2**34)
+        model = check(parse(text, "fuzz.bolt"))
     except SpecSyntaxError as error:
         assert error.span.line >= 1 and error.span.column >= 1
     except SpecErrors as errors:

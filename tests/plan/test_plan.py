@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from boltc import ops
 from boltc.check import check
 from boltc.diagnostics import SpecErrors
 from boltc.machine import probe
@@ -17,6 +18,11 @@ from boltc.plan import auto_sparsity, plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spec_examples import FASHION  # noqa: E402  (the first issue's example)
+
+
+def notes_of(planned, layer) -> tuple[str, str]:
+    """What explain says of a layer: its kernel in words and its sparsity note."""
+    return ops.of_plan(layer).describe(planned, layer)
 
 
 def plan_of(text: str, **machine_changes):
@@ -66,7 +72,7 @@ def test_sparse_output_gets_bolts_lsh_configuration():
     assert lsh.functions == "820 bins of 8 coordinates from 26 permutations"  # ceil(820 * 8 / 256)
     assert lsh.table_bytes == 4 * 164 * (670091 + 2**15 + 1)
     assert scores.flops_forward == 2 * 256 * 3351 + 820 * 8
-    assert scores.sparsity_note.startswith("LSH-sparse: 3351 of 670091 neurons per sample (sparsity 0.005, spec;")
+    assert notes_of(p, scores)[1].startswith("LSH-sparse: 3351 of 670091 neurons per sample (sparsity 0.005, spec;")
     # sparse inference: 3% of the rows (20,103, in whole vectors of 16) always, then 2 x 3,351 LSH candidates
     assert lsh.batch_negatives == 837 and lsh.heavy == 20112 and lsh.inference_active == 6702 + 20112
 
@@ -100,7 +106,7 @@ def test_a_sparse_hidden_layer_hashes_a_dense_input_and_its_reader_takes_only_th
     lsh = hidden.lsh  # BOLT's formula at sparsity 0.1, per-row sets, no heavy rows or label slots
     assert (lsh.active, lsh.hashes, lsh.tables, lsh.active_sets, lsh.heavy, lsh.insert_slack) == \
         (100, 3, 51, "row", 0, 0)
-    assert hidden.sparsity_note.startswith("LSH-sparse hidden layer: 100 of 1000 neurons per sample in training "
+    assert notes_of(p, hidden)[1].startswith("LSH-sparse hidden layer: 100 of 1000 neurons per sample in training "
                                            "and inference (sparsity 0.1, auto;")
     assert scores.kernel == "gather" and not scores.transposed_backward and scores.needs_input_gradient
 
@@ -113,7 +119,7 @@ def test_a_sparse_hidden_layer_on_a_sparse_input_keeps_a_row_per_feature():
     assert hidden.kernel == "sparse_gather" and hidden.weight_layout == "input-major [in][out]"
     assert hidden.gathers_input_rows and hidden.emits_active_units and not hidden.neuron_rows
     assert (hidden.lsh.active, hidden.lsh.active_sets) == (100, "row")
-    assert hidden.sparsity_note.startswith("LSH-sparse hidden layer: 100 of 1000 neurons per sample in training "
+    assert notes_of(p, hidden)[1].startswith("LSH-sparse hidden layer: 100 of 1000 neurons per sample in training "
                                            "and inference (sparsity 0.1, auto;")
     assert scores.kernel == "gather" and scores.needs_input_gradient
 
@@ -125,7 +131,7 @@ def test_sparsity_where_lsh_does_not_apply_runs_dense_and_says_so():
     scores = p.layers[0]
     assert scores.lsh is None and scores.kernel == "blocked"
     assert scores.sparsity_requested == 0.1 and scores.sparsity_origin == "auto"
-    assert scores.sparsity_note == ("runs dense: sparsity 0.1 was asked for (auto), but an LSH-sparse layer hashes "
+    assert notes_of(p, scores)[1] == ("runs dense: sparsity 0.1 was asked for (auto), but an LSH-sparse layer hashes "
                                     "a layer's activations; put a hidden layer before it")
 
 
@@ -136,19 +142,44 @@ def test_plan_json_round_trips():
     assert "spec_source" not in data
 
 
-def test_hash_tables_count_in_the_memory_a_model_needs():
+def test_hash_tables_and_batch_buffers_count_in_the_memory_a_model_needs():
     wide = (FASHION.replace("activation=softmax)", "activation=softmax, sparsity=0.005)")
             .replace("classes[10]", "classes[670091]").replace("(hidden, 10,", "(hidden, 670091,"))
-    # (784 x 256 + 256 + 256 x 670,091 + 670,091) parameters x 12 bytes (weights and Adam's two moments), and
-    # 4 x 164 x (670,091 + 2^15 + 1) bytes of tables (BOLT-NOTES.md's worked example, as above)
+    # (784 x 256 + 256 + 256 x 670,091 + 670,091) parameters x 12 bytes (weights and Adam's two moments),
+    # 4 x 164 x (670,091 + 2^15 + 1) bytes of tables (BOLT-NOTES.md's worked example, as above), and 256 rows x 4 bytes
+    # of the hidden layer's input copy, outputs and gradients (784 + 2 x 256) and of the sparse layer's logits and
+    # their gradients at its widest active set (2 x 26,814 in inference: 20,112 heavy rows and room for candidates)
     weights, tables = (200_960 + 172_213_387) * 12, 4 * 164 * (670091 + 2**15 + 1)
-    assert plan_of(wide, memory_bytes=weights + tables).layers[1].lsh.table_bytes == tables
+    wide_plan = plan_of(wide, memory_bytes=10**12)
+    assert wide_plan.layers[1].lsh.table_bytes == tables and wide_plan.layers[1].lsh.inference_active == 26814
+    batch = 256 * 4 * (784 + 2 * 256 + 2 * 26814)
+    assert plan_of(wide, memory_bytes=weights + tables + batch) is not None
     with pytest.raises(SpecErrors) as caught:
-        plan_of(wide, memory_bytes=weights)  # room for the weights, none for the tables
+        plan_of(wide, memory_bytes=weights + tables + batch - 1)
     [error] = caught.value.errors
     assert (error.span.line, error.span.column) == (2, 7)
-    assert error.message == ("model needs 2.4 GiB for its weights, optimizer state and LSH hash tables (0.4 GiB of "
-                             "tables), but this machine has 1.9 GiB of memory")
+    assert error.message == ("model needs 2.4 GiB for its weights, optimizer state, batch buffers and LSH hash tables "
+                             "(0.4 GiB of tables), but this machine has 2.4 GiB of memory")
+    assert error.hint == ("fewer or smaller layers, or a higher sparsity: the largest layer is 'scores' (172,213,387 "
+                          "parameters, line 7)")
+
+
+def test_a_model_too_big_for_memory_says_how_much():
+    huge = """\
+model big {
+    input  x: sparse[2000000]
+    target y: classes[100000]
+    h = dense(x, 4096, activation=relu)
+    o = dense(h, 100000, activation=softmax)
+    loss cross_entropy(o, y)
+}
+"""
+    with pytest.raises(SpecErrors) as caught:
+        plan_of(huge, memory_bytes=24 * 2**30)
+    [error] = caught.value.errors
+    # (2,000,001 x 4096 + 4097 x 100,000) parameters x 12 bytes + 256 rows x 2 x (4096 + 100,000) x 4 bytes
+    assert error.message == ("model needs 96.3 GiB for its weights, optimizer state, batch buffers and LSH hash "
+                             "tables (0.0 GiB of tables), but this machine has 24.0 GiB of memory")
 
 
 @pytest.mark.parametrize("isa, real_type, products, note", [
@@ -163,7 +194,8 @@ def test_bf16_products_where_the_machine_has_amx_tiles_and_the_scalar_is_float(i
     text = (FASHION.replace("activation=softmax)", "activation=softmax, sparsity=0.05, precision=bf16)")
             .replace("classes[10]", "classes[1000]").replace("(hidden, 10,", "(hidden, 1000,"))
     machine = dataclasses.replace(probe(), isa=isa)
-    output = plan(check(parse(text, "f.bolt")), machine, real_type=real_type).layers[1]
+    planned = plan(check(parse(text, "f.bolt")), machine, real_type=real_type)
+    output = planned.layers[1]
     assert output.lsh.active_sets == "batch" and output.products == products
-    assert output.kernel_note.endswith(note)
+    assert notes_of(planned, output)[0].endswith(note)
     assert plan_of(text.replace(", precision=bf16", "")).layers[1].products == "fp32"
