@@ -27,16 +27,42 @@
 #define BOLT_GRAD_BLOCK BOLT_ROW_BLOCK /* weight rows per tile of the weight gradient: the same micro-kernel */
 #define BOLT_GATHER_BLOCK 8 /* vectors of one output row accumulated at once in the sparse kernels */
 
+/* The left operand of the micro-kernel: A(m, k) = data[m * row + k * step], so one kernel serves X W (rows of X:
+ * row = ldx, step = 1) and the weight gradient X^T dZ (columns of X: row = 1, step = K). */
+typedef struct {
+    const real_t *data;
+    int32_t row;
+    int32_t step;
+} bolt_strided;
+
+/* Where the micro-kernel's sums go, rows `ld` apart, and what they start from: S(m, columns) = start[m * start_row
+ * + columns], or zero when start is NULL. The sums themselves (start = data, start_row = ld) accumulate, and a bias
+ * row (start_row = 0) starts every row from the bias, in registers, with no pass over the sums before the product. */
+typedef struct {
+    real_t *data;
+    int32_t ld;
+    const real_t *start;
+    int32_t start_row;
+} bolt_sums;
+
+/* The sums of `out` moved `columns` to the right and `rows` down. */
+static BOLT_ALWAYS_INLINE bolt_sums bolt_sums_at(bolt_sums out, int32_t rows, int32_t columns)
+{
+    const real_t *start = out.start ? out.start + (size_t)rows * out.start_row + columns : NULL;
+    return (bolt_sums){out.data + (size_t)rows * out.ld + columns, out.ld, start, out.start_row};
+}
+
 /* The one register-blocked micro-kernel: C[m][columns] = S(m, columns) + the sum over k < depth of A(m, k) *
  * B[k][columns], for m < mr and nv vectors of columns, the last holding `tail` lanes (tail == BOLT_LANES for a full
- * tile). A(m, k) = A[m * a_row + k * a_step], so one kernel serves X W (rows of X) and the weight gradient X^T dZ
- * (columns of X); B and C have row strides ldb and ldc. The sums start from S(m, columns) = start[m * start_row +
- * columns], or from zero when start is NULL: C itself (start_row = ldc) accumulates, and a bias row (start_row = 0)
- * starts every row from the bias, in registers, with no pass over C before the product. */
-static BOLT_ALWAYS_INLINE void bolt_tile(int32_t mr, int32_t nv, int32_t tail, int32_t depth, const real_t *restrict A,
-                                         int32_t a_row, int32_t a_step, const real_t *restrict B, int32_t ldb,
-                                         real_t *C, int32_t ldc, const real_t *start, int32_t start_row)
+ * tile); B has row stride ldb. */
+static BOLT_ALWAYS_INLINE void bolt_tile(int32_t mr, int32_t nv, int32_t tail, int32_t depth, bolt_strided left,
+                                         const real_t *restrict B, int32_t ldb, bolt_sums out)
 {
+    const real_t *restrict A = left.data;
+    const int32_t a_row = left.row, a_step = left.step;
+    real_t *C = out.data;
+    const int32_t ldc = out.ld, start_row = out.start_row;
+    const real_t *start = out.start;
     bolt_vec acc[BOLT_ROW_BLOCK][BOLT_TILE_VECTORS];
     for (int32_t m = 0; m < mr; ++m)
         for (int32_t v = 0; v < nv; ++v) {
@@ -69,45 +95,38 @@ static BOLT_ALWAYS_INLINE void bolt_tile(int32_t mr, int32_t nv, int32_t tail, i
 
 /* bolt_tile over `width` columns: groups of BOLT_TILE_VECTORS full vectors, then single full vectors, then the
  * partial tail (width is a compile-time constant at every call, so each variant is specialised). */
-static BOLT_ALWAYS_INLINE void bolt_tile_columns(int32_t mr, int32_t width, int32_t depth, const real_t *restrict A,
-                                                 int32_t a_row, int32_t a_step, const real_t *restrict B,
-                                                 int32_t ldb, real_t *C, int32_t ldc, const real_t *start,
-                                                 int32_t start_row)
+static BOLT_ALWAYS_INLINE void bolt_tile_columns(int32_t mr, int32_t width, int32_t depth, bolt_strided left,
+                                                 const real_t *restrict B, int32_t ldb, bolt_sums out)
 {
     const int32_t group = BOLT_TILE_VECTORS * BOLT_LANES, groups_end = width / group * group;
     for (int32_t n0 = 0; n0 < groups_end; n0 += group)
-        bolt_tile(mr, BOLT_TILE_VECTORS, BOLT_LANES, depth, A, a_row, a_step, B + n0, ldb, C + n0, ldc,
-                  start ? start + n0 : NULL, start_row);
+        bolt_tile(mr, BOLT_TILE_VECTORS, BOLT_LANES, depth, left, B + n0, ldb, bolt_sums_at(out, 0, n0));
     int32_t n0 = groups_end;
     for (; width - n0 >= BOLT_LANES; n0 += BOLT_LANES)
-        bolt_tile(mr, 1, BOLT_LANES, depth, A, a_row, a_step, B + n0, ldb, C + n0, ldc, start ? start + n0 : NULL,
-                  start_row);
+        bolt_tile(mr, 1, BOLT_LANES, depth, left, B + n0, ldb, bolt_sums_at(out, 0, n0));
     if (width % BOLT_LANES)
-        bolt_tile(mr, 1, width % BOLT_LANES, depth, A, a_row, a_step, B + n0, ldb, C + n0, ldc,
-                  start ? start + n0 : NULL, start_row);
+        bolt_tile(mr, 1, width % BOLT_LANES, depth, left, B + n0, ldb, bolt_sums_at(out, 0, n0));
 }
 
-/* Y[rows][chunk] = S + X[rows][K] W[K][chunk] for one chunk of `width` columns, S(r, columns) = start[r *
- * start_row + columns] (Y itself with start_row = N, a bias row with 0) or zero when start is NULL; X has row
- * stride ldx, W and Y row stride N and are offset to the chunk. */
+/* Y = S + X[rows][K] W[K][chunk] for one chunk of `width` columns (`out` says where Y is and what S is: Y itself, a
+ * bias row, or zero); X has row stride ldx, W row stride N, and W and Y are offset to the chunk. */
 static BOLT_ALWAYS_INLINE void bolt_xw_onto(int32_t rows, int32_t K, int32_t N, int32_t width,
                                             const real_t *restrict X, int32_t ldx, const real_t *restrict W,
-                                            const real_t *start, int32_t start_row, real_t *Y)
+                                            bolt_sums out)
 {
     int32_t r = 0;
     for (; r + BOLT_ROW_BLOCK <= rows; r += BOLT_ROW_BLOCK)
-        bolt_tile_columns(BOLT_ROW_BLOCK, width, K, X + (size_t)r * ldx, ldx, 1, W, N, Y + (size_t)r * N, N,
-                          start ? start + (size_t)r * start_row : NULL, start_row);
+        bolt_tile_columns(BOLT_ROW_BLOCK, width, K, (bolt_strided){X + (size_t)r * ldx, ldx, 1}, W, N,
+                          bolt_sums_at(out, r, 0));
     for (; r < rows; ++r)
-        bolt_tile_columns(1, width, K, X + (size_t)r * ldx, ldx, 1, W, N, Y + (size_t)r * N, N,
-                          start ? start + (size_t)r * start_row : NULL, start_row);
+        bolt_tile_columns(1, width, K, (bolt_strided){X + (size_t)r * ldx, ldx, 1}, W, N, bolt_sums_at(out, r, 0));
 }
 
-/* Y[rows][chunk] += X[rows][K] W[K][chunk] (bolt_xw_onto starting from Y). */
+/* Y[rows][chunk] += X[rows][K] W[K][chunk] (bolt_xw_onto starting from Y, rows N apart). */
 static BOLT_ALWAYS_INLINE void bolt_xw(int32_t rows, int32_t K, int32_t N, int32_t width, const real_t *restrict X,
                                        int32_t ldx, const real_t *restrict W, real_t *Y)
 {
-    bolt_xw_onto(rows, K, N, width, X, ldx, W, Y, N, Y);
+    bolt_xw_onto(rows, K, N, width, X, ldx, W, (bolt_sums){Y, N, Y, N});
 }
 
 /* Values of W that one depth chunk of bolt_xw_deep reads: 32 KB of floats (64 KB of doubles), which stay in a
@@ -189,7 +208,7 @@ static BOLT_ALWAYS_INLINE void bolt_xtdz(int32_t mi, int32_t rows, int32_t K, in
                                          const real_t *restrict X, const real_t *restrict dZ, real_t *restrict G,
                                          int32_t ldg)
 {
-    bolt_tile_columns(mi, width, rows, X, 1, K, dZ, N, G, ldg, NULL, 0);
+    bolt_tile_columns(mi, width, rows, (bolt_strided){X, 1, K}, dZ, N, (bolt_sums){G, ldg, NULL, 0});
 }
 
 #define BOLT_PREFETCH_ROWS 4 /* gathered rows fetched this far ahead */
