@@ -18,6 +18,8 @@ LOSS_ACTIVATION = {
     ir.LossKind.CROSS_ENTROPY: ir.Activation.SOFTMAX,
     ir.LossKind.BINARY_CROSS_ENTROPY: ir.Activation.SIGMOID,
 }
+
+
 @dataclass
 class _Checker:
     spec: syntax.Spec

@@ -166,7 +166,7 @@ def emit(plan: Plan) -> CSource:
         "hidden_layers": [c for c in layers if c is not output],
 
         "output": output,
-        "csr_inputs": sorted({c["input_index"] for c in layers if c.get("gather") and c["reads_input"]}),
+        "csr_inputs": sorted({layer.sources[0].index for layer in plan.layers if layer.gathers_input_rows}),
         "hash_headers": sorted({hash_family(layer.lsh.family).header for layer in plan.layers if layer.lsh}),
         "salted_forward": any(context["salted_forward"] for context in layers),
         "columns": _column_contexts(plan),

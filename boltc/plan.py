@@ -428,9 +428,11 @@ def lsh_plan(units: int, in_dim: int, sparsity: float, threads: int, sampling: i
 def _refuse_what_cannot_fit(model: ir.Model, layers: tuple[LayerPlan, ...], machine: Machine,
                             real_bytes: int) -> None:
     """The one memory check, where everything that grows with the model is sized: weights and optimizer state (in
-    the plan's scalar and moments), the batch's activations and gradients, and the LSH hash tables."""
+    the plan's scalar and moments), the batch's activations and gradients with the layers' other scratch, and the
+    LSH hash tables."""
     weights = sum(layer.parameter_bytes + layer.optimizer_bytes for layer in layers)
-    batch = model.train.batch_size * real_bytes * sum(ops.of_plan(layer).batch_values(layer) for layer in layers)
+    batch = real_bytes * sum(model.train.batch_size * ops.of_plan(layer).batch_values(layer)
+                             + ops.of_plan(layer).scratch_values(layer) for layer in layers)
     tables = sum(layer.lsh.table_bytes for layer in layers if layer.lsh is not None)
     if weights + batch + tables > machine.memory_bytes:
         gib = 2**30

@@ -45,6 +45,10 @@ class LayerOp:
         """Values per batch row its buffers keep: its outputs and their gradients, and any copies of its inputs."""
         return 2 * layer.out_dim
 
+    def scratch_values(self, layer: LayerPlan) -> int:
+        """Values of scratch whose size grows with the layer but not with the batch (per-thread copies, mostly)."""
+        return 0
+
     def plan(self, model: ir.Model, layer: Any, context: PlanContext) -> LayerPlan:
         raise NotImplementedError
 

@@ -58,6 +58,12 @@ class Dense(LayerOp):
         copies_input = layer.kernel in ("blocked", "sparse_hidden") and layer.sources[0].is_input
         return 2 * layer.out_dim + (layer.in_dim if copies_input else 0) + (2 * lsh.active if lsh else 0)
 
+    def scratch_values(self, layer: LayerPlan) -> int:
+        if layer.lsh is None:
+            return 0
+        # the rebuild's hashing, and a sparse input's row placed in a vector to be hashed, on each thread
+        return layer.lsh.threads * (_rebuild_scratch(layer)[1] + (0 if layer.neuron_rows else layer.in_dim))
+
     def plan(self, model: ir.Model, layer: ir.DenseLayer, context: PlanContext) -> LayerPlan:
         requested, origin = _requested_sparsity(layer)
         reason = _sparse_reason(model, layer) if requested is not None else ""
@@ -388,14 +394,19 @@ def _lsh_weights_and_tables(plan: Plan, layer: LayerPlan, add, context: dict) ->
 NEURON_BLOCK = 16
 
 
-def _lsh_probe_scratch(layer: LayerPlan, add) -> dict:
-    """Per-thread scratch of the rebuild's hashing (and, for input-major weights, of the neurons it copies into
-    rows) and of a row's bucket probes."""
+def _rebuild_scratch(layer: LayerPlan) -> tuple[int, int]:
+    """Neurons a rebuild hashes at a time, and the scalars of one thread's scratch for them (for input-major
+    weights, with the neurons copied into rows)."""
     lsh, d = layer.lsh, layer.in_dim
     hash_chunk = lsh.hash_chunk if layer.neuron_rows else min(lsh.hash_chunk, NEURON_BLOCK)
     hash_scratch = hash_family(lsh.family).rebuild_scratch(d, lsh.bins, lsh.tables, hash_chunk)
-    if not layer.neuron_rows:
-        hash_scratch += hash_chunk * d
+    return hash_chunk, hash_scratch + (0 if layer.neuron_rows else hash_chunk * d)
+
+
+def _lsh_probe_scratch(layer: LayerPlan, add) -> dict:
+    """Per-thread scratch of the rebuild's hashing and of a row's bucket probes."""
+    lsh = layer.lsh
+    hash_chunk, hash_scratch = _rebuild_scratch(layer)
     return {
         "hash_chunk": hash_chunk,
         "hash_scratch": hash_scratch,

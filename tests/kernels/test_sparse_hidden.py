@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import boltc
+from boltc.data import from_arrays
 from boltc.diagnostics import SpecErrors
 from boltc.hashing import FAMILIES
 
@@ -177,3 +178,18 @@ def test_hidden_layers_refuse_the_settings_of_a_sparse_outputs_shared_sets(write
     assert [(e.span.line, e.span.column, e.message) for e in caught.value.errors] == [
         (4, 5, "active_sets=batch applies to a sparse output layer's batch-shared active sets; 'h' is a hidden "
                "layer, whose rows each have their own active set")]
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 1.0], ids=["sparse-gather", "dense-gather"])
+def test_a_batch_that_gives_a_sparse_input_dense_is_refused_before_any_kernel_reads_it(write_spec, sparsity):
+    """Python converts such an input to CSR; a caller of the C entry points that does not gets a status, not a
+    crash."""
+    model = boltc.load(write_spec(spec_text(40, sparsity, "sparse-input")), tune=False)
+    assert model.plan.layers[0].kernel == ("sparse_gather" if sparsity < 1 else "gather")
+    x, labels = make_data(16, 5, seed=7, reads="sparse-input")
+    dense = from_arrays(x, labels, n_features=9, n_labels=5)
+    assert dense.features[0].dense is not None
+    feed = model.compiled.feed(dense, threads=1)
+    feed.select(np.arange(16))
+    status, _ = model.compiled.train_batch(feed)
+    assert status == model.compiled.library.lib.BOLT_ERROR_BAD_ARGUMENT

@@ -148,11 +148,13 @@ def test_hash_tables_and_batch_buffers_count_in_the_memory_a_model_needs():
     # (784 x 256 + 256 + 256 x 670,091 + 670,091) parameters x 12 bytes (weights and Adam's two moments),
     # 4 x 164 x (670,091 + 2^15 + 1) bytes of tables (BOLT-NOTES.md's worked example, as above), and 256 rows x 4 bytes
     # of the hidden layer's input copy, outputs and gradients (784 + 2 x 256) and of the sparse layer's logits and
-    # their gradients at its widest active set (2 x 26,814 in inference: 20,112 heavy rows and room for candidates)
+    # their gradients at its widest active set (2 x 26,814 in inference: 20,112 heavy rows and room for candidates),
+    # and each rebuild thread's scratch of 16 hidden vectors of 256 and their 820 bins, 4 bytes each
     weights, tables = (200_960 + 172_213_387) * 12, 4 * 164 * (670091 + 2**15 + 1)
     wide_plan = plan_of(wide, memory_bytes=10**12)
-    assert wide_plan.layers[1].lsh.table_bytes == tables and wide_plan.layers[1].lsh.inference_active == 26814
-    batch = 256 * 4 * (784 + 2 * 256 + 2 * 26814)
+    lsh = wide_plan.layers[1].lsh
+    assert lsh.table_bytes == tables and lsh.inference_active == 26814 and lsh.bins == 820
+    batch = 256 * 4 * (784 + 2 * 256 + 2 * 26814) + lsh.threads * 4 * 16 * (256 + 820)
     assert plan_of(wide, memory_bytes=weights + tables + batch) is not None
     with pytest.raises(SpecErrors) as caught:
         plan_of(wide, memory_bytes=weights + tables + batch - 1)
