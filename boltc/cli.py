@@ -25,24 +25,13 @@ def _print_json(data: dict) -> None:
     print(json.dumps(data, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
 
 
-def _build_info(compiled_or_plan) -> dict:
-    from boltc.build import cache_entry, compile_flags, is_cached
-    from boltc.emit import emit
-    from boltc.machine import probe
-
-    machine = probe()
-    key, entry = cache_entry(emit(compiled_or_plan), machine)
-    return {"key": key, "entry": str(entry), "cached": is_cached(entry), "compiler": " ".join(machine.compiler),
-            "cflags": list(compile_flags(machine)[0])}
-
-
 def cmd_explain(args) -> int:
     from boltc.explain import plan_json, render_plan
-    from boltc.pipeline import cached_measurements, plan_spec
+    from boltc.pipeline import build_info, cached_measurements, plan_spec
 
     measured = cached_measurements(args.spec, args.data) if args.data else None
     the_plan = plan_spec(args.spec, measured=measured)
-    info = _build_info(the_plan)
+    info = build_info(the_plan)
     if args.json:
         _print_json(plan_json(the_plan, info))
     else:

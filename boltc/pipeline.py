@@ -9,7 +9,7 @@ from pathlib import Path
 
 from boltc import checkpoint, ir
 from boltc import tune as tuning
-from boltc.build import CompiledLibrary, build
+from boltc.build import CompiledLibrary, build, cache_entry, compile_flags, is_cached
 from boltc.check import check
 from boltc.diagnostics import ModelFileError, SpecErrors, SpecProblem
 from boltc.emit import CSource, emit
@@ -38,6 +38,16 @@ def plan_spec(path: str | Path, *, source: str | None = None, machine: Machine |
     """parse -> check -> plan, without compiling anything (what ``boltc explain`` shows)."""
     machine = machine or probe()
     return plan(_checked(path, source), machine, real_type=real_type, measured=measured)
+
+
+def build_info(the_plan: Plan) -> dict:
+    """Where the plan's library sits in the cache and how it is compiled, without compiling it (what explain shows).
+    The key is the digest of the emitted C with its headers and flags: emitting takes milliseconds, and a key
+    computed from the plan instead could miss a template change."""
+    machine = probe()
+    key, entry = cache_entry(emit(the_plan), machine)
+    return {"key": key, "entry": str(entry), "cached": is_cached(entry), "compiler": " ".join(machine.compiler),
+            "cflags": list(compile_flags(machine)[0])}
 
 
 def compile_spec(path: str | Path, *, source: str | None = None, real_type: str = "float",

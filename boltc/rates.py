@@ -44,6 +44,8 @@ LOSS_TIE = 0.005
 
 @dataclass(frozen=True, slots=True)
 class RateTrial:
+    """One learning rate run for a trial's batches from the same starting weights."""
+
     learning_rate: float
     loss: float  # mean progressive loss of the trial's second half (inf: the loss diverged)
     seconds: float

@@ -22,7 +22,9 @@ class Name:
 
 @dataclass(frozen=True, slots=True)
 class Number:
-    value: int | float  # int when written without a point or exponent
+    """A numeric literal: an int when written without a point or exponent, else a float."""
+
+    value: int | float
     span: Span
 
 
@@ -86,6 +88,8 @@ class ColumnDecl:
 
 @dataclass(frozen=True, slots=True)
 class LayerDecl:
+    """``NAME = OP(argument ...)``: one layer of the network."""
+
     name: Name
     call: Call
     span: Span
@@ -102,12 +106,16 @@ class CallStatement:
 
 @dataclass(frozen=True, slots=True)
 class TrainDecl:
+    """``train { keyword = value ... }``: the training settings the user fixed."""
+
     settings: tuple[Argument, ...]
     span: Span
 
 
 @dataclass(frozen=True, slots=True)
 class MetricRef:
+    """One metric of the metrics list, with its ``@k`` where written."""
+
     name: Name
     k: Number | None
     span: Span
@@ -115,6 +123,8 @@ class MetricRef:
 
 @dataclass(frozen=True, slots=True)
 class MetricsDecl:
+    """``metrics NAME@k, ...``: what evaluation reports."""
+
     metrics: tuple[MetricRef, ...]
     span: Span
 

@@ -86,6 +86,12 @@ typedef struct bolt_tiles {
     size_t tile, step, row;
 } bolt_tiles;
 
+/* The same operand from its tile `first` on (tiles counted along the operand's rows for A, its columns for B). */
+static inline bolt_tiles bolt_tiles_from(bolt_tiles t, int32_t first)
+{
+    return (bolt_tiles){t.base + (size_t)first * t.tile, t.tile, t.step, t.row};
+}
+
 static inline bolt_tiles bolt_tiles_row_major_a(bolt_bf16 *base, int32_t lda)
 {
     return (bolt_tiles){base, (size_t)BOLT_BF16_N * lda, BOLT_BF16_K, (size_t)lda};
@@ -150,11 +156,21 @@ static inline void bolt_bf16_transposed(int32_t r0, int32_t r1, int32_t cols, co
         }
 }
 
+/* fp32 rows to be packed: row k starts at base + at[k] * stride, or, when at is NULL, at base + k * stride. */
+typedef struct bolt_source_rows {
+    const real_t *base;
+    const int32_t *at;
+    int32_t stride;
+} bolt_source_rows;
+
+static inline const real_t *bolt_source_row(bolt_source_rows src, int32_t k)
+{
+    return src.base + (size_t)(src.at ? src.at[k] : k) * src.stride;
+}
+
 /* Pair rows p0 .. p1 of a B operand whose depth runs down the rows `row(k)`: element (k, n) = row(k)[n] in bf16 for
- * n < cols, zeros for k >= rows and for n from cols to the end of its tile. Rows come through a table (row k starts
- * at src + at[k] * lds) or, when at is NULL, are src's consecutive rows. */
-static inline void bolt_bf16_pack_row_pairs(int32_t p0, int32_t p1, int32_t rows, int32_t cols,
-                                            const real_t *restrict src, const int32_t *restrict at, int32_t lds,
+ * n < cols, zeros for k >= rows and for n from cols to the end of its tile. */
+static inline void bolt_bf16_pack_row_pairs(int32_t p0, int32_t p1, int32_t rows, int32_t cols, bolt_source_rows src,
                                             bolt_tiles to)
 {
     const int32_t width = (cols + BOLT_BF16_N - 1) / BOLT_BF16_N * BOLT_BF16_N;
@@ -167,7 +183,7 @@ static inline void bolt_bf16_pack_row_pairs(int32_t p0, int32_t p1, int32_t rows
                 const int32_t k = 2 * p + j;
                 const int32_t converted = k < rows ? given : 0;
                 if (converted)
-                    bolt_bf16_convert(converted, src + (size_t)(at ? at[k] : k) * lds + n0, pair[j]);
+                    bolt_bf16_convert(converted, bolt_source_row(src, k) + n0, pair[j]);
                 memset(pair[j] + converted, 0, sizeof(bolt_bf16) * (size_t)(count - converted));
             }
             for (int32_t t = 0; t < count; t += BOLT_BF16_N) { /* one tile's row of 16 pairs */
@@ -181,11 +197,10 @@ static inline void bolt_bf16_pack_row_pairs(int32_t p0, int32_t p1, int32_t rows
 }
 
 /* Columns n0 .. n1 of a B operand whose depth runs along the rows `row(n)` (the product takes their transpose):
- * element (k, n) = row(n)[k] in bf16 for k < depth, zeros for k from depth to 2 pairs and for n >= rows. Rows come
- * through `at` as in bolt_bf16_pack_row_pairs. A pair of bf16 is moved as one 32-bit word. */
+ * element (k, n) = row(n)[k] in bf16 for k < depth, zeros for k from depth to 2 pairs and for n >= rows. A pair of
+ * bf16 is moved as one 32-bit word. */
 static inline void bolt_bf16_pack_column_pairs(int32_t n0, int32_t n1, int32_t rows, int32_t depth, int32_t pairs,
-                                               const real_t *restrict src, const int32_t *restrict at, int32_t lds,
-                                               bolt_tiles to)
+                                               bolt_source_rows src, bolt_tiles to)
 {
     uint32_t piece[BOLT_BF16_PIECE / 2];
     for (int32_t n = n0; n < n1; ++n)
@@ -194,7 +209,7 @@ static inline void bolt_bf16_pack_column_pairs(int32_t n0, int32_t n1, int32_t r
             const int32_t k0 = 2 * p0, given = n >= rows || depth <= k0 ? 0 : depth - k0 < 2 * count ? depth - k0 : 2 * count;
             memset(piece, 0, sizeof(uint32_t) * (size_t)count);
             if (given)
-                bolt_bf16_convert(given, src + (size_t)(at ? at[n] : n) * lds + k0, (bolt_bf16 *)piece);
+                bolt_bf16_convert(given, bolt_source_row(src, n) + k0, (bolt_bf16 *)piece);
             for (int32_t p = 0; p < count; ++p)
                 memcpy(bolt_tiles_b_at(to, 2 * (p0 + p), n), piece + p, sizeof(uint32_t));
         }
@@ -244,12 +259,12 @@ static inline void bolt_amx_configure(void)
 static inline void bolt_amx_release(void) { _tile_release(); }
 
 /* One block of C = A B with up to 2 x 2 tiles (m_tiles, n_tiles in 1..2): C[0 .. 16 m_tiles)[0 .. 16 n_tiles) from
- * A's row tiles a_tile, a_tile + 1 and B's column tiles b_tile, b_tile + 1 over depth K (a multiple of 32), written
- * to C (row stride ldc floats). */
-static inline void bolt_amx_block(int32_t m_tiles, int32_t n_tiles, int32_t K, bolt_tiles a, int32_t a_tile,
-                                  bolt_tiles b, int32_t b_tile, float *C, int32_t ldc)
+ * A's first row tiles and B's first column tiles (bolt_tiles_from picks others) over depth K (a multiple of 32),
+ * written to C (row stride ldc floats). */
+static inline void bolt_amx_block(int32_t m_tiles, int32_t n_tiles, int32_t K, bolt_tiles a, bolt_tiles b, float *C,
+                                  int32_t ldc)
 {
-    const bolt_bf16 *a_first = a.base + (size_t)a_tile * a.tile, *b_first = b.base + (size_t)b_tile * b.tile;
+    const bolt_bf16 *a_first = a.base, *b_first = b.base;
     const size_t a_stride = sizeof(bolt_bf16) * a.row, b_stride = sizeof(bolt_bf16) * b.row;
     const size_t c_stride = sizeof(float) * (size_t)ldc, c_down = (size_t)BOLT_BF16_N * ldc;
     _tile_zero(0);

@@ -391,13 +391,18 @@ static inline int bolt_data_store_entry(bolt_data_reader *r, bolt_data_row *row,
     return BOLT_DATA_OK;
 }
 
-/* The message for an id that did not parse; kind is "feature" or "label", [token, token_end) the whole field. */
-static inline int bolt_data_fail_id(bolt_data_reader *r, const char *kind, int status, const char *token,
-                                    const char *token_end, const char *p, const char *e)
+/* Where an entry's id sits: the whole field (for messages) and its digits. */
+typedef struct bolt_data_id_text {
+    const char *token, *token_end;
+    const char *begin, *end;
+} bolt_data_id_text;
+
+/* The message for an id that did not parse; kind is "feature" or "label". */
+static inline int bolt_data_fail_id(bolt_data_reader *r, const char *kind, int status, bolt_data_id_text at)
 {
-    if (bolt_data_fail_bad_byte(r, token, token_end))
+    if (bolt_data_fail_bad_byte(r, at.token, at.token_end))
         return BOLT_DATA_INVALID;
-    bolt_data_quote id = bolt_data_quoted(p, e), whole = bolt_data_quoted(token, token_end);
+    bolt_data_quote id = bolt_data_quoted(at.begin, at.end), whole = bolt_data_quoted(at.token, at.token_end);
     switch (status) {
     case BOLT_DATA_NUM_EMPTY:
         if (kind[0] == 'l')
@@ -412,15 +417,14 @@ static inline int bolt_data_fail_id(bolt_data_reader *r, const char *kind, int s
     }
 }
 
-/* The id in begin .. end of a `kind` ("label" or "feature") entry: a number, below `limit` (when limit >= 0), and
- * not the same as the row's previous id. */
+/* The id of a `kind` ("label" or "feature") entry: a number, below `limit` (when limit >= 0), and not the same as
+ * the row's previous id. */
 static inline int bolt_data_checked_id(bolt_data_reader *r, const char *kind, int64_t limit, int64_t previous,
-                                       const char *token, const char *token_end, const char *begin,
-                                       const char *end, int64_t *id)
+                                       bolt_data_id_text at, int64_t *id)
 {
-    int status = bolt_data_parse_uint(begin, end, BOLT_DATA_ID_MAX, id);
+    int status = bolt_data_parse_uint(at.begin, at.end, BOLT_DATA_ID_MAX, id);
     if (status != BOLT_DATA_NUM_OK)
-        return bolt_data_fail_id(r, kind, status, token, token_end, begin, end);
+        return bolt_data_fail_id(r, kind, status, at);
     if (limit >= 0 && *id >= limit)
         return bolt_data_fail(r, 0, "%s id %lld is out of range (n_%ss = %lld)", kind, (long long)*id, kind,
                               (long long)limit);
@@ -440,7 +444,8 @@ static inline int bolt_data_parse_labels(bolt_data_reader *r, const char *token,
             ++q;
         int64_t id = 0;
         /* Only neighbours are compared here; the fill pass sorts each row and catches the rest. */
-        int status = bolt_data_checked_id(r, "label", r->n_labels, previous, token, token_end, p, q, &id);
+        const bolt_data_id_text at = {token, token_end, p, q};
+        int status = bolt_data_checked_id(r, "label", r->n_labels, previous, at, &id);
         if (status != BOLT_DATA_OK)
             return status;
         previous = id;
@@ -471,7 +476,8 @@ static inline int bolt_data_parse_feature(bolt_data_reader *r, const char *token
         return bolt_data_fail(r, 1, "feature entry '%s' has no ':' (expected id:value)", whole.text);
     }
     int64_t id = 0;
-    int status = bolt_data_checked_id(r, "feature", r->n_features, *previous, token, token_end, token, colon, &id);
+    int status = bolt_data_checked_id(r, "feature", r->n_features, *previous,
+                                      (bolt_data_id_text){token, token_end, token, colon}, &id);
     if (status != BOLT_DATA_OK)
         return status;
     *previous = id;

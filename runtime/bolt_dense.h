@@ -202,13 +202,13 @@ static BOLT_ALWAYS_INLINE void bolt_dzwt(int32_t rows, int32_t K, int32_t N, int
 }
 
 /* G[0..mi)[0..width) = sum over rows r of X[r][m] * dZ[r][0..width): the weight gradient of mi consecutive inputs
- * over one chunk of columns (X and dZ offset to the first input and column; row strides K and N; G row stride
- * ldg), summed in row order so results do not depend on the thread count. */
-static BOLT_ALWAYS_INLINE void bolt_xtdz(int32_t mi, int32_t rows, int32_t K, int32_t N, int32_t width,
-                                         const real_t *restrict X, const real_t *restrict dZ, real_t *restrict G,
-                                         int32_t ldg)
+ * over one chunk of columns (X and dZ offset to the first input and column; X's row stride K, dZ's row stride N; `G`
+ * says where the sums go and what they start from), summed in row order so results do not depend on the thread
+ * count. */
+static BOLT_ALWAYS_INLINE void bolt_xtdz(int32_t mi, int32_t rows, int32_t width, const real_t *restrict X, int32_t K,
+                                         const real_t *restrict dZ, int32_t N, bolt_sums G)
 {
-    bolt_tile_columns(mi, width, rows, (bolt_strided){X, 1, K}, dZ, N, (bolt_sums){G, ldg, NULL, 0});
+    bolt_tile_columns(mi, width, rows, (bolt_strided){X, 1, K}, dZ, N, G);
 }
 
 #define BOLT_PREFETCH_ROWS 4 /* gathered rows fetched this far ahead */
@@ -290,37 +290,20 @@ static BOLT_ALWAYS_INLINE void bolt_gather_add(int64_t count, const int32_t *res
 }
 
 /* Y[row[e]][0..width) += coef[e] * v[0..width) for every entry e: one vector added into scattered rows (the
- * transpose of bolt_gather_add), with v held in registers while the entries go by. */
+ * transpose of bolt_gather_add). Entry by entry: each target row is read and written once, which bounds the time,
+ * and v stays in L1 across the entries. */
 static BOLT_ALWAYS_INLINE void bolt_scatter_add(int64_t count, const int32_t *restrict row,
                                                 const real_t *restrict coef, const real_t *restrict v,
                                                 int32_t width, real_t *restrict Y, int32_t ldy)
 {
-    const int32_t full = width / BOLT_LANES;
-    int32_t v0 = 0;
-    for (; v0 + BOLT_GATHER_BLOCK <= full; v0 += BOLT_GATHER_BLOCK) {
-        bolt_vec held[BOLT_GATHER_BLOCK];
-        for (int32_t k = 0; k < BOLT_GATHER_BLOCK; ++k)
-            held[k] = bolt_load(v + (v0 + k) * BOLT_LANES);
-        for (int64_t e = 0; e < count; ++e) {
-            real_t *target = Y + (size_t)row[e] * ldy + v0 * BOLT_LANES;
-            for (int32_t k = 0; k < BOLT_GATHER_BLOCK; ++k)
-                bolt_store(target + k * BOLT_LANES, bolt_load(target + k * BOLT_LANES) + coef[e] * held[k]);
-        }
-    }
-    for (; v0 < full; ++v0) {
-        const bolt_vec held = bolt_load(v + v0 * BOLT_LANES);
-        for (int64_t e = 0; e < count; ++e) {
-            real_t *target = Y + (size_t)row[e] * ldy + v0 * BOLT_LANES;
-            bolt_store(target, bolt_load(target) + coef[e] * held);
-        }
-    }
-    if (width % BOLT_LANES) {
-        const int32_t tail = width % BOLT_LANES, at = full * BOLT_LANES;
-        const bolt_vec held = bolt_load_part(v + at, tail);
-        for (int64_t e = 0; e < count; ++e) {
-            real_t *target = Y + (size_t)row[e] * ldy + at;
-            bolt_store_part(target, bolt_load_part(target, tail) + coef[e] * held, tail);
-        }
+    const int32_t full = width / BOLT_LANES, tail = width % BOLT_LANES, at = full * BOLT_LANES;
+    for (int64_t e = 0; e < count; ++e) {
+        real_t *target = Y + (size_t)row[e] * ldy;
+        const real_t a = coef[e];
+        for (int32_t k = 0; k < full; ++k)
+            bolt_store(target + k * BOLT_LANES, bolt_load(target + k * BOLT_LANES) + a * bolt_load(v + k * BOLT_LANES));
+        if (tail)
+            bolt_store_part(target + at, bolt_load_part(target + at, tail) + a * bolt_load_part(v + at, tail), tail);
     }
 }
 
