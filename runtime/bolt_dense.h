@@ -290,20 +290,35 @@ static BOLT_ALWAYS_INLINE void bolt_gather_add(int64_t count, const int32_t *res
 }
 
 /* Y[row[e]][0..width) += coef[e] * v[0..width) for every entry e: one vector added into scattered rows (the
- * transpose of bolt_gather_add). Entry by entry: each target row is read and written once, which bounds the time,
- * and v stays in L1 across the entries. */
+ * transpose of bolt_gather_add). Two entries at a time, so that each load of v serves two target rows; every target
+ * row is read and written once. */
 static BOLT_ALWAYS_INLINE void bolt_scatter_add(int64_t count, const int32_t *restrict row,
                                                 const real_t *restrict coef, const real_t *restrict v,
                                                 int32_t width, real_t *restrict Y, int32_t ldy)
 {
     const int32_t full = width / BOLT_LANES, tail = width % BOLT_LANES, at = full * BOLT_LANES;
-    for (int64_t e = 0; e < count; ++e) {
+    const bolt_vec v_tail = tail ? bolt_load_part(v + at, tail) : (bolt_vec){0};
+    int64_t e = 0;
+    for (; e + 2 <= count; e += 2) { /* two entries share each load of v */
+        real_t *first = Y + (size_t)row[e] * ldy, *second = Y + (size_t)row[e + 1] * ldy;
+        const real_t a = coef[e], b = coef[e + 1];
+        for (int32_t k = 0; k < full; ++k) {
+            const bolt_vec held = bolt_load(v + k * BOLT_LANES);
+            bolt_store(first + k * BOLT_LANES, bolt_load(first + k * BOLT_LANES) + a * held);
+            bolt_store(second + k * BOLT_LANES, bolt_load(second + k * BOLT_LANES) + b * held);
+        }
+        if (tail) {
+            bolt_store_part(first + at, bolt_load_part(first + at, tail) + a * v_tail, tail);
+            bolt_store_part(second + at, bolt_load_part(second + at, tail) + b * v_tail, tail);
+        }
+    }
+    for (; e < count; ++e) {
         real_t *target = Y + (size_t)row[e] * ldy;
-        const real_t a = coef[e];
         for (int32_t k = 0; k < full; ++k)
-            bolt_store(target + k * BOLT_LANES, bolt_load(target + k * BOLT_LANES) + a * bolt_load(v + k * BOLT_LANES));
+            bolt_store(target + k * BOLT_LANES,
+                       bolt_load(target + k * BOLT_LANES) + coef[e] * bolt_load(v + k * BOLT_LANES));
         if (tail)
-            bolt_store_part(target + at, bolt_load_part(target + at, tail) + a * bolt_load_part(v + at, tail), tail);
+            bolt_store_part(target + at, bolt_load_part(target + at, tail) + coef[e] * v_tail, tail);
     }
 }
 
