@@ -2,6 +2,7 @@
 
     model = boltc.load("model.bolt")      # parse -> check -> plan -> emit -> build
     model.fit("train.txt", validation="test.txt")
+    model.fit(boltc.TextFile("rows.csv", delimiter=";", quoting="csv"))   # a CSV/TSV file, written as said
     ids, scores = model.predict(X, top_k=5)
     model.save("model.boltm"); boltc.load_model("model.boltm")
 """
@@ -21,4 +22,13 @@ def load_model(path, **options):
     return _load_model(path, **options)
 
 
-__all__ = ["__version__", "load", "load_model"]
+def __getattr__(name):
+    # TextFile is imported when first used: `import boltc` stays cheap for the CLI
+    if name == "TextFile":
+        from boltc.columns import TextFile
+
+        return TextFile
+    raise AttributeError(f"module 'boltc' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "TextFile", "load", "load_model"]

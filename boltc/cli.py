@@ -141,7 +141,7 @@ def _train_report(model, history, compile_seconds: float, test_metrics: dict, me
     }
 
 
-def run_training(spec: str, train: str, test: str | None, *, epochs: int | str | None, batch_size: int | None,
+def run_training(spec: str, train, test, *, epochs: int | str | None, batch_size: int | None,
                  learning_rate: float | None, save: str | None, as_json: bool, show_plan: bool = False,
                  skip_bad_rows: bool = False, validation: str | float | None = None) -> dict:
     from boltc.explain import render_plan
@@ -240,8 +240,17 @@ def _validation(text: str) -> str | float:
     return share
 
 
+def _text_file(args, path: str | None):
+    """`path` with the command line's --delimiter / --quoting, where given."""
+    if path is None or (args.delimiter is None and args.quoting is None):
+        return path
+    from boltc.columns import TextFile
+
+    return TextFile(path, delimiter=args.delimiter, quoting=args.quoting)
+
+
 def cmd_train(args) -> int:
-    run_training(args.spec, args.train, args.test, epochs=args.epochs, batch_size=args.batch_size,
+    run_training(args.spec, _text_file(args, args.train), _text_file(args, args.test), epochs=args.epochs, batch_size=args.batch_size,
                  learning_rate=args.learning_rate, save=args.save, as_json=args.json,
                  skip_bad_rows=args.skip_bad_rows, validation=args.validation)
     return 0
@@ -252,7 +261,7 @@ def cmd_evaluate(args) -> int:
 
     model = load_model(args.model)
     model.skip_bad_rows = args.skip_bad_rows
-    dataset = model.prepare_data(args.data, labelled=True)
+    dataset = model.prepare_data(_text_file(args, args.data), labelled=True)
     wanted = tuple(args.metrics.split(",")) if args.metrics else None
     results = model.evaluate(dataset, wanted, sparse=args.sparse)
     if args.json:
@@ -273,7 +282,7 @@ def cmd_predict(args) -> int:
     from boltc.pipeline import load_model
 
     model = load_model(args.model)
-    ids, scores = model.predict(args.data, top_k=args.top_k, sparse=args.sparse)
+    ids, scores = model.predict(_text_file(args, args.data), top_k=args.top_k, sparse=args.sparse)
     out = sys.stdout
     names = model.label_names
     for row_ids, row_scores in zip(ids.tolist(), scores.tolist()):
@@ -285,8 +294,22 @@ def cmd_predict(args) -> int:
 
 
 # not offered by predict: its output has a line per input row, and a left-out row would shift every later one
-SKIP_HELP = ("leave out the rows of a data file that break its format (CSV: records with a bad field), count them "
-             "and warn, instead of stopping at the first")
+SKIP_HELP = ("leave out the rows of a data file that break its format (CSV/TSV: records with a bad field or broken "
+             "quoting), count them and warn, instead of stopping at the first")
+
+
+def _delimiter(text: str) -> str:
+    named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+    return named.get(text, text)
+
+
+def _add_text_format(p) -> None:
+    p.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
+                   help="CSV/TSV files: the character between fields (tab, comma, ';', '|', ...); default: a tab for "
+                        ".tsv files, otherwise the one the header line holds most")
+    p.add_argument("--quoting", choices=("csv", "tsv"),
+                   help="CSV/TSV files: csv = RFC 4180 double quotes; tsv = none, quotes are ordinary characters and "
+                        "\\t \\n \\r \\\\ are escapes; default: tsv for tab-separated files, otherwise csv")
 
 SPARSE_HELP = "score only the heavy rows and LSH candidates of sparse layers"
 
@@ -346,6 +369,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save", metavar="PATH", help="write the trained model here")
     p.add_argument("--json", action="store_true", help="end with one JSON line of metrics and timings")
     p.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP)
+    _add_text_format(p)
 
     p = _command(commands, "evaluate", cmd_evaluate, "metrics of a saved model on a data file")
     p.add_argument("model")
@@ -354,12 +378,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP)
     p.add_argument("--sparse", action="store_true", help=SPARSE_HELP)
     p.add_argument("--json", action="store_true")
+    _add_text_format(p)
 
     p = _command(commands, "predict", cmd_predict, "top-k output ids of a saved model for each row of a data file")
     p.add_argument("model")
     p.add_argument("--data", required=True, metavar="FILE")
     p.add_argument("--top-k", type=_positive, default=1)
     p.add_argument("--sparse", action="store_true", help=SPARSE_HELP)
+    _add_text_format(p)
 
     p = _command(commands, "demo", cmd_demo, "compile, train and evaluate the bundled example in under a minute")
     p.add_argument("--epochs", type=_positive)

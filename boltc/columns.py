@@ -1,9 +1,12 @@
-"""CSV/TSV files with a header, read through a model's typed columns: the generated C featurizes each record
+r"""CSV/TSV files with a header, read through a model's typed columns: the generated C featurizes each record
 (``templates/columns.c.j2`` over ``runtime/bolt_columns.h``) into one CSR matrix per input, and maps the target
 column's label names to ids through a vocabulary learned from the training file.
 
-The delimiter is a tab for ``.tsv`` / ``.tab`` files, otherwise a comma unless the header holds tabs and no commas.
-Fields follow RFC 4180: quoted fields may hold delimiters, quotes (doubled) and line breaks; blank lines are skipped.
+How fields are written (``TextFile``): the delimiter is a tab for ``.tsv`` / ``.tab`` files, otherwise whichever of
+``, tab ; |`` the header line holds most (a comma when it holds none). Tab-separated files are read as TSV is written
+(IANA text/tab-separated-values, PostgreSQL COPY): quotes are ordinary characters and ``\t \n \r \\`` escapes are
+decoded; other files follow RFC 4180: quoted fields may hold delimiters, quotes (doubled) and line breaks. Either can
+be asked for. Blank lines are skipped.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from boltc.data import Dataset, FeatureMatrix, FileBytes, no_rows_error, warn_skipped
-from boltc.diagnostics import DataError
+from boltc.diagnostics import DataError, UsageError
 from boltc.plan import Plan
 
 if TYPE_CHECKING:
@@ -34,20 +37,52 @@ SPARE_LABELS = 4096  # the first scan's vocabulary has room for 4x the declared 
 ARENA_BYTES_PER_LABEL = 64
 
 
-def _delimiter(path: str, data: Any, size: int) -> str:
-    if Path(path).suffix.lower() in (".tsv", ".tab"):
-        return "\t"
-    first_line = bytes(data[:min(size, 1 << 16)]).split(b"\n", 1)[0]
-    return "\t" if b"\t" in first_line and b"," not in first_line else ","
+QUOTINGS = ("csv", "tsv")
+DELIMITER_CANDIDATES = (",", "\t", ";", "|")
 
 
-def _header(ffi, lib, path: str, data, size: int, delimiter: str) -> tuple[list[str], int]:
+@dataclass(frozen=True)
+class TextFile:
+    """A CSV/TSV file for a model with typed columns, with how its fields are written where its name and header do
+    not say it. ``delimiter``: one character (default: a tab for .tsv / .tab files, otherwise the one of
+    ``, tab ; |`` that the header line holds most). ``quoting``: "csv" (RFC 4180: a field in double quotes may hold
+    delimiters, line breaks and "" for a quote) or "tsv" (no quoting: quotes are ordinary characters, and
+    ``\\t \\n \\r \\\\`` in a field are a tab, a line break, a carriage return and a backslash); default: "tsv" where
+    the delimiter is a tab, otherwise "csv"."""
+
+    path: str | Path
+    delimiter: str | None = None
+    quoting: str | None = None
+
+    def __post_init__(self):
+        if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n' or
+                                           not self.delimiter.isascii()):
+            raise UsageError(f"delimiter {self.delimiter!r}: expected one ASCII character other than a quote or a "
+                             "line break")
+        if self.quoting is not None and self.quoting not in QUOTINGS:
+            raise UsageError(f"quoting {self.quoting!r}: expected one of {', '.join(QUOTINGS)}")
+        if self.quoting == "tsv" and self.delimiter == "\\":
+            raise UsageError("a backslash cannot separate the fields of a file whose fields hold backslash escapes")
+
+    def format_of(self, data: Any, size: int) -> tuple[str, str]:
+        """The delimiter and quoting of the file whose bytes are `data`."""
+        delimiter = self.delimiter
+        if delimiter is None and Path(self.path).suffix.lower() in (".tsv", ".tab"):
+            delimiter = "\t"
+        if delimiter is None:
+            first_line = bytes(data[:min(size, HEADER_BYTES_MOST)]).split(b"\n", 1)[0]
+            counts = [first_line.count(candidate.encode()) for candidate in DELIMITER_CANDIDATES]
+            delimiter = DELIMITER_CANDIDATES[counts.index(max(counts))]
+        return delimiter, self.quoting or ("tsv" if delimiter == "\t" else "csv")
+
+
+def _header(ffi, lib, path: str, data, size: int, text_format) -> tuple[list[str], int]:
     """The header's column names (blanks around them dropped) and the offset of the first record."""
     n_fields = ffi.new("int32_t *")
     message = ffi.new("char[256]")
     names = np.zeros(min(size, HEADER_BYTES_MOST) + 1, dtype=np.uint8)
     lengths = np.zeros(MOST_FIELDS, dtype=np.int64)
-    start = lib.bolt_columns_header(data, size, ord(delimiter), MOST_FIELDS, n_fields,
+    start = lib.bolt_columns_header(data, size, text_format[0], MOST_FIELDS, n_fields,
                                     ffi.cast("char *", names.ctypes.data), len(names),
                                     ffi.cast("int64_t *", lengths.ctypes.data), message)
     if start < 0:
@@ -317,15 +352,20 @@ class _Reader:
     """The C reader's job over one file: the header, which field each input reads, and the two reads of the
     records (the first counts rows, entries and labels so that the second can fill arrays of the right size)."""
 
-    def __init__(self, name: str, library, source: FileBytes, data, plan: Plan, labelled: bool, skip_bad_rows: bool):
+    def __init__(self, text: TextFile, library, source: FileBytes, data, plan: Plan, labelled: bool,
+                 skip_bad_rows: bool):
         ffi = library.ffi
-        self.name, self.ffi, self.lib, self.data, self.size = name, ffi, library.lib, data, source.size
-        delimiter = _delimiter(name, source.data, source.size)
-        self.names, start = _header(ffi, library.lib, name, data, source.size, delimiter)
+        name = self.name = str(text.path)
+        self.ffi, self.lib, self.data, self.size = ffi, library.lib, data, source.size
+        delimiter, quoting = text.format_of(source.data, source.size)
+        text_format = ffi.new("bolt_text_format *", {
+            "delimiter": ord(delimiter), "quoting": library.lib.BOLT_QUOTING_TSV if quoting == "tsv"
+            else library.lib.BOLT_QUOTING_CSV})
+        self.names, start = _header(ffi, library.lib, name, data, source.size, text_format)
         self.layout = _Layout.of(name, self.names, plan, labelled)
         self.entries = np.zeros(len(plan.inputs), dtype=np.int64)
         job = self.job = ffi.new("bolt_columns_job *")
-        job.delimiter, job.n_fields, job.n_inputs = ord(delimiter), len(self.names), len(plan.inputs)
+        job.format, job.n_fields, job.n_inputs = text_format[0], len(self.names), len(plan.inputs)
         for part in ("input_field", "role", "key_field", "order_field", "link_delimiter"):
             setattr(job, part, ffi.cast("int32_t *", getattr(self.layout, part).ctypes.data))
         job.target_field = self.layout.target_field
@@ -433,7 +473,7 @@ class _Records:
         return keys
 
 
-def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str] | None, labelled: bool,
+def read_columns(path: str | Path | TextFile, plan: Plan, library, vocabulary: Sequence[str] | None, labelled: bool,
                  threads: int = 1, skip_bad_rows: bool = False
                  ) -> tuple[Dataset, tuple[str, ...] | None, dict[int, HistoryKeys | LinkKeys]]:
     """The file's rows featurized for `plan`'s inputs, and their labels when `labelled`: ids of `vocabulary`
@@ -441,10 +481,11 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
     order of first appearance (returned). History and neighbours inputs come back empty, with their keys by input
     index: a row's history depends on what came before the file (``history_features``), its neighbourhood on other
     rows and on the nodes seen in training (``neighbour_features``). Raises DataError with the line and column
-    of the first bad field; with ``skip_bad_rows``, a record with a bad field is left out instead, counted in
-    the Dataset and warned about (a record whose quoting cannot be delimited stays an error)."""
+    of the first bad field; with ``skip_bad_rows``, a record with a bad field or broken quoting is left out
+    instead (a broken one up to the end of the line its problem is on), counted in the Dataset and warned about."""
     del threads  # records may span lines: one thread reads
-    name = str(path)
+    text = path if isinstance(path, TextFile) else TextFile(path)
+    name = str(text.path)
     ffi = library.ffi
     try:
         source = FileBytes(name)
@@ -454,7 +495,7 @@ def read_columns(path: str | Path, plan: Plan, library, vocabulary: Sequence[str
     try:
         if not source.size:
             raise DataError(name, None, "the file is empty: expected a header line naming its columns")
-        reader = _Reader(name, library, source, data, plan, labelled, skip_bad_rows)
+        reader = _Reader(text, library, source, data, plan, labelled, skip_bad_rows)
         learning = labelled and vocabulary is None
         room = 4 * plan.target_dim + SPARE_LABELS if learning else 0
         labels = reader.count(_Vocabulary(room, ARENA_BYTES_PER_LABEL * room, vocabulary or ()), learning)

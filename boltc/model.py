@@ -20,7 +20,7 @@ from boltc import metrics as ranking
 from boltc import model_file, rates, sparse_check, training
 from boltc.abi import BufferSpec
 from boltc.build import CompiledLibrary
-from boltc.columns import HistoryState, NodeStore, read_columns, with_context
+from boltc.columns import HistoryState, NodeStore, TextFile, read_columns, with_context
 from boltc.data import Dataset, FeatureMatrix, Scaling, apply_scaling, from_arrays, read_xmc
 from boltc.diagnostics import UsageError
 from boltc.model_arrays import ModelArrays
@@ -219,7 +219,10 @@ class Model:
         ``scaled``: standardised dense inputs as the model sees them (once their statistics are learned); fit()
         reads raw rows, learns the statistics from them, then scales."""
         skip = self.skip_bad_rows if skip_bad_rows is None else skip_bad_rows
-        if self.reads_columns and isinstance(data, (str, Path)):
+        if isinstance(data, TextFile) and not self.reads_columns:
+            raise UsageError(f"model '{self.plan.model_name}' reads XMC text files: a delimiter and quoting apply to "
+                             "the CSV/TSV files of models with typed columns")
+        if self.reads_columns and isinstance(data, (str, Path, TextFile)):
             if labelled and self.label_names is None and not learn_labels:
                 raise UsageError(f"model '{self.plan.model_name}' has not learned its label names yet: fit it on "
                                  "training data first")

@@ -19,10 +19,20 @@
 #include <string.h>
 
 /* BOLT_COLUMNS_CDEF_BEGIN */
+/* How a file writes its fields. CSV: RFC 4180, a field in double quotes may hold delimiters, line breaks and "" for a
+ * quote. TSV: no quoting (a quote is an ordinary character), and a tab, line break or backslash inside a field is
+ * written \t, \n, \r or \\ (IANA text/tab-separated-values, PostgreSQL COPY); any other backslash stays as written. */
+enum { BOLT_QUOTING_CSV = 0, BOLT_QUOTING_TSV = 1 };
+
+typedef struct bolt_text_format {
+    int32_t delimiter; /* the byte between fields */
+    int32_t quoting;   /* BOLT_QUOTING_* */
+} bolt_text_format;
+
 /* One pass over a CSV/TSV file's records (the header already read by the caller). */
 typedef struct bolt_columns_job {
     int32_t fill;              /* 0: the scan pass (validate, learn labels, count); 1: the fill pass */
-    int32_t delimiter;         /* the byte between fields */
+    bolt_text_format format;
     int32_t n_fields;          /* fields in every record: the header's count */
     int32_t n_inputs;          /* typed inputs of the model */
     const int32_t *input_field;/* [n_inputs] the field each input reads (a history's items: -1 when absent) */
@@ -64,8 +74,8 @@ typedef struct bolt_columns_job {
     int64_t error_line;
     int32_t error_field;       /* the field it was in, -1 for the record as a whole */
     char message[256];
-    /* skip_bad_rows: a record with a bad field is left out and counted instead (its quoting must be sound: a
-     * record that cannot be delimited stays an error) */
+    /* skip_bad_rows: a record with a bad field, or whose quoting is broken, is left out and counted instead (a
+     * broken record ends at the end of the line where its problem was found) */
     int32_t skip_bad_rows;
     int64_t skipped;           /* records left out by this pass; the first one's line, field and problem: */
     int64_t first_skipped_line;
@@ -74,8 +84,8 @@ typedef struct bolt_columns_job {
 } bolt_columns_job;
 
 int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job);
-int64_t bolt_columns_header(const char *data, int64_t size, int32_t delimiter, int32_t most_fields, int32_t *n_fields,
-                            char *names, int64_t names_capacity, int64_t *name_length, char *message);
+int64_t bolt_columns_header(const char *data, int64_t size, bolt_text_format format, int32_t most_fields,
+                            int32_t *n_fields, char *names, int64_t names_capacity, int64_t *name_length, char *message);
 void bolt_history_ids(int64_t n, const uint64_t *items, const int32_t *positions, int64_t features, int32_t *bag,
                       int32_t *ordered);
 /* BOLT_COLUMNS_CDEF_END */
@@ -447,62 +457,106 @@ static int bolt_record_room(bolt_record *record, int64_t bytes)
     return 0;
 }
 
-/* Reads the record at *at (RFC 4180: fields between delimiters, "quoted" fields may hold delimiters, newlines and
- * "" for a quote; a line may end in CRLF). Advances *at past it and *line by the newlines read. Returns 0, or -1
- * with a message. Quoted fields are unescaped into the record's buffer, whose room the caller made for the whole
- * record. */
-static int bolt_read_record(const char *data, int64_t size, int64_t *at, int64_t *line, char delimiter,
+/* A TSV field's bytes [begin, end) with its escapes decoded into `out`; returns the decoded length. */
+static int64_t bolt_unescape(const char *data, int64_t begin, int64_t end, char *out)
+{
+    int64_t n = 0;
+    for (int64_t p = begin; p < end; ++p) {
+        if (data[p] == '\\' && p + 1 < end) {
+            const char next = data[p + 1];
+            const char decoded = next == 't' ? '\t' : next == 'n' ? '\n' : next == 'r' ? '\r' : next == '\\' ? '\\' : 0;
+            if (decoded) {
+                out[n++] = decoded;
+                ++p;
+                continue;
+            }
+        }
+        out[n++] = data[p];
+    }
+    return n;
+}
+
+/* A "quoted" CSV field from the quote at *at: unescaped into `out` ("" made "), its length in *length; *at past the
+ * closing quote and *line by the newlines inside. Returns 0, or -1 with a message (and *at at the problem). */
+static int bolt_read_quoted(const char *data, int64_t size, int64_t *at, int64_t *line, char *out, int64_t *length,
+                            char *message)
+{
+    int64_t n = 0, p = *at + 1;
+    const int64_t opened = *line;
+    for (;; ++p) {
+        if (p >= size) {
+            snprintf(message, 256, "a quoted field opened on line %lld never closes", (long long)opened);
+            return -1; /* *at stays at the opening quote: the record is broken from there */
+        }
+        if (data[p] == '"') {
+            if (p + 1 < size && data[p + 1] == '"') {
+                out[n++] = '"';
+                ++p;
+                continue;
+            }
+            break;
+        }
+        if (data[p] == '\n')
+            *line += 1;
+        out[n++] = data[p];
+    }
+    *at = p + 1;
+    *length = n;
+    return 0;
+}
+
+/* Reads the record at *at in `format`; a line may end in CRLF. Advances *at past it and *line by the newlines read.
+ * Returns 0, or -1 with a message and *at where the problem was found. Quoted or escaped fields are decoded into the
+ * record's buffer, whose room the caller made for the whole record; the others point into the file. */
+static int bolt_read_record(const char *data, int64_t size, int64_t *at, int64_t *line, bolt_text_format format,
                             bolt_record *record, char *message)
 {
+    const char delimiter = (char)format.delimiter;
     int64_t p = *at, written = 0;
     record->count = 0;
     for (;;) {
         if (record->count == record->most) {
-            snprintf(message, 256, "more than %d fields", record->most);
+            const int quoted = format.quoting == BOLT_QUOTING_TSV && memchr(data + *at, '"', (size_t)(p - *at));
+            snprintf(message, 256, "more than %d fields%s", record->most,
+                     quoted ? " (quotes are text in TSV: a file with CSV quoting reads with quoting 'csv')" : "");
+            *at = p;
             return -1;
         }
         const int32_t f = record->count++;
-        if (p < size && data[p] == '"') {
+        if (format.quoting == BOLT_QUOTING_CSV && p < size && data[p] == '"') {
             char *out = record->unquoted + written;
-            int64_t n = 0;
-            const int64_t opened = *line;
-            for (++p;; ++p) {
-                if (p >= size) {
-                    snprintf(message, 256, "a quoted field opened on line %lld never closes", (long long)opened);
-                    return -1;
-                }
-                if (data[p] == '"') {
-                    if (p + 1 < size && data[p + 1] == '"') {
-                        out[n++] = '"';
-                        ++p;
-                        continue;
-                    }
-                    ++p;
-                    break;
-                }
-                if (data[p] == '\n')
-                    *line += 1;
-                out[n++] = data[p];
+            if (bolt_read_quoted(data, size, &p, line, out, &record->length[f], message) != 0) {
+                *at = p;
+                return -1;
             }
             record->field[f] = out;
-            record->length[f] = n;
-            written += n;
+            written += record->length[f];
             if (p < size && data[p] == '\r' && (p + 1 == size || data[p + 1] == '\n'))
                 ++p;
             if (p < size && data[p] != delimiter && data[p] != '\n') {
                 snprintf(message, 256, "field %d: expected a delimiter or the end of the line after a closing quote, "
-                         "got '%c'", f + 1, data[p] >= 32 && data[p] < 127 ? data[p] : '?');
+                         "got '%c' (a file whose quotes are ordinary characters reads with quoting 'tsv')", f + 1,
+                         data[p] >= 32 && data[p] < 127 ? data[p] : '?');
+                *at = p;
                 return -1;
             }
         } else {
             const int64_t begin = p;
+            int escaped = 0;
             while (p < size && data[p] != delimiter && data[p] != '\n')
-                ++p;
+                escaped |= data[p++] == '\\';
             int64_t end = p;
             if (end > begin && data[end - 1] == '\r' && (p == size || data[p] == '\n'))
                 --end;
-            record->field[f] = data + begin;
-            record->length[f] = end - begin;
+            if (escaped && format.quoting == BOLT_QUOTING_TSV) {
+                char *out = record->unquoted + written;
+                record->field[f] = out;
+                record->length[f] = bolt_unescape(data, begin, end, out);
+                written += record->length[f];
+            } else {
+                record->field[f] = data + begin;
+                record->length[f] = end - begin;
+            }
         }
         if (p >= size || data[p] == '\n') {
             if (p < size) {
@@ -516,10 +570,14 @@ static int bolt_read_record(const char *data, int64_t size, int64_t *at, int64_t
     }
 }
 
-/* Where the record at `at` ends, at least: past its newline outside quotes (a stray quote in an unquoted field
- * only makes this later). Unescaped fields never need more room than the record's bytes. */
-static int64_t bolt_record_extent(const char *data, int64_t size, int64_t at)
+/* Where the record at `at` ends, at least: past its newline (outside quotes, in CSV; a stray quote in an unquoted
+ * field only makes this later). Decoded fields never need more room than the record's bytes. */
+static int64_t bolt_record_extent(const char *data, int64_t size, int64_t at, int32_t quoting)
 {
+    if (quoting == BOLT_QUOTING_TSV) {
+        const char *newline = (const char *)memchr(data + at, '\n', (size_t)(size - at));
+        return newline ? newline - data : size;
+    }
     int quoted = 0;
     for (; at < size && (quoted || data[at] != '\n'); ++at)
         quoted ^= data[at] == '"';
@@ -529,18 +587,18 @@ static int64_t bolt_record_extent(const char *data, int64_t size, int64_t at)
 /* The header record (after a UTF-8 byte order mark, if any): its field count in *n_fields, its names one after
  * another in `names` (quotes resolved; name f is name_length[f] bytes long); returns the offset of the first
  * record, or -1 with a message. */
-int64_t bolt_columns_header(const char *data, int64_t size, int32_t delimiter, int32_t most_fields, int32_t *n_fields,
-                            char *names, int64_t names_capacity, int64_t *name_length, char *message)
+int64_t bolt_columns_header(const char *data, int64_t size, bolt_text_format format, int32_t most_fields,
+                            int32_t *n_fields, char *names, int64_t names_capacity, int64_t *name_length, char *message)
 {
     int64_t at = size >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0, line = 1;
     const char **fields = (const char **)malloc(sizeof(char *) * (size_t)most_fields + 1);
     bolt_record record = {fields, name_length, 0, most_fields, NULL, 0};
     int status = -1;
     *n_fields = 0;
-    if (!fields || bolt_record_room(&record, bolt_record_extent(data, size, at) - at + 1) != 0)
+    if (!fields || bolt_record_room(&record, bolt_record_extent(data, size, at, format.quoting) - at + 1) != 0)
         snprintf(message, 256, "out of memory");
     else
-        status = bolt_read_record(data, size, &at, &line, (char)delimiter, &record, message);
+        status = bolt_read_record(data, size, &at, &line, format, &record, message);
     int64_t written = 0;
     for (int32_t f = 0; status == 0 && f < record.count; ++f) {
         if (written + name_length[f] > names_capacity) {
@@ -711,6 +769,17 @@ static int bolt_record_problem(bolt_columns_job *job, const char **fields, const
     return 0;
 }
 
+/* skip_bad_rows: the record at `line` is left out, counted, and remembered with its problem if it is the first. */
+static void bolt_skip_record(bolt_columns_job *job, int64_t line, int32_t field)
+{
+    if (job->skipped++ == 0) {
+        job->first_skipped_line = line;
+        job->first_skipped_field = field;
+        memcpy(job->skipped_message, job->message, sizeof job->skipped_message);
+    }
+    job->message[0] = 0;
+}
+
 int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job)
 {
     int status = 0;
@@ -752,21 +821,27 @@ int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job)
             line += 1;
             continue;
         }
-        if (bolt_record_room(&record, bolt_record_extent(data, size, at) - at + 1) != 0)
+        if (bolt_record_room(&record, bolt_record_extent(data, size, at, job->format.quoting) - at + 1) != 0)
             goto out_of_memory;
-        if (bolt_read_record(data, size, &at, &line, (char)job->delimiter, &record, job->message) != 0) {
-            status = -1;
-            job->error_line = record_line;
-            break;
+        const int64_t record_at = at;
+        if (bolt_read_record(data, size, &at, &line, job->format, &record, job->message) != 0) {
+            if (!job->skip_bad_rows) {
+                status = -1;
+                job->error_line = record_line;
+                break;
+            }
+            /* the broken record ends with the line its problem is on; the next record starts after it */
+            const char *newline = (const char *)memchr(data + at, '\n', (size_t)(size - at));
+            at = newline ? newline - data + 1 : size;
+            line = record_line;
+            for (int64_t p = record_at; p < at; ++p)
+                line += data[p] == '\n';
+            bolt_skip_record(job, record_line, -1);
+            continue;
         }
         int32_t bad_field;
         if (job->skip_bad_rows && bolt_record_problem(job, fields, lengths, record.count, &sink, &bad_field) != 0) {
-            if (job->skipped++ == 0) {
-                job->first_skipped_line = record_line;
-                job->first_skipped_field = bad_field;
-                memcpy(job->skipped_message, job->message, sizeof job->skipped_message);
-            }
-            job->message[0] = 0;
+            bolt_skip_record(job, record_line, bad_field);
             continue;
         }
         if (bolt_field_count_problem(job, record.count) != 0) {

@@ -243,7 +243,8 @@ def test_evaluating_before_any_label_is_known_is_refused(model, tmp_path):
     ("title,Brand,price,added,recent,section\nA,B,1,,,s\n\"open,B,1,,,s\n", 3,
      "a quoted field opened on line 3 never closes"),
     ("title,Brand,price,added,recent,section\n\"A\"x,B,1,,,s\n", 2,
-     "field 1: expected a delimiter or the end of the line after a closing quote, got 'x'"),
+     "field 1: expected a delimiter or the end of the line after a closing quote, got 'x' (a file whose quotes are "
+     "ordinary characters reads with quoting 'tsv')"),
     ("title,Brand,price,added,recent,section\nA,B,1,,,\xff\n", 2, "column 'section': a label is not UTF-8 text"),
 ])
 def test_bad_files_name_the_line_and_column(model, tmp_path, text, line, message):
@@ -513,8 +514,9 @@ def test_neighbour_mistakes_are_reported(tmp_path, change, message):
 
 
 @settings(max_examples=examples(150), deadline=None)
-@given(body=st.binary(max_size=300), cut=st.integers(0, len(TRICKY.encode())), skip=st.booleans())
-def test_any_bytes_give_rows_or_a_data_error_never_a_crash(spec_path, tmp_path_factory, body, cut, skip):
+@given(body=st.binary(max_size=300), cut=st.integers(0, len(TRICKY.encode())), skip=st.booleans(),
+       quoting=st.sampled_from(["csv", "tsv"]))
+def test_any_bytes_give_rows_or_a_data_error_never_a_crash(spec_path, tmp_path_factory, body, cut, skip, quoting):
     model = boltc.load(spec_path, tune=False)
     model.skip_bad_rows = skip
     path = tmp_path_factory.mktemp("fuzz") / "data.csv"
@@ -523,7 +525,7 @@ def test_any_bytes_give_rows_or_a_data_error_never_a_crash(spec_path, tmp_path_f
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # skipped rows are warned about
-                dataset = model.prepare_data(path, labelled=True, learn_labels=True)
+                dataset = model.prepare_data(boltc.TextFile(path, quoting=quoting), labelled=True, learn_labels=True)
         except DataError as error:
             assert error.path == str(path)
         else:
@@ -603,14 +605,122 @@ def test_skip_bad_rows_reads_a_csv_as_if_its_bad_records_were_not_there(spec_pat
     assert model.label_names == ("shoes", "sale", "clothes", "kitchen")
 
 
-def test_skip_bad_rows_cannot_skip_a_record_it_cannot_delimit(model, tmp_path):
+def test_skip_bad_rows_skips_a_record_with_broken_quoting_to_the_end_of_its_line(model, tmp_path):
     model.skip_bad_rows = True
-    path = write(tmp_path, "title,Brand,price,added,recent,section\nA,B,1,,,s\n\"open,B,1,,,s\n")
-    with pytest.raises(DataError) as caught:
-        model.prepare_data(path, labelled=True, learn_labels=True)
-    assert (caught.value.line, caught.value.message) == (3, "a quoted field opened on line 3 never closes")
-    path = write(tmp_path, "title,Brand,price,added,recent,section\nA,B,x,,,s\n", "all_bad.csv")
+    header = "title,Brand,price,added,recent,section\n"
+    path = write(tmp_path, header + 'A,B,1,,,s\n"A"x,B,1,,,s\n"open,B,2,,,s\nC,D,3,,,t\n')
+    with pytest.warns(UserWarning, match="skipped 2 bad rows"):
+        read = model.prepare_data(path, labelled=True, learn_labels=True)
+    assert (read.n_rows, read.skipped_rows) == (2, 2)
+    assert read.first_skipped == ("line 3: field 1: expected a delimiter or the end of the line after a closing "
+                                  "quote, got 'x' (a file whose quotes are ordinary characters reads with quoting "
+                                  "'tsv')")
+    assert model.label_names == ("s", "t")
+    price = read.features[3]
+    assert price.indices.tolist() == [0, 0]  # the two good rows' prices, 1 and 3, both in the first of 8 bins
+    path = write(tmp_path, header + "A,B,x,,,s\n", "all_bad.csv")
     with pytest.raises(DataError) as caught:
         model.prepare_data(path, labelled=True, learn_labels=True)
     assert caught.value.message == ("the file holds no data rows after its header that could be read (1 skipped; the "
                                     "first, line 2, column 'price': expected a finite number, got 'x')")
+
+
+# Fields as users have them: quotes that are not CSV quoting, apostrophes, backslashes, tabs and line breaks
+# inside a field, the delimiters of the other formats, and non-ASCII text.
+AWKWARD = [
+    {"title": '"Being disintegrated makes me ve-ry an-gry!" <huff, huff>', "Brand": "Acme|Bolt", "price": "59.90",
+     "added": "2024-03-15", "recent": "a1 b2", "section": "shoes;sale"},
+    {"title": "it's a \"quote\" inside", "Brand": "O'Neil", "price": "12", "added": "", "recent": "",
+     "section": "clothes"},
+    {"title": "tab\there and a\nline break\r\nand back\\slash C:\\new\\table", "Brand": "x;y,z",
+     "price": "", "added": "2023-12-31", "recent": "k9", "section": "kitchen"},
+    {"title": "Ünïcode tëa pot — 茶壶 | semi; colon, comma", "Brand": "", "price": "-3", "added": "",
+     "recent": "b2 b2", "section": "kitchen ; sale"},
+]
+
+
+def tsv_field(text: str) -> str:
+    """A field as TSV writers (PostgreSQL COPY, IANA) write it."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def assert_reads_as(model, source, rows: list[dict[str, str]]) -> None:
+    """`source` read by `model` gives each row's features as the Python reference makes them from the row's text."""
+    dataset = model.prepare_data(source, labelled=True, learn_labels=True)
+    assert dataset.n_rows == len(rows)
+    for matrix, (header, kind, options) in zip(dataset.features, COLUMNS):
+        for r, row in enumerate(rows):
+            start, end = matrix.indptr[r], matrix.indptr[r + 1]
+            got = dict(zip(matrix.indices[start:end].tolist(), matrix.values[start:end].tolist()))
+            assert got == reference(row[header], kind, **options), (header, r)
+    names = [[name.strip() for name in row["section"].split(";")] for row in rows]
+    assert [sorted(model.label_names[i] for i in dataset.labels_of(r)) for r in range(len(rows))] == \
+        [sorted(n) for n in names]
+
+
+def test_a_tsv_of_raw_text_reads_its_quotes_as_text_and_decodes_its_escapes(spec_path, tmp_path):
+    header = "\t".join(AWKWARD[0])
+    lines = ["\t".join(tsv_field(value) for value in row.values()) for row in AWKWARD]
+    path = write(tmp_path, header + "\n" + "\n".join(lines) + "\n", "raw.tsv")
+    assert_reads_as(boltc.load(spec_path, tune=False), path, AWKWARD)
+    # a backslash before anything but t, n, r or another backslash is kept, as tools that do not escape write it
+    path = write(tmp_path, header + "\nC:\\data\\x\\\tB\t1\t\t\ts\n", "unescaped.tsv")
+    assert_reads_as(boltc.load(spec_path, tune=False), path, [
+        {"title": "C:\\data\\x\\", "Brand": "B", "price": "1", "added": "", "recent": "", "section": "s"}])
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "|", "\t"])
+@pytest.mark.parametrize("writer", ["csv", "pandas"])
+def test_files_written_by_python_csv_and_pandas_read_back_field_for_field(spec_path, tmp_path, writer, delimiter):
+    path = tmp_path / ("rows.tsv" if delimiter == "\t" else "rows.csv")
+    if writer == "csv":
+        with open(path, "w", newline="", encoding="utf-8") as out:
+            table = csv.DictWriter(out, fieldnames=list(AWKWARD[0]), delimiter=delimiter)
+            table.writeheader()
+            table.writerows(AWKWARD)
+    else:
+        pandas = pytest.importorskip("pandas")
+        pandas.DataFrame(AWKWARD, dtype=str).to_csv(path, sep=delimiter, index=False)
+    # the delimiter is found from the header; a tab-separated file is TSV unless CSV quoting is asked for
+    source = boltc.TextFile(path, quoting="csv") if delimiter == "\t" else path
+    assert_reads_as(boltc.load(spec_path, tune=False), source, AWKWARD)
+
+
+def test_csv_quoting_in_a_tsv_is_refused_unless_asked_for_and_quotes_in_a_csv_can_be_text(spec_path, tmp_path):
+    path = write(tmp_path, 'title\tBrand\tprice\tadded\trecent\tsection\n"a\tb"\tB\t1\t\t\ts\n', "quoted.tsv")
+    model = boltc.load(spec_path, tune=False)
+    with pytest.raises(DataError) as caught:
+        model.prepare_data(path, labelled=True, learn_labels=True)
+    assert (caught.value.line, caught.value.message) == (2, "more than 6 fields (quotes are text in TSV: a file with "
+                                                            "CSV quoting reads with quoting 'csv')")
+    assert_reads_as(model, boltc.TextFile(path, quoting="csv"), [
+        {"title": "a\tb", "Brand": "B", "price": "1", "added": "", "recent": "", "section": "s"}])
+    path = write(tmp_path, 'title,Brand,price,added,recent,section\n"Hi" she said,B,1,,,s\n', "said.csv")
+    assert_reads_as(boltc.load(spec_path, tune=False), boltc.TextFile(path, quoting="tsv"), [
+        {"title": '"Hi" she said', "Brand": "B", "price": "1", "added": "", "recent": "", "section": "s"}])
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(delimiter="ab"), "delimiter 'ab': expected one ASCII character other than a quote or a line break"),
+    (dict(delimiter='"'), "delimiter '\"': expected one ASCII character other than a quote or a line break"),
+    (dict(quoting="excel"), "quoting 'excel': expected one of csv, tsv"),
+    (dict(delimiter="\\", quoting="tsv"),
+     "a backslash cannot separate the fields of a file whose fields hold backslash escapes"),
+])
+def test_a_text_file_with_a_format_that_cannot_be_read_is_refused(options, message):
+    with pytest.raises(UsageError) as caught:
+        boltc.TextFile("rows.csv", **options)
+    assert str(caught.value) == message
+
+
+def test_the_command_line_reads_a_csv_quoted_tsv_when_told(spec_path, tmp_path, capsys):
+    rows = "".join(f'"item\t{k}"\tAcme\t{k}\t\t\t{"shoes" if k % 2 else "sale"}\n' for k in range(8))
+    data = write(tmp_path, "title\tBrand\tprice\tadded\trecent\tsection\n" + rows, "quoted.tsv")
+    saved = tmp_path / "shop.boltm"
+    assert main(["train", str(spec_path), "--train", str(data), "--epochs", "1", "--save", str(saved),
+                 "--quoting", "csv", "--delimiter", "tab"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(saved), "--data", str(data), "--quoting", "csv"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 8
+    assert main(["predict", str(saved), "--data", str(data)]) != 0
+    assert "more than 6 fields (quotes are text in TSV" in capsys.readouterr().err
