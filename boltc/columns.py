@@ -106,11 +106,13 @@ class _Vocabulary:
     """The C reader's label table: strings in one byte arena, an open-addressing table of their ids."""
 
     def __init__(self, capacity: int, arena_bytes: int, known: Sequence[str] = ()):
+        """Room for `capacity` names in `arena_bytes` beyond the `known` ones, which keep their ids."""
+        self.known = tuple(known)
         encoded = [name.encode() for name in known]
-        capacity = max(capacity, len(encoded), 1)
+        capacity = max(capacity + len(encoded), 1)
         self.offset = np.zeros(capacity, dtype=np.int64)
         self.length = np.zeros(capacity, dtype=np.int32)
-        self.arena = np.zeros(max(arena_bytes, sum(map(len, encoded)), 1), dtype=np.uint8)
+        self.arena = np.zeros(max(arena_bytes + sum(map(len, encoded)), 1), dtype=np.uint8)
         self.slots = np.full(1 << (2 * capacity).bit_length(), -1, dtype=np.int32)
         at = 0
         for e, name in enumerate(encoded):
@@ -393,7 +395,7 @@ class _Reader:
         labels.attach(self.ffi, self.job)
         status = self.run(0)
         if status == -2:  # more names than room: read again with room for every one, to say how many there are
-            labels = _Vocabulary(self.size // 2 + 2, self.size + 1)
+            labels = _Vocabulary(self.size // 2 + 2, self.size + 1, labels.known)
             labels.attach(self.ffi, self.job)
             status = self.run(0)
         self.check(status)
@@ -474,11 +476,12 @@ class _Records:
 
 
 def read_columns(path: str | Path | TextFile, plan: Plan, library, vocabulary: Sequence[str] | None, labelled: bool,
-                 threads: int = 1, skip_bad_rows: bool = False
+                 threads: int = 1, skip_bad_rows: bool = False, more_labels: bool = False
                  ) -> tuple[Dataset, tuple[str, ...] | None, dict[int, HistoryKeys | LinkKeys]]:
     """The file's rows featurized for `plan`'s inputs, and their labels when `labelled`: ids of `vocabulary`
-    (labels it lacks are left out, with a warning), or, when `vocabulary` is None, of one learned from this file in
-    order of first appearance (returned). History and neighbours inputs come back empty, with their keys by input
+    (labels it lacks are left out, with a warning, unless `more_labels` adds them: a later file of the training
+    data), or, when `vocabulary` is None, of one learned from this file in order of first appearance (returned,
+    as is the grown one). History and neighbours inputs come back empty, with their keys by input
     index: a row's history depends on what came before the file (``history_features``), its neighbourhood on other
     rows and on the nodes seen in training (``neighbour_features``). Raises DataError with the line and column
     of the first bad field; with ``skip_bad_rows``, a record with a bad field or broken quoting is left out
@@ -496,7 +499,7 @@ def read_columns(path: str | Path | TextFile, plan: Plan, library, vocabulary: S
         if not source.size:
             raise DataError(name, None, "the file is empty: expected a header line naming its columns")
         reader = _Reader(text, library, source, data, plan, labelled, skip_bad_rows)
-        learning = labelled and vocabulary is None
+        learning = labelled and (vocabulary is None or more_labels)
         room = 4 * plan.target_dim + SPARE_LABELS if learning else 0
         labels = reader.count(_Vocabulary(room, ARENA_BYTES_PER_LABEL * room, vocabulary or ()), learning)
         job = reader.job

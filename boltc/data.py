@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
+import gzip
 import hashlib
 import itertools
 import math
@@ -22,7 +24,9 @@ import mmap
 import operator
 import os
 import warnings
+import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -190,8 +194,38 @@ def _count(value: Any, what: str, *, optional: bool = False) -> int | None:
     return number
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+PATTERN_CHARACTERS = "*?["
+
+
+def _decompressed(path: str, head: bytes) -> bytes | None:
+    """The bytes of a gzip or zstd file, known by their magic number whatever the file's name; None for others."""
+    try:
+        if head[:2] == GZIP_MAGIC:
+            with gzip.open(path, "rb") as stream:
+                return stream.read()
+        if head[:4] == ZSTD_MAGIC:
+            try:
+                import zstandard
+            except ImportError:
+                raise DataError(path, None, "the file is zstd-compressed: reading it needs the zstandard package "
+                                            "(pip install 'boltc[zstd]')") from None
+            with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(
+                    raw, read_across_frames=True) as stream:
+                return stream.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(path, None, f"cannot decompress the gzip file: {exc}") from None
+    except Exception as exc:  # zstandard.ZstdError: only importable with the package
+        if type(exc).__name__ != "ZstdError":
+            raise
+        raise DataError(path, None, f"cannot decompress the zstd file: {exc}") from None
+    return None
+
+
 class FileBytes:
-    """The file's bytes without copying them (a read-only mapping); plain reading where mapping is impossible."""
+    """The file's bytes without copying them (a read-only mapping); plain reading where mapping is impossible. A
+    gzip or zstd file gives its decompressed bytes, held in memory."""
 
     def __init__(self, path: str):
         self.map: mmap.mmap | None = None
@@ -201,13 +235,60 @@ class FileBytes:
             except (OSError, ValueError):  # empty files, pipes, special files: no mapping
                 self.map = None
             self.data: Any = self.map if self.map is not None else handle.read()
-        if self.map is not None and hasattr(self.map, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
+        decompressed = _decompressed(path, bytes(self.data[:4]))
+        if decompressed is not None:
+            self.close()
+            self.map, self.data = None, decompressed
+        elif self.map is not None and hasattr(self.map, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
             self.map.madvise(mmap.MADV_SEQUENTIAL)
         self.size = len(self.data)
 
     def close(self) -> None:
         if self.map is not None:
             self.map.close()
+
+
+def data_files(path: str | os.PathLike) -> list[str]:
+    """The files a data path names, in a fixed order: the file itself; a directory's files (hidden ones left out)
+    by name; or the matches of a pattern such as ``data/part-*.csv`` by name."""
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        found = sorted(str(entry) for entry in Path(name).iterdir() if entry.is_file()
+                       and not entry.name.startswith("."))
+        if not found:
+            raise DataError(name, None, "the directory holds no data files")
+        return found
+    if not os.path.exists(name) and any(character in name for character in PATTERN_CHARACTERS):
+        found = sorted(match for match in glob.glob(name) if os.path.isfile(match))
+        if not found:
+            raise DataError(name, None, "no file matches this pattern")
+        return found
+    return [name]
+
+
+def concatenated(path: str, parts: Sequence[Dataset]) -> Dataset:
+    """The rows of data sets read from the files of one data path, one after another. Dimensions are the largest
+    of the parts' (they differ only where read_xmc found them from ids), labels empty for a part without any."""
+    if len(parts) == 1:
+        return parts[0]
+    features = []
+    for k in range(len(parts[0].features)):
+        matrices = [part.features[k] for part in parts]
+        starts = np.cumsum([0] + [len(m.indices) for m in matrices[:-1]])
+        features.append(FeatureMatrix(
+            max(m.dim for m in matrices), indptr=np.concatenate(
+                [np.zeros(1, np.int64)] + [m.indptr[1:] + start for m, start in zip(matrices, starts)]),
+            indices=np.concatenate([m.indices for m in matrices]), values=np.concatenate([m.values for m in matrices])))
+    label_indptr = label_ids = None
+    if any(part.has_labels for part in parts):
+        counts = [np.diff(part.label_indptr) if part.has_labels else np.zeros(part.n_rows, np.int64) for part in parts]
+        label_indptr = np.zeros(sum(part.n_rows for part in parts) + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(counts), out=label_indptr[1:])
+        label_ids = np.concatenate([part.label_ids for part in parts if part.has_labels]).astype(np.int32, copy=False)
+    skipped = [part for part in parts if part.skipped_rows]
+    return Dataset(path, sum(part.n_rows for part in parts), tuple(features), max(part.n_labels for part in parts),
+                   label_indptr, label_ids, skipped_rows=sum(part.skipped_rows for part in parts),
+                   first_skipped=f"{skipped[0].path} {skipped[0].first_skipped}" if skipped else None)
 
 
 def _check(name: str, info: Any, ffi: Any) -> None:
@@ -243,12 +324,22 @@ def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: i
     with a problem is left out instead, counted in the Dataset's ``skipped_rows`` (the first one's line and
     problem in ``first_skipped``) and warned about. A bad header, or a file that changes while it is read, is
     still an error.
+
+    ``path`` may also name a directory or a pattern (``data/part-*.txt``): its files are read in name order, their
+    rows one after another.
     """
-    name = str(path)
     n_features = _count(n_features, "n_features", optional=True)
     n_labels = _count(n_labels, "n_labels", optional=True)
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= threads <= 4096:
         raise UsageError(f"threads must be an integer from 0 to 4096, got {threads!r}")
+    parts = []
+    for name in data_files(path):  # a loop, not a comprehension: the warnings' stack level counts frames
+        parts.append(_read_xmc_file(name, n_features, n_labels, threads, skip_bad_rows))
+    return concatenated(os.fspath(path), parts)
+
+
+def _read_xmc_file(name: str, n_features: int | None, n_labels: int | None, threads: int,
+                   skip_bad_rows: bool) -> Dataset:
     compiled = _reader()  # before the file is opened: a build error then leaves nothing open
     ffi, lib = compiled.ffi, compiled.lib
     try:
@@ -304,7 +395,7 @@ def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: i
         label_count = int(info.max_label_id) + 1
     matrix = FeatureMatrix(dim=dim, indptr=indptr, indices=indices, values=values)
     matrix.__dict__["max_row_nnz"] = int(info.max_row_entries)  # the scan counted it: seed the cached property
-    warn_skipped(name, skipped, first_skipped, stacklevel=2)
+    warn_skipped(name, skipped, first_skipped, stacklevel=3)
     return Dataset(path=name, n_rows=rows, features=(matrix,), n_labels=label_count, label_indptr=label_indptr,
                    label_ids=label_ids, skipped_rows=skipped, first_skipped=first_skipped)
 

@@ -21,7 +21,8 @@ from boltc import model_file, rates, sparse_check, training
 from boltc.abi import BufferSpec
 from boltc.build import CompiledLibrary
 from boltc.columns import HistoryState, NodeStore, TextFile, read_columns, with_context
-from boltc.data import Dataset, FeatureMatrix, Scaling, apply_scaling, from_arrays, read_xmc
+from boltc.data import (Dataset, FeatureMatrix, Scaling, apply_scaling, concatenated, data_files, from_arrays,
+                        read_xmc)
 from boltc.diagnostics import UsageError
 from boltc.model_arrays import ModelArrays
 from boltc.plan import Plan
@@ -223,17 +224,28 @@ class Model:
             raise UsageError(f"model '{self.plan.model_name}' reads XMC text files: a delimiter and quoting apply to "
                              "the CSV/TSV files of models with typed columns")
         if self.reads_columns and isinstance(data, (str, Path, TextFile)):
-            if labelled and self.label_names is None and not learn_labels:
-                raise UsageError(f"model '{self.plan.model_name}' has not learned its label names yet: fit it on "
-                                 "training data first")
-            data, learned, keys = read_columns(data, self.plan, self.library, self.label_names, labelled,
-                                               skip_bad_rows=skip)
-            if learned is not None:
-                self.label_names = learned
-            if keys:
-                data = with_context(self, data, keys, learn_labels if absorb_history is None else absorb_history)
+            data = self._read_text_files(data if isinstance(data, TextFile) else TextFile(data), labelled,
+                                         learn_labels, learn_labels if absorb_history is None else absorb_history, skip)
         dataset = dataset_for(self.plan, data, labelled, skip)
         return self.scaled(dataset) if scaled else dataset
+
+    def _read_text_files(self, text: TextFile, labelled: bool, learn_labels: bool, absorb_history: bool,
+                         skip_bad_rows: bool) -> Dataset:
+        """The CSV/TSV files `text` names (one, a directory's or a pattern's), in order: label names learned over all
+        of them when the model has none yet, each file's histories continuing from the files before it."""
+        if labelled and self.label_names is None and not learn_labels:
+            raise UsageError(f"model '{self.plan.model_name}' has not learned its label names yet: fit it on "
+                             "training data first")
+        learning = labelled and learn_labels and self.label_names is None
+        parts = []
+        for index, name in enumerate(data_files(text.path)):
+            part, learned, keys = read_columns(dataclasses.replace(text, path=name), self.plan, self.library,
+                                               self.label_names, labelled, skip_bad_rows=skip_bad_rows,
+                                               more_labels=learning and index > 0)
+            if learned is not None:
+                self.label_names = learned
+            parts.append(with_context(self, part, keys, absorb_history) if keys else part)
+        return concatenated(str(text.path), parts)
 
     def scaled(self, dataset: Dataset) -> Dataset:
         """`dataset` with the standardised inputs as the model sees them (once their statistics are learned)."""

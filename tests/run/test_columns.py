@@ -724,3 +724,30 @@ def test_the_command_line_reads_a_csv_quoted_tsv_when_told(spec_path, tmp_path, 
     assert len(capsys.readouterr().out.splitlines()) == 8
     assert main(["predict", str(saved), "--data", str(data)]) != 0
     assert "more than 6 fields (quotes are text in TSV" in capsys.readouterr().err
+
+
+def test_one_table_as_csv_gzipped_csv_and_a_directory_of_parts_gives_the_same_rows(spec_path, tmp_path):
+    import gzip
+
+    header, *records = TRICKY.replace('\nTWO', '\x00TWO').replace("\r\n", "\n").split("\n")
+    records = [r.replace('\x00', '\n') for r in records if r]
+    records.append('"A new section",Acme,1,2024-01-01,a1,garden')  # a label only the last part holds
+    whole = write(tmp_path, header + "\n" + "\n".join(records) + "\n", "whole.csv")
+    packed = tmp_path / "whole.csv.gz"
+    packed.write_bytes(gzip.compress(whole.read_bytes()))
+    (tmp_path / "parts").mkdir()
+    for k, chunk in enumerate((records[:2], records[2:4], records[4:])):
+        write(tmp_path / "parts", header + "\n" + "\n".join(chunk) + "\n", f"part-{k}.csv")
+    read = {}
+    for source in (whole, packed, tmp_path / "parts", str(tmp_path / "parts" / "part-*.csv")):
+        model = boltc.load(spec_path, tune=False)
+        read[str(source)] = (model.prepare_data(source, labelled=True, learn_labels=True), model.label_names)
+    expected, names = read.pop(str(whole))
+    assert names == ("shoes", "sale", "clothes", "kitchen", "garden") and expected.n_rows == 6
+    for source, (dataset, learned) in read.items():
+        assert (learned, dataset.n_rows, dataset.path) == (names, 6, source)
+        for got, want in zip(dataset.features, expected.features):
+            for part in ("indptr", "indices", "values"):
+                np.testing.assert_array_equal(getattr(got, part), getattr(want, part))
+        np.testing.assert_array_equal(dataset.label_indptr, expected.label_indptr)
+        np.testing.assert_array_equal(dataset.label_ids, expected.label_ids)

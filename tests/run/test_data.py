@@ -561,3 +561,73 @@ def test_skip_bad_rows_keeps_a_bad_header_and_an_all_bad_file_as_errors(tmp_path
                              "id 'x' is not a non-negative integer)")
     with pytest.warns(UserWarning):  # the header's row count includes the rows left out
         assert read_xmc(write(tmp_path, "2 5 3\n0 x:1\n1 2:1\n"), skip_bad_rows=True).n_rows == 1
+
+
+# ---- compressed files and many files ------------------------------------------------------------------------------
+
+def parts_of(rng, directory: Path, n_parts: int, n_rows: int, *, header: bool):
+    """`n_parts` random files in `directory`, named so that name order is part order; the truth of all their rows."""
+    directory.mkdir()
+    truth = ([], [], [])
+    for k in range(n_parts):
+        for whole, part in zip(truth, random_file(rng, directory / f"part-{k:02d}.txt", n_rows + k, 300, 20,
+                                                  header=header)):
+            whole.extend(part)
+    return truth
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_a_directory_or_a_pattern_reads_its_files_in_name_order_one_after_another(tmp_path, header):
+    labels, ids, values = parts_of(np.random.default_rng(3 + header), tmp_path / "parts", 3, 40, header=header)
+    (tmp_path / "parts" / ".hidden").write_text("not data\n")
+    for source in (tmp_path / "parts", str(tmp_path / "parts" / "part-*.txt")):
+        data = read_xmc(source, n_features=300, n_labels=20)
+        assert (data.path, data.n_rows) == (str(source), len(labels))
+        assert_matches(data, labels, ids, values)
+    # without sizes, a part's header or its largest ids say them: the largest over all parts holds every row
+    data = read_xmc(tmp_path / "parts")
+    assert data.features[0].dim == (300 if header else 1 + max(int(i.max()) for i in ids if len(i)))
+    assert data.n_labels == (20 if header else 1 + max(max(x) for x in labels if x))
+
+
+def test_patterns_and_directories_that_name_no_file_are_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for source, message in ((tmp_path / "empty", "the directory holds no data files"),
+                            (str(tmp_path / "part-*.txt"), "no file matches this pattern")):
+        with pytest.raises(DataError) as caught:
+            read_xmc(source, n_features=10, n_labels=10)
+        assert (caught.value.path, caught.value.message) == (str(source), message)
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_a_compressed_file_reads_as_its_text_whatever_its_name(tmp_path, compression):
+    rng = np.random.default_rng(11)
+    plain = tmp_path / "plain.txt"
+    labels, ids, values = random_file(rng, plain, 300, 300, 20)
+    if compression == "gzip":
+        import gzip
+
+        # two members, as concatenated .gz files are: both are read
+        text = plain.read_bytes()
+        packed = gzip.compress(text[:len(text) // 2]) + gzip.compress(text[len(text) // 2:])
+    else:
+        zstandard = pytest.importorskip("zstandard")
+        packed = zstandard.ZstdCompressor().compress(plain.read_bytes())
+    for name in ("data.txt.gz", "data.txt"):  # the magic number decides, not the name
+        data = read_xmc(write(tmp_path, packed, name), n_features=300, n_labels=20)
+        assert_matches(data, labels, ids, values)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda packed: packed[:len(packed) // 2], "cannot decompress the gzip file: Compressed file ended before the "
+                                               "end-of-stream marker was reached"),
+    # zlib words what it found in its own way (its versions differ): only where the message comes from is fixed
+    (lambda packed: packed[:10] + bytes(len(packed) - 10), "cannot decompress the gzip file: Error -3 while "
+                                                           "decompressing data: "),
+])
+def test_a_damaged_gzip_file_is_a_data_error(tmp_path, damage, message):
+    import gzip
+
+    packed = gzip.compress(b"3 10 10\n1 2:1\n2 3:1\n3 4:1\n" * 50)
+    error = read_error(tmp_path, damage(packed), n_features=10, n_labels=10)
+    assert error.message.startswith(message) and error.line is None
