@@ -23,6 +23,7 @@ import numpy as np
 from boltc.data import Dataset, FeatureMatrix, FileBytes, no_rows_error, warn_skipped
 from boltc.diagnostics import DataError, UsageError
 from boltc.plan import Plan
+from boltc.tables import TableBytes, is_parquet, table_bytes
 
 if TYPE_CHECKING:
     from boltc.model import Model
@@ -354,11 +355,11 @@ class _Reader:
     """The C reader's job over one file: the header, which field each input reads, and the two reads of the
     records (the first counts rows, entries and labels so that the second can fill arrays of the right size)."""
 
-    def __init__(self, text: TextFile, library, source: FileBytes, data, plan: Plan, labelled: bool,
+    def __init__(self, text: TextFile, library, source: FileBytes | TableBytes, data, plan: Plan, labelled: bool,
                  skip_bad_rows: bool):
         ffi = library.ffi
         name = self.name = str(text.path)
-        self.ffi, self.lib, self.data, self.size = ffi, library.lib, data, source.size
+        self.ffi, self.lib, self.data, self.size, self.source = ffi, library.lib, data, source.size, source
         delimiter, quoting = text.format_of(source.data, source.size)
         text_format = ffi.new("bolt_text_format *", {
             "delimiter": ord(delimiter), "quoting": library.lib.BOLT_QUOTING_TSV if quoting == "tsv"
@@ -381,13 +382,16 @@ class _Reader:
         return self.lib.bolt_columns_read(self.data, self.size, self.job)
 
     def check(self, status: int) -> None:
-        """Raises the reader's error, if a read returned one, at its line and column."""
+        """Raises the reader's error, if a read returned one, at its line (a table's: its row) and column."""
         if status == 0:
             return
         message = self.ffi.string(self.job.message).decode("utf-8", "replace")
         if self.job.error_field >= 0:
             message = f"column '{self.names[self.job.error_field]}': {message}"
-        raise DataError(self.name, int(self.job.error_line) or None, message)
+        line = int(self.job.error_line) or None
+        if line is not None and isinstance(self.source, TableBytes):
+            line, message = None, f"row {self.source.row_of_line(line)}: {message}"
+        raise DataError(self.name, line, message)
 
     def count(self, labels: _Vocabulary, learning: bool) -> _Vocabulary:
         """The first read; returns the vocabulary the labels went into (a larger one where `labels` ran out)."""
@@ -424,9 +428,10 @@ class _Reader:
         if not skipped:
             return 0, None
         problem = self.ffi.string(self.job.skipped_message).decode("utf-8", "replace")
-        field = self.job.first_skipped_field
+        field, line = self.job.first_skipped_field, int(self.job.first_skipped_line)
         column = f", column '{self.names[field]}'" if field >= 0 else ""
-        return skipped, f"line {int(self.job.first_skipped_line)}{column}: {problem}"
+        where = f"row {self.source.row_of_line(line)}" if isinstance(self.source, TableBytes) else f"line {line}"
+        return skipped, f"{where}{column}: {problem}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -491,7 +496,12 @@ def read_columns(path: str | Path | TextFile, plan: Plan, library, vocabulary: S
     name = str(text.path)
     ffi = library.ffi
     try:
-        source = FileBytes(name)
+        if is_parquet(name):
+            if text.delimiter or text.quoting:
+                raise UsageError(f"{name} is a Parquet file: it has no delimiter or quoting to choose")
+            source, text = table_bytes(name, plan), TextFile(name, ",", "csv")
+        else:
+            source = FileBytes(name)
     except OSError as exc:
         raise DataError(name, None, f"cannot read the file: {exc.strerror or exc}") from None
     data = ffi.from_buffer("char[]", source.data) if source.size else ffi.NULL

@@ -751,3 +751,54 @@ def test_one_table_as_csv_gzipped_csv_and_a_directory_of_parts_gives_the_same_ro
                 np.testing.assert_array_equal(getattr(got, part), getattr(want, part))
         np.testing.assert_array_equal(dataset.label_indptr, expected.label_indptr)
         np.testing.assert_array_equal(dataset.label_ids, expected.label_ids)
+
+
+def parquet_of(rows: list[dict[str, str]], path: Path) -> Path:
+    """`rows` as a typed table: numbers, dates, and lists for the multi-valued columns."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+
+    def listed(text: str, delimiter: str) -> list[str]:
+        return [part.strip() for part in text.split(delimiter) if part.strip()]
+
+    table = pa.table({
+        "title": [row["title"] for row in rows],
+        "Brand": pa.array([listed(row["Brand"], "|") for row in rows], pa.list_(pa.string())),
+        "price": pa.array([float(row["price"]) if row["price"] else None for row in rows], pa.float64()),
+        "added": pa.array([datetime.date.fromisoformat(row["added"]) if row["added"] else None for row in rows],
+                          pa.date32()),
+        "recent": [row["recent"] for row in rows],
+        "section": pa.array([listed(row["section"], ";") for row in rows], pa.list_(pa.string())),
+        "unused": pa.array([{"a": 1}] * len(rows)),  # a type boltc cannot read, in a column the model does not read
+    })
+    pq.write_table(table, path)
+    return path
+
+
+def test_one_table_as_parquet_and_as_csv_gives_the_same_features_and_the_same_training(spec_path, tmp_path):
+    source = parquet_of(AWKWARD, tmp_path / "rows.parquet")
+    assert_reads_as(boltc.load(spec_path, tune=False), source, AWKWARD)
+    csv_path = tmp_path / "rows.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as out:
+        table = csv.DictWriter(out, fieldnames=list(AWKWARD[0]))
+        table.writeheader()
+        table.writerows(AWKWARD)
+    trained = []
+    for path in (source, csv_path):
+        model = boltc.load(spec_path, tune=False)
+        model.fit(path, epochs=2, progress=False)
+        trained.append(model.parameters())
+    for name, array in trained[0].items():
+        np.testing.assert_array_equal(array, trained[1][name], err_msg=name)
+
+
+def test_a_bad_value_in_a_parquet_file_is_reported_at_its_row(spec_path, tmp_path):
+    rows = AWKWARD + [dict(AWKWARD[1], price="-1e999")]  # a float that is infinite in the table too
+    source = parquet_of(rows, tmp_path / "bad.parquet")
+    with pytest.raises(DataError) as caught:
+        boltc.load(spec_path, tune=False).prepare_data(source, labelled=True, learn_labels=True)
+    assert (caught.value.line, caught.value.message) == (None, "row 5: column 'price': expected a finite number, "
+                                                               "got '-inf'")
+    with pytest.raises(UsageError, match="is a Parquet file: it has no delimiter or quoting to choose"):
+        boltc.load(spec_path, tune=False).prepare_data(boltc.TextFile(source, quoting="csv"), labelled=True,
+                                                       learn_labels=True)
