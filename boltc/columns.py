@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from boltc.data import Dataset, FeatureMatrix, FileBytes, no_rows_error, warn_skipped
+from boltc.data import Dataset, FeatureMatrix, FileBytes, no_rows_error, stacked_indptr, warn_skipped
 from boltc.diagnostics import DataError, UsageError
 from boltc.plan import Plan
 from boltc.tables import TableBytes, is_parquet, table_bytes
@@ -498,7 +498,7 @@ def read_columns(path: str | Path | TextFile, plan: Plan, library, vocabulary: S
     try:
         if is_parquet(name):
             if text.delimiter or text.quoting:
-                raise UsageError(f"{name} is a Parquet file: it has no delimiter or quoting to choose")
+                raise DataError(name, None, "a Parquet file has no delimiter or quoting to choose")
             source, text = table_bytes(name, plan), TextFile(name, ",", "csv")
         else:
             source = FileBytes(name)
@@ -535,6 +535,29 @@ def read_columns(path: str | Path | TextFile, plan: Plan, library, vocabulary: S
     dataset = Dataset(name, rows, records.features(plan), plan.target_dim, records.label_indptr, records.label_ids,
                       skipped, first_skipped)
     return dataset, learned, records.keys()
+
+
+def concatenated_keys(parts: Sequence[dict[int, HistoryKeys | LinkKeys]], rows: Sequence[int], plan: Plan
+                      ) -> dict[int, HistoryKeys | LinkKeys]:
+    """The keys of files read one after another (`rows` each), as if from one file: a history ordered by the file's
+    order continues its row numbers from file to file."""
+    if len(parts) == 1:
+        return parts[0]
+    offsets = np.cumsum([0] + list(rows[:-1])).astype(np.float64)
+    merged: dict[int, HistoryKeys | LinkKeys] = {}
+    for index, first in parts[0].items():
+        found = [part[index] for part in parts]
+        if isinstance(first, LinkKeys):
+            merged[index] = LinkKeys(np.concatenate([f.nodes for f in found]),
+                                     stacked_indptr([f.indptr for f in found]),
+                                     np.concatenate([f.links for f in found]))
+        else:
+            in_file_order = not plan.inputs[index].column.order
+            merged[index] = HistoryKeys(np.concatenate([f.users for f in found]),
+                                        np.concatenate([f.items for f in found]),
+                                        np.concatenate([f.order + (offset if in_file_order else 0.0)
+                                                        for f, offset in zip(found, offsets)]))
+    return merged
 
 
 def with_context(model: Model, dataset: Dataset, keys: dict[int, HistoryKeys | LinkKeys], absorb: bool) -> Dataset:

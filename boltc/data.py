@@ -199,6 +199,18 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PATTERN_CHARACTERS = "*?["
 
 
+def _unzstd(zstandard: Any, packed: bytes) -> bytes:
+    """Every frame of a zstd stream; a stream cut inside a frame is an error (a streaming reader would stop quietly)."""
+    pieces = []
+    while packed:
+        frame = zstandard.ZstdDecompressor().decompressobj()
+        pieces.append(frame.decompress(packed))
+        if not frame.eof:
+            raise zstandard.ZstdError("the data ends inside a frame (a truncated file?)")
+        packed = frame.unused_data
+    return b"".join(pieces)
+
+
 def _decompressed(path: str, head: bytes) -> bytes | None:
     """The bytes of a gzip or zstd file, known by their magic number whatever the file's name; None for others."""
     try:
@@ -211,9 +223,8 @@ def _decompressed(path: str, head: bytes) -> bytes | None:
             except ImportError:
                 raise DataError(path, None, "the file is zstd-compressed: reading it needs the zstandard package "
                                             "(pip install 'boltc[zstd]')") from None
-            with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(
-                    raw, read_across_frames=True) as stream:
-                return stream.read()
+            with open(path, "rb") as raw:
+                return _unzstd(zstandard, raw.read())
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DataError(path, None, f"cannot decompress the gzip file: {exc}") from None
     except Exception as exc:  # zstandard.ZstdError: only importable with the package
@@ -249,12 +260,13 @@ class FileBytes:
 
 
 def data_files(path: str | os.PathLike) -> list[str]:
-    """The files a data path names, in a fixed order: the file itself; a directory's files (hidden ones left out)
-    by name; or the matches of a pattern such as ``data/part-*.csv`` by name."""
+    """The files a data path names, in a fixed order: the file itself; a directory's files by name, leaving out
+    those whose names start with . or _ (hidden, and the markers Spark and Hadoop write, such as _SUCCESS); or the
+    matches of a pattern such as ``data/part-*.csv`` by name."""
     name = os.fspath(path)
     if os.path.isdir(name):
         found = sorted(str(entry) for entry in Path(name).iterdir() if entry.is_file()
-                       and not entry.name.startswith("."))
+                       and not entry.name.startswith((".", "_")))
         if not found:
             raise DataError(name, None, "the directory holds no data files")
         return found
@@ -266,6 +278,12 @@ def data_files(path: str | os.PathLike) -> list[str]:
     return [name]
 
 
+def stacked_indptr(indptrs: Sequence[np.ndarray]) -> np.ndarray:
+    """The CSR row pointers of matrices put one under another."""
+    starts = np.cumsum([0] + [int(indptr[-1]) for indptr in indptrs[:-1]])
+    return np.concatenate([np.zeros(1, np.int64)] + [indptr[1:] + start for indptr, start in zip(indptrs, starts)])
+
+
 def concatenated(path: str, parts: Sequence[Dataset]) -> Dataset:
     """The rows of data sets read from the files of one data path, one after another. Dimensions are the largest
     of the parts' (they differ only where read_xmc found them from ids), labels empty for a part without any."""
@@ -274,11 +292,9 @@ def concatenated(path: str, parts: Sequence[Dataset]) -> Dataset:
     features = []
     for k in range(len(parts[0].features)):
         matrices = [part.features[k] for part in parts]
-        starts = np.cumsum([0] + [len(m.indices) for m in matrices[:-1]])
-        features.append(FeatureMatrix(
-            max(m.dim for m in matrices), indptr=np.concatenate(
-                [np.zeros(1, np.int64)] + [m.indptr[1:] + start for m, start in zip(matrices, starts)]),
-            indices=np.concatenate([m.indices for m in matrices]), values=np.concatenate([m.values for m in matrices])))
+        features.append(FeatureMatrix(max(m.dim for m in matrices), indptr=stacked_indptr([m.indptr for m in matrices]),
+                                      indices=np.concatenate([m.indices for m in matrices]),
+                                      values=np.concatenate([m.values for m in matrices])))
     label_indptr = label_ids = None
     if any(part.has_labels for part in parts):
         counts = [np.diff(part.label_indptr) if part.has_labels else np.zeros(part.n_rows, np.int64) for part in parts]

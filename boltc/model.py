@@ -20,7 +20,7 @@ from boltc import metrics as ranking
 from boltc import model_file, rates, sparse_check, training
 from boltc.abi import BufferSpec
 from boltc.build import CompiledLibrary
-from boltc.columns import HistoryState, NodeStore, TextFile, read_columns, with_context
+from boltc.columns import HistoryState, NodeStore, TextFile, concatenated_keys, read_columns, with_context
 from boltc.data import (Dataset, FeatureMatrix, Scaling, apply_scaling, concatenated, data_files, from_arrays,
                         read_xmc)
 from boltc.diagnostics import UsageError
@@ -231,21 +231,27 @@ class Model:
 
     def _read_text_files(self, text: TextFile, labelled: bool, learn_labels: bool, absorb_history: bool,
                          skip_bad_rows: bool) -> Dataset:
-        """The CSV/TSV files `text` names (one, a directory's or a pattern's), in order: label names learned over all
-        of them when the model has none yet, each file's histories continuing from the files before it."""
+        """The CSV/TSV files `text` names (one, a directory's or a pattern's), in order, as one file: label names
+        learned over all of them when the model has none yet, histories and neighbourhoods over all their rows.
+        The model learns nothing from them unless every file reads."""
         if labelled and self.label_names is None and not learn_labels:
             raise UsageError(f"model '{self.plan.model_name}' has not learned its label names yet: fit it on "
                              "training data first")
         learning = labelled and learn_labels and self.label_names is None
-        parts = []
+        names, parts, keys = self.label_names, [], []
         for index, name in enumerate(data_files(text.path)):
-            part, learned, keys = read_columns(dataclasses.replace(text, path=name), self.plan, self.library,
-                                               self.label_names, labelled, skip_bad_rows=skip_bad_rows,
-                                               more_labels=learning and index > 0)
-            if learned is not None:
-                self.label_names = learned
-            parts.append(with_context(self, part, keys, absorb_history) if keys else part)
-        return concatenated(str(text.path), parts)
+            part, learned, part_keys = read_columns(dataclasses.replace(text, path=name), self.plan, self.library,
+                                                    names, labelled, skip_bad_rows=skip_bad_rows,
+                                                    more_labels=learning and index > 0)
+            names = learned if learned is not None else names
+            parts.append(part)
+            keys.append(part_keys)
+        dataset = concatenated(str(text.path), parts)
+        self.label_names = names
+        if keys[0]:
+            dataset = with_context(self, dataset, concatenated_keys(keys, [p.n_rows for p in parts], self.plan),
+                                   absorb_history)
+        return dataset
 
     def scaled(self, dataset: Dataset) -> Dataset:
         """`dataset` with the standardised inputs as the model sees them (once their statistics are learned)."""

@@ -20,9 +20,15 @@ PARQUET_MAGIC = b"PAR1"
 
 
 def is_parquet(path: str) -> bool:
+    """Whether the file starts and ends with Parquet's magic number (a CSV whose header starts with PAR1 does not)."""
     try:
         with open(path, "rb") as handle:
-            return handle.read(4) == PARQUET_MAGIC
+            head = handle.read(4)
+            handle.seek(0, 2)
+            if handle.tell() < 12:
+                return False
+            handle.seek(-4, 2)
+            return head == handle.read(4) == PARQUET_MAGIC
     except OSError:
         return False  # the reader that follows says why the file cannot be read
 
@@ -60,6 +66,19 @@ class TableBytes:
         return int(np.searchsorted(self.row_lines, line, side="right"))
 
 
+def _joined(pa, pc, column, delimiter: str):
+    """A list column's elements as one string per row, joined with `delimiter`; a null element is an empty part
+    (as in the CSV `a;;b`), a null list an empty field."""
+    chunks = []
+    for chunk in column.chunks:
+        chunk = pc.cast(chunk, pa.list_(pa.string()))
+        lengths = pc.fill_null(pc.list_value_length(chunk), 0).to_numpy(zero_copy_only=False)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        filled = pa.ListArray.from_arrays(offsets, pc.fill_null(pc.list_flatten(chunk), ""))
+        chunks.append(pc.binary_join(filled, delimiter))
+    return pa.chunked_array(chunks, pa.string())
+
+
 def table_bytes(path: str, plan: Plan) -> TableBytes:
     """The columns of the Parquet file at `path` that `plan` reads, as CSV bytes with a header."""
     try:
@@ -79,7 +98,7 @@ def table_bytes(path: str, plan: Plan) -> TableBytes:
     columns, newlines = [], np.zeros(table.num_rows, dtype=np.int64)
     for name, column in zip(table.column_names, table.columns):
         if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-            column = pc.binary_join(pc.cast(column, pa.list_(pa.string())), delimiters[name] or " ")
+            column = _joined(pa, pc, column, delimiters[name] or " ")
         elif pa.types.is_boolean(column.type):
             column = pc.if_else(column, "true", "false")
         try:
@@ -87,7 +106,8 @@ def table_bytes(path: str, plan: Plan) -> TableBytes:
         except pa.ArrowException:
             raise DataError(path, None, f"column '{name}' holds {column.type}: boltc reads strings, numbers, "
                                         "booleans, dates, times and lists of them") from None
-        newlines += pc.fill_null(pc.count_substring(text, "\n"), 0).to_numpy(zero_copy_only=False)
+        text = pc.fill_null(text, "")  # written "": a row whose only field were empty would be a blank line
+        newlines += pc.count_substring(text, "\n").to_numpy(zero_copy_only=False)
         columns.append(text)
     out = pa.BufferOutputStream()
     pa_csv.write_csv(pa.table(columns, names=table.column_names), out,

@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -310,8 +309,10 @@ def split_validation(model: Model, dataset: Dataset, validation,
         kept = np.sort(shuffled[held:])
         return kept, take_rows(dataset, held_rows), \
             f"{held:,} training rows held out ({held / dataset.n_rows:.1%}, seed {plan.seed}), never trained on"
-    described = validation if isinstance(validation, (str, Path)) else "the validation set given"
-    return all_rows, model.prepare_data(validation, labelled=True, scaled=False), str(described)
+    validation_set = model.prepare_data(validation, labelled=True, scaled=False)
+    described = validation_set.path if validation_set.path and not isinstance(validation, Dataset) else \
+        "the validation set given"
+    return all_rows, validation_set, str(described)
 
 
 def choose_learning_rate(model: Model, feed: Feed, train_rows: np.ndarray, batch_size: int,

@@ -168,6 +168,8 @@ static int bolt_compare_ids(const void *a, const void *b)
  * (id, position) into one key so that equal ids keep their order and sums do not depend on the sort. */
 static inline int64_t bolt_sink_merge(bolt_sink *sink, int64_t *keys)
 {
+    if (sink->count == 0) /* keys may then be NULL, which qsort must not see */
+        return 0;
     for (int64_t i = 0; i < sink->count; ++i)
         keys[i] = ((int64_t)sink->ids[i] << 32) | i;
     qsort(keys, (size_t)sink->count, sizeof(int64_t), bolt_compare_ids);
@@ -476,14 +478,18 @@ static int64_t bolt_unescape(const char *data, int64_t begin, int64_t end, char 
     return n;
 }
 
-/* A "quoted" CSV field from the quote at *at: unescaped into `out` ("" made "), its length in *length; *at past the
- * closing quote and *line by the newlines inside. Returns 0, or -1 with a message (and *at at the problem). */
-static int bolt_read_quoted(const char *data, int64_t size, int64_t *at, int64_t *line, char *out, int64_t *length,
-                            char *message)
+/* A "quoted" CSV field from the quote at *at: unescaped into `out` (`room` bytes; "" made "), its length in *length;
+ * *at past the closing quote and *line by the newlines inside. Returns 0, or -1 with a message (and *at at the problem). */
+static int bolt_read_quoted(const char *data, int64_t size, int64_t *at, int64_t *line, char *out, int64_t room,
+                            int64_t *length, char *message)
 {
     int64_t n = 0, p = *at + 1;
     const int64_t opened = *line;
     for (;; ++p) {
+        if (n == room) { /* cannot happen while bolt_record_extent reads as this does; never write past the room */
+            snprintf(message, 256, "a quoted field opened on line %lld is longer than its record", (long long)opened);
+            return -1;
+        }
         if (p >= size) {
             snprintf(message, 256, "a quoted field opened on line %lld never closes", (long long)opened);
             return -1; /* *at stays at the opening quote: the record is broken from there */
@@ -525,7 +531,8 @@ static int bolt_read_record(const char *data, int64_t size, int64_t *at, int64_t
         const int32_t f = record->count++;
         if (format.quoting == BOLT_QUOTING_CSV && p < size && data[p] == '"') {
             char *out = record->unquoted + written;
-            if (bolt_read_quoted(data, size, &p, line, out, &record->length[f], message) != 0) {
+            const int64_t room = record->unquoted_capacity - written;
+            if (bolt_read_quoted(data, size, &p, line, out, room, &record->length[f], message) != 0) {
                 *at = p;
                 return -1;
             }
@@ -570,17 +577,30 @@ static int bolt_read_record(const char *data, int64_t size, int64_t *at, int64_t
     }
 }
 
-/* Where the record at `at` ends, at least: past its newline (outside quotes, in CSV; a stray quote in an unquoted
- * field only makes this later). Decoded fields never need more room than the record's bytes. */
-static int64_t bolt_record_extent(const char *data, int64_t size, int64_t at, int32_t quoting)
+/* Where the record at `at` ends: past its newline, read as bolt_read_record reads it (in CSV, a quote opens quoting
+ * only at the start of a field, "" stays inside, and a line break inside quotes does not end the record), so that
+ * the room made from it holds every decoded field: decoding never writes more bytes than it reads. */
+static int64_t bolt_record_extent(const char *data, int64_t size, int64_t at, bolt_text_format format)
 {
-    if (quoting == BOLT_QUOTING_TSV) {
+    if (format.quoting == BOLT_QUOTING_TSV) {
         const char *newline = (const char *)memchr(data + at, '\n', (size_t)(size - at));
         return newline ? newline - data : size;
     }
-    int quoted = 0;
-    for (; at < size && (quoted || data[at] != '\n'); ++at)
-        quoted ^= data[at] == '"';
+    int quoted = 0, field_start = 1;
+    for (; at < size; ++at) {
+        const char c = data[at];
+        if (quoted) {
+            if (c == '"' && at + 1 < size && data[at + 1] == '"')
+                ++at;
+            else if (c == '"')
+                quoted = 0;
+            continue;
+        }
+        if (c == '\n')
+            break;
+        quoted = c == '"' && field_start;
+        field_start = c == (char)format.delimiter;
+    }
     return at;
 }
 
@@ -595,7 +615,7 @@ int64_t bolt_columns_header(const char *data, int64_t size, bolt_text_format for
     bolt_record record = {fields, name_length, 0, most_fields, NULL, 0};
     int status = -1;
     *n_fields = 0;
-    if (!fields || bolt_record_room(&record, bolt_record_extent(data, size, at, format.quoting) - at + 1) != 0)
+    if (!fields || bolt_record_room(&record, bolt_record_extent(data, size, at, format) - at + 1) != 0)
         snprintf(message, 256, "out of memory");
     else
         status = bolt_read_record(data, size, &at, &line, format, &record, message);
@@ -821,7 +841,7 @@ int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job)
             line += 1;
             continue;
         }
-        if (bolt_record_room(&record, bolt_record_extent(data, size, at, job->format.quoting) - at + 1) != 0)
+        if (bolt_record_room(&record, bolt_record_extent(data, size, at, job->format) - at + 1) != 0)
             goto out_of_memory;
         const int64_t record_at = at;
         if (bolt_read_record(data, size, &at, &line, job->format, &record, job->message) != 0) {
@@ -906,8 +926,10 @@ int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job)
                 job->entries[i] += distinct;
             else {
                 const int64_t begin = job->indptr[i][row];
-                memcpy(job->indices[i] + begin, sink.ids, sizeof(int32_t) * (size_t)distinct);
-                memcpy(job->values[i] + begin, sink.values, sizeof(float) * (size_t)distinct);
+                if (distinct) { /* the sink's arrays are NULL until its first entry */
+                    memcpy(job->indices[i] + begin, sink.ids, sizeof(int32_t) * (size_t)distinct);
+                    memcpy(job->values[i] + begin, sink.values, sizeof(float) * (size_t)distinct);
+                }
                 job->indptr[i][row + 1] = begin + distinct;
             }
         }

@@ -616,6 +616,9 @@ def test_a_compressed_file_reads_as_its_text_whatever_its_name(tmp_path, compres
     for name in ("data.txt.gz", "data.txt"):  # the magic number decides, not the name
         data = read_xmc(write(tmp_path, packed, name), n_features=300, n_labels=20)
         assert_matches(data, labels, ids, values)
+    # cut inside its last frame (a streaming reader would stop there quietly)
+    error = read_error(tmp_path, packed[:len(packed) * 3 // 4], n_features=300, n_labels=20)
+    assert error.message.startswith(f"cannot decompress the {compression} file: ") and error.line is None
 
 
 @pytest.mark.parametrize("damage, message", [
