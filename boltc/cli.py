@@ -250,8 +250,8 @@ def _text_file(args, path: str | None):
 
 
 def cmd_train(args) -> int:
-    run_training(args.spec, _text_file(args, args.train), _text_file(args, args.test), epochs=args.epochs, batch_size=args.batch_size,
-                 learning_rate=args.learning_rate, save=args.save, as_json=args.json,
+    run_training(args.spec, _text_file(args, args.train), _text_file(args, args.test), epochs=args.epochs,
+                 batch_size=args.batch_size, learning_rate=args.learning_rate, save=args.save, as_json=args.json,
                  skip_bad_rows=args.skip_bad_rows,
                  validation=_text_file(args, args.validation) if isinstance(args.validation, str) else args.validation)
     return 0

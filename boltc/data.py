@@ -199,39 +199,39 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PATTERN_CHARACTERS = "*?["
 
 
-def _unzstd(zstandard: Any, packed: bytes) -> bytes:
-    """Every frame of a zstd stream; a stream cut inside a frame is an error (a streaming reader would stop quietly)."""
+def _unzstd(path: str) -> bytes:
+    """Every frame of a zstd file; a file cut inside a frame is an error (a streaming reader would stop quietly)."""
+    try:
+        import zstandard
+    except ImportError:
+        raise DataError(path, None, "the file is zstd-compressed: reading it needs the zstandard package "
+                                    "(pip install 'boltc[zstd]')") from None
+    with open(path, "rb") as raw:
+        packed = raw.read()
     pieces = []
-    while packed:
-        frame = zstandard.ZstdDecompressor().decompressobj()
-        pieces.append(frame.decompress(packed))
-        if not frame.eof:
-            raise zstandard.ZstdError("the data ends inside a frame (a truncated file?)")
-        packed = frame.unused_data
+    try:
+        while packed:
+            frame = zstandard.ZstdDecompressor().decompressobj()
+            pieces.append(frame.decompress(packed))
+            if not frame.eof:
+                raise zstandard.ZstdError("the data ends inside a frame (a truncated file?)")
+            packed = frame.unused_data
+    except zstandard.ZstdError as exc:
+        raise DataError(path, None, f"cannot decompress the zstd file: {exc}") from None
     return b"".join(pieces)
 
 
 def _decompressed(path: str, head: bytes) -> bytes | None:
     """The bytes of a gzip or zstd file, known by their magic number whatever the file's name; None for others."""
+    if head[:4] == ZSTD_MAGIC:
+        return _unzstd(path)
+    if head[:2] != GZIP_MAGIC:
+        return None
     try:
-        if head[:2] == GZIP_MAGIC:
-            with gzip.open(path, "rb") as stream:
-                return stream.read()
-        if head[:4] == ZSTD_MAGIC:
-            try:
-                import zstandard
-            except ImportError:
-                raise DataError(path, None, "the file is zstd-compressed: reading it needs the zstandard package "
-                                            "(pip install 'boltc[zstd]')") from None
-            with open(path, "rb") as raw:
-                return _unzstd(zstandard, raw.read())
+        with gzip.open(path, "rb") as stream:
+            return stream.read()
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DataError(path, None, f"cannot decompress the gzip file: {exc}") from None
-    except Exception as exc:  # zstandard.ZstdError: only importable with the package
-        if type(exc).__name__ != "ZstdError":
-            raise
-        raise DataError(path, None, f"cannot decompress the zstd file: {exc}") from None
-    return None
 
 
 class FileBytes:

@@ -66,9 +66,12 @@ class TableBytes:
         return int(np.searchsorted(self.row_lines, line, side="right"))
 
 
-def _joined(pa, pc, column, delimiter: str):
+def _joined(column, delimiter: str):
     """A list column's elements as one string per row, joined with `delimiter`; a null element is an empty part
     (as in the CSV `a;;b`), a null list an empty field."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     chunks = []
     for chunk in column.chunks:
         chunk = pc.cast(chunk, pa.list_(pa.string()))
@@ -98,7 +101,7 @@ def table_bytes(path: str, plan: Plan) -> TableBytes:
     columns, newlines = [], np.zeros(table.num_rows, dtype=np.int64)
     for name, column in zip(table.column_names, table.columns):
         if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-            column = _joined(pa, pc, column, delimiters[name] or " ")
+            column = _joined(column, delimiters[name] or " ")
         elif pa.types.is_boolean(column.type):
             column = pc.if_else(column, "true", "false")
         try:
