@@ -25,6 +25,9 @@ class _Checker:
     spec: syntax.Spec
     problems: list[SpecError] = field(default_factory=list)
     neighbour_sources: dict[str, syntax.Name] = field(default_factory=dict)  # neighbours input -> its `of`
+    learned: ir.Learned | None = None  # what the training data said of the spec's auto sizes (None: not read yet)
+    target: ir.Target | None = None
+    auto_units: list[syntax.Name] = field(default_factory=list)  # the names of layers given units=auto
 
     def error(self, span: Span, message: str, hint: str = "") -> None:
         self.problems.append(SpecError(span, message, hint=hint, source=self.spec.source))
@@ -97,7 +100,8 @@ class _Checker:
 
         self.check_unique_names(inputs_decl + targets_decl + layers_decl)
         inputs = check_inputs.resolve_neighbours(self, tuple(check_inputs.input_of(self, i, d) for i, d in enumerate(inputs_decl)))
-        target = check_inputs.target_of(self, targets_decl, reads_columns=any(i.column is not None for i in inputs))
+        target = self.target = check_inputs.target_of(self, targets_decl,
+                                                      reads_columns=any(i.column is not None for i in inputs))
         check_inputs.check_columns(self, inputs_decl, inputs, target)
         loss_decl = self.single(statements, syntax.CallStatement, "loss")
         optimizer_decl = self.single(statements, syntax.CallStatement, "optimizer")
@@ -113,12 +117,14 @@ class _Checker:
             if complete:
                 self.check_usage(inputs, layers, loss)
         output_dim = layers[loss.output].units if loss is not None else None
-        metrics = check_training.metrics_of(self, metrics_decl, target, output_dim)
+        provisional = target is not None and target.learned and self.learned is None
+        metrics = check_training.metrics_of(self, metrics_decl, target, None if provisional else output_dim)
         if self.problems:
             return None
         assert target is not None and loss is not None
-        return ir.Model(self.spec.name.text, self.spec.path, self.spec.source, inputs, target, layers, loss,
-                        optimizer, train, metrics, self.spec.name.span)
+        model = ir.Model(self.spec.name.text, self.spec.path, self.spec.source, inputs, target, layers, loss,
+                         optimizer, train, metrics, self.spec.name.span)
+        return replace(model, learned=self.learned) if model.learns_from_data else model
 
     def single(self, statements, kind, word: str):
         found = [s for s in statements if isinstance(s, kind) and getattr(s, "keyword", word) == word]
@@ -255,6 +261,10 @@ class _Checker:
                 if given:
                     self.error(output.span, f"{setting} applies to batch-shared active sets, but layer "
                                f"'{output.name}' has one active set per row (a sigmoid output's default)", hint)
+        for name in self.auto_units:
+            if name.text != output.name:
+                self.error(name.span, f"units=auto is the target's count: it is for the layer the loss reads "
+                                      f"('{output.name}'), not '{name.text}'")
         if target is not None and output.units != target.dim:
             self.error(output.span, f"layer '{output.name}' has {output.units} units but target '{target.name}' "
                        f"has {target.dim} {target.kind.value}")
@@ -287,9 +297,11 @@ def _reindex(layer: ir.Layer, index: int) -> ir.Layer:
     return replace(layer, index=index)
 
 
-def check(spec: syntax.Spec) -> ir.Model:
-    """Check a parsed spec (whether the model fits the machine's memory is the plan's to say: it sizes everything)."""
-    checker = _Checker(spec)
+def check(spec: syntax.Spec, learned: ir.Learned | None = None) -> ir.Model:
+    """Check a parsed spec (whether the model fits the machine's memory is the plan's to say: it sizes everything).
+    Sizes the spec leaves to the data (``auto``) are `learned`'s, or placeholders until the data is read
+    (``ir.Model.provisional``); either way every rule is checked, those of the learned sizes when they are known."""
+    checker = _Checker(spec, learned=learned)
     model = checker.run()
     if checker.problems:
         raise SpecErrors(checker.problems)

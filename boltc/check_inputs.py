@@ -13,7 +13,7 @@ DATE_FEATURES = 77  # day of week 7, month 12, week of month 5, week of year 53 
 COLUMN_OPTIONS = {
     ir.ColumnKind.TEXT: ("ngrams", "pairs", "lowercase", "features", "column"),
     ir.ColumnKind.CATEGORICAL: ("features", "delimiter", "column"),
-    ir.ColumnKind.NUMERICAL: ("bins", "range", "column"),
+    ir.ColumnKind.NUMERICAL: ("bins", "range", "binning", "column"),
     ir.ColumnKind.DATE: ("column",),
     ir.ColumnKind.SEQUENCE: ("delimiter", "features", "column"),
     ir.ColumnKind.HISTORY: ("of", "by", "last", "order", "features"),
@@ -22,6 +22,8 @@ COLUMN_OPTIONS = {
 AGGREGATES = ("mean", "sum")
 DIRECTIONS = ("both", "out", "in")
 HISTORY_LAST_DEFAULT = 20
+NUMERICAL_BINS = 32  # numerical() without bins=
+BINNINGS = ("quantile", "equal")
 
 
 def input_of(checker, index: int, decl: syntax.TypedDecl | syntax.ColumnDecl) -> ir.Input:
@@ -126,20 +128,7 @@ def column_of(checker, decl: syntax.ColumnDecl) -> ir.Column | None:
                          by=column_name(checker, args["by"].value, "by") or "", last=last or 1,
                          order=column_name(checker, args["order"].value, "order") or "" if "order" in args else "")
     if kind is ir.ColumnKind.NUMERICAL:
-        bins = checker.integer(args["bins"].value, "bins", 1, ir.MAX_UNITS) if "bins" in args else None
-        if "bins" not in args or "range" not in args:
-            checker.error(call.span, "numerical() needs 'bins' and 'range', e.g. numerical(bins=10, range=(0, 100))")
-            return None
-        bounds = args["range"].value
-        if not isinstance(bounds, syntax.Pair):
-            checker.error(bounds.span, "range must be a pair of numbers, e.g. (0, 100)")
-            return None
-        low = checker.number(bounds.first, "range's low end", lambda v: True, "finite")
-        high = checker.number(bounds.second, "range's high end", lambda v: True, "finite")
-        if low is not None and high is not None and not low < high:
-            checker.error(bounds.span, f"range's low end must be below its high end, got ({low:g}, {high:g})")
-            return None
-        column = replace(column, features=bins or 1, low=low or 0.0, high=high or 1.0)
+        column = numerical_of(checker, decl, args, column)
     return column
 
 
@@ -151,7 +140,18 @@ def target_of(checker, decls: list[syntax.TypedDecl], reads_columns: bool) -> ir
         checker.error(extra.span, f"a model has one target; the first is at line {decls[0].span.line}")
     decl = decls[0]
     kind = checker.word(decl.kind, "a target's kind", [k.value for k in ir.TargetKind])
-    dim = checker.integer(decl.size, "a target's size", 1, ir.MAX_UNITS)
+    learned = isinstance(decl.size, syntax.Name) and decl.size.text == "auto"
+    if learned:
+        dim = ir.PROVISIONAL_LABELS if checker.learned is None else checker.learned.labels
+        if dim is not None and not 1 <= dim <= ir.MAX_UNITS:
+            checker.error(decl.size.span, f"the training data holds {dim:,} labels: a target has 1 to {ir.MAX_UNITS:,}")
+            dim = None
+    elif isinstance(decl.size, syntax.Name):
+        checker.error(decl.size.span, f"a target's size must be an integer or auto, got '{decl.size.text}'",
+                      did_you_mean(decl.size.text, ("auto",)))
+        dim = None
+    else:
+        dim = checker.integer(decl.size, "a target's size", 1, ir.MAX_UNITS)
     header, delimiter = (decl.name.text, "") if reads_columns else (None, "")
     allowed = ("column", "delimiter") if kind == ir.TargetKind.MULTILABEL.value else ("column",)
     for option in decl.options:
@@ -169,7 +169,38 @@ def target_of(checker, decls: list[syntax.TypedDecl], reads_columns: bool) -> ir
             delimiter = delimiter_of(checker, option.value, "delimiter") or ""
     if kind is None or dim is None:
         return None
-    return ir.Target(decl.name.text, ir.TargetKind(kind), dim, decl.span, header, delimiter)
+    return ir.Target(decl.name.text, ir.TargetKind(kind), dim, decl.span, header, delimiter, learned)
+
+
+def numerical_of(checker, decl: syntax.ColumnDecl, args: dict, column: ir.Column) -> ir.Column | None:
+    """numerical(bins, range, binning): equal bins over a declared range, or bins learned from the training data
+    (quantile by default: skewed values leave most equal-width bins empty)."""
+    bins = checker.integer(args["bins"].value, "bins", 1, ir.MAX_UNITS) if "bins" in args else NUMERICAL_BINS
+    binning = checker.word(args["binning"].value, "binning", BINNINGS) if "binning" in args else None
+    if "range" not in args:
+        binning = binning or "quantile"
+        learned = checker.learned.bins_of(decl.name.text) if checker.learned is not None else None
+        if checker.learned is not None and learned is None:
+            checker.error(decl.span, f"the learned values have no bins for input '{decl.name.text}'")
+            return None
+        if binning == "equal":
+            low, high = learned or (0.0, 1.0)
+            return replace(column, features=bins or 1, low=low, high=high, learned=True)
+        return replace(column, features=bins or 1, binning="quantile", learned=True, edges=learned or ())
+    if binning == "quantile":
+        checker.error(args["binning"].span, "quantile bins are learned from the training data: drop range, or "
+                                            "choose binning=equal")
+        return None
+    bounds = args["range"].value
+    if not isinstance(bounds, syntax.Pair):
+        checker.error(bounds.span, "range must be a pair of numbers, e.g. (0, 100)")
+        return None
+    low = checker.number(bounds.first, "range's low end", lambda v: True, "finite")
+    high = checker.number(bounds.second, "range's high end", lambda v: True, "finite")
+    if low is not None and high is not None and not low < high:
+        checker.error(bounds.span, f"range's low end must be below its high end, got ({low:g}, {high:g})")
+        return None
+    return replace(column, features=bins or 1, low=low or 0.0, high=high or 1.0)
 
 
 def resolve_neighbours(checker, inputs: tuple[ir.Input, ...]) -> tuple[ir.Input, ...]:

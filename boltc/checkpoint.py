@@ -99,6 +99,15 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def is_model_file(path: str | Path) -> bool:
+    """Whether `path` is a file that starts as a model file does (its header is checked when it is read)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
 def read_header(path: str | Path) -> tuple[dict, int]:
     """The header of a model file and where its arrays begin, reading only the header's bytes."""
     path = Path(path)

@@ -27,10 +27,14 @@ def _print_json(data: dict) -> None:
 
 def cmd_explain(args) -> int:
     from boltc.explain import plan_json, render_plan
-    from boltc.pipeline import build_info, cached_measurements, plan_spec
+    from boltc.checkpoint import is_model_file
+    from boltc.pipeline import build_info, cached_measurements, plan_spec, saved_plan
 
-    measured = cached_measurements(args.spec, args.data) if args.data else None
-    the_plan = plan_spec(args.spec, measured=measured)
+    if is_model_file(args.spec):
+        the_plan = saved_plan(args.spec)
+    else:
+        measured = cached_measurements(args.spec, args.data) if args.data else None
+        the_plan = plan_spec(args.spec, measured=measured)
     info = build_info(the_plan)
     if args.json:
         _print_json(plan_json(the_plan, info))
@@ -345,7 +349,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = _command(commands, "explain", cmd_explain, "print the plan: shapes, sizes, FLOPs, threads, kernels")
-    p.add_argument("spec")
+    p.add_argument("spec", help="a .bolt spec, or a saved model (its plan with what it learned from its data)")
     p.add_argument("--data", metavar="FILE", help="show the values boltc tune measured on this data (if cached)")
     p.add_argument("--json", action="store_true")
 

@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 
 MOST_FIELDS = 1 << 16
 HEADER_BYTES_MOST = 1 << 20
-# what the reader does with each input (runtime/bolt_columns.h BOLT_ROLE_*): featurize its field, or hash the keys
-# from which Python assembles a row's history or neighbourhood
-ROLE_FEATURES, ROLE_HISTORY, ROLE_LINKS = 0, 1, 2
+# what the reader does with each input (runtime/bolt_columns.h BOLT_ROLE_*): featurize its field, hash the keys
+# from which Python assembles a row's history or neighbourhood, or read its number (what bins are learned from)
+ROLE_FEATURES, ROLE_HISTORY, ROLE_LINKS, ROLE_VALUE = 0, 1, 2, 3
 ROLES = {"history": ROLE_HISTORY, "neighbours": ROLE_LINKS}
 SPARE_LABELS = 4096  # the first scan's vocabulary has room for 4x the declared labels and this many more
 ARENA_BYTES_PER_LABEL = 64
@@ -333,7 +333,7 @@ class _Layout:
     target_field: int  # -1: no labels read
 
     @staticmethod
-    def of(path: str, names: list[str], plan: Plan, labelled: bool) -> _Layout:
+    def of(path: str, names: list[str], plan: Plan, labelled: bool, values_of: frozenset[int]) -> _Layout:
         columns = [i_plan.column for i_plan in plan.inputs]  # the checker allows no input of another kind
         where = [f"input '{i_plan.name}'" for i_plan in plan.inputs]
 
@@ -345,7 +345,8 @@ class _Layout:
         # rows to predict may leave out the items a history is made of: they are what is predicted
         return _Layout(
             input_field=fields(lambda c: c.header, lambda c: c.kind == "history" and not labelled),
-            role=np.array([ROLES.get(c.kind, ROLE_FEATURES) for c in columns], dtype=np.int32),
+            role=np.array([ROLE_VALUE if k in values_of else ROLES.get(c.kind, ROLE_FEATURES)
+                           for k, c in enumerate(columns)], dtype=np.int32),
             key_field=fields(lambda c: c.by), order_field=fields(lambda c: c.order),
             link_delimiter=np.array([ord(c.delimiter) if c.kind == "neighbours" else 0 for c in columns], np.int32),
             target_field=_field_of(path, names, plan.target_header, "the target") if labelled else -1)
@@ -356,7 +357,7 @@ class _Reader:
     records (the first counts rows, entries and labels so that the second can fill arrays of the right size)."""
 
     def __init__(self, text: TextFile, library, source: FileBytes | TableBytes, data, plan: Plan, labelled: bool,
-                 skip_bad_rows: bool):
+                 skip_bad_rows: bool, values_of: frozenset[int]):
         ffi = library.ffi
         name = self.name = str(text.path)
         self.ffi, self.lib, self.data, self.size, self.source = ffi, library.lib, data, source.size, source
@@ -365,7 +366,7 @@ class _Reader:
             "delimiter": ord(delimiter), "quoting": library.lib.BOLT_QUOTING_TSV if quoting == "tsv"
             else library.lib.BOLT_QUOTING_CSV})
         self.names, start = _header(ffi, library.lib, name, data, source.size, text_format)
-        self.layout = _Layout.of(name, self.names, plan, labelled)
+        self.layout = _Layout.of(name, self.names, plan, labelled, values_of)
         self.entries = np.zeros(len(plan.inputs), dtype=np.int64)
         job = self.job = ffi.new("bolt_columns_job *")
         job.format, job.n_fields, job.n_inputs = text_format[0], len(self.names), len(plan.inputs)
@@ -437,7 +438,8 @@ class _Reader:
 @dataclass(frozen=True, eq=False)
 class _Records:
     """The arrays the second read fills, by input: a featurized input's CSR matrix, the keys and order values of a
-    history or neighbours input (a neighbours input's links are CSR too), and the labels (None: not read)."""
+    history or neighbours input (a neighbours input's links are CSR too), a value input's numbers (in row_order),
+    and the labels (None: not read)."""
 
     rows: int
     role: np.ndarray  # ROLE_* by input
@@ -458,7 +460,7 @@ class _Records:
             rows, role, indptr=[np.zeros(rows + 1, dtype=np.int64) for _ in role],
             indices=[np.zeros(int(count) if own else 0, dtype=np.int32) for count, own in zip(entries, featurized)],
             values=[np.zeros(int(count) if own else 0, dtype=np.float32) for count, own in zip(entries, featurized)],
-            row_keys=[np.zeros(0 if own else 2 * rows, dtype=np.uint64) for own in featurized],
+            row_keys=[np.zeros(2 * rows if kind in (ROLE_HISTORY, ROLE_LINKS) else 0, dtype=np.uint64) for kind in role],
             row_order=[np.zeros(0 if own else rows, dtype=np.float64) for own in featurized],
             link_keys=[np.zeros(int(count) if kind == ROLE_LINKS else 0, dtype=np.uint64)
                        for count, kind in zip(entries, role)],
@@ -492,6 +494,35 @@ def read_columns(path: str | Path | TextFile, plan: Plan, library, vocabulary: S
     of the first bad field; with ``skip_bad_rows``, a record with a bad field or broken quoting is left out
     instead (a broken one up to the end of the line its problem is on), counted in the Dataset and warned about."""
     del threads  # records may span lines: one thread reads
+    read = _read_file(path, plan, library, vocabulary, labelled, skip_bad_rows, more_labels, frozenset())
+    records = read.records
+    dataset = Dataset(read.name, records.rows, records.features(plan), plan.target_dim, records.label_indptr,
+                      records.label_ids, read.skipped, read.first_skipped)
+    return dataset, read.learned, records.keys()
+
+
+def column_values(path: str | Path | TextFile, plan: Plan, library, vocabulary: Sequence[str] | None,
+                  skip_bad_rows: bool, more_labels: bool, inputs: frozenset[int]
+                  ) -> tuple[dict[int, np.ndarray], tuple[str, ...] | None]:
+    """The numbers of the numerical `inputs` in the file's rows (NaN where a field is empty), with the label names
+    as ``read_columns`` learns them: what a model whose spec leaves bins and a label count to the data learns them
+    from. The file is read as ``read_columns`` reads it (every field checked, the same rows skipped)."""
+    read = _read_file(path, plan, library, vocabulary, True, skip_bad_rows, more_labels, inputs)
+    return {index: read.records.row_order[index] for index in inputs}, read.learned
+
+
+@dataclass(frozen=True, eq=False)
+class _FileRead:
+    name: str
+    records: _Records
+    learned: tuple[str, ...] | None  # the label names learned (None: the vocabulary was fixed)
+    skipped: int
+    first_skipped: str | None
+
+
+def _read_file(path: str | Path | TextFile, plan: Plan, library, vocabulary: Sequence[str] | None, labelled: bool,
+               skip_bad_rows: bool, more_labels: bool, values_of: frozenset[int]) -> _FileRead:
+    """Both reads of one file (``read_columns``; `values_of`: the inputs read as numbers, ``column_values``)."""
     text = path if isinstance(path, TextFile) else TextFile(path)
     name = str(text.path)
     ffi = library.ffi
@@ -508,12 +539,12 @@ def read_columns(path: str | Path | TextFile, plan: Plan, library, vocabulary: S
     try:
         if not source.size:
             raise DataError(name, None, "the file is empty: expected a header line naming its columns")
-        reader = _Reader(text, library, source, data, plan, labelled, skip_bad_rows)
+        reader = _Reader(text, library, source, data, plan, labelled, skip_bad_rows, values_of)
         learning = labelled and (vocabulary is None or more_labels)
         room = 4 * plan.target_dim + SPARE_LABELS if learning else 0
         labels = reader.count(_Vocabulary(room, ARENA_BYTES_PER_LABEL * room, vocabulary or ()), learning)
         job = reader.job
-        if learning and job.vocab_size > plan.target_dim:
+        if learning and job.vocab_size > plan.target_dim and not plan.provisional:
             raise DataError(name, None, f"column '{plan.target_header}' holds {job.vocab_size:,} distinct labels, but "
                                         f"the target declares {plan.target_kind}[{plan.target_dim}]")
         rows = int(job.rows)
@@ -528,13 +559,11 @@ def read_columns(path: str | Path | TextFile, plan: Plan, library, vocabulary: S
         if data != ffi.NULL:
             ffi.release(data)
         source.close()
-    warn_skipped(name, skipped, first_skipped, stacklevel=3)
+    warn_skipped(name, skipped, first_skipped, stacklevel=4)
     if unknown:
         warnings.warn(f"{name}: {unknown:,} labels of column '{plan.target_header}' were not seen in training and "
-                      "are left out", stacklevel=3)
-    dataset = Dataset(name, rows, records.features(plan), plan.target_dim, records.label_indptr, records.label_ids,
-                      skipped, first_skipped)
-    return dataset, learned, records.keys()
+                      "are left out", stacklevel=4)
+    return _FileRead(name, records, learned, skipped, first_skipped)
 
 
 def concatenated_keys(parts: Sequence[dict[int, HistoryKeys | LinkKeys]], rows: Sequence[int], plan: Plan

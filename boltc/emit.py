@@ -119,18 +119,24 @@ def _column_contexts(plan: Plan) -> list[dict]:
         if column is None:
             continue
         delimiter = ord(column.delimiter) if column.delimiter else 0
+        edges_name = f"column_edges_{model_input.index}" if column.edges else "NULL"
+        numerical = (f"bolt_numerical_features(field, length, {column.features}, {column.low!r}, {column.high!r}, "
+                     "sink, message)" if column.binning == "equal" else
+                     f"bolt_quantile_features(field, length, {column.features}, {len(column.edges)}, {edges_name}, "
+                     "sink, message)")
         call = {
             "text": f"bolt_text_features(field, length, {column.ngrams}, {int(column.pairs)}, "
                     f"{int(column.lowercase)}, {column.features}, sink)",
             "categorical": f"bolt_categorical_features(field, length, {delimiter}, {column.features}, sink)",
             "sequence": f"bolt_sequence_features(field, length, {delimiter}, {column.features}, sink)",
-            "numerical": f"bolt_numerical_features(field, length, {column.features}, {column.low!r}, {column.high!r}, "
-                         "sink, message)",
+            "numerical": numerical,
             "date": "bolt_date_features(field, length, sink, message)",
             "history": "",  # hashed by the reader itself: a row's history is made of other rows
             "neighbours": "",  # likewise: a row's neighbours are other rows
         }[column.kind]
         contexts.append({"index": model_input.index, "call": call, "checked": column.kind in ("numerical", "date"),
+                         "edges": (edges_name, ", ".join(repr(edge) for edge in column.edges)) if column.edges
+                         else None,
                          "comment": c_comment(f"input {model_input.index} '{model_input.name}': {column.kind} "
                                               f"({Path(plan.spec_path).name}:{column.spec_line})")})
     return contexts

@@ -37,7 +37,7 @@ def _column(column: ColumnPlan, plan: Plan) -> str:
                "categorical": f"features={column.features}" + (f", delimiter={column.delimiter!r}"
                                                                if column.delimiter else ""),
                "sequence": f"delimiter={column.delimiter!r}, features={column.features}",
-               "numerical": f"bins={column.features}, range=({column.low:g}, {column.high:g})",
+               "numerical": _numerical(column, plan),
                "date": "",
                "history": f"of={column.header!r}, by={column.by!r}, last={column.last}, "
                           f"order={column.order or 'file order'!r}, features={column.features}",
@@ -47,6 +47,24 @@ def _column(column: ColumnPlan, plan: Plan) -> str:
     if column.kind in ("history", "neighbours"):
         return f"{column.kind}({options})"
     return f"{column.kind}({options}) of column {column.header!r}"
+
+
+def _numerical(column: ColumnPlan, plan: Plan) -> str:
+    if not column.learned:
+        return f"bins={column.features}, range=({column.low:g}, {column.high:g})"
+    bins = f"bins={column.features}, binning={column.binning}"
+    if plan.provisional:
+        return f"{bins}: learned from the training data at the first fit"
+    if column.binning == "equal":
+        return f"{bins}, range=({column.low:g}, {column.high:g}) learned from the training data"
+    edges = ", ".join(f"{edge:g}" for edge in column.edges)
+    return f"{bins}, {len(column.edges)} inner edges learned from the training data: {edges}"
+
+
+def _target_size(plan: Plan) -> str:
+    if plan.provisional and plan.target_learned:
+        return "auto: the training data's label count, learned at the first fit"
+    return f"{plan.target_dim}" + (": learned from the training data" if plan.target_learned else "")
 
 
 def _epochs(plan: Plan) -> str:
@@ -89,7 +107,7 @@ def render_plan(plan: Plan, build_info: dict | None = None) -> str:
     lines = [
         f"model '{plan.model_name}' from {plan.spec_path}",
         f"  inputs    {inputs}",
-        f"  target    {plan.target_kind}[{plan.target_dim}]{target_column}, loss {plan.loss}, optimizer {optimizer}",
+        f"  target    {plan.target_kind}[{_target_size(plan)}]{target_column}, loss {plan.loss}, optimizer {optimizer}",
         f"  training  batch {plan.batch_size}, epochs {_epochs(plan)}, seed {plan.seed}, threads {plan.threads} "
         f"({plan.threads_origin}), scalar {plan.real_type}, OpenMP {'on' if plan.openmp else 'off (serial build)'}"
         f", ISA {' '.join(plan.isa) or 'generic'}",

@@ -15,6 +15,9 @@ from boltc.diagnostics import Span
 
 # the largest count a spec may give (units, input and target sizes, features): sizes are int32 in the C
 MAX_UNITS = 2**31 - 1
+# what a spec's learned sizes stand at before its training data is read: a model compiled with them can read that
+# data (its featurizers and label reader) and nothing more
+PROVISIONAL_LABELS = 2
 
 
 class InputKind(enum.Enum):
@@ -53,8 +56,11 @@ class Column:
     pairs: bool = False  # text
     lowercase: bool = True  # text
     delimiter: str = ""  # categorical (multi-valued when set), sequence
-    low: float = 0.0  # numerical range
+    low: float = 0.0  # numerical, equal bins: the range
     high: float = 0.0
+    binning: str = "equal"  # numerical: equal (bins of one width over the range) | quantile (bins of equal counts)
+    learned: bool = False  # numerical: the range or the edges come from the training data (no range= given)
+    edges: tuple[float, ...] = ()  # numerical, quantile bins: the inner edges, ascending (bin i: [edge i-1, edge i))
     by: str = ""  # history: the column of the key (a user) whose earlier rows' items (column `header`) a row sees;
     #               neighbours: the column of each row's node id (`header` lists the ids it links to)
     order: str = ""  # history: the column that orders rows ("" for the file's order)
@@ -86,6 +92,7 @@ class Target:
     span: Span
     header: str | None = None  # a model reading typed columns: the column of label names
     delimiter: str = ""  # multilabel names in one field: what separates them
+    learned: bool = False  # classes[auto] / multilabel[auto]: `dim` is the count of the training data's labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +224,31 @@ class Metric:
 
 
 @dataclass(frozen=True, slots=True)
+class Learned:
+    """What the training data says where a spec leaves it to the data (saved with the model): the target's label
+    count (``classes[auto]``, ``multilabel[auto]``) and, by input name, each unranged numerical column's bins:
+    (low, high) of the training values for equal bins, the inner edges for quantile bins."""
+
+    labels: int | None = None
+    bins: tuple[tuple[str, tuple[float, ...]], ...] = ()
+
+    def bins_of(self, input_name: str) -> tuple[float, ...] | None:
+        return dict(self.bins).get(input_name)
+
+    def as_json(self) -> dict:
+        return {"labels": self.labels, "bins": {name: list(values) for name, values in self.bins}}
+
+    @staticmethod
+    def from_json(saved: dict) -> Learned:
+        """The inverse of ``as_json``; raises TypeError or ValueError on anything else."""
+        labels = saved["labels"]
+        if labels is not None and (not isinstance(labels, int) or isinstance(labels, bool)):
+            raise TypeError("labels must be an integer")
+        bins = tuple((str(name), tuple(float(v) for v in values)) for name, values in dict(saved["bins"]).items())
+        return Learned(labels, bins)
+
+
+@dataclass(frozen=True, slots=True)
 class Model:
     name: str
     path: str  # the spec file, as given
@@ -229,6 +261,17 @@ class Model:
     train: TrainConfig
     metrics: tuple[Metric, ...]
     span: Span
+    learned: Learned | None = None  # what the sizes below came from, where the spec leaves them to the data
+
+    @property
+    def learns_from_data(self) -> bool:
+        """Whether the spec leaves a size to its training data (a target's count, a numerical column's bins)."""
+        return self.target.learned or any(i.column is not None and i.column.learned for i in self.inputs)
+
+    @property
+    def provisional(self) -> bool:
+        """Whether those sizes still stand at their placeholders: the model can read data, not be trained."""
+        return self.learns_from_data and self.learned is None
 
     @property
     def reads_columns(self) -> bool:

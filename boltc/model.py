@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from boltc import facts, ir, model_file, rates, sparse_check, training
 from boltc import metrics as ranking
-from boltc import model_file, rates, sparse_check, training
 from boltc.abi import BufferSpec
 from boltc.build import CompiledLibrary
 from boltc.columns import HistoryState, NodeStore, TextFile, concatenated_keys, read_columns, with_context
@@ -33,6 +33,8 @@ from boltc.training import History, RebuildSchedule
 # what a tuner hands a model to become: the plan made on measured values, its library and buffers, and the
 # boltc.tune.Tuning that measured them
 Tuned = tuple[Plan, CompiledLibrary, tuple[BufferSpec, ...], object]
+# what a learner hands a model whose spec leaves sizes to the data: the plan made on them, its library and buffers
+Compiled = tuple[Plan, CompiledLibrary, tuple[BufferSpec, ...]]
 
 
 def _as_csr(matrix: FeatureMatrix) -> FeatureMatrix:
@@ -115,7 +117,10 @@ class Model:
         self._heavy_step = -1
         # set by boltc.load: called by the first fit() with its data, returns the plan, library and buffers of the
         # spec planned on measured values, which this model then takes instead of its own (untrained) ones
-        self.tuner: Callable[[Dataset], Tuned] | None = None
+        self.tuner: Callable[[Dataset, ir.Learned | None], Tuned] | None = None
+        # set by boltc.load where the plan is provisional (ir.Model.provisional): called by the first fit() with what
+        # the training data says of the spec's auto sizes, returns what this model becomes (as the tuner's)
+        self.learner: Callable[[ir.Learned], Compiled] | None = None
         self.tuning = None  # the boltc.tune.Tuning this model's plan was made with, when fit() measured it
         # a model reading typed columns: the target's label names by id, learned from its first training file
         self.label_names: tuple[str, ...] | None = None
@@ -165,10 +170,20 @@ class Model:
         plan, library, buffers = self.plan, self.library, self.buffers
         self.compiled = None
         try:
-            plan, library, buffers, self.tuning = tuner(train)
+            plan, library, buffers, self.tuning = tuner(train, plan.learned)
         finally:
             self.plan, self.compiled = plan, ModelArrays(plan, library, buffers)
             self.initialize(plan.seed)
+
+    def learn_sizes(self, train) -> None:
+        """Read what `train` says of the sizes the spec leaves to the data (``boltc.facts``), and take the arrays of
+        the spec compiled on them (untrained, as these are); a typed-column model keeps the label names read."""
+        learned, names = facts.learn(self.plan, self.library, train, self.skip_bad_rows)
+        plan, library, buffers = self.learner(learned)
+        self.learner, self.label_names = None, names
+        self.plan, self.compiled = plan, None  # the provisional arrays are freed before the new ones are made
+        self.compiled = ModelArrays(plan, library, buffers)
+        self.initialize(plan.seed)
 
     def initialize(self, seed: int) -> None:
         """Glorot-uniform weights, zero biases and optimizer state, fresh hash functions and tables; deterministic
@@ -220,6 +235,9 @@ class Model:
         ``scaled``: standardised dense inputs as the model sees them (once their statistics are learned); fit()
         reads raw rows, learns the statistics from them, then scales."""
         skip = self.skip_bad_rows if skip_bad_rows is None else skip_bad_rows
+        if self.plan.provisional:
+            raise UsageError(f"model '{self.plan.model_name}' learns sizes its spec leaves to the data (a label count "
+                             "or numerical bins) from its training data: fit it first")
         if isinstance(data, TextFile) and not self.reads_columns:
             raise UsageError(f"model '{self.plan.model_name}' reads XMC text files: a delimiter and quoting apply to "
                              "the CSV/TSV files of models with typed columns")

@@ -39,6 +39,8 @@ def save(model: Model, path: str | Path) -> None:
         # values boltc tune measured: the plan, and so the buffers, depend on them
         "measured": {str(index): dataclasses.asdict(value) for index, value in model.plan.measured.items()},
         "label_names": list(model.label_names) if model.label_names is not None else None,
+        # what the training data said of the spec's auto sizes: the plan, and so the code, depend on them
+        "learned": model.plan.learned.as_json() if model.plan.learned is not None else None,
         "sparse_check": model.sparse_check,
     }
     kept = {f"history.{index}.{part}": getattr(state, part) for index, state in model.histories.items()

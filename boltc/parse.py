@@ -76,8 +76,12 @@ class _ToSyntax(Transformer):
 
     def _typed_decl(self, keyword: str, meta, children) -> syntax.TypedDecl:
         name, kind, size, *options = children
-        return syntax.TypedDecl(keyword, self._name(name), self._name(kind), self._int(size), self._span(meta),
+        return syntax.TypedDecl(keyword, self._name(name), self._name(kind), size, self._span(meta),
                                 tuple(o for o in options if o is not None))
+
+    def size(self, meta, children):
+        (token,) = children
+        return self._int(token) if token.type == "INT" else self._name(token)
 
     def input_decl(self, meta, children):
         return self._typed_decl("input", meta, children)

@@ -28,16 +28,17 @@ class Compiled:
     seconds: float  # wall time of the whole pipeline
 
 
-def _checked(path: str | Path, source: str | None) -> ir.Model:
+def _checked(path: str | Path, source: str | None, learned: ir.Learned | None = None) -> ir.Model:
     spec = parse(source, str(path)) if source is not None else parse_file(path)
-    return check(spec)
+    return check(spec, learned)
 
 
 def plan_spec(path: str | Path, *, source: str | None = None, machine: Machine | None = None,
-              real_type: str = "float", measured: dict[int, MeasuredLsh] | None = None) -> Plan:
+              real_type: str = "float", measured: dict[int, MeasuredLsh] | None = None,
+              learned: ir.Learned | None = None) -> Plan:
     """parse -> check -> plan, without compiling anything (what ``boltc explain`` shows)."""
     machine = machine or probe()
-    return plan(_checked(path, source), machine, real_type=real_type, measured=measured)
+    return plan(_checked(path, source, learned), machine, real_type=real_type, measured=measured)
 
 
 def build_info(the_plan: Plan) -> dict:
@@ -51,10 +52,11 @@ def build_info(the_plan: Plan) -> dict:
 
 
 def compile_spec(path: str | Path, *, source: str | None = None, real_type: str = "float",
-                 measured: dict[int, MeasuredLsh] | None = None) -> Compiled:
+                 measured: dict[int, MeasuredLsh] | None = None, learned: ir.Learned | None = None) -> Compiled:
     started = time.perf_counter()
     machine = probe()
-    the_plan = plan_spec(path, source=source, machine=machine, real_type=real_type, measured=measured)
+    the_plan = plan_spec(path, source=source, machine=machine, real_type=real_type, measured=measured,
+                         learned=learned)
     c_source = emit(the_plan)
     library = build(c_source, machine)
     return Compiled(the_plan, c_source, library, time.perf_counter() - started)
@@ -94,37 +96,73 @@ def load(path: str | Path, *, real_type: str = "float", tune: bool | None = None
     without a learning rate races one there (without ``tune``: the optimizer's usual default)."""
     compiled = compile_spec(path, real_type=real_type)
     model = Model(compiled.plan, compiled.library, compiled.source.buffers)
+    _learns_sizes(model, path, real_type)
     model.measure_learning_rate = autotune_enabled() if tune is None else tune
     if model.measure_learning_rate and model.sparse_output:
         source = compiled.plan.spec_source
 
-        def tuned(dataset: Dataset):
-            found = tuning.tune(_checked(path, source), probe(), dataset, real_type=real_type,
+        def tuned(dataset: Dataset, learned: ir.Learned | None):
+            found = tuning.tune(_checked(path, source, learned), probe(), dataset, real_type=real_type,
                                 budget=tune_budget, accept_incomplete=True)
-            again = compile_spec(path, source=source, real_type=real_type, measured=found.measured)
+            again = compile_spec(path, source=source, real_type=real_type, measured=found.measured, learned=learned)
             return again.plan, again.library, again.source.buffers, found
 
         model.tuner = tuned
     return model
 
 
-def load_model(path: str | Path) -> Model:
-    """Restore a model saved with ``Model.save``: its spec is stored inside and recompiled (or found cached)."""
-    header, payload_at = checkpoint.read_header(path)
+def _learns_sizes(model: Model, path: str | Path, real_type: str) -> None:
+    """A model whose plan is provisional compiles again, at its first fit, on what its training data says."""
+    if not model.plan.provisional:
+        return
+    source = model.plan.spec_source
+
+    def compiled_on(learned: ir.Learned):
+        again = compile_spec(path, source=source, real_type=real_type, learned=learned)
+        return again.plan, again.library, again.source.buffers
+
+    model.learner = compiled_on
+
+
+def _saved_options(path: str | Path, header: dict) -> dict:
+    """What a model file says its spec was compiled with: the spec, real type, measured and learned values."""
     try:
-        spec_path, spec_source, real_type = header["spec_path"], header["spec_source"], header["real_type"]
-        measured = {int(index): MeasuredLsh(**values) for index, values in header.get("measured", {}).items()}
+        options = {"path": header["spec_path"], "source": header["spec_source"], "real_type": header["real_type"]}
+        options["measured"] = {int(index): MeasuredLsh(**values)
+                               for index, values in header.get("measured", {}).items()}
     except KeyError as exc:
         raise ModelFileError(str(path), f"model file has no {exc.args[0]}") from None
     except (TypeError, ValueError, AttributeError):
         raise ModelFileError(str(path), "model file has unreadable measured values") from None
     try:
-        compiled = compile_spec(spec_path, source=spec_source, real_type=real_type, measured=measured)
+        options["learned"] = ir.Learned.from_json(header["learned"]) if header.get("learned") is not None else None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ModelFileError(str(path), "model file has unreadable learned values") from None
+    return options
+
+
+def saved_plan(path: str | Path) -> Plan:
+    """The plan of a model saved with ``Model.save`` (what ``boltc explain MODEL.boltm`` shows), without compiling."""
+    options = _saved_options(path, checkpoint.read_header(path)[0])
+    try:
+        return plan_spec(options.pop("path"), **options)
+    except (SpecErrors, SpecProblem) as exc:
+        raise ModelFileError(str(path), f"the spec saved in the file does not compile: {exc}") from None
+
+
+def load_model(path: str | Path) -> Model:
+    """Restore a model saved with ``Model.save``: its spec is stored inside and recompiled (or found cached)."""
+    header, payload_at = checkpoint.read_header(path)
+    options = _saved_options(path, header)
+    spec_path = options.pop("path")
+    try:
+        compiled = compile_spec(spec_path, **options)
     except (SpecErrors, SpecProblem) as exc:
         raise ModelFileError(str(path), f"the spec saved in the file does not compile: {exc}") from None
     except (TypeError, ValueError) as exc:  # a real type or a measured value no plan accepts
         raise ModelFileError(str(path), f"the file's compile options are unusable ({exc})") from None
     model = Model(compiled.plan, compiled.library, compiled.source.buffers)
+    _learns_sizes(model, spec_path, options["real_type"])
     arrays = checkpoint.read_arrays(path, header, payload_at, destination=model.saved_arrays())
     model.restore(str(path), header, arrays)
     return model

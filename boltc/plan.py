@@ -105,6 +105,9 @@ class ColumnPlan:
     delimiter: str
     low: float
     high: float
+    binning: str  # numerical: equal | quantile
+    learned: bool  # numerical: bins from the training data (read as raw numbers until they are known)
+    edges: tuple[float, ...]  # numerical, quantile bins: the inner edges
     by: str
     order: str
     last: int
@@ -257,6 +260,7 @@ class Plan:
     target_dim: int
     target_header: str | None  # a model reading typed columns: the column of label names
     target_delimiter: str  # between label names in one field ("" for one name per field)
+    target_learned: bool  # classes[auto] / multilabel[auto]: target_dim is the training data's label count
     layers: tuple[LayerPlan, ...]
     output_layer: int
     loss: str
@@ -288,6 +292,10 @@ class Plan:
     auto_validation_rows_most: int = VALIDATION_ROWS_MOST
     schedule: str = "constant"  # the learning rate over the planned batches: constant | linear | cosine decay
     warmup: int = 0  # batches of linear warm-up
+    # what the training data said of the spec's auto sizes (None: nothing, or not read yet); a provisional plan
+    # has placeholders for them and its model can only read the data that says them (ir.Model.provisional)
+    learned: ir.Learned | None = None
+    provisional: bool = False
 
     @property
     def output(self) -> LayerPlan:
@@ -336,7 +344,8 @@ def _column_plan(model_input: ir.Input) -> ColumnPlan | None:
     if column is None:
         return None
     return ColumnPlan(column.kind.value, column.header, column.features, column.ngrams, column.pairs, column.lowercase,
-                      column.delimiter, column.low, column.high, column.by, column.order, column.last,
+                      column.delimiter, column.low, column.high, column.binning, column.learned, column.edges,
+                      column.by, column.order, column.last,
                       column.source, column.aggregate, column.direction, model_input.span.line)
 
 
@@ -463,7 +472,7 @@ def plan(model: ir.Model, machine: Machine, real_type: str = "float",
         inputs=tuple(InputPlan(i.index, i.name, i.kind.value, i.dim, _column_plan(i), i.standardize)
                      for i in model.inputs),
         target_kind=model.target.kind.value, target_dim=model.target.dim, target_header=model.target.header,
-        target_delimiter=model.target.delimiter, layers=layers,
+        target_delimiter=model.target.delimiter, target_learned=model.target.learned, layers=layers,
         output_layer=model.loss.output, loss=model.loss.kind.value, optimizer=optimizer.kind.value,
         learning_rate=optimizer.learning_rate, beta1=optimizer.beta1, beta2=optimizer.beta2, eps=optimizer.eps,
         moments=optimizer.moments,
@@ -471,7 +480,7 @@ def plan(model: ir.Model, machine: Machine, real_type: str = "float",
         threads_origin=threads_origin, metrics=tuple(m.label for m in model.metrics), openmp=machine.openmp,
         isa=machine.isa, measured={index: value for index, value in (measured or {}).items()
                                    if layers[index].lsh is not None},
-        **_stopping(model),
+        learned=model.learned, provisional=model.provisional, **_stopping(model),
     )
 
 

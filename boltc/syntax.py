@@ -72,7 +72,7 @@ class TypedDecl:
     keyword: str
     name: Name
     kind: Name
-    size: Number
+    size: Number | Name  # a Name: `auto`, or a mistake the checker reports
     span: Span
     options: tuple[Argument, ...] = ()
 

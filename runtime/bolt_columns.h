@@ -38,12 +38,13 @@ typedef struct bolt_columns_job {
     const int32_t *input_field;/* [n_inputs] the field each input reads (a history's items: -1 when absent) */
     int32_t target_field;      /* the field holding the labels, -1 when the file has none */
     /* inputs made from other rows: their keys are hashed here, Python assembles the features */
-    const int32_t *role;       /* [n_inputs] BOLT_ROLE_FEATURES, BOLT_ROLE_HISTORY or BOLT_ROLE_LINKS */
+    const int32_t *role;       /* [n_inputs] BOLT_ROLE_FEATURES, _HISTORY, _LINKS or _VALUE */
     const int32_t *key_field;  /* [n_inputs] history: the key (a user) whose earlier rows count; links: the row's node id */
     const int32_t *order_field;/* [n_inputs] history: the field that orders rows (a number or a date), -1: file order */
     const int32_t *link_delimiter; /* [n_inputs] links: the byte between the node ids of the input's field */
     uint64_t *const *row_keys; /* [n_inputs] -> uint64 [rows][2]: the key's hash, and a history's item's (0: empty) */
-    double *const *row_order;  /* [n_inputs] -> double [rows]: a history's order value (the row number without one) */
+    double *const *row_order;  /* [n_inputs] -> double [rows]: a history's order value (the row number without one);
+                                * a value input's number (NaN where its field is empty) */
     uint64_t *const *link_keys;/* [n_inputs] -> uint64 [entries[i]]: links' node id hashes, rows as in indptr[i] */
     int32_t label_delimiter;   /* multi-label fields: the byte between labels; 0: the whole field is one label */
     int64_t start;             /* byte offset of the first record */
@@ -90,7 +91,8 @@ void bolt_history_ids(int64_t n, const uint64_t *items, const int32_t *positions
                       int32_t *ordered);
 /* BOLT_COLUMNS_CDEF_END */
 
-enum { BOLT_ROLE_FEATURES = 0, BOLT_ROLE_HISTORY = 1, BOLT_ROLE_LINKS = 2 };
+/* BOLT_ROLE_VALUE: a numerical field read as its number, not featurized (what its bins are learned from) */
+enum { BOLT_ROLE_FEATURES = 0, BOLT_ROLE_HISTORY = 1, BOLT_ROLE_LINKS = 2, BOLT_ROLE_VALUE = 3 };
 
 #define BOLT_FNV_OFFSET 0xcbf29ce484222325ULL
 #define BOLT_FNV_PRIME 0x100000001b3ULL
@@ -297,10 +299,9 @@ static inline void bolt_sequence_features(const char *field, int64_t length, int
     bolt_split(field, length, delimiter, bolt_add_element, &context);
 }
 
-/* numerical(): one of `bins` equal bins over [low, high] (values outside go to the end bins); an empty field adds
- * nothing. Returns 0, or -1 with a message for text that is not a finite number. */
-static inline int bolt_numerical_features(const char *field, int64_t length, int32_t bins, double low, double high,
-                                          bolt_sink *sink, char *message)
+/* A numerical field's value: 1 with *value set, 0 for an empty field (it adds nothing), or -1 with a message for
+ * text that is not a finite number. */
+static inline int bolt_number_of(const char *field, int64_t length, double *value, char *message)
 {
     int64_t begin = 0, end = length;
     bolt_trim(field, &begin, &end);
@@ -314,14 +315,47 @@ static inline int bolt_numerical_features(const char *field, int64_t length, int
     memcpy(text, field + begin, (size_t)(end - begin));
     text[end - begin] = 0;
     char *stop = NULL;
-    const double value = strtod(text, &stop);
-    if (stop != text + (end - begin) || !isfinite(value)) {
+    *value = strtod(text, &stop);
+    if (stop != text + (end - begin) || !isfinite(*value)) {
         snprintf(message, 256, "expected a finite number, got '%s'", text);
         return -1;
     }
+    return 1;
+}
+
+/* numerical(binning=equal): one of `bins` equal bins over [low, high] (values outside go to the end bins); an empty
+ * field adds nothing. Returns 0, or -1 with a message for text that is not a finite number. */
+static inline int bolt_numerical_features(const char *field, int64_t length, int32_t bins, double low, double high,
+                                          bolt_sink *sink, char *message)
+{
+    double value;
+    const int found = bolt_number_of(field, length, &value, message);
+    if (found <= 0)
+        return found;
     double place = floor((value - low) / (high - low) * bins);
     place = place < 0 ? 0 : place > bins - 1 ? bins - 1 : place;
     bolt_sink_add(sink, (uint64_t)place, bins, 1.0f);
+    return 0;
+}
+
+/* numerical(binning=quantile): bin i holds the values in [edges[i - 1], edges[i]) of `n_edges` ascending inner edges
+ * learned from the training data (bins beyond n_edges stay empty where the data had ties). */
+static inline int bolt_quantile_features(const char *field, int64_t length, int32_t bins, int32_t n_edges,
+                                         const double *edges, bolt_sink *sink, char *message)
+{
+    double value;
+    const int found = bolt_number_of(field, length, &value, message);
+    if (found <= 0)
+        return found;
+    int32_t low = 0, high = n_edges; /* the first edge above the value: its index is the bin */
+    while (low < high) {
+        const int32_t middle = low + (high - low) / 2;
+        if (edges[middle] <= value)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    bolt_sink_add(sink, (uint64_t)(low < bins ? low : bins - 1), bins, 1.0f);
     return 0;
 }
 
@@ -776,6 +810,10 @@ static int bolt_record_problem(bolt_columns_job *job, const char **fields, const
             *field = f;
             return -1;
         }
+        if (job->role[i] == BOLT_ROLE_VALUE && bolt_number_of(fields[f], lengths[f], &order, job->message) < 0) {
+            *field = f;
+            return -1;
+        }
     }
     if (job->target_field >= 0) {
         int bad = 0;
@@ -871,6 +909,20 @@ int bolt_columns_read(const char *data, int64_t size, bolt_columns_job *job)
         }
         for (int32_t i = 0; i < job->n_inputs && status == 0; ++i) {
             const int32_t f = job->input_field[i];
+            if (job->role[i] == BOLT_ROLE_VALUE) {
+                double value = NAN;
+                if (bolt_number_of(fields[f], lengths[f], &value, job->message) < 0) {
+                    job->error_field = f;
+                    job->error_line = record_line;
+                    status = -1;
+                    break;
+                }
+                if (job->fill) {
+                    job->row_order[i][row] = value;
+                    job->indptr[i][row + 1] = 0;
+                }
+                continue;
+            }
             if (job->role[i] != BOLT_ROLE_FEATURES) {
                 const int32_t kf = job->key_field[i], of = job->order_field[i];
                 double order = (double)row;

@@ -17,7 +17,7 @@ by source package (seeded; every binary package of a source lands on the same si
 - ``train.depends.ft.txt`` / ``test.depends.ft.txt``: the recommendation workload's rows for fastText: the packages a
   package depends on or recommends as labels (in the test file only those training names), and the words of its
   name and descriptions;
-- ``meta.json``: the counts (``sections_train`` is the N of ``classes[N]`` in specs/debian_section.bolt), the
+- ``meta.json``: the counts (``sections_train`` is the count specs/debian_section.bolt's ``classes[auto]`` learns), the
   sections' frequencies and the index files read.
 
 The section's area prefix (``contrib/``, ``non-free/``, ``non-free-firmware/``) is stripped: it says under which
@@ -59,7 +59,6 @@ from apt_index import (TEST_FRACTION, UPDATE_HINT, find_index_files, first_stanz
 from common import prepare_arguments, up_to_date_meta, write_atomic  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "data" / "debian"
-SPEC = REPO_ROOT / "specs" / "debian_section.bolt"
 FORMAT_VERSION = 3  # bump when the output for the same index and parameters changes
 OUTPUT_NAMES = ("train.csv", "test.csv", "train.ft.txt", "test.ft.txt", "train.graph.ft.txt", "test.graph.ft.txt",
                 "train.depends.ft.txt", "test.depends.ft.txt", "meta.json")
@@ -236,8 +235,8 @@ def prepare(out_dir: Path = DEFAULT_OUT, seed: int = 0, force: bool = False) -> 
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_atomic(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")  # last: it marks a complete output
-    log(f"wrote {out_dir} in {meta['seconds']} s: {meta['train_rows']} train / {meta['test_rows']} test rows "
-        f"({SPEC.relative_to(REPO_ROOT)} must declare classes[{meta['sections_train']}])")
+    log(f"wrote {out_dir} in {meta['seconds']} s: {meta['train_rows']} train / {meta['test_rows']} test rows, "
+        f"{meta['sections_train']} sections in training")
     return meta
 
 

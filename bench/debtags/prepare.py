@@ -13,7 +13,7 @@ keeps the packages with semantic Debtags, splits them 80/20 by source package an
 Features: the tokens of the short + long description and their adjacent pairs, hashed (CRC-32) into
 ``--features`` buckets, weighted by sublinear tf times idf (from the training split) and L2-normalised per row.
 Labels are the tags used by at least 5 training packages; the count therefore depends on the apt index and the
-seed, and must equal the ``multilabel[N]`` of ``specs/debtags.bolt`` (boltc requires the header to match).
+seed; ``specs/debtags.bolt``'s ``multilabel[auto]`` takes it from the training file's header.
 
 The work is skipped when the outputs are newer than the index files and were made with the same parameters,
 unless ``--force``.
@@ -308,7 +308,7 @@ def prepare(out_dir: Path = DEFAULT_OUT, features: int = DEFAULT_FEATURES, seed:
     }
     write_atomic(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")  # last: it marks a complete output
     log(f"wrote {out_dir} in {meta['seconds']} s: {meta['train_rows']} train / {meta['test_rows']} test rows, "
-        f"{meta['labels']} labels (specs/debtags.bolt must declare multilabel[{meta['labels']}]), "
+        f"{meta['labels']} labels, "
         f"{meta['mean_nnz_per_row']['train']} non-zeros per training row")
     return meta
 

@@ -92,10 +92,20 @@ class Dense(LayerOp):
         return _fc_context(plan, layer, slots, slots_of)
 
 
+def _units_of(checker, decl: syntax.LayerDecl, value: syntax.Value) -> int | None:
+    """A count, or auto: the target's count (the output layer's width follows a target of learned size)."""
+    if not (isinstance(value, syntax.Name) and value.text == "auto"):
+        return checker.integer(value, "units", 1, ir.MAX_UNITS)
+    checker.auto_units.append(decl.name)
+    if checker.target is None:
+        return None  # the target's own problem was reported
+    return checker.target.dim
+
+
 def _dense_of(checker, decl: syntax.LayerDecl, resolve, dim_of) -> ir.DenseLayer | None:
     args = checker.bind(decl.call, DENSE_ARGS, DENSE_OPTIONS)
     source = resolve(args["input"].value) if "input" in args else None
-    units = checker.integer(args["units"].value, "units", 1, ir.MAX_UNITS) if "units" in args else None
+    units = _units_of(checker, decl, args["units"].value) if "units" in args else None
     reported = len(checker.problems)
     activation = ir.Activation.LINEAR
     if "activation" in args:

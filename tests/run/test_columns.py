@@ -260,8 +260,10 @@ def test_bad_files_name_the_line_and_column(model, tmp_path, text, line, message
     (("input recent: sequence(delimiter=\" \", features=1009)", "input recent: sparse[10]"),
      "input 'recent' reads feature ids, but input 'title' reads a typed column: a model reads either columns of a "
      "CSV/TSV file or feature ids, not both"),
-    (("numerical(bins=8, range=(0, 200))", "numerical(bins=8)"),
-     "numerical() needs 'bins' and 'range', e.g. numerical(bins=10, range=(0, 100))"),
+    (("numerical(bins=8, range=(0, 200))", "numerical(bins=8, range=(0, 200), binning=quantile)"),
+     "quantile bins are learned from the training data: drop range, or choose binning=equal"),
+    (("numerical(bins=8, range=(0, 200))", "numerical(bins=8, binning=even)"),
+     "binning must be quantile or equal, got 'even'"),
     (("range=(0, 200)", "range=(5, 5)"), "range's low end must be below its high end, got (5, 5)"),
     (("delimiter=\"|\"", "delimiter=\"||\""), "delimiter must be one ASCII character other than a quote or a line "
                                              "break, got '||'"),
