@@ -231,11 +231,14 @@ class Model:
         reading typed columns takes CSV/TSV files; with ``learn_labels`` (training data) and no label names yet,
         it learns them from the file. History inputs see, before a file's own earlier rows, what the model keeps
         of earlier files; with ``absorb_history`` (default: ``learn_labels``) the file's rows join it.
+        A model whose spec leaves sizes to the data learns them from its training data first (``learn_sizes``).
         ``skip_bad_rows`` (default: the model's setting) leaves out the rows of a file that break its format.
         ``scaled``: standardised dense inputs as the model sees them (once their statistics are learned); fit()
         reads raw rows, learns the statistics from them, then scales."""
         skip = self.skip_bad_rows if skip_bad_rows is None else skip_bad_rows
-        if self.plan.provisional:
+        if self.plan.provisional and learn_labels and self.learner is not None:
+            self.learn_sizes(data)
+        elif self.plan.provisional:
             raise UsageError(f"model '{self.plan.model_name}' learns sizes its spec leaves to the data (a label count "
                              "or numerical bins) from its training data: fit it first")
         if isinstance(data, TextFile) and not self.reads_columns:

@@ -139,8 +139,6 @@ def fit(model: Model, train, epochs: int | str | None = None, validation=None, b
         learning_rate: float | None = None, progress: bool | None = None, final_rebuild: bool = True,
         test=None) -> History:
     """Model.fit (which documents it)."""
-    if model.learner is not None:
-        model.learn_sizes(train)
     raw = model.prepare_data(train, labelled=True, learn_labels=True, scaled=False)
     if model.tuner is not None and model.step == 0:
         model.tune(raw)

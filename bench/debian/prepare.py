@@ -7,7 +7,7 @@ Acquire::Languages=en`` fetches them), keeps one row per package name that has a
 by source package (seeded; every binary package of a source lands on the same side) and writes, into ``--out``:
 
 - ``train.csv`` / ``test.csv``: columns ``package, source, section, short_description, long_description, tags,
-  depends, relations, architecture, multi_arch, priority`` (RFC 4180: the long description keeps its line breaks,
+  depends, relations, architecture, multi_arch, priority, installed_size, size`` (RFC 4180: the long description keeps its line breaks,
   quoted);
 - ``train.ft.txt`` / ``test.ft.txt``: the same rows for fastText, ``__label__SECTION`` and then every column but
   the section as lowercased words (the words boltc's text() columns see), the short columns' values as tokens
@@ -29,7 +29,8 @@ Columns other than the description: ``tags`` is the Debtags field as it stands (
 packages have one), ``depends`` the names in Depends and Pre-Depends (space-separated, versions, architecture
 qualifiers and the ``|`` between alternatives dropped), ``relations`` the same of Pre-Depends, Depends and
 Recommends (the edges of specs/debian_graph.bolt's dependency graph, the labels of specs/debian_depends.bolt),
-``architecture`` ``all`` or ``amd64``, ``multi_arch`` (``same`` marks most shared libraries) and ``priority``. None
+``architecture`` ``all`` or ``amd64``, ``multi_arch`` (``same`` marks most shared libraries), ``priority``, and two
+skewed numbers (specs/debian_sizes.bolt): ``installed_size`` (KiB unpacked) and ``size`` (bytes of the .deb). None
 of them is derived from the section.
 
 The work is skipped when the outputs are newer than the index files and were made with the same parameters,
@@ -59,12 +60,12 @@ from apt_index import (TEST_FRACTION, UPDATE_HINT, find_index_files, first_stanz
 from common import prepare_arguments, up_to_date_meta, write_atomic  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "data" / "debian"
-FORMAT_VERSION = 3  # bump when the output for the same index and parameters changes
+FORMAT_VERSION = 4  # bump when the output for the same index and parameters changes
 OUTPUT_NAMES = ("train.csv", "test.csv", "train.ft.txt", "test.ft.txt", "train.graph.ft.txt", "test.graph.ft.txt",
                 "train.depends.ft.txt", "test.depends.ft.txt", "meta.json")
 PACKAGE_FIELDS = frozenset({"Source", "Section", "Description", "Description-md5", "Tag", "Depends", "Pre-Depends",
                             "Recommends",
-                            "Architecture", "Multi-Arch", "Priority"})
+                            "Architecture", "Multi-Arch", "Priority", "Installed-Size", "Size"})
 
 # boltc's text() words: runs of ASCII letters, digits and '_' and of any non-ASCII character, ASCII lowercased.
 WORD = re.compile(r"[0-9A-Za-z_\u0080-\U0010ffff]+")
@@ -86,6 +87,8 @@ class PackageRow:
     architecture: str
     multi_arch: str
     priority: str
+    installed_size: str  # KiB unpacked (Installed-Size), empty where the index has none
+    size: str  # bytes of the .deb (Size)
 
 
 HEADER = [f.name for f in fields(PackageRow)]
@@ -125,7 +128,8 @@ def package_rows(stanzas: dict[str, dict[str, str]], translations) -> tuple[list
             tags=", ".join(split_tags(stanza.get("Tag", ""))), depends=dependency_names(stanza),
             relations=dependency_names(stanza, ("Pre-Depends", "Depends", "Recommends")),
             architecture=stanza.get("Architecture", ""), multi_arch=stanza.get("Multi-Arch", ""),
-            priority=stanza.get("Priority", "")))
+            priority=stanza.get("Priority", ""), installed_size=stanza.get("Installed-Size", "").strip(),
+            size=stanza.get("Size", "").strip()))
     return rows, dict(counts)
 
 

@@ -54,7 +54,8 @@ def parser_for(description: str) -> argparse.ArgumentParser:
 
 
 def prepare_xc_files(model, args: argparse.Namespace) -> tuple[object, object, dict]:
-    return model.prepare_data(args.train, labelled=True), model.prepare_data(args.test, labelled=True), {}
+    train = model.prepare_data(args.train, labelled=True, learn_labels=True)  # a label count of auto: learned here
+    return train, model.prepare_data(args.test, labelled=True), {}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     layer = model.plan.output
     if layer.lsh is None:
         parser.error(f"{args.spec}: the output layer is not LSH-sparse")
-    train = model.prepare_data(args.train, labelled=True)
+    train = model.prepare_data(args.train, labelled=True, learn_labels=True)
     test = model.prepare_data(args.test, labelled=True)
     judged = take_rows(test, np.arange(min(args.rows, test.n_rows)))
     labels = [judged.labels_of(row) for row in range(judged.n_rows)]

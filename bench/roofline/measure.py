@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = boltc.load(args.spec, tune=args.tune == "on")
     model.threads = args.threads
-    data = model.prepare_data(args.train, labelled=True)
+    data = model.prepare_data(args.train, labelled=True, learn_labels=True)
     if data.n_rows <= args.warmup_rows:
         parser.error(f"{args.train} has {data.n_rows:,} rows: more than --warmup-rows ({args.warmup_rows:,}) needed")
     rows = min(data.n_rows, args.warmup_rows + args.rows)

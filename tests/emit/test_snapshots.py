@@ -27,7 +27,9 @@ FIXED_MACHINE = Machine(cores=16, memory_bytes=64 << 30, arch="x86_64", cpu_mode
 # snapshotted is the code they train with
 LEARNED = {"debian_depends.bolt": ir.Learned(labels=38077), "debian_graph.bolt": ir.Learned(labels=58),
            "debian_section.bolt": ir.Learned(labels=58), "debtags.bolt": ir.Learned(labels=487),
-           "movielens_next.bolt": ir.Learned(labels=9031)}
+           "movielens_next.bolt": ir.Learned(labels=9031),
+           "debian_sizes.bolt": ir.Learned(labels=58, bins=(("unpacked", (8.0, 40.0, 210.5, 1e4)),
+                                                             ("packed", (1024.0, 65536.0))))}
 
 
 def _digests() -> dict[str, str]:
