@@ -3,6 +3,7 @@
     model = boltc.load("model.bolt")      # parse -> check -> plan -> emit -> build
     model.fit("train.txt", validation="test.txt")
     model.fit(boltc.TextFile("rows.csv", delimiter=";", quoting="csv"))   # a CSV/TSV file, written as said
+    model.fit(boltc.Stream("big.txt.gz"))   # an XMC file read in chunks, never whole
     ids, scores = model.predict(X, top_k=5)
     model.save("model.boltm"); boltc.load_model("model.boltm")
 """
@@ -23,12 +24,16 @@ def load_model(path, **options):
 
 
 def __getattr__(name):
-    # TextFile is imported when first used: `import boltc` stays cheap for the CLI
+    # imported when first used: `import boltc` stays cheap for the CLI
     if name == "TextFile":
         from boltc.columns import TextFile
 
         return TextFile
+    if name == "Stream":
+        from boltc.streaming import Stream
+
+        return Stream
     raise AttributeError(f"module 'boltc' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "TextFile", "load", "load_model"]
+__all__ = ["__version__", "Stream", "TextFile", "load", "load_model"]

@@ -265,7 +265,10 @@ class _Checker:
             if name.text != output.name:
                 self.error(name.span, f"units=auto is the target's count: it is for the layer the loss reads "
                                       f"('{output.name}'), not '{name.text}'")
-        if target is not None and output.units != target.dim:
+        if target is not None and target.learned and output.name not in {name.text for name in self.auto_units}:
+            self.error(output.span, f"target '{target.name}' learns its count from the training data: give layer "
+                                    f"'{output.name}' units=auto rather than {output.units}")
+        elif target is not None and output.units != target.dim:
             self.error(output.span, f"layer '{output.name}' has {output.units} units but target '{target.name}' "
                        f"has {target.dim} {target.kind.value}")
 

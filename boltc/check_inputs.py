@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from boltc import ir, syntax
@@ -143,7 +144,9 @@ def target_of(checker, decls: list[syntax.TypedDecl], reads_columns: bool) -> ir
     learned = isinstance(decl.size, syntax.Name) and decl.size.text == "auto"
     if learned:
         dim = ir.PROVISIONAL_LABELS if checker.learned is None else checker.learned.labels
-        if dim is not None and not 1 <= dim <= ir.MAX_UNITS:
+        if dim is None:
+            checker.error(decl.size.span, "the learned values have no label count for this target")
+        elif not 1 <= dim <= ir.MAX_UNITS:
             checker.error(decl.size.span, f"the training data holds {dim:,} labels: a target has 1 to {ir.MAX_UNITS:,}")
             dim = None
     elif isinstance(decl.size, syntax.Name):
@@ -180,8 +183,8 @@ def numerical_of(checker, decl: syntax.ColumnDecl, args: dict, column: ir.Column
     if "range" not in args:
         binning = binning or "quantile"
         learned = checker.learned.bins_of(decl.name.text) if checker.learned is not None else None
-        if checker.learned is not None and learned is None:
-            checker.error(decl.span, f"the learned values have no bins for input '{decl.name.text}'")
+        if checker.learned is not None and not _usable_bins(learned, binning):
+            checker.error(decl.span, f"the learned values have no usable bins for input '{decl.name.text}'")
             return None
         if binning == "equal":
             low, high = learned or (0.0, 1.0)
@@ -201,6 +204,15 @@ def numerical_of(checker, decl: syntax.ColumnDecl, args: dict, column: ir.Column
         checker.error(bounds.span, f"range's low end must be below its high end, got ({low:g}, {high:g})")
         return None
     return replace(column, features=bins or 1, low=low or 0.0, high=high or 1.0)
+
+
+def _usable_bins(learned: tuple[float, ...] | None, binning: str) -> bool:
+    """Learned bins the featurizer can use: finite, a range of two ascending ends or ascending edges."""
+    if learned is None or not all(math.isfinite(value) for value in learned):
+        return False
+    if binning == "equal":
+        return len(learned) == 2 and learned[0] < learned[1]
+    return all(a < b for a, b in zip(learned, learned[1:]))
 
 
 def resolve_neighbours(checker, inputs: tuple[ir.Input, ...]) -> tuple[ir.Input, ...]:

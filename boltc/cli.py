@@ -148,8 +148,10 @@ def _train_report(model, history, compile_seconds: float, test_metrics: dict, me
 def run_training(spec: str, train, test, *, epochs: int | str | None, batch_size: int | None,
                  learning_rate: float | None, save: str | None, as_json: bool, show_plan: bool = False,
                  skip_bad_rows: bool = False, validation: str | float | None = None) -> dict:
+    from boltc.data import Dataset
     from boltc.explain import render_plan
     from boltc.pipeline import load
+    from boltc.streaming import Stream
 
     if save:
         _check_writable(save)
@@ -164,9 +166,12 @@ def run_training(spec: str, train, test, *, epochs: int | str | None, batch_size
     state = f"compiled in {model.library.compile_seconds:.2f} s" if model.library.compiled else "cached library"
     print(f"model '{model.plan.model_name}': {state}; {model.plan.threads} threads", file=log)
     loaded = time.perf_counter()
-    train_set = model.prepare_data(train, labelled=True, learn_labels=True, scaled=False)
-    test_set = model.prepare_data(test, labelled=True, scaled=False) if test else None
-    print(f"data: {train_set.n_rows:,} training rows" + (f", {test_set.n_rows:,} test rows" if test_set else "")
+    train, test = model.data_source(train), model.data_source(test) if test else None
+    train_set = train if isinstance(train, Stream) else \
+        model.prepare_data(train, labelled=True, learn_labels=True, scaled=False)
+    test_set = test if isinstance(test, Stream) or not test else model.prepare_data(test, labelled=True, scaled=False)
+    print("data: " + ", ".join(f"{_rows_of(rows)} {what} rows" for rows, what in ((train_set, "training"),
+                                                                                   (test_set, "test")) if rows)
           + f" read in {time.perf_counter() - loaded:.2f} s", file=log)
     history = model.fit(train_set, epochs=epochs, validation=validation, batch_size=batch_size,
                         learning_rate=learning_rate, test=test_set)
@@ -209,11 +214,21 @@ def run_training(spec: str, train, test, *, epochs: int | str | None, batch_size
     if save:
         model.save(save)
         print(f"saved {save}", file=log)
-    skipped = {"train": train_set.skipped_rows, **({"test": test_set.skipped_rows} if test_set else {})}
+    skipped = {what: rows.skipped_rows for rows, what in ((train_set, "train"), (test_set, "test"))
+               if isinstance(rows, Dataset)}
     report = _train_report(model, history, compile_seconds, results, metrics_on, skipped)
     if as_json:
         _print_json(report)
     return report
+
+
+def _rows_of(data) -> str:
+    """How many rows a data set holds, for the log (a stream's are counted as they are read)."""
+    from boltc.streaming import Stream
+
+    if isinstance(data, Stream):
+        return f"streamed ({data.chunk_bytes >> 20} MB chunks)"
+    return f"{data.n_rows:,}"
 
 
 def _check_writable(path: str) -> None:
@@ -245,7 +260,11 @@ def _validation(text: str) -> str | float:
 
 
 def _text_file(args, path: str | None):
-    """`path` with the command line's --delimiter / --quoting, where given."""
+    """`path` with the command line's --delimiter / --quoting, where given, or as a stream (--stream)."""
+    if path is not None and getattr(args, "stream", False):
+        from boltc.streaming import Stream
+
+        return Stream(path, chunk_bytes=args.chunk_mb << 20)
     if path is None or (args.delimiter is None and args.quoting is None):
         return path
     from boltc.columns import TextFile
@@ -266,13 +285,13 @@ def cmd_evaluate(args) -> int:
 
     model = load_model(args.model)
     model.skip_bad_rows = args.skip_bad_rows
-    dataset = model.prepare_data(_text_file(args, args.data), labelled=True)
     wanted = tuple(args.metrics.split(",")) if args.metrics else None
-    results = model.evaluate(dataset, wanted, sparse=args.sparse)
+    results = model.evaluate(_text_file(args, args.data), wanted, sparse=args.sparse)
+    rows, skipped = model.last_eval_rows
     if args.json:
         _print_json({"metrics": results, "eval_seconds": model.last_eval_seconds,
-                     "samples_per_second": dataset.n_rows / model.last_eval_seconds if model.last_eval_seconds
-                     else 0.0, "rows": dataset.n_rows, "skipped_rows": dataset.skipped_rows, "sparse": args.sparse,
+                     "samples_per_second": rows / model.last_eval_seconds if model.last_eval_seconds
+                     else 0.0, "rows": rows, "skipped_rows": skipped, "sparse": args.sparse,
                      # measured after training on its validation rows: how often sparse inference scores dense
                      # inference's best output
                      "sparse_check": model.sparse_check,
@@ -287,14 +306,15 @@ def cmd_predict(args) -> int:
     from boltc.pipeline import load_model
 
     model = load_model(args.model)
-    ids, scores = model.predict(_text_file(args, args.data), top_k=args.top_k, sparse=args.sparse)
     out = sys.stdout
     names = model.label_names
-    for row_ids, row_scores in zip(ids.tolist(), scores.tolist()):
-        if names is None:
-            out.write(" ".join(f"{i}:{s:.6g}" for i, s in zip(row_ids, row_scores)) + "\n")
-        else:  # label names may hold blanks: tabs between them, and outputs no training row had left out
-            out.write("\t".join(f"{names[i]}:{s:.6g}" for i, s in zip(row_ids, row_scores) if i < len(names)) + "\n")
+    for ids, scores in model.predict_chunks(_text_file(args, args.data), top_k=args.top_k, sparse=args.sparse):
+        for row_ids, row_scores in zip(ids.tolist(), scores.tolist()):
+            if names is None:
+                out.write(" ".join(f"{i}:{s:.6g}" for i, s in zip(row_ids, row_scores)) + "\n")
+            else:  # label names may hold blanks: tabs between them, and outputs no training row had left out
+                out.write("\t".join(f"{names[i]}:{s:.6g}" for i, s in zip(row_ids, row_scores)
+                                     if i < len(names)) + "\n")
     return 0
 
 
@@ -306,6 +326,14 @@ SKIP_HELP = ("leave out the rows of a data file that break its format (CSV/TSV: 
 def _delimiter(text: str) -> str:
     named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
     return named.get(text, text)
+
+
+def _add_streaming(p) -> None:
+    p.add_argument("--stream", action="store_true",
+                   help="XMC text files: read the data in chunks rather than whole (what happens anyway where it "
+                        "exceeds the memory budget, BOLTC_MEMORY_BUDGET or half the machine's memory)")
+    p.add_argument("--chunk-mb", type=int, default=64, metavar="MB",
+                   help="with --stream: megabytes of text per chunk (default: %(default)s)")
 
 
 def _add_text_format(p) -> None:
@@ -375,6 +403,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="end with one JSON line of metrics and timings")
     p.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP)
     _add_text_format(p)
+    _add_streaming(p)
 
     p = _command(commands, "evaluate", cmd_evaluate, "metrics of a saved model on a data file")
     p.add_argument("model")
@@ -384,6 +413,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sparse", action="store_true", help=SPARSE_HELP)
     p.add_argument("--json", action="store_true")
     _add_text_format(p)
+    _add_streaming(p)
 
     p = _command(commands, "predict", cmd_predict, "top-k output ids of a saved model for each row of a data file")
     p.add_argument("model")
@@ -391,6 +421,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive, default=1)
     p.add_argument("--sparse", action="store_true", help=SPARSE_HELP)
     _add_text_format(p)
+    _add_streaming(p)
 
     p = _command(commands, "demo", cmd_demo, "compile, train and evaluate the bundled example in under a minute")
     p.add_argument("--epochs", type=_positive)
@@ -408,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output went away (boltc predict ... | head): nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 0
 
 
 if __name__ == "__main__":

@@ -544,7 +544,7 @@ def _read_file(path: str | Path | TextFile, plan: Plan, library, vocabulary: Seq
         room = 4 * plan.target_dim + SPARE_LABELS if learning else 0
         labels = reader.count(_Vocabulary(room, ARENA_BYTES_PER_LABEL * room, vocabulary or ()), learning)
         job = reader.job
-        if learning and job.vocab_size > plan.target_dim and not plan.provisional:
+        if learning and job.vocab_size > plan.target_dim and not (plan.provisional and plan.target_learned):
             raise DataError(name, None, f"column '{plan.target_header}' holds {job.vocab_size:,} distinct labels, but "
                                         f"the target declares {plan.target_kind}[{plan.target_dim}]")
         rows = int(job.rows)

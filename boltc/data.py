@@ -168,7 +168,7 @@ def take_rows(dataset: Dataset, rows: np.ndarray) -> Dataset:
 # ---- reading text files ---------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
-def _reader() -> Any:
+def xmc_reader() -> Any:
     """The compiled C reader (a ``CompiledLibrary``): built once per process, served from the disk cache after."""
     from boltc import machine
     from boltc.build import build
@@ -307,9 +307,9 @@ def concatenated(path: str, parts: Sequence[Dataset]) -> Dataset:
                    first_skipped=f"{skipped[0].path} {skipped[0].first_skipped}" if skipped else None)
 
 
-def _check(name: str, info: Any, ffi: Any) -> None:
+def _check(name: str, info: Any, ffi: Any, lines_before: int = 0) -> None:
     if info.status != 0:
-        line = int(info.error_line) or None
+        line = int(info.error_line) + lines_before if info.error_line else None
         raise DataError(name, line, ffi.string(info.message).decode("ascii", "replace"))
 
 
@@ -356,26 +356,52 @@ def read_xmc(path: str | os.PathLike, n_features: int | None = None, n_labels: i
 
 def _read_xmc_file(name: str, n_features: int | None, n_labels: int | None, threads: int,
                    skip_bad_rows: bool) -> Dataset:
-    compiled = _reader()  # before the file is opened: a build error then leaves nothing open
-    ffi, lib = compiled.ffi, compiled.lib
+    compiled = xmc_reader()  # before the file is opened: a build error then leaves nothing open
     try:
         source = FileBytes(name)
     except OSError as exc:
         raise DataError(name, None, f"cannot read the file: {exc.strerror or exc}") from None
-    info = ffi.new("bolt_data_info *")
-    info.n_features = n_features or 0
-    info.n_labels = n_labels or 0
-    info.threads = int(threads)
-    info.skip_bad_rows = int(bool(skip_bad_rows))
-    data = ffi.from_buffer("char[]", source.data) if source.size else ffi.NULL
     try:
-        lib.bolt_data_scan(data, source.size, info)
-        _check(name, info, ffi)
+        return parse_xmc(compiled, name, source.data, source.size, XmcOptions(n_features, n_labels, threads,
+                                                                              skip_bad_rows), stacklevel=4)[0]
+    finally:
+        source.close()
+
+
+@dataclass(frozen=True)
+class XmcOptions:
+    """How ``parse_xmc`` reads: the model's sizes (None: the header's), threads, and whether bad rows are skipped."""
+
+    n_features: int | None
+    n_labels: int | None
+    threads: int
+    skip_bad_rows: bool
+
+
+XMC_WHOLE_FILE, XMC_FIRST_PART, XMC_LATER_PART = 0, 1, 2  # runtime/bolt_data.h BOLT_DATA_*_PART
+
+
+def parse_xmc(compiled, name: str, buffer, size: int, options: XmcOptions, part: int = XMC_WHOLE_FILE,
+              lines_before: int = 0, stacklevel: int = 3) -> tuple[Dataset, dict]:
+    """The rows of `size` bytes of XMC text in `buffer` (a whole file, or a part of one: a first part may open with
+    the header, a later one has none; `lines_before` counts the file's lines before the part, so that errors name
+    the file's line), and the header's counts ({} without one)."""
+    ffi, lib = compiled.ffi, compiled.lib
+    info = ffi.new("bolt_data_info *")
+    info.n_features = options.n_features or 0
+    info.n_labels = options.n_labels or 0
+    info.threads = int(options.threads)
+    info.skip_bad_rows = int(bool(options.skip_bad_rows))
+    info.part = part
+    data = ffi.from_buffer("char[]", buffer) if size else ffi.NULL
+    try:
+        lib.bolt_data_scan(data, size, info)
+        _check(name, info, ffi, lines_before)
         rows, entries, labels = int(info.rows), int(info.entries), int(info.labels)
         skipped = int(info.skipped_rows)
-        first_skipped = (f"line {int(info.first_skipped_line)}: {ffi.string(info.message).decode('ascii', 'replace')}"
-                         if skipped else None)
-        if rows == 0:
+        first_skipped = (f"line {int(info.first_skipped_line) + lines_before}: "
+                         f"{ffi.string(info.message).decode('ascii', 'replace')}" if skipped else None)
+        if rows == 0 and part == XMC_WHOLE_FILE:
             raise no_rows_error(name, "data rows", skipped, first_skipped)
         indptr = np.empty(rows + 1, dtype=np.int64)
         indices = np.empty(entries, dtype=np.int32)
@@ -386,34 +412,36 @@ def _read_xmc_file(name: str, n_features: int | None, n_labels: int | None, thre
         def pointer(kind: str, array: np.ndarray | None) -> Any:
             return ffi.NULL if array is None else ffi.cast(kind, array.ctypes.data)
 
-        lib.bolt_data_fill(data, source.size, info, pointer("int64_t *", indptr), pointer("int32_t *", indices),
+        lib.bolt_data_fill(data, size, info, pointer("int64_t *", indptr), pointer("int32_t *", indices),
                            pointer("float *", values), pointer("int64_t *", label_indptr),
                            pointer("int32_t *", label_ids))
-        _check(name, info, ffi)
+        _check(name, info, ffi, lines_before)
     finally:
         if data != ffi.NULL:
             ffi.release(data)
-        source.close()
-
-    if n_features is not None:
-        dim = n_features
-    elif info.has_header:
-        dim = int(info.header_features)
+    header = {"rows": int(info.header_rows), "features": int(info.header_features),
+              "labels": int(info.header_labels)} if info.has_header else {}
+    if options.n_features is not None:
+        dim = options.n_features
+    elif header:
+        dim = header["features"]
     elif info.max_feature_id >= 0:
         dim = int(info.max_feature_id) + 1
     else:
         raise DataError(name, None, "no header, no feature entries and no n_features: the input size is unknown")
-    if n_labels is not None:
-        label_count = n_labels
-    elif info.has_header:
-        label_count = int(info.header_labels)
+    if options.n_labels is not None:
+        label_count = options.n_labels
+    elif header:
+        label_count = header["labels"]
     else:
         label_count = int(info.max_label_id) + 1
+    if labels == 0 and rows and part != XMC_WHOLE_FILE:  # a part without labels in a labelled file: empty rows
+        label_indptr, label_ids = np.zeros(rows + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
     matrix = FeatureMatrix(dim=dim, indptr=indptr, indices=indices, values=values)
     matrix.__dict__["max_row_nnz"] = int(info.max_row_entries)  # the scan counted it: seed the cached property
-    warn_skipped(name, skipped, first_skipped, stacklevel=3)
+    warn_skipped(name, skipped, first_skipped, stacklevel=stacklevel)
     return Dataset(path=name, n_rows=rows, features=(matrix,), n_labels=label_count, label_indptr=label_indptr,
-                   label_ids=label_ids, skipped_rows=skipped, first_skipped=first_skipped)
+                   label_ids=label_ids, skipped_rows=skipped, first_skipped=first_skipped), header
 
 
 # ---- arrays ------------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from boltc.model_arrays import ModelArrays
 from boltc.plan import Plan
 from boltc.progress import Progress
 from boltc.sparse_check import SPARSE_CHECK_ROWS
+from boltc.streaming import ChunkReader, Stream, streamed_if_large
 from boltc.training import History, RebuildSchedule
 
 # what a tuner hands a model to become: the plan made on measured values, its library and buffers, and the
@@ -175,15 +176,20 @@ class Model:
             self.plan, self.compiled = plan, ModelArrays(plan, library, buffers)
             self.initialize(plan.seed)
 
-    def learn_sizes(self, train) -> None:
+    def learn_sizes(self, train, skip_bad_rows: bool | None = None) -> None:
         """Read what `train` says of the sizes the spec leaves to the data (``boltc.facts``), and take the arrays of
         the spec compiled on them (untrained, as these are); a typed-column model keeps the label names read."""
-        learned, names = facts.learn(self.plan, self.library, train, self.skip_bad_rows)
+        skip = self.skip_bad_rows if skip_bad_rows is None else skip_bad_rows
+        learned, names = facts.learn(self.plan, self.library, train, skip)
         plan, library, buffers = self.learner(learned)
-        self.learner, self.label_names = None, names
-        self.plan, self.compiled = plan, None  # the provisional arrays are freed before the new ones are made
-        self.compiled = ModelArrays(plan, library, buffers)
+        compiled = ModelArrays(plan, library, buffers)  # made before anything changes: a failure leaves it as it was
+        self.learner, self.label_names, self.plan, self.compiled = None, names, plan, compiled
         self.initialize(plan.seed)
+
+    def _refuse_provisional(self) -> None:
+        if self.plan.provisional:
+            raise UsageError(f"model '{self.plan.model_name}' learns sizes its spec leaves to the data (a label count "
+                             "or numerical bins) from its training data: fit it first")
 
     def initialize(self, seed: int) -> None:
         """Glorot-uniform weights, zero biases and optimizer state, fresh hash functions and tables; deterministic
@@ -237,10 +243,8 @@ class Model:
         reads raw rows, learns the statistics from them, then scales."""
         skip = self.skip_bad_rows if skip_bad_rows is None else skip_bad_rows
         if self.plan.provisional and learn_labels and self.learner is not None:
-            self.learn_sizes(data)
-        elif self.plan.provisional:
-            raise UsageError(f"model '{self.plan.model_name}' learns sizes its spec leaves to the data (a label count "
-                             "or numerical bins) from its training data: fit it first")
+            self.learn_sizes(data, skip)
+        self._refuse_provisional()
         if isinstance(data, TextFile) and not self.reads_columns:
             raise UsageError(f"model '{self.plan.model_name}' reads XMC text files: a delimiter and quoting apply to "
                              "the CSV/TSV files of models with typed columns")
@@ -322,6 +326,13 @@ class Model:
         number, so training in several fit() calls, or resuming a saved model, sees the same order as one call."""
         return np.random.default_rng([self.plan.seed, epoch]).permutation(n_rows)
 
+    def chunk_order(self, epoch: int, chunk: int, n_rows: int) -> np.ndarray:
+        """The order in which epoch `epoch` visits the rows of chunk `chunk` of a stream: the first chunk's is
+        ``epoch_order``'s, so that a stream of one chunk trains as the same rows held in memory."""
+        if chunk == 0:
+            return self.epoch_order(epoch, n_rows)
+        return np.random.default_rng([self.plan.seed, epoch, chunk]).permutation(n_rows)
+
     # -- inference -------------------------------------------------------------------------------------
 
     def infer(self, dataset: Dataset, top_k: int, progress: bool | None, label: str, sparse: bool,
@@ -357,25 +368,56 @@ class Model:
 
     def evaluate(self, data, metrics: tuple[str, ...] | list[str] | None = None, progress: bool | None = None,
                  sparse: bool = False) -> dict[str, float]:
-        """Metrics (default: the spec's, e.g. ``["accuracy", "precision@5", "loss"]``) over labelled data.
+        """Metrics (default: the spec's, e.g. ``["accuracy", "precision@5", "loss"]``) over labelled data (a
+        ``boltc.Stream`` is evaluated chunk by chunk).
 
         ``sparse=True`` scores only the neurons LSH selects in sparse layers (fast; the loss is then undefined and
         reported as NaN), or every output where ``sparse_scores_all`` (the last fit found the candidates miss)."""
+        self._refuse_provisional()  # its output's width is a placeholder
         labels = tuple(metrics or self.plan.metrics)
         problem = ranking.invalid(labels, self.plan.output.out_dim)
         if problem:
             raise UsageError(problem)
-        dataset = self.prepare_data(data, labelled=True)
         sparse = sparse_check.scores_sparsely(self, sparse)
-        started = time.perf_counter()
-        ids, _, loss_total = self.infer(dataset, min(ranking.largest_k(labels), self.plan.output.out_dim),
-                                         progress, "evaluate", sparse)
-        if sparse:
-            loss_total = float("nan")
-        seconds = time.perf_counter() - started
-        results = self.ranked(dataset, ids, labels, loss_total)
-        self.last_eval_seconds = seconds
+        top_k = min(ranking.largest_k(labels), self.plan.output.out_dim)
+        hit_parts, count_parts, loss_total, seconds, skipped = [], [], 0.0, 0.0, 0
+        for dataset in self._datasets(data, labelled=True):
+            skipped += dataset.skipped_rows
+            started = time.perf_counter()
+            ids, _, loss = self.infer(dataset, top_k, progress, "evaluate", sparse)
+            seconds += time.perf_counter() - started
+            rows = np.arange(dataset.n_rows, dtype=np.int64)
+            hit_parts.append(ranking.hits(ids, dataset.label_indptr, dataset.label_ids, rows,
+                                          self.plan.output.out_dim))
+            count_parts.append(ranking.label_counts(dataset.label_indptr, rows))
+            loss_total += loss
+        results = ranking.compute(labels, np.concatenate(hit_parts), np.concatenate(count_parts),
+                                  float("nan") if sparse else loss_total)
+        self.last_eval_seconds = seconds  # inference alone: reading the data is not counted
+        self.last_eval_rows = (sum(len(counts) for counts in count_parts), skipped)  # rows evaluated, rows skipped
         return results
+
+    def data_source(self, data):
+        """`data` as fit, evaluate and predict read it: XMC files too large for the memory budget as a Stream."""
+        if self.reads_columns:
+            return data
+        return streamed_if_large(data, self.plan.parameter_bytes + self.plan.optimizer_bytes)
+
+    def _datasets(self, data, labelled: bool, absorb_history: bool | None = None,
+                  skip_bad_rows: bool | None = None) -> Iterator[Dataset]:
+        """`data` prepared as one Dataset, or a Stream's chunks one after another (also XMC files too large to
+        hold whole: ``streaming.streamed_if_large``)."""
+        data = self.data_source(data)
+        if not isinstance(data, Stream):
+            yield self.prepare_data(data, labelled=labelled, absorb_history=absorb_history, skip_bad_rows=skip_bad_rows)
+            return
+        if self.reads_columns or len(self.plan.inputs) != 1:
+            raise UsageError(f"model '{self.plan.model_name}' has typed columns or several inputs: a stream reads "
+                             "XMC text files for a model of one input")
+        skip = self.skip_bad_rows if skip_bad_rows is None else skip_bad_rows
+        reader = ChunkReader(data, self.plan.inputs[0].dim, self.plan.target_dim, skip)
+        for chunk, _ in reader.chunks():
+            yield self.prepare_data(chunk, labelled=labelled)
 
     def ranked(self, dataset: Dataset, ids: np.ndarray, labels, loss_total: float = float("nan")) -> dict[str, float]:
         """The metrics `labels` of the ranked output ids [rows, k] against `dataset`'s labels."""
@@ -394,10 +436,18 @@ class Model:
         """The ``top_k`` best output ids per row, best first, and their scores (probabilities; with
         ``sparse=True``, probabilities over the neurons sparse inference scores only: the heavy rows and the LSH
         candidates). With ``update_history`` the file's rows join what history inputs see next."""
+        found = list(self.predict_chunks(data, top_k, progress, sparse, update_history))
+        return np.concatenate([ids for ids, _ in found]), np.concatenate([scores for _, scores in found])
+
+    def predict_chunks(self, data, top_k: int = 1, progress: bool | None = False, sparse: bool = False,
+                       update_history: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``predict``'s ids and scores a part at a time: all of them for data in memory, a chunk's for each
+        chunk of a ``boltc.Stream`` (so that output can be written as the rows are read)."""
+        sparse = sparse_check.scores_sparsely(self, sparse)
         # never skipping rows: the output has a row per input row, and a left-out one would shift all after it
-        dataset = self.prepare_data(data, labelled=False, absorb_history=update_history, skip_bad_rows=False)
-        ids, scores, _ = self.infer(dataset, top_k, progress, "predict", sparse_check.scores_sparsely(self, sparse))
-        return ids, scores
+        for dataset in self._datasets(data, labelled=False, absorb_history=update_history, skip_bad_rows=False):
+            ids, scores, _ = self.infer(dataset, top_k, progress, "predict", sparse)
+            yield ids, scores
 
     @property
     def sparse_scores_all(self) -> bool:

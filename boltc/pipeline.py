@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from boltc import checkpoint, ir
+from boltc import checkpoint, facts, ir
 from boltc import tune as tuning
 from boltc.build import CompiledLibrary, build, cache_entry, compile_flags, is_cached
 from boltc.check import check
@@ -72,15 +72,25 @@ def tune_spec(path: str | Path, data, *, source: str | None = None, real_type: s
               force: bool = False) -> tuning.Tuning:
     """What ``boltc tune`` runs: the measured values of the spec's sparse layers on `data` (cached)."""
     machine = probe()
-    spec = _checked(path, source)
+    spec = _checked(path, source, _learned_from(path, source, data, machine, real_type))
     dataset = dataset_for(plan(spec, machine, real_type=real_type), data, labelled=True)
     return tuning.tune(spec, machine, dataset, real_type=real_type, budget=budget, progress=progress, force=force)
+
+
+def _learned_from(path: str | Path, source: str | None, data, machine: Machine, real_type: str) -> ir.Learned | None:
+    """What an XMC data file says of the spec's auto sizes (its header's label count), for the commands that read
+    such a file without a model (tune, explain --data); None for a spec that leaves nothing to the data."""
+    provisional = plan(_checked(path, source), machine, real_type=real_type)
+    if not provisional.provisional or provisional.inputs[0].column is not None:
+        return None  # typed columns are read by a model's own featurizers: a fit learns them
+    return facts.learn(provisional, None, data, skip_bad_rows=False)[0]
 
 
 def cached_measurements(path: str | Path, data, *, real_type: str = "float") -> dict[int, MeasuredLsh]:
     """Measured values stored for this spec and data file, without measuring anything (what explain shows)."""
     machine = probe()
-    base = plan(_checked(path, None), machine, real_type=real_type)
+    base = plan(_checked(path, None, _learned_from(path, None, data, machine, real_type)), machine,
+                real_type=real_type)
     if not any(layer.lsh is not None for layer in base.layers):
         return {}
     found = tuning.cached(tuning.tuning_key(base, machine, dataset_for(base, data, labelled=True)))
@@ -98,7 +108,7 @@ def load(path: str | Path, *, real_type: str = "float", tune: bool | None = None
     model = Model(compiled.plan, compiled.library, compiled.source.buffers)
     _learns_sizes(model, path, real_type)
     model.measure_learning_rate = autotune_enabled() if tune is None else tune
-    if model.measure_learning_rate and model.sparse_output:
+    if model.measure_learning_rate and (model.sparse_output or model.plan.provisional):
         source = compiled.plan.spec_source
 
         def tuned(dataset: Dataset, learned: ir.Learned | None):
@@ -146,7 +156,7 @@ def saved_plan(path: str | Path) -> Plan:
     options = _saved_options(path, checkpoint.read_header(path)[0])
     try:
         return plan_spec(options.pop("path"), **options)
-    except (SpecErrors, SpecProblem) as exc:
+    except (SpecErrors, SpecProblem, TypeError, ValueError) as exc:
         raise ModelFileError(str(path), f"the spec saved in the file does not compile: {exc}") from None
 
 

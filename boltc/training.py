@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
+import itertools
 import math
 import operator
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -27,6 +29,7 @@ from boltc.machine import probe
 from boltc.model_arrays import Feed
 from boltc.plan import PLATEAU_DECAY, UNMEASURED_LEARNING_RATE
 from boltc.progress import Progress
+from boltc.streaming import ChunkReader, Stream
 
 if TYPE_CHECKING:
     from boltc.model import Model
@@ -128,7 +131,7 @@ class _Run:
     train_rows: np.ndarray
     validation: Dataset | None  # scaled
     validation_source: str
-    test: Dataset | None
+    test: Dataset | Stream | None  # evaluated after every epoch (a Stream chunk by chunk)
     budget: int  # epochs at most
     auto: bool
     batch_size: int
@@ -139,8 +142,10 @@ def fit(model: Model, train, epochs: int | str | None = None, validation=None, b
         learning_rate: float | None = None, progress: bool | None = None, final_rebuild: bool = True,
         test=None) -> History:
     """Model.fit (which documents it)."""
-    raw = model.prepare_data(train, labelled=True, learn_labels=True, scaled=False)
-    if model.tuner is not None and model.step == 0:
+    train = model.data_source(train)
+    stream = StreamedEpochs(model, train) if isinstance(train, Stream) else None
+    raw = stream.first if stream else model.prepare_data(train, labelled=True, learn_labels=True, scaled=False)
+    if model.tuner is not None and model.step == 0 and model.sparse_output:  # sizes learned: the plan is final
         model.tune(raw)
     if learning_rate is not None:
         if not (learning_rate > 0 and math.isfinite(learning_rate)):
@@ -148,6 +153,13 @@ def fit(model: Model, train, epochs: int | str | None = None, validation=None, b
         model.learning_rate = learning_rate
     run = _run_of(model, raw, epochs, validation, batch_size, test)
     feed = model.compiled.feed(run.dataset, model.threads)
+    if stream is None:
+        rows_per_epoch = len(run.train_rows)
+
+        def parts(epoch: int) -> Iterable[tuple[Feed, np.ndarray]]:
+            return [(feed, run.train_rows[model.epoch_order(epoch, rows_per_epoch)])]
+    else:
+        parts, rows_per_epoch = functools.partial(stream.parts, run.train_rows, feed), stream.rows_estimate(run)
     history = History(validation_rows=run.validation.n_rows if run.validation is not None else 0,
                       validation_source=run.validation_source,
                       monitor=model.plan.metrics[0] if model.plan.metrics else "loss")
@@ -157,7 +169,7 @@ def fit(model: Model, train, epochs: int | str | None = None, validation=None, b
             UNMEASURED_LEARNING_RATE[model.plan.optimizer]
     history.learning_rate = model.learning_rate
     started = time.perf_counter()
-    best_parameters, validation_seconds = _epochs(model, run, feed, history, progress)
+    best_parameters, validation_seconds = _epochs(model, run, parts, rows_per_epoch, history, progress)
     restored = run.restore_best and best_parameters is not None and \
         history.best_epoch != history.epochs[-1].epoch
     if restored:
@@ -204,23 +216,25 @@ def _run_of(model: Model, raw: Dataset, epochs, validation, batch_size: int | No
         raise UsageError(f"the validation rows ({validation_source}) are empty: training chooses on them")
     return _Run(model.scaled(raw), train_rows,
                 model.scaled(validation_set) if validation_set is not None else None, validation_source,
-                model.prepare_data(test, labelled=True) if test is not None else None, budget, auto, batch_size,
+                model.prepare_data(test, labelled=True) if test is not None and not isinstance(test, Stream) else test,
+                budget, auto, batch_size,
                 auto if plan.restore_best is None else plan.restore_best)
 
 
-def _epochs(model: Model, run: _Run, feed: Feed, history: History,
-            progress: bool | None) -> tuple[dict[str, np.ndarray] | None, float]:
-    """Up to the run's budget of epochs, each evaluated on the validation (and test) rows; epochs=auto stops at
-    the spec's patience, and after a worse epoch goes on from the best one at a lower rate. Returns the best
-    epoch's parameters (when the run restores them) and the seconds spent evaluating."""
+def _epochs(model: Model, run: _Run, parts: Callable[[int], Iterable[tuple[Feed, np.ndarray]]], rows_per_epoch: int,
+            history: History, progress: bool | None) -> tuple[dict[str, np.ndarray] | None, float]:
+    """Up to the run's budget of epochs, each over `parts` of the epoch's number (a feed and the order in which to
+    visit its rows; one for data in memory, a chunk's for a stream), each evaluated on the validation (and test)
+    rows; epochs=auto stops at the spec's patience, and after a worse epoch goes on from the best one at a lower
+    rate. Returns the best epoch's parameters (when the run restores them) and the seconds spent evaluating."""
     best_parameters, validation_seconds = None, 0.0
-    batches_per_epoch = -(-len(run.train_rows) // run.batch_size)
+    batches_per_epoch = -(-rows_per_epoch // run.batch_size)
     try:
         for _ in range(run.budget):
             with interrupts_deferred() as interrupted:  # an epoch that ran to its end is counted
-                order = run.train_rows[model.epoch_order(model.epochs_trained, len(run.train_rows))]
-                record = run_epoch(model, feed, order, run.batch_size, progress, interrupted,
-                                   schedule=(len(history.epochs) * batches_per_epoch, run.budget * batches_per_epoch))
+                record = run_epoch_parts(model, parts(model.epochs_trained), rows_per_epoch, run.batch_size,
+                                         progress, interrupted, schedule=(len(history.epochs) * batches_per_epoch,
+                                                                          run.budget * batches_per_epoch))
                 model.epochs_trained += 1
                 before = time.perf_counter()
                 if run.validation is not None:
@@ -422,44 +436,92 @@ def rate_at(model: Model, batch_in_fit: int, planned_batches: int) -> float:
 def run_epoch(model: Model, feed: Feed, order: np.ndarray, batch_size: int, progress: bool | None,
               interrupted: threading.Event, schedule: tuple[int, int] = (0, 0),
               batch_losses: list[float] | None = None) -> EpochRecord:
-    """One pass in ``order``; raises KeyboardInterrupt between batches once ``interrupted`` is set, never
-    between a batch's update and its bookkeeping. ``schedule``: the batches of this fit before this epoch, and
-    all it plans (0: a constant rate)."""
+    """One pass over the feed's rows in ``order`` (``run_epoch_parts`` of one part)."""
+    return run_epoch_parts(model, [(feed, order)], len(order), batch_size, progress, interrupted, schedule,
+                           batch_losses)
+
+
+def run_epoch_parts(model: Model, parts: Iterable[tuple[Feed, np.ndarray]], rows_expected: int, batch_size: int,
+                    progress: bool | None, interrupted: threading.Event, schedule: tuple[int, int] = (0, 0),
+                    batch_losses: list[float] | None = None) -> EpochRecord:
+    """One pass over each part's feed in its order (batches never span parts); raises KeyboardInterrupt between
+    batches once ``interrupted`` is set, never between a batch's update and its bookkeeping. ``schedule``: the
+    batches of this fit before this epoch, and all it plans (0: a constant rate). ``rows_expected`` sizes the
+    progress bar (a stream's estimate)."""
     plan, step = model.plan, model.compiled.step_struct
     step.learning_rate, step.beta1, step.beta2, step.eps = model.learning_rate, plan.beta1, plan.beta2, plan.eps
     scheduled = schedule[1] > 0 and (plan.warmup > 0 or plan.schedule != "constant")  # the race: constant
     frozen = bool(model.sparse_layers) and tables_frozen(model)
     step.insert_labels = int(frozen)
-    n_rows = len(order)
-    bar = Progress(f"epoch {model.epochs_trained + 1}", n_rows, enabled=progress)
-    loss_total, started = 0.0, time.perf_counter()
-    for batch_number, start in enumerate(range(0, n_rows, batch_size)):
-        if interrupted.is_set():  # checked before a batch: an interrupt during the last one ends the epoch whole
-            bar.close()
-            raise KeyboardInterrupt
-        rows = order[start:start + batch_size]
-        feed.select(rows)
-        step.step = model.step + 1
-        if scheduled:
-            step.learning_rate = rate_at(model, schedule[0] + batch_number, schedule[1])
-        status, batch_loss = model.compiled.train_batch(feed)
-        if model.compiled.nonfinite_loss(status):
-            raise TrainingError(f"the loss became {batch_loss} at batch {batch_number + 1} of epoch "
-                                f"{model.epochs_trained + 1}; training stopped before that batch's update "
-                                "(try a lower learning rate)")
-        model.compiled.check(status)
-        model.step += 1
-        loss_total += batch_loss
-        if batch_losses is not None:
-            batch_losses.append(batch_loss / len(rows))
-        if model.training_reads_tables and not frozen:
-            model.rebuild_schedule.batches_left -= 1
-            if model.rebuild_schedule.batches_left <= 0:
-                scheduled_rebuild(model)
-        bar.advance(len(rows), f"loss {loss_total / min(start + len(rows), n_rows):.4f}")
+    bar = Progress(f"epoch {model.epochs_trained + 1}", rows_expected, enabled=progress)
+    loss_total, started, n_rows, batch_number = 0.0, time.perf_counter(), 0, 0
+    for feed, order in parts:
+        for start in range(0, len(order), batch_size):
+            if interrupted.is_set():  # checked before a batch: an interrupt during the last one ends the epoch whole
+                bar.close()
+                raise KeyboardInterrupt
+            rows = order[start:start + batch_size]
+            feed.select(rows)
+            step.step = model.step + 1
+            if scheduled:
+                step.learning_rate = rate_at(model, schedule[0] + batch_number, schedule[1])
+            status, batch_loss = model.compiled.train_batch(feed)
+            if model.compiled.nonfinite_loss(status):
+                raise TrainingError(f"the loss became {batch_loss} at batch {batch_number + 1} of epoch "
+                                    f"{model.epochs_trained + 1}; training stopped before that batch's update "
+                                    "(try a lower learning rate)")
+            model.compiled.check(status)
+            model.step += 1
+            batch_number += 1
+            n_rows += len(rows)
+            loss_total += batch_loss
+            if batch_losses is not None:
+                batch_losses.append(batch_loss / len(rows))
+            if model.training_reads_tables and not frozen:
+                model.rebuild_schedule.batches_left -= 1
+                if model.rebuild_schedule.batches_left <= 0:
+                    scheduled_rebuild(model)
+            bar.advance(len(rows), f"loss {loss_total / n_rows:.4f}")
     seconds = time.perf_counter() - started
     bar.close()
     return EpochRecord(model.epochs_trained + 1, loss_total / max(n_rows, 1), seconds, n_rows)
+
+
+class StreamedEpochs:
+    """fit() over a ``Stream``: the first chunk is read at once and stays in memory (the tuner, the rate race and
+    held-out validation rows take it, as they would take the whole data set in memory); each epoch then visits
+    the chunks in file order, each chunk's rows in a seeded order of their own (``Model.chunk_order``: the first
+    chunk's is the order of data held whole, so a stream of one chunk trains exactly as the file in memory)."""
+
+    def __init__(self, model: Model, stream: Stream):
+        plan = model.plan
+        if model.reads_columns or len(plan.inputs) != 1:
+            raise UsageError(f"model '{plan.model_name}' reads " + ("typed columns" if model.reads_columns else
+                             f"{len(plan.inputs)} inputs") + ": a stream reads XMC text files for a model of one input")
+        if model.learner is not None:
+            model.learn_sizes(stream)
+        self.model, self.stream = model, stream
+        self.reader = ChunkReader(stream, model.plan.inputs[0].dim, model.plan.target_dim, model.skip_bad_rows)
+        self.pending = self.reader.chunks()
+        self.first, self.first_position = next(self.pending)
+        self.first = model.prepare_data(self.first, labelled=True, scaled=False)
+
+    def rows_estimate(self, run: _Run) -> int:
+        """The training rows of an epoch, estimated from the first chunk's share of the files' bytes."""
+        share = self.first_position / max(self.reader.total_bytes, 1)
+        return max(len(run.train_rows), int(len(run.train_rows) / share) if share > 0 else len(run.train_rows))
+
+    def parts(self, first_rows: np.ndarray, first_feed: Feed, epoch: int) -> Iterator[tuple[Feed, np.ndarray]]:
+        """The epoch's chunks: the first (held) one's training rows, then the others as they are read."""
+        model = self.model
+        yield first_feed, first_rows[model.chunk_order(epoch, 0, len(first_rows))]
+        if self.pending is not None:  # the first epoch reads on from the first chunk
+            later, self.pending = self.pending, None
+        else:
+            later = itertools.islice(self.reader.chunks(), 1, None)
+        for index, (chunk, _) in enumerate(later, start=1):
+            dataset = model.prepare_data(chunk, labelled=True)
+            yield model.compiled.feed(dataset, model.threads), model.chunk_order(epoch, index, dataset.n_rows)
 
 
 def reconstruct(model: Model, seed: int) -> None:

@@ -332,8 +332,9 @@ static inline int bolt_numerical_features(const char *field, int64_t length, int
     const int found = bolt_number_of(field, length, &value, message);
     if (found <= 0)
         return found;
-    double place = floor((value - low) / (high - low) * bins);
-    place = place < 0 ? 0 : place > bins - 1 ? bins - 1 : place;
+    /* halves: the same quotient, without overflow where the range spans most of a double's */
+    double place = floor((value * 0.5 - low * 0.5) / (high * 0.5 - low * 0.5) * bins);
+    place = !(place >= 0) ? 0 : place > bins - 1 ? bins - 1 : place; /* NaN: the first bin, never a cast of NaN */
     bolt_sink_add(sink, (uint64_t)place, bins, 1.0f);
     return 0;
 }

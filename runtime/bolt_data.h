@@ -67,6 +67,9 @@ typedef struct bolt_data_info {
     int64_t n_labels;        /* likewise for label ids */
     int32_t threads;         /* 0: OpenMP's default. Also sets how many chunks the file is cut into */
     int32_t skip_bad_rows;   /* 1: a row that breaks the format is left out and counted instead of an error */
+    int32_t part;            /* BOLT_DATA_WHOLE_FILE, or a part of a file read in pieces (boltc/streaming.py):
+                              * BOLT_DATA_FIRST_PART may open with the header, whose row count is then checked by
+                              * the caller; a BOLT_DATA_LATER_PART has none */
     /* results */
     int32_t status;          /* 0 when all is well, else a BOLT_DATA_* error code; message says what is wrong */
     int64_t error_line;      /* 1-based line of the error, 0 when it concerns no line */
@@ -88,6 +91,8 @@ typedef struct bolt_data_info {
     int32_t n_chunks;
     bolt_data_chunk chunks[64];
 } bolt_data_info;
+
+enum { BOLT_DATA_WHOLE_FILE = 0, BOLT_DATA_FIRST_PART = 1, BOLT_DATA_LATER_PART = 2 };
 
 /* Both return info->status. The buffer needs no terminating NUL. */
 int bolt_data_scan(const char *data, int64_t size, bolt_data_info *info);
@@ -929,7 +934,10 @@ int bolt_data_scan(const char *data, int64_t size, bolt_data_info *info)
 
     /* Leading empty lines, then the header if the first non-empty line is one. A UTF-8 byte order mark, which
      * some Windows editors write, is skipped. */
-    int64_t begin = size >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    if (info->part < BOLT_DATA_WHOLE_FILE || info->part > BOLT_DATA_LATER_PART)
+        return bolt_data_argument_error(info, "part must be a whole file, a first part or a later part");
+    const int opens_file = info->part != BOLT_DATA_LATER_PART;
+    int64_t begin = opens_file && size >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
     int64_t lead_lines = 0;
     while (begin < size) {
         const char *p = data + begin, *e = data + size;
@@ -943,7 +951,7 @@ int bolt_data_scan(const char *data, int64_t size, bolt_data_info *info)
             begin = next - data;
             continue;
         }
-        if (bolt_data_looks_like_header(p, line_end)) {
+        if (opens_file && bolt_data_looks_like_header(p, line_end)) {
             bolt_data_reader r;
             memset(&r, 0, sizeof r);
             r.message = info->message;
@@ -1024,7 +1032,8 @@ int bolt_data_scan(const char *data, int64_t size, bolt_data_info *info)
     }
     info->lines = line - 1;
 
-    if (info->has_header && info->header_rows != info->rows + info->skipped_rows) {
+    if (info->part == BOLT_DATA_WHOLE_FILE && info->has_header &&
+        info->header_rows != info->rows + info->skipped_rows) {
         info->status = BOLT_DATA_INVALID;
         /* the header is the last of the leading lines */
         info->error_line = lead_lines;

@@ -39,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
 
     model = boltc.load(args.spec, tune=False)  # the formula's values: what the tuner compares against
     model.threads = args.threads
+    train = model.prepare_data(args.train, labelled=True, learn_labels=True)  # a spec's auto sizes learned here
+    test = model.prepare_data(args.test, labelled=True)
     layer = model.plan.output
     if layer.lsh is None:
         parser.error(f"{args.spec}: the output layer is not LSH-sparse")
-    train = model.prepare_data(args.train, labelled=True, learn_labels=True)
-    test = model.prepare_data(args.test, labelled=True)
     judged = take_rows(test, np.arange(min(args.rows, test.n_rows)))
     labels = [judged.labels_of(row) for row in range(judged.n_rows)]
     print(f"{args.spec}: {layer.lsh.family}, {layer.lsh.tables} tables of {layer.lsh.hashes} hashes; "

@@ -115,7 +115,21 @@ def test_ties_merge_quantile_bins_and_no_bin_sits_below_the_least_value():
     edges = quantile_edges(values, 10)
     assert edges[0] > 0 and list(edges) == sorted(set(edges))
     assert sum(1 for v in values if bisect.bisect_right(edges, v) == 0) == 60
-    assert value_range(np.array([3.0, 3.0])) == (3.0, 4.0)
+    assert value_range(np.array([0.0, 0.0])) == (0.0, 1.0)
+    low, high = value_range(np.array([1e16, 1e16]))  # one unit is below a double's precision there
+    assert low == 1e16 < high
+
+
+def test_edges_of_values_near_the_largest_double_stay_finite_and_so_does_the_generated_c(spec_path, tmp_path):
+    assert all(math.isfinite(edge) for edge in quantile_edges(np.array([-1.7e308, 1.7e308, 1.7e308]), 4))
+    rows = [("-1.7e308", "-1.7e308", "b1", "a"), ("1.7e308", "1.7e308", "b2", "b"), ("1.7e308", "0", "b1", "a")]
+    model = boltc.load(spec_path, tune=False)
+    model.fit(write_rows(tmp_path / "huge.csv", rows * 4), epochs=1, learning_rate=0.01, progress=False)
+    size = model.plan.inputs[1].column
+    assert (size.low, size.high) == (-1.7e308, 1.7e308)  # its width overflows a double: the featurizer halves it
+    dataset = model.prepare_data(write_rows(tmp_path / "probe.csv", rows), labelled=False)
+    bins = [dataset.features[1].indices[dataset.features[1].indptr[r]] for r in range(3)]
+    assert bins == [0, 5, 3]
 
 
 def test_saving_keeps_what_was_learned_and_loading_compiles_the_same(trained, tmp_path, capsys):
@@ -230,3 +244,35 @@ def test_a_model_file_with_unreadable_learned_values_is_refused(trained, tmp_pat
     with pytest.raises(ModelFileError) as caught:
         load_model(tmp_path / "bad.boltm")
     assert str(caught.value) == f"{tmp_path / 'bad.boltm'}: model file has unreadable learned values"
+
+
+def test_a_declared_count_is_still_enforced_when_only_bins_are_learned(spec_path, tmp_path):
+    spec = tmp_path / "declared.bolt"
+    spec.write_text(SPEC.replace("classes[auto]", "classes[3]").replace("dense(joined, auto,", "dense(joined, 3,"))
+    model = boltc.load(spec, tune=False)
+    with pytest.raises(DataError) as caught:
+        model.fit(write_rows(tmp_path / "five.csv", skewed_rows(0, 50)), progress=False)
+    assert caught.value.message == "column 'kind' holds 5 distinct labels, but the target declares classes[3]"
+    assert model.plan.provisional and model.label_names is None  # nothing learned from the refused file
+
+
+def test_an_auto_target_asks_for_units_auto_on_the_output():
+    errors = positions(SPEC.replace("dense(joined, auto,", "dense(joined, 6,"))
+    assert errors == [(11, 5, "target 'kind' learns its count from the training data: give layer 'scores' units=auto "
+                              "rather than 6")]
+
+
+def test_learning_skips_the_rows_the_training_read_skips(spec_path, tmp_path):
+    rows = skewed_rows(0, 40)
+    rows[5] = ("oops", "1", "b1", "zzz")  # its label must not be learned either
+    model = boltc.load(spec_path, tune=False)
+    with pytest.warns(UserWarning, match="skipped 1 bad row"):
+        model.prepare_data(write_rows(tmp_path / "one_bad.csv", rows), labelled=True, learn_labels=True,
+                           skip_bad_rows=True)
+    assert "zzz" not in model.label_names and len(model.label_names) == 5
+
+
+def test_evaluating_before_the_first_fit_says_to_fit(spec_path, tmp_path):
+    model = boltc.load(spec_path, tune=False)
+    with pytest.raises(UsageError, match="from its training data: fit it first"):
+        model.evaluate(write_rows(tmp_path / "rows.csv", skewed_rows(0, 10)), metrics=["precision@3"])

@@ -211,7 +211,7 @@ def test_after_a_worse_epoch_training_goes_on_from_the_best_epoch_at_a_tenth_of_
     path = write_spec(AUTO.replace("epochs = auto", "epochs = auto, max_epochs = 12, patience = 3"), "auto.bolt")
     model = boltc.load(path, tune=False)
     starts, ends, rates_used = [], [], []
-    run_epoch = training.run_epoch
+    run_epoch = training.run_epoch_parts
 
     def watched(*args, **kwargs):
         starts.append({k: v.copy() for k, v in model.parameters().items()})
@@ -220,7 +220,7 @@ def test_after_a_worse_epoch_training_goes_on_from_the_best_epoch_at_a_tenth_of_
         ends.append({k: v.copy() for k, v in model.parameters().items()})
         return record
 
-    monkeypatch.setattr(training, "run_epoch", watched)
+    monkeypatch.setattr(training, "run_epoch_parts", watched)
     history = model.fit(_blobs(800, 4, noise=3.0), learning_rate=0.05)
     assert history.returns_to_best >= 1
     best = 0
