@@ -36,20 +36,34 @@ def sliced(big: Path, gigabytes: float) -> Path:
     if out.exists() and out.stat().st_mtime > big.stat().st_mtime:
         return out
     budget = int(gigabytes * (1 << 30))
-    with open(big, "rb") as source:
-        header = source.readline().split()
-        body = source.read(budget)
-        body = body[:body.rfind(b"\n") + 1]
-    rows = body.count(b"\n")
     temporary = out.with_suffix(".partial")
-    with open(temporary, "wb") as target:
-        target.write(b" ".join([str(rows).encode(), header[1], header[2]]) + b"\n")
-        target.write(body)
+    with open(big, "rb") as source, open(temporary, "wb") as target:
+        header = source.readline().split()
+        target.write(b" " * 32 + b"\n")  # the row count, written once known
+        rows, remaining = 0, budget
+        # a block at a time: this process's peak memory must stay out of the children's measurements
+        while remaining > 0 and (block := source.read(min(64 << 20, remaining))):
+            remaining -= len(block)
+            if remaining <= 0:
+                block = block[:block.rfind(b"\n") + 1]
+            rows += block.count(b"\n")
+            target.write(block)
+        target.seek(0)
+        target.write(b" ".join([str(rows).encode(), header[1], header[2]]).ljust(32) + b"\n")
     os.replace(temporary, out)
     return out
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak resident memory: VmHWM, since ru_maxrss also holds the parent's peak (Linux keeps
+    the high-water mark of the memory a process had before it exec'd, which for a vfork'd child is its parent's)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
