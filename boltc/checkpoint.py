@@ -1,7 +1,8 @@
 """Model files: a versioned, checksummed container of named arrays plus a JSON header; never pickle.
 
 Layout: the 8-byte magic ``BOLTMDL\\n``, a little-endian u64 header length, the UTF-8 JSON header, the SHA-256 of
-the header (32 bytes), then each array's raw little-endian bytes at the 64-byte aligned offset the header gives.
+the header (32 bytes), then each array's raw little-endian bytes at the 64-byte aligned offset the header gives
+(from the payload, which blanks after the JSON put at a 64-byte boundary of the file: arrays can be mapped).
 The header carries a SHA-256 of the arrays, so every byte is checked: the header's before its spec is compiled,
 the arrays' as they are read. Writes go to a temporary file in the same folder, are fsynced and renamed over the
 target, so a crash leaves either the old file or the new one, never a mix.
@@ -49,6 +50,8 @@ def write_model_file(path: str | Path, header: dict, arrays: dict[str, np.ndarra
         digest.update(np.ascontiguousarray(array, dtype=entry["dtype"]).tobytes())
     full_header = {**header, "format_version": FORMAT_VERSION, "arrays": table, "sha256": digest.hexdigest()}
     header_bytes = json.dumps(full_header, indent=1).encode()
+    # blanks after the JSON put the arrays at a 64-byte boundary of the file, so that mapped ones are aligned
+    header_bytes += b" " * (-(len(MAGIC) + 8 + len(header_bytes) + DIGEST_BYTES) % ALIGN)
     header_digest = hashlib.sha256(header_bytes).digest()
     directory = path.parent if str(path.parent) else Path(".")
     try:
@@ -142,9 +145,11 @@ def read_header(path: str | Path) -> tuple[dict, int]:
 
 
 def read_arrays(path: str | Path, header: dict, payload_at: int,
-                destination: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                destination: dict[str, np.ndarray] | None = None, mapped: bool = False) -> dict[str, np.ndarray]:
     """The arrays of a model file, checksum verified. An array whose name, shape and dtype match one in
-    `destination` is read straight into it (a large model is then never held twice in memory)."""
+    `destination` is read straight into it (a large model is then never held twice in memory). ``mapped``: every
+    array is a copy-on-write map of the file instead (pages are read when first used and shared between the
+    processes that map the file; a write stays in this process)."""
     path = Path(path)
     destination = destination or {}
     arrays, digest = {}, hashlib.sha256()
@@ -156,15 +161,21 @@ def read_arrays(path: str | Path, header: dict, payload_at: int,
                 whole = [*shape, offset, entry["nbytes"]]
                 if dtype.kind not in ARRAY_KINDS or not all(type(n) is int and n >= 0 for n in whole):
                     raise ValueError(entry)
-                if offset + dtype.itemsize * math.prod(shape) > payload_bytes:
+                nbytes = dtype.itemsize * math.prod(shape)
+                if offset + nbytes > payload_bytes or nbytes != entry["nbytes"]:
                     raise ModelFileError(str(path), f"truncated model file (array '{entry['name']}' is cut short)")
-                target = destination.get(entry["name"])
-                if target is None or target.shape != shape or target.dtype != dtype.newbyteorder("="):
-                    target = np.empty(shape, dtype=dtype)
-                handle.seek(payload_at + entry["offset"])
-                view = memoryview(target.reshape(-1).view(np.uint8))
-                if target.nbytes != entry["nbytes"] or handle.readinto(view) != entry["nbytes"]:
-                    raise ModelFileError(str(path), f"truncated model file (array '{entry['name']}' is cut short)")
+                if mapped and nbytes and dtype.isnative:
+                    target = np.memmap(handle, dtype=dtype, mode="c", offset=payload_at + offset, shape=shape)
+                    view = memoryview(target.reshape(-1).view(np.uint8))
+                else:
+                    target = destination.get(entry["name"])
+                    if target is None or target.shape != shape or target.dtype != dtype.newbyteorder("="):
+                        target = np.empty(shape, dtype=dtype)
+                    handle.seek(payload_at + offset)
+                    view = memoryview(target.reshape(-1).view(np.uint8))
+                    if handle.readinto(view) != nbytes:
+                        raise ModelFileError(str(path), f"truncated model file (array '{entry['name']}' is cut "
+                                                        "short)")
                 digest.update(view)
                 arrays[entry["name"]] = target
     except OSError as exc:

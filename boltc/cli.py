@@ -318,6 +318,24 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from boltc.pipeline import load_model
+
+    model = load_model(args.model)
+    if args.inference_only:
+        model.save(args.out, inference_only=True)
+        print(f"{args.out}: model '{model.plan.model_name}' for inference only "
+              f"({os.path.getsize(args.out) / 1e6:,.1f} MB; {os.path.getsize(args.model) / 1e6:,.1f} MB with "
+              "its optimizer state)")
+        return 0
+    from boltc.export import export_library
+
+    written = export_library(model, args.out)
+    print(f"{args.out}: C inference library of model '{model.plan.model_name}' ({', '.join(written)}); build it "
+          f"with `make -C {args.out}`")
+    return 0
+
+
 # not offered by predict: its output has a line per input row, and a left-out row would shift every later one
 SKIP_HELP = ("leave out the rows of a data file that break its format (CSV/TSV: records with a bad field or broken "
              "quoting), count them and warn, instead of stopping at the first")
@@ -422,6 +440,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sparse", action="store_true", help=SPARSE_HELP)
     _add_text_format(p)
     _add_streaming(p)
+
+    p = _command(commands, "export", cmd_export, "a saved model for deployment: a C inference library that needs "
+                 "only a C compiler, or (--inference-only) a model file without optimizer state")
+    p.add_argument("model")
+    p.add_argument("--out", required=True, metavar="DIR|FILE", help="the library's directory, or the model file")
+    p.add_argument("--inference-only", action="store_true",
+                   help="write a model file without optimizer state and with its LSH tables, which load_model, "
+                        "predict and serve map instead of reading (it cannot be trained)")
 
     p = _command(commands, "demo", cmd_demo, "compile, train and evaluate the bundled example in under a minute")
     p.add_argument("--epochs", type=_positive)

@@ -187,3 +187,8 @@ def emit(plan: Plan) -> CSource:
     return CSource(slug=module_slug(plan.spec_path), c_text=text, cdef=cdef,
                    buffers=tuple(buffers.specs), include_dir=str(runtime_dir()))
 
+
+
+def render_template(name: str, **context) -> str:
+    """A template of templates/ other than a model's module (an export's library files), with ``context``."""
+    return _environment().get_template(name).render(**context)

@@ -113,6 +113,8 @@ class Model:
         self.threads = plan.threads  # may be changed between calls; results do not depend on it
         # data files read by fit and evaluate leave out (and count) rows that break their format; predict never
         self.skip_bad_rows = False
+        # loaded from a file saved for inference only (no optimizer state): it predicts and evaluates, never trains
+        self.inference_only = False
         # the step whose weights sparse inference's heavy rows (and their packed copy) were found for: training never
         # reads them, sparse inference finds them again once the weights changed
         self._heavy_step = -1
@@ -457,9 +459,12 @@ class Model:
 
     # -- persistence -----------------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> None:
-        """Write parameters and optimizer state; ``boltc.load_model`` restores the model and can resume training."""
-        model_file.save(self, path)
+    def save(self, path: str | Path, inference_only: bool | None = None) -> None:
+        """Write parameters and optimizer state; ``boltc.load_model`` restores the model and can resume training.
+        ``inference_only=True`` writes what prediction needs only (no optimizer state; the LSH tables as they are),
+        which ``load_model`` maps instead of reading: a third of the file, loaded in a fraction of the time, and
+        predicting exactly as this model does; such a model cannot be trained. Default: as this model was loaded."""
+        model_file.save(self, path, inference_only)
 
     def saved_arrays(self) -> dict[str, np.ndarray]:
         """The arrays a model file holds: parameters, optimizer state and hash functions (tables are rebuilt)."""

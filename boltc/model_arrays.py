@@ -80,6 +80,16 @@ class ModelArrays:
         self._grow_workspace(self._least_workspace)
         self.lock = threading.Lock()  # the scratch buffers are shared: one C call at a time per model
 
+    def adopt(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take `arrays` (a mapped model file's) as the buffers of their names: the C code reads them where they
+        lie, and the zeroed arrays they replace are freed."""
+        ffi = self.library.ffi
+        with self.lock:
+            for spec in self.buffers:
+                if spec.name in arrays:
+                    self.arrays[spec.name] = arrays[spec.name]
+                    self._table[spec.slot] = ffi.cast("void *", ffi.from_buffer(arrays[spec.name]))
+
     # -- initial values --------------------------------------------------------------------------------
 
     def initialize_parameters(self, seed: int) -> None:

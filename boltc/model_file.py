@@ -23,10 +23,17 @@ if TYPE_CHECKING:
 
 SCALING_PARTS = ("mean", "inverse_std")
 SAVED_KINDS = ("parameter", "optimizer", "hash")  # tables are rebuilt from these, scratch is scratch
+# a model for inference only: no optimizer state, and the LSH tables as they are, so that loading maps the file and
+# rebuilds nothing (frozen tables with labels inserted could not be rebuilt from the weights anyway)
+INFERENCE_KINDS = ("parameter", "hash", "table")
+SAVED_TABLE_ROLES = ("table_offsets", "table_ids", "table_sizes")  # heavy_ids are found again from the weights
 
 
-def save(model: Model, path: str | Path) -> None:
-    """Write parameters and optimizer state; ``boltc.load_model`` restores the model and can resume training."""
+def save(model: Model, path: str | Path, inference_only: bool | None = None) -> None:
+    """Write parameters and optimizer state; ``boltc.load_model`` restores the model and can resume training.
+    ``inference_only`` (default: as the model was loaded) leaves the optimizer state out and keeps the LSH tables:
+    a smaller file that loads by mapping it and predicts exactly as this model does, but cannot train."""
+    inference_only = model.inference_only if inference_only is None else inference_only
     header = {
         "boltc_version": __version__,
         "model_name": model.plan.model_name,
@@ -42,6 +49,7 @@ def save(model: Model, path: str | Path) -> None:
         # what the training data said of the spec's auto sizes: the plan, and so the code, depend on them
         "learned": model.plan.learned.as_json() if model.plan.learned is not None else None,
         "sparse_check": model.sparse_check,
+        "inference_only": inference_only,
     }
     kept = {f"history.{index}.{part}": getattr(state, part) for index, state in model.histories.items()
             for part in ("users", "indptr", "items")}
@@ -49,7 +57,7 @@ def save(model: Model, path: str | Path) -> None:
                  for part in NodeStore.PARTS})
     kept.update({f"scaling.{index}.{part}": getattr(scale, part)
                  for index, scale in (model.input_scaling or {}).items() for part in SCALING_PARTS})
-    checkpoint.write_model_file(path, header, {**saved_arrays(model), **kept})
+    checkpoint.write_model_file(path, header, {**saved_arrays(model, inference_only), **kept})
 
 
 def _check_node_store(model: Model, path: str, index: int, store: NodeStore) -> None:
@@ -83,24 +91,43 @@ def _restored_scaling(model: Model, path: str, arrays: dict[str, np.ndarray]) ->
     return scaling
 
 
-def saved_arrays(model: Model) -> dict[str, np.ndarray]:
-    """The arrays a model file holds: parameters, optimizer state and hash functions (tables are rebuilt)."""
-    return {s.name: model.arrays[s.name] for s in model.buffers if s.kind in SAVED_KINDS}
+def saved_arrays(model: Model, inference_only: bool = False) -> dict[str, np.ndarray]:
+    """The arrays a model file holds: parameters, optimizer state and hash functions (tables are rebuilt), or
+    for inference only, parameters, hash functions and tables."""
+    return {spec.name: model.arrays[spec.name] for spec in saved_buffers(model, inference_only)}
+
+
+def saved_buffers(model: Model, inference_only: bool) -> list:
+    if inference_only:
+        return [spec for spec in model.buffers if spec.kind in INFERENCE_KINDS and
+                (spec.kind != "table" or spec.role in SAVED_TABLE_ROLES)]
+    return [spec for spec in model.buffers if spec.kind in SAVED_KINDS]
+
+
+def is_inference_only(path: str, header: dict) -> bool:
+    flag = header.get("inference_only", False)
+    if not isinstance(flag, bool):
+        raise ModelFileError(path, "the file's inference_only flag is unreadable")
+    return flag
 
 
 def restore(model: Model, path: str, header: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Fill this model from a model file's contents (its spec must have produced the same buffers)."""
-    for spec in model.buffers:
-        if spec.kind not in SAVED_KINDS:
-            continue
+    """Fill this model from a model file's contents (its spec must have produced the same buffers); an
+    inference-only file's arrays are taken where they lie (mapped by ``checkpoint.read_arrays``)."""
+    inference_only = is_inference_only(path, header)
+    saved = saved_buffers(model, inference_only)
+    for spec in saved:
         if spec.name not in arrays:
             raise ModelFileError(path, f"the file has no array '{spec.name}': it was saved from another spec")
         stored = arrays[spec.name]
         if tuple(stored.shape) != spec.shape:
             raise ModelFileError(path, f"array '{spec.name}' has shape {tuple(stored.shape)}, the spec needs "
                                  f"{spec.shape}")
-    saved = [spec for spec in model.buffers if spec.kind in SAVED_KINDS]
     saved_contents.check_buffers(path, model.plan, saved, arrays)
+    if inference_only:
+        saved_contents.check_tables(path, model.plan, arrays)
+        model.compiled.adopt({spec.name: arrays[spec.name] for spec in saved})
+        model.inference_only = True
     for spec in saved:
         if arrays[spec.name] is not model.arrays[spec.name]:  # not already read in place
             model.arrays[spec.name][...] = arrays[spec.name]
@@ -139,4 +166,5 @@ def restore(model: Model, path: str, header: dict, arrays: dict[str, np.ndarray]
         _check_node_store(model, path, index, store)
     model.input_scaling = _restored_scaling(model, path, arrays)
     model.rebuild_schedule = RebuildSchedule()  # the saved hash functions are kept: this is rebuild one
-    scheduled_rebuild(model)
+    if not inference_only:  # its tables came with it
+        scheduled_rebuild(model)

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from boltc import checkpoint, facts, ir
+from boltc import checkpoint, facts, ir, model_file
 from boltc import tune as tuning
 from boltc.build import CompiledLibrary, build, cache_entry, compile_flags, is_cached
 from boltc.check import check
@@ -171,8 +171,10 @@ def load_model(path: str | Path) -> Model:
         raise ModelFileError(str(path), f"the spec saved in the file does not compile: {exc}") from None
     except (TypeError, ValueError) as exc:  # a real type or a measured value no plan accepts
         raise ModelFileError(str(path), f"the file's compile options are unusable ({exc})") from None
-    model = Model(compiled.plan, compiled.library, compiled.source.buffers)
+    model = Model(compiled.plan, compiled.library, compiled.source.buffers, initialize=False)  # restore fills it
     _learns_sizes(model, spec_path, options["real_type"])
-    arrays = checkpoint.read_arrays(path, header, payload_at, destination=model.saved_arrays())
+    # an inference-only file is mapped rather than read: its pages are shared by every process that serves it
+    arrays = checkpoint.read_arrays(path, header, payload_at, destination=model.saved_arrays(),
+                                    mapped=model_file.is_inference_only(str(path), header))
     model.restore(str(path), header, arrays)
     return model

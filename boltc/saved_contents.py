@@ -14,7 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
-from boltc.abi import BufferSpec
+from boltc.abi import BufferSpec, buffer_name
 from boltc.diagnostics import ModelFileError
 from boltc.hashing import family as hash_family
 from boltc.plan import Plan
@@ -50,6 +50,24 @@ def check_buffers(path: str, plan: Plan, buffers: Iterable[BufferSpec], arrays: 
                 raise ModelFileError(path, f"array '{spec.name}' holds infinite or NaN values")
             if spec.role.endswith("_v") and low < 0:
                 raise ModelFileError(path, f"array '{spec.name}' holds negative second moments")
+
+
+def check_tables(path: str, plan: Plan, arrays: dict[str, np.ndarray]) -> None:
+    """An inference-only file's LSH tables, which sparse inference indexes in C: each table's bucket offsets from
+    0, never decreasing, within its row of neuron ids; bucket sizes (tables with room for inserted labels) within
+    their buckets; every id one of the layer's neurons."""
+    for layer in plan.layers:
+        if layer.lsh is None:
+            continue
+        offsets, ids = arrays[buffer_name(layer.index, "table_offsets")], arrays[buffer_name(layer.index, "table_ids")]
+        sizes = arrays.get(buffer_name(layer.index, "table_sizes"))
+        if (offsets[:, 0] != 0).any() or (np.diff(offsets, axis=1) < 0).any() or (offsets[:, -1] > ids.shape[1]).any():
+            raise ModelFileError(path, f"array '{buffer_name(layer.index, 'table_offsets')}' is not the bucket offsets "
+                                 "of tables of its width")
+        if sizes is not None and ((sizes < 0) | (sizes > np.diff(offsets, axis=1))).any():
+            raise ModelFileError(path, f"array '{buffer_name(layer.index, 'table_sizes')}' holds sizes larger than "
+                                 "their buckets")
+        check_ids(path, buffer_name(layer.index, "table_ids"), ids, layer.out_dim, "the layer's neurons")
 
 
 def check_ragged(path: str, name: str, indptr: np.ndarray, rows: int, values: int) -> None:

@@ -142,6 +142,9 @@ def fit(model: Model, train, epochs: int | str | None = None, validation=None, b
         learning_rate: float | None = None, progress: bool | None = None, final_rebuild: bool = True,
         test=None) -> History:
     """Model.fit (which documents it)."""
+    if model.inference_only:
+        raise UsageError(f"model '{model.plan.model_name}' was saved for inference only (no optimizer state): it "
+                         "cannot be trained; load the full model file to train on")
     train = model.data_source(train)
     stream = StreamedEpochs(model, train) if isinstance(train, Stream) else None
     raw = stream.first if stream else model.prepare_data(train, labelled=True, learn_labels=True, scaled=False)
