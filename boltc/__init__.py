@@ -5,6 +5,7 @@
     model.fit(boltc.TextFile("rows.csv", delimiter=";", quoting="csv"))   # a CSV/TSV file, written as said
     model.fit(boltc.Stream("big.txt.gz"))   # an XMC file read in chunks, never whole
     ids, scores = model.predict(X, top_k=5)
+    ids, scores = model.predict(boltc.Records([{"title": "red shoes", "price": 20}]))   # typed columns, in memory
     model.save("model.boltm"); boltc.load_model("model.boltm")
 """
 
@@ -33,7 +34,11 @@ def __getattr__(name):
         from boltc.streaming import Stream
 
         return Stream
+    if name == "Records":
+        from boltc.tables import Records
+
+        return Records
     raise AttributeError(f"module 'boltc' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "Stream", "TextFile", "load", "load_model"]
+__all__ = ["__version__", "Records", "Stream", "TextFile", "load", "load_model"]

@@ -318,6 +318,18 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from boltc.serve import ServeOptions, serve
+
+    options = ServeOptions(host=args.host, port=args.port, sparse=args.sparse, max_batch=args.max_batch,
+                           max_wait_ms=args.max_wait_ms, allow_history_updates=args.allow_history_updates,
+                           threads=args.threads)
+    print(f"serving {args.model} on http://{args.host}:{args.port} (POST /predict; GET /health, /metadata, "
+          "/metrics); Ctrl-C stops", file=sys.stderr)
+    serve(args.model, options)
+    return 0
+
+
 def cmd_export(args) -> int:
     from boltc.pipeline import load_model
 
@@ -440,6 +452,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sparse", action="store_true", help=SPARSE_HELP)
     _add_text_format(p)
     _add_streaming(p)
+
+    p = _command(commands, "serve", cmd_serve, "serve a saved model over HTTP: POST /predict, GET /health, "
+                 "/metadata, /metrics (pip install 'boltc[serve]')")
+    p.add_argument("model")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    inference = p.add_mutually_exclusive_group()
+    inference.add_argument("--sparse", dest="sparse", action="store_true", default=None,
+                           help=SPARSE_HELP + " (the default where the model has an LSH-sparse output)")
+    inference.add_argument("--dense", dest="sparse", action="store_false", help="score every output")
+    p.add_argument("--max-batch", type=_positive, default=256, metavar="ROWS",
+                   help="rows of concurrent requests scored in one call, at most (default: %(default)s)")
+    p.add_argument("--max-wait-ms", type=float, default=2.0, metavar="MS",
+                   help="how long a request waits for others to join its batch, at most (default: %(default)s)")
+    p.add_argument("--allow-history-updates", action="store_true",
+                   help="let requests add their rows to history inputs' per-key state (\"update_history\": true)")
+    p.add_argument("--threads", type=_positive, help="threads per batch call (default: the model's)")
 
     p = _command(commands, "export", cmd_export, "a saved model for deployment: a C inference library that needs "
                  "only a C compiler, or (--inference-only) a model file without optimizer state")

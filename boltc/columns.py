@@ -23,7 +23,7 @@ import numpy as np
 from boltc.data import Dataset, FeatureMatrix, FileBytes, no_rows_error, stacked_indptr, warn_skipped
 from boltc.diagnostics import DataError, UsageError
 from boltc.plan import Plan
-from boltc.tables import TableBytes, is_parquet, table_bytes
+from boltc.tables import Records, TableBytes, is_parquet, records_bytes, table_bytes
 
 if TYPE_CHECKING:
     from boltc.model import Model
@@ -482,8 +482,8 @@ class _Records:
         return keys
 
 
-def read_columns(path: str | Path | TextFile, plan: Plan, library, vocabulary: Sequence[str] | None, labelled: bool,
-                 threads: int = 1, skip_bad_rows: bool = False, more_labels: bool = False
+def read_columns(path: str | Path | TextFile | Records, plan: Plan, library, vocabulary: Sequence[str] | None,
+                 labelled: bool, threads: int = 1, skip_bad_rows: bool = False, more_labels: bool = False
                  ) -> tuple[Dataset, tuple[str, ...] | None, dict[int, HistoryKeys | LinkKeys]]:
     """The file's rows featurized for `plan`'s inputs, and their labels when `labelled`: ids of `vocabulary`
     (labels it lacks are left out, with a warning, unless `more_labels` adds them: a later file of the training
@@ -520,14 +520,16 @@ class _FileRead:
     first_skipped: str | None
 
 
-def _read_file(path: str | Path | TextFile, plan: Plan, library, vocabulary: Sequence[str] | None, labelled: bool,
-               skip_bad_rows: bool, more_labels: bool, values_of: frozenset[int]) -> _FileRead:
+def _read_file(path: str | Path | TextFile | Records, plan: Plan, library, vocabulary: Sequence[str] | None,
+               labelled: bool, skip_bad_rows: bool, more_labels: bool, values_of: frozenset[int]) -> _FileRead:
     """Both reads of one file (``read_columns``; `values_of`: the inputs read as numbers, ``column_values``)."""
-    text = path if isinstance(path, TextFile) else TextFile(path)
+    text = path if isinstance(path, TextFile) else TextFile(path.name if isinstance(path, Records) else path)
     name = str(text.path)
     ffi = library.ffi
     try:
-        if is_parquet(name):
+        if isinstance(path, Records):
+            source, text = records_bytes(path, plan), TextFile(name, ",", "csv")
+        elif is_parquet(name):
             if text.delimiter or text.quoting:
                 raise DataError(name, None, "a Parquet file has no delimiter or quoting to choose")
             source, text = table_bytes(name, plan), TextFile(name, ",", "csv")

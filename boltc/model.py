@@ -29,6 +29,7 @@ from boltc.plan import Plan
 from boltc.progress import Progress
 from boltc.sparse_check import SPARSE_CHECK_ROWS
 from boltc.streaming import ChunkReader, Stream, streamed_if_large
+from boltc.tables import Records
 from boltc.training import History, RebuildSchedule
 
 # what a tuner hands a model to become: the plan made on measured values, its library and buffers, and the
@@ -250,30 +251,32 @@ class Model:
         if isinstance(data, TextFile) and not self.reads_columns:
             raise UsageError(f"model '{self.plan.model_name}' reads XMC text files: a delimiter and quoting apply to "
                              "the CSV/TSV files of models with typed columns")
-        if self.reads_columns and isinstance(data, (str, Path, TextFile)):
-            data = self._read_text_files(data if isinstance(data, TextFile) else TextFile(data), labelled,
+        if self.reads_columns and isinstance(data, (str, Path, TextFile, Records)):
+            data = self._read_text_files(data if isinstance(data, (TextFile, Records)) else TextFile(data), labelled,
                                          learn_labels, learn_labels if absorb_history is None else absorb_history, skip)
         dataset = dataset_for(self.plan, data, labelled, skip)
         return self.scaled(dataset) if scaled else dataset
 
-    def _read_text_files(self, text: TextFile, labelled: bool, learn_labels: bool, absorb_history: bool,
+    def _read_text_files(self, text: TextFile | Records, labelled: bool, learn_labels: bool, absorb_history: bool,
                          skip_bad_rows: bool) -> Dataset:
-        """The CSV/TSV files `text` names (one, a directory's or a pattern's), in order, as one file: label names
-        learned over all of them when the model has none yet, histories and neighbourhoods over all their rows.
-        The model learns nothing from them unless every file reads."""
+        """The CSV/TSV files `text` names (one, a directory's or a pattern's), in order, as one file (or records
+        held in memory): label names learned over all of them when the model has none yet, histories and
+        neighbourhoods over all their rows. The model learns nothing from them unless every file reads."""
         if labelled and self.label_names is None and not learn_labels:
             raise UsageError(f"model '{self.plan.model_name}' has not learned its label names yet: fit it on "
                              "training data first")
         learning = labelled and learn_labels and self.label_names is None
         names, parts, keys = self.label_names, [], []
-        for index, name in enumerate(data_files(text.path)):
-            part, learned, part_keys = read_columns(dataclasses.replace(text, path=name), self.plan, self.library,
+        parts_read = [text] if isinstance(text, Records) else [dataclasses.replace(text, path=name)
+                                                               for name in data_files(text.path)]
+        for index, part_read in enumerate(parts_read):
+            part, learned, part_keys = read_columns(part_read, self.plan, self.library,
                                                     names, labelled, skip_bad_rows=skip_bad_rows,
                                                     more_labels=learning and index > 0)
             names = learned if learned is not None else names
             parts.append(part)
             keys.append(part_keys)
-        dataset = concatenated(str(text.path), parts)
+        dataset = concatenated(text.name if isinstance(text, Records) else str(text.path), parts)
         self.label_names = names
         if keys[0]:
             dataset = with_context(self, dataset, concatenated_keys(keys, [p.n_rows for p in parts], self.plan),

@@ -1,4 +1,5 @@
-"""Parquet files for models with typed columns, read through pyarrow (``pip install 'boltc[parquet]'``).
+"""Tables for models with typed columns that are not CSV/TSV files: Parquet files, read through pyarrow (``pip
+install 'boltc[parquet]'``), and records held in memory (``Records``: what ``boltc serve`` receives as JSON).
 
 The columns the model reads are rendered as one RFC 4180 CSV in memory and featurized by the same generated C as a
 CSV file, so a table gives the same features whichever of the two it came in. Values become the text a CSV of them
@@ -9,11 +10,14 @@ declares for that column (a blank where it declares none).
 
 from __future__ import annotations
 
+import csv
+import io
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from boltc.diagnostics import DataError
+from boltc.diagnostics import DataError, UsageError
 from boltc.plan import Plan
 
 PARQUET_MAGIC = b"PAR1"
@@ -66,6 +70,13 @@ class TableBytes:
         return int(np.searchsorted(self.row_lines, line, side="right"))
 
 
+def _row_lines(newlines: np.ndarray) -> np.ndarray:
+    """The CSV line on which each row's record starts (after the header), given the line breaks inside each."""
+    before = np.zeros(len(newlines), dtype=np.int64)
+    np.cumsum(newlines[:-1], out=before[1:])
+    return 2 + np.arange(len(newlines), dtype=np.int64) + before
+
+
 def _joined(column, delimiter: str):
     """A list column's elements as one string per row, joined with `delimiter`; a null element is an empty part
     (as in the CSV `a;;b`), a null list an empty field."""
@@ -115,5 +126,60 @@ def table_bytes(path: str, plan: Plan) -> TableBytes:
     out = pa.BufferOutputStream()
     pa_csv.write_csv(pa.table(columns, names=table.column_names), out,
                      pa_csv.WriteOptions(include_header=True, delimiter=",", quoting_style="needed"))
-    row_lines = 2 + np.arange(table.num_rows, dtype=np.int64) + np.concatenate([[0], np.cumsum(newlines)[:-1]])
-    return TableBytes(out.getvalue().to_pybytes(), row_lines)
+    return TableBytes(out.getvalue().to_pybytes(), _row_lines(newlines))
+
+
+@dataclass(frozen=True)
+class Records:
+    """Rows of a model with typed columns held in memory, each a dict {column: value}: a string, a number, a
+    boolean, None (an empty field) or a list of them (joined with the column's delimiter). A column a row leaves out
+    is empty in it; one the model does not read is an error. ``name`` is what errors are reported against."""
+
+    rows: tuple[dict, ...] | list[dict]
+    name: str = "rows"
+
+
+def records_bytes(records: Records, plan: Plan) -> TableBytes:
+    """`records` as the CSV text of the columns `plan` reads, with a header (``table_bytes``'s form)."""
+    delimiters = _read_columns(plan)
+    names = list(delimiters)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(names)
+    newlines = np.zeros(len(records.rows), dtype=np.int64)
+    for index, row in enumerate(records.rows):
+        if not isinstance(row, dict):
+            raise UsageError(f"{records.name}[{index}]: expected an object of column values, got {_kind(row)}")
+        unknown = [key for key in row if key not in delimiters]
+        if unknown:
+            raise UsageError(f"{records.name}[{index}]: the model reads no column '{unknown[0]}' (it reads "
+                             f"{', '.join(names)})")
+        fields = [_field(records.name, index, name, row.get(name), delimiters[name] or " ") for name in names]
+        newlines[index] = sum(field.count("\n") for field in fields)
+        writer.writerow(fields)
+    return TableBytes(out.getvalue().encode(), _row_lines(newlines))
+
+
+def _field(where: str, index: int, column: str, value, delimiter: str) -> str:
+    """A JSON value as the text a CSV field of it would hold (``table_bytes``'s rendering of the same types)."""
+    if isinstance(value, list):
+        return delimiter.join(_field(where, index, column, item, delimiter) for item in value)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UsageError(f"{where}[{index}]: column '{column}' holds {value}: expected a finite number")
+        return repr(value)
+    if isinstance(value, str):
+        return value
+    raise UsageError(f"{where}[{index}]: column '{column}' holds {_kind(value)}: expected a string, a number, a "
+                     "boolean, null or a list of them")
+
+
+def _kind(value) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    return names.get(type(value), type(value).__name__)
