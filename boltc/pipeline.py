@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,20 +162,24 @@ def saved_plan(path: str | Path) -> Plan:
 
 
 def load_model(path: str | Path) -> Model:
-    """Restore a model saved with ``Model.save``: its spec is stored inside and recompiled (or found cached)."""
+    """Restore a model saved with ``Model.save``: its spec is stored inside and recompiled (or found cached). An
+    inference-only file is mapped rather than read (its pages are shared by every process that serves it), and its
+    checksums are verified while the spec compiles."""
     header, payload_at = checkpoint.read_header(path)
     options = _saved_options(path, header)
     spec_path = options.pop("path")
-    try:
-        compiled = compile_spec(spec_path, **options)
-    except (SpecErrors, SpecProblem) as exc:
-        raise ModelFileError(str(path), f"the spec saved in the file does not compile: {exc}") from None
-    except (TypeError, ValueError) as exc:  # a real type or a measured value no plan accepts
-        raise ModelFileError(str(path), f"the file's compile options are unusable ({exc})") from None
-    model = Model(compiled.plan, compiled.library, compiled.source.buffers, initialize=False)  # restore fills it
-    _learns_sizes(model, spec_path, options["real_type"])
-    # an inference-only file is mapped rather than read: its pages are shared by every process that serves it
-    arrays = checkpoint.read_arrays(path, header, payload_at, destination=model.saved_arrays(),
-                                    mapped=model_file.is_inference_only(str(path), header))
+    with ThreadPoolExecutor(1, thread_name_prefix="boltc-verify") as background:
+        mapped = background.submit(checkpoint.read_arrays, path, header, payload_at, mapped=True) \
+            if model_file.is_inference_only(str(path), header) else None
+        try:
+            compiled = compile_spec(spec_path, **options)
+        except (SpecErrors, SpecProblem) as exc:
+            raise ModelFileError(str(path), f"the spec saved in the file does not compile: {exc}") from None
+        except (TypeError, ValueError) as exc:  # a real type or a measured value no plan accepts
+            raise ModelFileError(str(path), f"the file's compile options are unusable ({exc})") from None
+        model = Model(compiled.plan, compiled.library, compiled.source.buffers, initialize=False)  # restore fills it
+        _learns_sizes(model, spec_path, options["real_type"])
+        arrays = mapped.result() if mapped is not None else \
+            checkpoint.read_arrays(path, header, payload_at, destination=model.saved_arrays())
     model.restore(str(path), header, arrays)
     return model

@@ -78,5 +78,7 @@ def check_ragged(path: str, name: str, indptr: np.ndarray, rows: int, values: in
 
 
 def check_ids(path: str, name: str, ids: np.ndarray, bound: int, what: str) -> None:
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= bound):
+    # one pass over the ids, seen unsigned: a negative one is then larger than any bound (tables are 100s of MB)
+    unsigned = ids.view(np.dtype(f"u{ids.dtype.itemsize}")) if ids.dtype.kind == "i" else ids
+    if ids.size and int(unsigned.max()) >= bound:
         raise ModelFileError(path, f"array '{name}' holds ids outside {what} (0 to {bound - 1:,})")

@@ -98,7 +98,7 @@ def test_wrong_version_and_wrong_spec_are_refused(trained, tmp_path):
     header, arrays = checkpoint.read_model_file(_saved(model, tmp_path))
     future = tmp_path / "future.boltm"
     checkpoint.write_model_file(future, {**header}, arrays)
-    data = future.read_bytes().replace(b'"format_version": 2', b'"format_version": 9')
+    data = future.read_bytes().replace(b'"format_version": 3', b'"format_version": 9')
     future.write_bytes(data)
     with pytest.raises(ModelFileError, match="model file format 9 is not supported"):
         boltc.load_model(future)
