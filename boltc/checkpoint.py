@@ -3,9 +3,10 @@
 Layout: the 8-byte magic ``BOLTMDL\\n``, a little-endian u64 header length, the UTF-8 JSON header, the SHA-256 of
 the header (32 bytes), then each array's raw little-endian bytes at the 64-byte aligned offset the header gives
 (from the payload, which blanks after the JSON put at a 64-byte boundary of the file: arrays can be mapped).
-The header carries a SHA-256 of each array (format 3; format 2's one of all arrays together is still read), so every
-byte is checked: the header's before its spec is compiled, the arrays' as they are read. Writes go to a temporary file in the same folder, are fsynced and renamed over the
-target, so a crash leaves either the old file or the new one, never a mix.
+The header carries a SHA-256 of each array (format 3; format 2's one of all arrays together is still read), so
+every byte is checked: the header's before its spec is compiled, the arrays' as they are read. Writes go to a
+temporary file in the same folder, are fsynced and renamed over the target, so a crash leaves either the old file
+or the new one, never a mix.
 """
 
 from __future__ import annotations
