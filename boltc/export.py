@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from boltc import __version__, model_file
+from boltc.abi import buffer_name
 from boltc.diagnostics import UsageError
 from boltc.emit import c_comment, emit, module_slug, render_template
 from boltc.hashing import family as hash_family
 from boltc.machine import probe
 from boltc.build import compile_flags
 from boltc.resources import runtime_dir
+from boltc.saved_contents import used_slots
 
 if TYPE_CHECKING:
     from boltc.model import Model
@@ -62,7 +64,7 @@ def export_library(model: Model, out: str | Path) -> list[str]:
     except OSError as exc:
         raise UsageError(f"{out}: cannot make the export directory ({exc.strerror})") from None
     plan = model.plan
-    saved = model_file.saved_buffers(model, inference_only=True)
+    saved = model_file.saved_buffers(model, inference_only=True, tables=True)
     buffers = [_buffer_info(model, spec, {s.slot for s in saved}) for spec in model.buffers]
     slug = module_slug(plan.spec_path)
     headers = sorted(path.name for path in runtime_dir().glob("*.h"))
@@ -182,10 +184,21 @@ def weighted_sum(array: np.ndarray) -> int:
     return total % (1 << 64)
 
 
+def _exported_array(model: Model, spec) -> np.ndarray:
+    """A buffer as the weights file holds it: tables with room for inserted labels have their free slots zeroed
+    (a rebuild leaves old values there, which the loader would have to tell from ids)."""
+    array = model.arrays[spec.name]
+    sizes = model.arrays.get(buffer_name(spec.layer, "table_sizes"))
+    if spec.role == "table_ids" and sizes is not None:
+        offsets = model.arrays[buffer_name(spec.layer, "table_offsets")]
+        array = np.where(used_slots(offsets, sizes, array.shape[1]), array, 0)
+    return np.ascontiguousarray(array)
+
+
 def _write_weights(path: Path, model: Model, saved) -> None:
     """The weights file: magic, version, array count and layout digest, a table of (slot, bytes, offset,
     checksum), then each array at a 64-byte boundary."""
-    arrays = [np.ascontiguousarray(model.arrays[spec.name]) for spec in saved]
+    arrays = [_exported_array(model, spec) for spec in saved]
     offset = len(WEIGHTS_MAGIC) + 16 + 32 * len(saved)
     table, offsets = [], []
     for spec, array in zip(saved, arrays):

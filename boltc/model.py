@@ -119,6 +119,7 @@ class Model:
         # the step whose weights sparse inference's heavy rows (and their packed copy) were found for: training never
         # reads them, sparse inference finds them again once the weights changed
         self._heavy_step = -1
+        self.tables_step = -1  # the step whose weights the LSH tables were last rebuilt from
         # set by boltc.load: called by the first fit() with its data, returns the plan, library and buffers of the
         # spec planned on measured values, which this model then takes instead of its own (untrained) ones
         self.tuner: Callable[[Dataset, ir.Learned | None], Tuned] | None = None
@@ -209,10 +210,11 @@ class Model:
         training.reconstruct(self, seed)
 
     def rebuild(self) -> None:
-        """Re-hash every sparse layer's neurons with its current weights (fit() does this on its schedule and
-        once at its end, so that inference reads tables of the final weights)."""
+        """Re-hash every sparse layer's neurons with its current weights (fit() does this on its schedule and at
+        the end of every epoch, so that inference reads tables of the final weights)."""
         if self.sparse_layers:
             self.compiled.rebuild(self.threads)
+            self.tables_step = self.step
             self.weights_changed()
 
     def weights_changed(self) -> None:

@@ -16,7 +16,7 @@ from boltc import __version__, checkpoint, saved_contents
 from boltc.columns import HistoryState, NodeStore
 from boltc.data import Scaling
 from boltc.diagnostics import ModelFileError
-from boltc.training import RebuildSchedule, scheduled_rebuild
+from boltc.training import RebuildSchedule, scheduled_rebuild, tables_frozen
 
 if TYPE_CHECKING:
     from boltc.model import Model
@@ -34,6 +34,7 @@ def save(model: Model, path: str | Path, inference_only: bool | None = None) -> 
     ``inference_only`` (default: as the model was loaded) leaves the optimizer state out and keeps the LSH tables:
     a smaller file that loads by mapping it and predicts exactly as this model does, but cannot train."""
     inference_only = model.inference_only if inference_only is None else inference_only
+    tables = _saves_tables(model, inference_only)
     header = {
         "boltc_version": __version__,
         "model_name": model.plan.model_name,
@@ -50,6 +51,9 @@ def save(model: Model, path: str | Path, inference_only: bool | None = None) -> 
         "learned": model.plan.learned.as_json() if model.plan.learned is not None else None,
         "sparse_check": model.sparse_check,
         "inference_only": inference_only,
+        "tables": tables,
+        # where the tables' rebuild schedule stands: a loaded model goes on training as this one would
+        "rebuild_schedule": dataclasses.asdict(model.rebuild_schedule),
     }
     kept = {f"history.{index}.{part}": getattr(state, part) for index, state in model.histories.items()
             for part in ("users", "indptr", "items")}
@@ -57,7 +61,8 @@ def save(model: Model, path: str | Path, inference_only: bool | None = None) -> 
                  for part in NodeStore.PARTS})
     kept.update({f"scaling.{index}.{part}": getattr(scale, part)
                  for index, scale in (model.input_scaling or {}).items() for part in SCALING_PARTS})
-    checkpoint.write_model_file(path, header, {**saved_arrays(model, inference_only), **kept})
+    arrays = {spec.name: model.arrays[spec.name] for spec in saved_buffers(model, inference_only, tables)}
+    checkpoint.write_model_file(path, header, {**arrays, **kept})
 
 
 def _check_node_store(model: Model, path: str, index: int, store: NodeStore) -> None:
@@ -91,17 +96,22 @@ def _restored_scaling(model: Model, path: str, arrays: dict[str, np.ndarray]) ->
     return scaling
 
 
-def saved_arrays(model: Model, inference_only: bool = False) -> dict[str, np.ndarray]:
-    """The arrays a model file holds: parameters, optimizer state and hash functions (tables are rebuilt), or
-    for inference only, parameters, hash functions and tables."""
-    return {spec.name: model.arrays[spec.name] for spec in saved_buffers(model, inference_only)}
+def saved_arrays(model: Model) -> dict[str, np.ndarray]:
+    """The arrays a model file holds: parameters, optimizer state and hash functions (tables are rebuilt unless
+    they are frozen)."""
+    return {spec.name: model.arrays[spec.name] for spec in saved_buffers(model, False, _saves_tables(model, False))}
 
 
-def saved_buffers(model: Model, inference_only: bool) -> list:
-    if inference_only:
-        return [spec for spec in model.buffers if spec.kind in INFERENCE_KINDS and
-                (spec.kind != "table" or spec.role in SAVED_TABLE_ROLES)]
-    return [spec for spec in model.buffers if spec.kind in SAVED_KINDS]
+def _saves_tables(model: Model, inference_only: bool) -> bool:
+    """Whether a file keeps the LSH tables: for inference only (nothing is rebuilt when it loads), and where they
+    are frozen (the labels inserted in them are in no rebuild)."""
+    return bool(model.sparse_layers) and (inference_only or tables_frozen(model))
+
+
+def saved_buffers(model: Model, inference_only: bool, tables: bool) -> list:
+    kinds = ("parameter", "hash") if inference_only else SAVED_KINDS
+    return [spec for spec in model.buffers if spec.kind in kinds or
+            tables and spec.kind == "table" and spec.role in SAVED_TABLE_ROLES]
 
 
 def is_inference_only(path: str, header: dict) -> bool:
@@ -115,7 +125,10 @@ def restore(model: Model, path: str, header: dict, arrays: dict[str, np.ndarray]
     """Fill this model from a model file's contents (its spec must have produced the same buffers); an
     inference-only file's arrays are taken where they lie (mapped by ``checkpoint.read_arrays``)."""
     inference_only = is_inference_only(path, header)
-    saved = saved_buffers(model, inference_only)
+    tables = header.get("tables", inference_only)
+    if not isinstance(tables, bool):
+        raise ModelFileError(path, "the file's tables flag is unreadable")
+    saved = saved_buffers(model, inference_only, tables)
     for spec in saved:
         if spec.name not in arrays:
             raise ModelFileError(path, f"the file has no array '{spec.name}': it was saved from another spec")
@@ -124,8 +137,9 @@ def restore(model: Model, path: str, header: dict, arrays: dict[str, np.ndarray]
             raise ModelFileError(path, f"array '{spec.name}' has shape {tuple(stored.shape)}, the spec needs "
                                  f"{spec.shape}")
     saved_contents.check_buffers(path, model.plan, saved, arrays)
-    if inference_only:
+    if tables:
         saved_contents.check_tables(path, model.plan, arrays)
+    if inference_only:
         model.compiled.adopt({spec.name: arrays[spec.name] for spec in saved})
         model.inference_only = True
     for spec in saved:
@@ -165,6 +179,24 @@ def restore(model: Model, path: str, header: dict, arrays: dict[str, np.ndarray]
     for index, store in model.node_stores.items():
         _check_node_store(model, path, index, store)
     model.input_scaling = _restored_scaling(model, path, arrays)
-    model.rebuild_schedule = RebuildSchedule()  # the saved hash functions are kept: this is rebuild one
-    if not inference_only:  # its tables came with it
+    schedule = header.get("rebuild_schedule")
+    if schedule is None:  # written before files kept it: the saved hash functions are kept, this is rebuild one
+        model.rebuild_schedule = RebuildSchedule()
         scheduled_rebuild(model)
+        return
+    model.rebuild_schedule = _restored_schedule(path, schedule)
+    if tables:
+        model.tables_step = model.step
+    else:  # tables of the saved weights, as the end of the fit that saved them left them
+        model.rebuild()
+
+
+def _restored_schedule(path: str, saved) -> RebuildSchedule:
+    try:
+        schedule = RebuildSchedule(float(saved["period"]), int(saved["batches_left"]), int(saved["rebuilds"]))
+    except (TypeError, ValueError, KeyError, OverflowError):
+        schedule = None
+    if schedule is None or not (math.isfinite(schedule.period) and schedule.period >= 0 and
+                                schedule.batches_left >= 0 and schedule.rebuilds >= 0):
+        raise ModelFileError(path, "the file's rebuild schedule is unreadable")
+    return schedule

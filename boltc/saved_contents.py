@@ -67,7 +67,20 @@ def check_tables(path: str, plan: Plan, arrays: dict[str, np.ndarray]) -> None:
         if sizes is not None and ((sizes < 0) | (sizes > np.diff(offsets, axis=1))).any():
             raise ModelFileError(path, f"array '{buffer_name(layer.index, 'table_sizes')}' holds sizes larger than "
                                  "their buckets")
-        check_ids(path, buffer_name(layer.index, "table_ids"), ids, layer.out_dim, "the layer's neurons")
+        used = ids if sizes is None else ids[used_slots(offsets, sizes, ids.shape[1])]
+        check_ids(path, buffer_name(layer.index, "table_ids"), used, layer.out_dim, "the layer's neurons")
+
+
+def used_slots(offsets: np.ndarray, sizes: np.ndarray, stride: int) -> np.ndarray:
+    """Which slots of tables with room for inserted labels hold a neuron: each bucket's first `sizes` (the rest
+    are free, and hold whatever a rebuild left there)."""
+    tables, buckets = sizes.shape
+    used = np.zeros((tables, stride), dtype=bool)
+    for table in range(tables):
+        bucket_of = np.repeat(np.arange(buckets), np.diff(offsets[table]))
+        position = np.arange(len(bucket_of)) - offsets[table, :-1][bucket_of]
+        used[table, :len(bucket_of)] = position < sizes[table][bucket_of]
+    return used
 
 
 def check_ragged(path: str, name: str, indptr: np.ndarray, rows: int, values: int) -> None:

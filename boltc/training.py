@@ -239,6 +239,7 @@ def _epochs(model: Model, run: _Run, parts: Callable[[int], Iterable[tuple[Feed,
                                          progress, interrupted, schedule=(len(history.epochs) * batches_per_epoch,
                                                                           run.budget * batches_per_epoch))
                 model.epochs_trained += 1
+                _epoch_end_rebuild(model)
                 before = time.perf_counter()
                 if run.validation is not None:
                     record.validation = model.evaluate(run.validation, progress=False)
@@ -266,14 +267,22 @@ def _epochs(model: Model, run: _Run, parts: Callable[[int], Iterable[tuple[Feed,
     return best_parameters, validation_seconds
 
 
+def _epoch_end_rebuild(model: Model) -> None:
+    """Tables of the epoch's last weights, whether or not training goes on (the schedule's countdown goes on
+    where it was): what the end of fit() leaves for inference and a saved model, and the same tables at the same
+    step in a run that goes on, so that training resumed from here (another fit, a loaded model) follows it."""
+    if model.training_reads_tables and not tables_frozen(model) and model.tables_step != model.step:
+        model.rebuild()
+
+
 def _final_rebuild(model: Model, restored: bool) -> None:
-    """Tables of the final weights for inference; the schedule goes on where it was. Frozen tables keep their
-    inserted labels (sparse inference finds the heavy rows of the final weights)."""
+    """Tables of the final weights for inference, where the last epoch's end did not leave them (tables training
+    never reads, the best epoch's weights restored). Frozen tables keep their inserted labels (sparse inference
+    finds the heavy rows of the final weights)."""
     if not model.sparse_layers:
         return
     frozen = tables_frozen(model) and not restored
-    schedule = model.rebuild_schedule
-    if not frozen and (restored or not model.training_reads_tables or schedule.batches_left != int(schedule.period)):
+    if not frozen and (restored or model.tables_step != model.step):
         model.rebuild()
 
 

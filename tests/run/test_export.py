@@ -205,8 +205,10 @@ DENSE_HARNESS = textwrap.dedent("""\
     """)
 
 
-def test_a_standardised_dense_input_is_scaled_by_the_library(write_spec, tmp_path):
-    model = boltc.load(write_spec(DENSE_SPEC, "small_dense.bolt"), tune=False)
+@pytest.mark.parametrize("frozen", [False, True], ids=["tables rebuilt", "tables frozen with labels inserted"])
+def test_a_standardised_dense_input_is_scaled_by_the_library(write_spec, tmp_path, frozen):
+    spec = DENSE_SPEC.replace("seed = 4 }", "seed = 4, freeze_tables_after = 1 }") if frozen else DENSE_SPEC
+    model = boltc.load(write_spec(spec, "small_dense.bolt"), tune=False)
     rng = np.random.default_rng(0)
     centres = rng.normal(scale=4.0, size=(400, 12)).astype(np.float32)
     labels = rng.integers(0, 400, size=4000)

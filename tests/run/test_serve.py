@@ -253,3 +253,41 @@ def test_serve_without_its_extra_says_what_to_install(tmp_path):
                          env={**os.environ}, check=False, timeout=60)
     assert ran.returncode == 1
     assert "boltc serve needs starlette and uvicorn: pip install 'boltc[serve]'" in ran.stderr
+
+
+HISTORY_SPEC = """\
+model next_movie {
+    input seen: history(of=movie, by=user, last=3, order=timestamp, features=1009)
+    target movie: classes[auto]
+    h = dense(seen, 16, activation=relu)
+    scores = dense(h, auto, activation=softmax)
+    loss cross_entropy(scores, movie)
+    train { batch_size = 4, epochs = 50, seed = 2 }
+}
+"""
+
+
+def test_history_updates_only_where_allowed_and_as_predict_makes_them(tmp_path):
+    spec = tmp_path / "next.bolt"
+    spec.write_text(HISTORY_SPEC)
+    train = tmp_path / "train.csv"
+    train.write_text("user,movie,timestamp\nu1,m1,1\nu1,m2,2\nu2,m2,1\nu2,m3,2\nu1,m3,3\nu2,m4,3\nu3,m1,1\n"
+                     "u3,m4,2\n")
+    model = boltc.load(spec, tune=False)
+    model.fit(str(train), learning_rate=0.01, validation=False)
+    model.save(tmp_path / "next.boltm")
+    seen = [{"user": "u3", "movie": "m2", "timestamp": 10}, {"user": "u3", "movie": "m3", "timestamp": 11}]
+    query = [{"user": "u3", "timestamp": 12}, {"user": "u1", "timestamp": 12}]
+    server = Server(tmp_path / "next.boltm", "--allow-history-updates", "--dense")
+    try:
+        assert server.post({"rows": seen, "update_history": True}).status_code == 200
+        got = server.post({"rows": query, "top_k": 3}).json()["predictions"]
+    finally:
+        assert server.stop() == 0
+    model.predict(boltc.Records(seen), update_history=True)
+    want_ids, want_scores = model.predict(boltc.Records(query), top_k=3)
+    assert [[p["label"] for p in row] for row in got] == [[model.label_names[i] for i in row]
+                                                          for row in want_ids.tolist()]
+    np.testing.assert_array_equal(np.array([[p["score"] for p in row] for row in got], np.float32), want_scores)
+    untouched = boltc.load_model(tmp_path / "next.boltm")  # and the answers differ from those without the update
+    assert not np.array_equal(untouched.predict(boltc.Records(query), top_k=3)[1], want_scores)
