@@ -147,16 +147,22 @@ def _train_report(model, history, compile_seconds: float, test_metrics: dict, me
 
 def run_training(spec: str, train, test, *, epochs: int | str | None, batch_size: int | None,
                  learning_rate: float | None, save: str | None, as_json: bool, show_plan: bool = False,
-                 skip_bad_rows: bool = False, validation: str | float | None = None) -> dict:
+                 skip_bad_rows: bool = False, validation: str | float | None = None, checkpoint: str | None = None,
+                 resume: bool = False) -> dict:
     from boltc.data import Dataset
     from boltc.explain import render_plan
     from boltc.pipeline import load
     from boltc.streaming import Stream
 
-    if save:
-        _check_writable(save)
+    for path in (save, checkpoint):
+        if path:
+            _check_writable(path)
     started = time.perf_counter()
-    model = load(spec)
+    model = _resumed(spec, checkpoint) if resume else load(spec)
+    if model.epochs_trained:
+        epochs = _epochs_left(model, epochs)
+        print(f"resuming from {checkpoint}: {model.epochs_trained} epochs trained, {epochs} to go",
+              file=sys.stderr if as_json else sys.stdout)
     model.skip_bad_rows = skip_bad_rows
     compile_seconds = time.perf_counter() - started
     if show_plan and not as_json:
@@ -174,7 +180,7 @@ def run_training(spec: str, train, test, *, epochs: int | str | None, batch_size
                                                                                    (test_set, "test")) if rows)
           + f" read in {time.perf_counter() - loaded:.2f} s", file=log)
     history = model.fit(train_set, epochs=epochs, validation=validation, batch_size=batch_size,
-                        learning_rate=learning_rate, test=test_set)
+                        learning_rate=learning_rate, test=test_set, checkpoint=checkpoint)
     if model.tuning is not None:
         spent = "from the cache" if model.tuning.cached else f"measured in {model.tuning.seconds:.1f} s"
         for index, values in sorted(model.plan.measured.items()):
@@ -272,10 +278,34 @@ def _text_file(args, path: str | None):
     return TextFile(path, delimiter=args.delimiter, quoting=args.quoting)
 
 
+def _resumed(spec: str, checkpoint: str | None):
+    """The model of a stopped job's checkpoint (the spec's own, untrained, where the job wrote none yet)."""
+    from boltc.diagnostics import UsageError
+    from boltc.pipeline import load, load_model
+
+    if not checkpoint:
+        raise UsageError("--resume continues from the model file --checkpoint names: give --checkpoint PATH")
+    if not Path(checkpoint).exists():
+        return load(spec)
+    model = load_model(checkpoint)
+    if model.plan.spec_source != Path(spec).read_text(encoding="utf-8"):
+        raise UsageError(f"{checkpoint} was trained from another version of {spec}: resume with the spec it was "
+                         "trained from, or start afresh without --resume")
+    return model
+
+
+def _epochs_left(model, epochs: int | str | None) -> int | str:
+    """The epochs a resumed job has left of its count (epochs=auto starts its patience afresh: it is not exact)."""
+    wanted = model.plan.epochs if epochs is None else epochs
+    if wanted is None or wanted == "auto":
+        return "auto"
+    return max(0, int(wanted) - model.epochs_trained)
+
+
 def cmd_train(args) -> int:
     run_training(args.spec, _text_file(args, args.train), _text_file(args, args.test), epochs=args.epochs,
                  batch_size=args.batch_size, learning_rate=args.learning_rate, save=args.save, as_json=args.json,
-                 skip_bad_rows=args.skip_bad_rows,
+                 skip_bad_rows=args.skip_bad_rows, checkpoint=args.checkpoint, resume=args.resume,
                  validation=_text_file(args, args.validation) if isinstance(args.validation, str) else args.validation)
     return 0
 
@@ -430,6 +460,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive)
     p.add_argument("--learning-rate", type=float, help="default: the spec's, or raced on the data (auto)")
     p.add_argument("--save", metavar="PATH", help="write the trained model here")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="write the model here after every epoch (atomically), for --resume")
+    p.add_argument("--resume", action="store_true",
+                   help="go on from the --checkpoint a stopped job left: the epochs it had left, as it would have")
     p.add_argument("--json", action="store_true", help="end with one JSON line of metrics and timings")
     p.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP)
     _add_text_format(p)

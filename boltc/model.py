@@ -297,7 +297,7 @@ class Model:
 
     def fit(self, train, epochs: int | str | None = None, validation=None, batch_size: int | None = None,
             learning_rate: float | None = None, progress: bool | None = None, final_rebuild: bool = True,
-            test=None) -> History:
+            test=None, checkpoint: str | Path | None = None) -> History:
         """Train on ``train``; returns per-epoch records and what was chosen (``boltc.training``).
 
         ``epochs``: a count, ``"auto"`` (until the first metric on the validation rows has failed to improve in the
@@ -309,8 +309,11 @@ class Model:
         learning rate (here or in the spec) the first fit races rates on the training data (``rates``). Ctrl-C stops
         after the current batch and returns the history so far; the model stays usable. Sparse layers' tables are
         rebuilt at the end for inference unless ``final_rebuild=False`` (when more training follows at once).
+        ``checkpoint``: a model file written (atomically) after every epoch; a job stopped after epoch k goes on from
+        it (``boltc.load_model``, then ``fit`` of the epochs left) exactly as it would have gone on.
         """
-        return training.fit(self, train, epochs, validation, batch_size, learning_rate, progress, final_rebuild, test)
+        return training.fit(self, train, epochs, validation, batch_size, learning_rate, progress, final_rebuild, test,
+                            checkpoint)
 
     def choose_lsh_candidates(self, data, rows_most: int = SPARSE_CHECK_ROWS) -> dict[str, float]:
         """The fewest LSH candidates per row with which sparse inference keeps dense accuracy on (at most

@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
@@ -140,7 +141,7 @@ class _Run:
 
 def fit(model: Model, train, epochs: int | str | None = None, validation=None, batch_size: int | None = None,
         learning_rate: float | None = None, progress: bool | None = None, final_rebuild: bool = True,
-        test=None) -> History:
+        test=None, checkpoint: str | Path | None = None) -> History:
     """Model.fit (which documents it)."""
     if model.inference_only:
         raise UsageError(f"model '{model.plan.model_name}' was saved for inference only (no optimizer state): it "
@@ -172,7 +173,7 @@ def fit(model: Model, train, epochs: int | str | None = None, validation=None, b
             UNMEASURED_LEARNING_RATE[model.plan.optimizer]
     history.learning_rate = model.learning_rate
     started = time.perf_counter()
-    best_parameters, validation_seconds = _epochs(model, run, parts, rows_per_epoch, history, progress)
+    best_parameters, validation_seconds = _epochs(model, run, parts, rows_per_epoch, history, progress, checkpoint)
     restored = run.restore_best and best_parameters is not None and \
         history.best_epoch != history.epochs[-1].epoch
     if restored:
@@ -225,7 +226,8 @@ def _run_of(model: Model, raw: Dataset, epochs, validation, batch_size: int | No
 
 
 def _epochs(model: Model, run: _Run, parts: Callable[[int], Iterable[tuple[Feed, np.ndarray]]], rows_per_epoch: int,
-            history: History, progress: bool | None) -> tuple[dict[str, np.ndarray] | None, float]:
+            history: History, progress: bool | None, checkpoint: str | Path | None = None
+            ) -> tuple[dict[str, np.ndarray] | None, float]:
     """Up to the run's budget of epochs, each over `parts` of the epoch's number (a feed and the order in which to
     visit its rows; one for data in memory, a chunk's for a stream), each evaluated on the validation (and test)
     rows; epochs=auto stops at the spec's patience, and after a worse epoch goes on from the best one at a lower
@@ -247,6 +249,8 @@ def _epochs(model: Model, run: _Run, parts: Callable[[int], Iterable[tuple[Feed,
                     record.test = model.evaluate(run.test, progress=False)
                 validation_seconds += time.perf_counter() - before
                 history.epochs.append(record)
+                if checkpoint is not None:
+                    model.save(checkpoint)
             if run.validation is None:
                 continue
             if history.improved_by(record):

@@ -66,3 +66,63 @@ def test_resumed_training_equals_training_that_went_on(spec, write_spec, tmp_pat
         got = _state(resumed)
         for name, array in want.items():
             np.testing.assert_array_equal(got[name], array, err_msg=f"{how}: {name}")
+
+
+def test_a_stopped_cli_job_resumes_from_its_checkpoint_as_it_would_have_gone_on(tmp_path, capsys):
+    from boltc import checkpoint as model_files
+    from boltc.cli import main
+    from test_export import XMC_SPEC, _xmc_file  # noqa: E402 (tests/run is on the path)
+
+    spec, train = tmp_path / "small_xmc.bolt", tmp_path / "train.txt"
+    spec.write_text(XMC_SPEC)
+    _xmc_file(train, 800, 0)
+    common = ["train", str(spec), "--train", str(train), "--learning-rate", "0.005"]
+    assert main([*common, "--epochs", "4", "--save", str(tmp_path / "went_on.boltm")]) == 0
+    checkpoint = tmp_path / "job.boltm"
+    # the job stops after its second epoch (as a killed one would have left its checkpoint)...
+    assert main([*common, "--epochs", "2", "--checkpoint", str(checkpoint)]) == 0
+    assert model_files.read_header(checkpoint)[0]["epochs_trained"] == 2
+    # ...and the same command, resumed, trains the two it had left
+    capsys.readouterr()
+    assert main([*common, "--epochs", "4", "--checkpoint", str(checkpoint), "--resume",
+                 "--save", str(tmp_path / "resumed.boltm")]) == 0
+    assert f"resuming from {checkpoint}: 2 epochs trained, 2 to go" in capsys.readouterr().out
+    _, want = model_files.read_model_file(tmp_path / "went_on.boltm")
+    _, got = model_files.read_model_file(tmp_path / "resumed.boltm")
+    assert sorted(got) == sorted(want)
+    for name, array in want.items():
+        np.testing.assert_array_equal(got[name], array, err_msg=name)
+    spec.write_text(XMC_SPEC.replace("seed = 3", "seed = 4"))
+    assert main([*common, "--epochs", "4", "--checkpoint", str(checkpoint), "--resume"]) == 1
+    assert f"{checkpoint} was trained from another version of {spec}" in capsys.readouterr().err
+
+
+def test_a_killed_job_loses_nothing_its_checkpoint_holds(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from boltc import checkpoint as model_files
+    from boltc.cli import main
+    from test_export import XMC_SPEC, _xmc_file  # noqa: E402 (tests/run is on the path)
+
+    spec, train, job = tmp_path / "small_xmc.bolt", tmp_path / "train.txt", tmp_path / "job.boltm"
+    spec.write_text(XMC_SPEC)
+    _xmc_file(train, 6000, 0)
+    common = ["train", str(spec), "--train", str(train), "--learning-rate", "0.005", "--epochs", "6"]
+    running = subprocess.Popen([sys.executable, "-m", "boltc.cli", *common, "--checkpoint", str(job)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not job.exists() and running.poll() is None and time.monotonic() < deadline:  # bounded
+        time.sleep(0.005)
+    running.send_signal(signal.SIGKILL)
+    running.wait(timeout=30)
+    assert job.exists(), running.stderr.read()
+    trained = model_files.read_header(job)[0]["epochs_trained"]
+    assert main([*common, "--checkpoint", str(job), "--resume", "--save", str(tmp_path / "resumed.boltm")]) == 0
+    assert main([*common, "--save", str(tmp_path / "went_on.boltm")]) == 0
+    _, want = model_files.read_model_file(tmp_path / "went_on.boltm")
+    _, got = model_files.read_model_file(tmp_path / "resumed.boltm")
+    for name, array in want.items():
+        np.testing.assert_array_equal(got[name], array, err_msg=f"resumed after {trained} epochs: {name}")
