@@ -170,7 +170,7 @@ def read_arrays(path: str | Path, header: dict, payload_at: int,
                 nbytes = dtype.itemsize * math.prod(shape)
                 if offset + nbytes > payload_bytes or nbytes != entry["nbytes"]:
                     raise ModelFileError(str(path), f"truncated model file (array '{entry['name']}' is cut short)")
-                if mapped and nbytes and dtype.isnative:
+                if mapped and nbytes and dtype.isnative and (payload_at + offset) % dtype.itemsize == 0:
                     target = np.memmap(handle, dtype=dtype, mode="c", offset=payload_at + offset, shape=shape)
                     content = memoryview(target.reshape(-1).view(np.uint8))
                 else:

@@ -51,6 +51,7 @@ class _Buffer:
     offset_width: int
     offset_limit: int
     room_slot: int
+    permutation: int
     comment: str
 
 
@@ -142,7 +143,8 @@ def _buffer_info(model: Model, spec, saved_slots: set[int]) -> _Buffer:
         else:
             raise UsageError(f"boltc cannot check the ids of array '{spec.name}' in C: it does not export this model")
     return _Buffer(int(np.prod(spec.shape, dtype=np.int64)) * itemsize if used else 0, int(spec.slot in saved_slots),
-                   id_limit, offset_width, offset_limit, room_slot, c_comment(f"{spec.name} {list(spec.shape)}"))
+                   id_limit, offset_width, offset_limit, room_slot, int(spec.role == "lsh_order" and id_limit > 0),
+                   c_comment(f"{spec.name} {list(spec.shape)}"))
 
 
 def _input_info(model: Model, index: int) -> dict:

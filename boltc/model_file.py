@@ -15,7 +15,7 @@ import numpy as np
 from boltc import __version__, checkpoint, saved_contents
 from boltc.columns import HistoryState, NodeStore
 from boltc.data import Scaling
-from boltc.diagnostics import ModelFileError
+from boltc.diagnostics import ModelFileError, UsageError
 from boltc.training import RebuildSchedule, scheduled_rebuild, tables_frozen
 
 if TYPE_CHECKING:
@@ -34,6 +34,9 @@ def save(model: Model, path: str | Path, inference_only: bool | None = None) -> 
     ``inference_only`` (default: as the model was loaded) leaves the optimizer state out and keeps the LSH tables:
     a smaller file that loads by mapping it and predicts exactly as this model does, but cannot train."""
     inference_only = model.inference_only if inference_only is None else inference_only
+    if model.inference_only and not inference_only:
+        raise UsageError(f"model '{model.plan.model_name}' was loaded from a file saved for inference only: it has "
+                         "no optimizer state to save (save it with inference_only=True)")
     tables = _saves_tables(model, inference_only)
     header = {
         "boltc_version": __version__,

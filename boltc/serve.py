@@ -4,7 +4,7 @@ uvicorn's httptools parser and uvloop event loop: a fifth more rows per second t
 ``POST /predict`` takes ``{"rows": [...], "top_k": K}`` and answers ``{"predictions": [[{"label": ..., "score":
 ...}, ...], ...]}``, one list per row, best first. Requests that arrive together are answered by one batch call
 (``MicroBatcher``): a request waits at most ``max_wait_ms`` for others to join it, a batch holds at most
-``max_batch`` rows, and the next batch gathers while the current one is scored, so throughput grows with load.
+``max_batch`` rows, and requests that arrive while one batch is scored form the next, so throughput grows with load.
 ``GET /health``, ``GET /metadata`` and ``GET /metrics`` (Prometheus text) say how it is and what it serves. A bad
 request gets a 4xx with a JSON error naming the field at fault; nothing a client sends stops the server.
 
@@ -43,6 +43,7 @@ DEFAULT_MAX_BATCH = 256
 DEFAULT_MAX_WAIT_MS = 2.0
 MAX_ROWS_PER_REQUEST = 10_000
 MAX_BODY_BYTES = 64 << 20
+FLOAT32_MOST = float(np.finfo(np.float32).max)
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -116,10 +117,9 @@ class RowReader:
         if isinstance(value, list):
             ids, values = value, None
         elif isinstance(value, dict):
-            try:
-                ids = [int(key) for key in value]
-            except ValueError:
-                raise RequestError(where, "expected feature ids as the object's keys") from None
+            if not all(key.isascii() and key.isdigit() for key in value):
+                raise RequestError(where, "expected feature ids as the object's keys")
+            ids = [int(key) for key in value]
             values = list(value.values())
             if not all(_is_number(v) for v in values):
                 raise RequestError(where, "expected a number for each feature id")
@@ -127,10 +127,10 @@ class RowReader:
             raise RequestError(where, "expected a list of feature ids or an object {id: value}")
         if not all(type(i) is int for i in ids):
             raise RequestError(where, "expected feature ids as integers")
+        outside = [i for i in ids if not 0 <= i < model_input.dim]  # before numpy: a JSON integer has no bound
+        if outside:
+            raise RequestError(where, f"feature id {outside[0]} is outside 0..{model_input.dim - 1}")
         ids_array = np.asarray(ids, dtype=np.int64)
-        if len(ids_array) and (ids_array.min() < 0 or ids_array.max() >= model_input.dim):
-            bad = int(ids_array.max() if ids_array.max() >= model_input.dim else ids_array.min())
-            raise RequestError(where, f"feature id {bad} is outside 0..{model_input.dim - 1}")
         order = np.argsort(ids_array, kind="stable")
         ids_array = ids_array[order]
         if len(ids_array) > 1 and (np.diff(ids_array) == 0).any():
@@ -160,8 +160,38 @@ class RowReader:
         return Dataset(None, len(rows), tuple(features), self.plan.target_dim, None, None)
 
 
+def _json_object(body: bytes) -> dict:
+    if len(body) > MAX_BODY_BYTES:
+        raise RequestError("body", f"at most {MAX_BODY_BYTES >> 20} MB a request", 413)
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise RequestError("body", "expected a JSON object")
+    return parsed
+
+
+def _request_options(body: dict, top_k_most: int, history_updates: bool) -> tuple[int, bool]:
+    """A request's top_k and update_history, checked."""
+    unknown = [key for key in body if key not in ("rows", "top_k", "update_history")]
+    if unknown:
+        raise RequestError(unknown[0], "unknown field (expected rows, top_k, update_history)")
+    top_k = body.get("top_k", 1)
+    if type(top_k) is not int or not 1 <= top_k <= top_k_most:
+        raise RequestError("top_k", f"expected an integer from 1 to {top_k_most}")
+    update = body.get("update_history", False)
+    if not isinstance(update, bool):
+        raise RequestError("update_history", "expected true or false")
+    if update and not history_updates:
+        raise RequestError("update_history", "this server does not add requests to history inputs (start it with "
+                           "--allow-history-updates)", 403)
+    return top_k, update
+
+
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number a float32 holds (a larger one, even an integer of 400 digits, is not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and -FLOAT32_MOST <= value <= FLOAT32_MOST
 
 
 # -- micro-batching ---------------------------------------------------------------------------------------------
@@ -176,17 +206,21 @@ class _Pending:
 
 
 class MicroBatcher:
-    """Answers concurrent requests with one predict call: a request joins the batch being gathered, which is
-    scored once it holds ``max_batch`` rows, or ``max_wait`` seconds after its first request arrived, or at once
-    where no request is in flight besides those it holds (waiting could not fill it). Requests that add to history
-    state are scored alone, in arrival order, since each one's rows change what the next sees."""
+    """Answers concurrent requests with one predict call. The first request waiting starts a batch; requests of the
+    same ``top_k`` join it until it holds ``max_batch`` rows, ``max_wait`` seconds have passed, or no other request
+    has arrived (waiting could not fill it). Requests of another ``top_k`` wait for the next batch: sparse
+    inference tops a row's candidates up to its ``top_k``, so a batch of mixed ones would answer a request
+    differently than alone. Requests that add to history state are scored alone, in arrival order, since each
+    one's rows change what the next sees."""
 
     def __init__(self, model: Model, reader: RowReader, sparse: bool, max_batch: int, max_wait: float,
                  metrics: ServerMetrics):
         self.model, self.reader, self.sparse = model, reader, sparse
         self.max_batch, self.max_wait, self.metrics = max_batch, max_wait, metrics
         self.queue: asyncio.Queue[_Pending] | None = None
-        self.in_flight = 0  # requests that have arrived and are not answered yet
+        self.held: _Pending | None = None  # taken from the queue, and the first of the next batch
+        # requests that have arrived (counted by the handler, before their body is read) and are not answered yet
+        self.in_flight = 0
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="boltc-predict")  # one C call at a time anyway
         self.task: asyncio.Task | None = None
 
@@ -204,71 +238,80 @@ class MicroBatcher:
         self.executor.shutdown(wait=True)
 
     async def predict(self, rows: list, top_k: int, update_history: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Queue the rows of a request the handler counted in ``in_flight``; the count drops when it is answered."""
         done = asyncio.get_running_loop().create_future()
-        self.in_flight += 1
-        try:
-            await self.queue.put(_Pending(rows, top_k, update_history, done))
-            return await done
-        finally:
-            self.in_flight -= 1
+        self.queue.put_nowait(_Pending(rows, top_k, update_history, done))
+        return await done
+
+    async def _take(self, timeout: float | None = None) -> _Pending:
+        """The next request whose client still waits (raises TimeoutError where none comes in `timeout`)."""
+        while True:
+            if self.held is not None:
+                pending, self.held = self.held, None
+            elif not self.queue.empty() or timeout is None:
+                pending = await self.queue.get()
+            else:
+                pending = await asyncio.wait_for(self.queue.get(), timeout)
+            if not pending.done.cancelled():
+                return pending
+            self.in_flight -= 1  # its client went away: nothing to score
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self.queue.get()]
-            if not batch[0].update_history:
-                deadline = loop.time() + self.max_wait
-                while sum(len(p.rows) for p in batch) < self.max_batch:
-                    if self.queue.empty() and self.in_flight <= len(batch):
-                        break  # nobody else is asking: waiting would only delay this batch
-                    try:
-                        pending = self.queue.get_nowait() if not self.queue.empty() else \
-                            await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time()))
-                    except asyncio.TimeoutError:
-                        break
-                    if pending.update_history:
-                        await self._score(loop, batch)
-                        batch = [pending]
-                        break
-                    batch.append(pending)
+            first = await self._take()
+            batch, rows = [first], len(first.rows)
+            deadline = loop.time() + self.max_wait
+            while not first.update_history and rows < self.max_batch:
+                if self.queue.empty() and self.in_flight <= len(batch):
+                    break  # no other request has arrived: waiting would only delay this batch
+                try:
+                    pending = await self._take(max(0.0, deadline - loop.time()))
+                except asyncio.TimeoutError:
+                    break
+                if pending.update_history or pending.top_k != first.top_k or \
+                        rows + len(pending.rows) > self.max_batch:
+                    self.held = pending
+                    break
+                batch.append(pending)
+                rows += len(pending.rows)
             await self._score(loop, batch)
 
     async def _score(self, loop, batch: list[_Pending]) -> None:
         rows = [row for pending in batch for row in pending.rows]
-        top_k = max(pending.top_k for pending in batch)
-        update = batch[0].update_history
         try:
-            ids, scores = await loop.run_in_executor(self.executor, self._predict, rows, top_k, update)
+            ids, scores = await loop.run_in_executor(self.executor, self._predict, rows, batch[0].top_k,
+                                                     batch[0].update_history)
         except (BoltError, ValueError) as exc:  # a row the featurizer refused: the requests are answered one by one
             if len(batch) > 1:
                 for pending in batch:
                     await self._score(loop, [pending])
                 return
-            _settle(batch[0].done, exception=RequestError("rows", str(exc)))
+            self._settle(batch[0], exception=RequestError("rows", str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 (the server must outlive whatever one batch does)
             for pending in batch:
-                _settle(pending.done, exception=exc)
+                self._settle(pending, exception=exc)
             return
         self.metrics.batch_rows.observe(len(rows))
         start = 0
         for pending in batch:
             end = start + len(pending.rows)
-            _settle(pending.done, (ids[start:end, :pending.top_k], scores[start:end, :pending.top_k]))
+            self._settle(pending, (ids[start:end], scores[start:end]))
             start = end
 
     def _predict(self, rows: list, top_k: int, update_history: bool):
         return self.model.predict(self.reader.data(rows), top_k=top_k, sparse=self.sparse,
                                   update_history=update_history)
 
-
-def _settle(future: asyncio.Future, result=None, exception: BaseException | None = None) -> None:
-    if future.done():  # its request went away (the client disconnected)
-        return
-    if exception is not None:
-        future.set_exception(exception)
-    else:
-        future.set_result(result)
+    def _settle(self, pending: _Pending, result=None, exception: BaseException | None = None) -> None:
+        self.in_flight -= 1
+        if pending.done.done():  # its client went away while it was scored
+            return
+        if exception is not None:
+            pending.done.set_exception(exception)
+        else:
+            pending.done.set_result(result)
 
 
 # -- metrics ----------------------------------------------------------------------------------------------------
@@ -376,43 +419,37 @@ def create_app(model: Model, model_path: str = "", options: ServeOptions = Serve
 
     async def predict(request: Request):
         started = time.perf_counter()
+        batcher.in_flight += 1  # from its arrival: a batch being gathered may wait for it
+        queued = False
         try:
-            body_bytes = await request.body()
-            if len(body_bytes) > MAX_BODY_BYTES:
+            length = request.headers.get("content-length", "")
+            if length.isdigit() and int(length) > MAX_BODY_BYTES:
                 raise RequestError("body", f"at most {MAX_BODY_BYTES >> 20} MB a request", 413)
-            try:
-                body = json.loads(body_bytes)
-            except (ValueError, RecursionError):
-                raise RequestError("body", "expected a JSON object") from None
-            if not isinstance(body, dict):
-                raise RequestError("body", "expected a JSON object")
-            unknown = [key for key in body if key not in ("rows", "top_k", "update_history")]
-            if unknown:
-                raise RequestError(unknown[0], "unknown field (expected rows, top_k, update_history)")
-            top_k = body.get("top_k", 1)
-            if type(top_k) is not int or not 1 <= top_k <= top_k_most:
-                raise RequestError("top_k", f"expected an integer from 1 to {top_k_most}")
-            update = body.get("update_history", False)
-            if not isinstance(update, bool):
-                raise RequestError("update_history", "expected true or false")
-            if update and not options.allow_history_updates:
-                raise RequestError("update_history", "this server does not add requests to history inputs (start "
-                                   "it with --allow-history-updates)", 403)
+            body = _json_object(await request.body())
+            top_k, update = _request_options(body, top_k_most, options.allow_history_updates)
             rows = reader.rows(body)  # typed columns are checked by the featurizer, in the batch call
+            queued = True  # the batcher answers it, and counts it out
             ids, scores = await batcher.predict(rows, top_k, update)
+            if not np.isfinite(scores).all():
+                raise RequestError("rows", "the model's scores of these rows are not finite: are their values far "
+                                   "outside the training data's?")
+            predictions = [[{"label": names[i] if names is not None and i < len(names) else i, "score": s}
+                            for i, s in zip(row_ids, row_scores)]
+                           for row_ids, row_scores in zip(ids.tolist(), scores.tolist())]
+            response = JSONResponse({"predictions": predictions})
         except RequestError as exc:
             return error("/predict", exc.status, exc.field_name, exc.message)
         except UsageError as exc:
             return error("/predict", 400, "rows", str(exc))
         except Exception as exc:  # noqa: BLE001 (answered, counted and survived)
             return error("/predict", 500, "", f"internal error: {type(exc).__name__}: {exc}")
-        predictions = [[{"label": names[i] if names is not None and i < len(names) else i, "score": s}
-                        for i, s in zip(row_ids, row_scores)]
-                       for row_ids, row_scores in zip(ids.tolist(), scores.tolist())]
+        finally:
+            if not queued:
+                batcher.in_flight -= 1
         metrics.rows += len(predictions)
         metrics.count("/predict", 200)
         metrics.latency.observe(time.perf_counter() - started)
-        return JSONResponse({"predictions": predictions})
+        return response
 
     async def health(request: Request):
         metrics.count("/health", 200)

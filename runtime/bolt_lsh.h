@@ -237,6 +237,16 @@ static inline void bolt_lsh_insert(const bolt_lsh_tables *lsh, int32_t t, int32_
         ids[begin + (int32_t)(bolt_mix32(salt) % (uint32_t)visible)] = label;
 }
 
+/* The seed of a sample's random top-up in inference, from its keys: what a row is then decides its active set, not
+ * where it sits in a file or in a server's batch of requests. */
+static inline uint32_t bolt_keys_seed(const int32_t *restrict keys, int32_t tables)
+{
+    uint32_t seed = 2166136261u;
+    for (int32_t t = 0; t < tables; ++t)
+        seed = (seed ^ (uint32_t)keys[t]) * 16777619u;
+    return seed;
+}
+
 #define BOLT_LSH_TAKEN 255 /* votes[n] of a neuron already in the active set; 1 .. 254 count bucket hits */
 
 /* The active set of one sample, at most `active` distinct ids: what it takes `first` (NULL: nothing); then the

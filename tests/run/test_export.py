@@ -158,7 +158,17 @@ def test_damaged_or_hostile_weights_are_refused_by_the_loader(xmc, tmp_path):
         at = 24 + 32 * [e[0] for e in entries].index(slot)
         struct.pack_into("<Q", data, at + 24, export.weighted_sum(array))
 
+    order = _ids_array(model, "lsh_order")
+    (order_slot, order_size, order_offset, _), = [e for e in _entries(lib) if e[0] == order.slot]
+
+    def repeated_order(data, entries):  # ids in range, but not each neuron once: top-ups would never end
+        data[order_offset:order_offset + order_size] = bytes(order_size)
+        at = 24 + 32 * [e[0] for e in entries].index(order_slot)
+        struct.pack_into("<Q", data, at + 24, export.weighted_sum(np.zeros(order_size // 4, dtype="<i4")))
+
     weights = str(tmp_path / "weights.bin")
+    assert _refused(lib, _rewritten_weights(lib, tmp_path, repeated_order)) == \
+        f"array {order_slot} is not an order of its 900 ids"
     assert _refused(lib, _rewritten_weights(lib, tmp_path, flip)) == \
         f"{weights}: corrupted (array {slot} fails its checksum)"
     assert _refused(lib, _rewritten_weights(lib, tmp_path, hostile)) == \

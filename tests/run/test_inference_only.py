@@ -82,3 +82,12 @@ def test_tables_that_would_index_outside_their_arrays_are_refused(trained, tmp_p
     with pytest.raises(ModelFileError) as caught:
         boltc.load_model(bad)
     assert str(caught.value) == f"{bad}: {message}"
+
+
+def test_an_inference_only_model_is_never_saved_as_a_trainable_one(trained, tmp_path):
+    loaded = boltc.load_model(_saved(trained, tmp_path))
+    with pytest.raises(UsageError) as caught:
+        loaded.save(tmp_path / "full.boltm", inference_only=False)
+    assert str(caught.value) == ("model 'hashed' was loaded from a file saved for inference only: it has no "
+                                 "optimizer state to save (save it with inference_only=True)")
+    assert not (tmp_path / "full.boltm").exists()
