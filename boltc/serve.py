@@ -160,9 +160,22 @@ class RowReader:
         return Dataset(None, len(rows), tuple(features), self.plan.target_dim, None, None)
 
 
+async def _bounded_body(request) -> bytes:
+    """The request's body, refused (413) as soon as it says or proves to be larger than MAX_BODY_BYTES."""
+    too_large = RequestError("body", f"at most {MAX_BODY_BYTES >> 20} MB a request", 413)
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise too_large
+    parts, size = [], 0
+    async for part in request.stream():  # a chunked body has no length to check first
+        size += len(part)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        parts.append(part)
+    return b"".join(parts)
+
+
 def _json_object(body: bytes) -> dict:
-    if len(body) > MAX_BODY_BYTES:
-        raise RequestError("body", f"at most {MAX_BODY_BYTES >> 20} MB a request", 413)
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):
@@ -422,10 +435,7 @@ def create_app(model: Model, model_path: str = "", options: ServeOptions = Serve
         batcher.in_flight += 1  # from its arrival: a batch being gathered may wait for it
         queued = False
         try:
-            length = request.headers.get("content-length", "")
-            if length.isdigit() and int(length) > MAX_BODY_BYTES:
-                raise RequestError("body", f"at most {MAX_BODY_BYTES >> 20} MB a request", 413)
-            body = _json_object(await request.body())
+            body = _json_object(await _bounded_body(request))
             top_k, update = _request_options(body, top_k_most, options.allow_history_updates)
             rows = reader.rows(body)  # typed columns are checked by the featurizer, in the batch call
             queued = True  # the batcher answers it, and counts it out

@@ -38,10 +38,17 @@ class Stream:
 
     path: str | Path
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    # (index, count): this reader's share of the data, for one of `count` workers. Several files are dealt out
+    # whole, file i to shard i % count; one uncompressed file is cut into byte ranges at line breaks (a line is its
+    # first byte's shard's). Together the shards hold every row once.
+    shard: tuple[int, int] = (0, 1)
 
     def __post_init__(self):
         if isinstance(self.chunk_bytes, bool) or not isinstance(self.chunk_bytes, int) or self.chunk_bytes < 1:
             raise UsageError(f"chunk_bytes must be a positive integer, got {self.chunk_bytes!r}")
+        index, count = self.shard
+        if not all(type(n) is int for n in self.shard) or not 0 <= index < count:
+            raise UsageError(f"shard must be (index, count) with 0 <= index < count, got {self.shard!r}")
 
 
 def memory_budget(model_bytes: int) -> int:
@@ -104,12 +111,27 @@ class ChunkReader:
     def __init__(self, stream: Stream, n_features: int, n_labels: int, skip_bad_rows: bool = False):
         self.stream = stream
         self.names = data_files(stream.path)
+        index, count = stream.shard
+        # (first byte, end byte) of the one file a shard reads part of; None: whole files
+        self.byte_range: tuple[int, int] | None = None
+        if count > 1 and len(self.names) > 1:
+            self.names = self.names[index::count]
+            if not self.names:
+                raise UsageError(f"{stream.path}: {len(data_files(stream.path))} files for {count} shards: shard "
+                                 f"{index} has none (give as many files as shards, or one uncompressed file)")
+        elif count > 1:
+            if _compressed(self.names[0]):
+                raise UsageError(f"{self.names[0]}: a compressed file cannot be cut into byte ranges: give a "
+                                 "directory of as many parts as shards")
+            self.byte_range = (_line_start(self.names[0], index, count), _line_start(self.names[0], index + 1, count))
         self.options = XmcOptions(n_features, n_labels, 1, skip_bad_rows)  # one thread: training has the others
         self.compiled = xmc_reader()
 
     @property
     def total_bytes(self) -> int:
         """The files' sizes on disk (compressed, for a compressed file): what progress is measured against."""
+        if self.byte_range is not None:
+            return self.byte_range[1] - self.byte_range[0]
         return sum(os.path.getsize(name) for name in self.names)
 
     def chunks(self) -> Iterator[tuple[Dataset, int]]:
@@ -136,10 +158,19 @@ class ChunkReader:
         rows = skipped = lines_before = 0
         header: dict = {}
         carry, part, first_skipped = b"", XMC_FIRST_PART, None
+        left = None  # bytes of a byte-range shard still to read
+        if self.byte_range is not None:
+            begin, end = self.byte_range
+            lines_before = _lines_before(handle, begin)  # so that errors name the file's line
+            handle.seek(begin)
+            part, left = (XMC_FIRST_PART if begin == 0 else XMC_LATER_PART), end - begin
         with handle:
             while True:
                 try:
-                    block = handle.read(self.stream.chunk_bytes)
+                    block = handle.read(self.stream.chunk_bytes if left is None else
+                                        min(self.stream.chunk_bytes, left))
+                    if left is not None:
+                        left -= len(block)
                 except (EOFError, OSError, zlib.error) as exc:
                     raise DataError(name, None, f"cannot decompress the file: {exc}") from None
                 text = carry + block if carry else block
@@ -157,13 +188,45 @@ class ChunkReader:
                     rows, skipped = rows + dataset.n_rows, skipped + dataset.skipped_rows
                     first_skipped = first_skipped or dataset.first_skipped
                     if dataset.n_rows:
-                        yield dataset, _position(handle)
+                        yield dataset, _position(handle) - (self.byte_range or (0, 0))[0]
                 if not block:
                     break
-        if header and header["rows"] != rows + skipped:
+        if header and self.byte_range is None and header["rows"] != rows + skipped:
             raise DataError(name, 1, f"header says {header['rows']} rows but the file has {rows + skipped}")
-        if rows == 0:
+        if rows == 0 and self.byte_range is None:
             raise no_rows_error(name, "data rows", skipped, first_skipped)
+
+
+def _line_start(name: str, index: int, count: int) -> int:
+    """Where shard `index` of `count` begins in the file: the first line break's end at or after its share of the
+    bytes (the file's end for index == count)."""
+    size = os.path.getsize(name)
+    at = size * index // count
+    if at == 0 or at >= size:
+        return min(at, size)
+    with open(name, "rb") as handle:
+        handle.seek(at - 1)
+        while True:  # to the end of the line the byte before the share's start is on
+            block = handle.read(1 << 16)
+            if not block:
+                return size
+            newline = block.find(b"\n")
+            if newline >= 0:
+                return at + newline
+            at += len(block)
+
+
+def _lines_before(handle, offset: int) -> int:
+    """Line breaks in the file's first `offset` bytes."""
+    handle.seek(0)
+    count = 0
+    while offset > 0:
+        block = handle.read(min(offset, 64 << 20))
+        if not block:
+            break
+        count += block.count(b"\n")
+        offset -= len(block)
+    return count
 
 
 def header_of(stream: Stream) -> dict:

@@ -141,11 +141,27 @@ def _ids_array(model, role: str):
     return next(spec for spec in model.buffers if spec.layer == 1 and spec.role == role)
 
 
+def _sanitizers() -> bool:
+    """Whether cc builds and runs programs with AddressSanitizer and UBSan here."""
+    probe = subprocess.run(["cc", "-fsanitize=address,undefined", "-x", "c", "-", "-o", "/dev/null"],
+                           input="int main(void) { return 0; }", capture_output=True, text=True, check=False)
+    return probe.returncode == 0
+
+
 def test_damaged_or_hostile_weights_are_refused_by_the_loader(xmc, tmp_path):
+    """Built with AddressSanitizer and UBSan where the compiler has them: a refusal must not come after a bad read."""
     model, folder = xmc
-    lib = folder / "lib"
-    if not (lib / "predict").exists():
+    lib = tmp_path / "lib"
+    shutil.copytree(folder / "lib", lib)
+    checked = "-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+    if _sanitizers():
+        _make(lib, f"{_machine_flags()} -g {checked}", ldflags=f"-fopenmp {checked}")  # the same sums as Python
+    else:
         _make(lib, _machine_flags())
+    ids, _ = _predicted(lib, folder / "test.txt", "--top-k", "5")
+    np.testing.assert_array_equal(ids, model.predict(str(folder / "test.txt"), top_k=5, sparse=True)[0])
+    tmp_path = tmp_path / "rewritten"
+    tmp_path.mkdir()
     table_ids = _ids_array(model, "table_ids")
     (slot, size, offset, _), = [e for e in _entries(lib) if e[0] == table_ids.slot]
 

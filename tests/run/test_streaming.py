@@ -149,3 +149,45 @@ def test_the_command_line_streams_and_predicts_line_for_line(files, tmp_path, ca
     assert main(["predict", str(saved), "--data", str(files / "train.txt"), "--top-k", "2", "--stream"]) == 0
     assert capsys.readouterr().out == whole and len(whole.splitlines()) == 600
     assert os.path.getsize(saved) > 0
+
+
+@pytest.mark.parametrize("shards", [2, 3, 7])
+def test_shards_of_one_file_hold_every_row_once_in_order(tmp_path, shards):
+    """Byte ranges cut at line breaks: whatever the cut points, lines crossing them included, the shards together
+    hold the file's rows, each once, in file order; only the first reads the header."""
+    from boltc.streaming import ChunkReader, Stream
+
+    rng = np.random.default_rng(shards)
+    lines = [f"{r % 5} " + " ".join(f"{int(f)}:{r}" for f in sorted(set(rng.integers(0, 50, size=1 + r % 9))))
+             for r in range(300)]
+    path = tmp_path / "data.txt"
+    path.write_text(f"300 50 5\n" + "\n".join(lines) + "\n")
+    whole = [(dataset.features[0].indices.tolist(), dataset.label_ids.tolist())
+             for dataset, _ in ChunkReader(Stream(path, chunk_bytes=256), 50, 5).chunks()]
+    parts = []
+    for index in range(shards):
+        reader = ChunkReader(Stream(path, chunk_bytes=97, shard=(index, shards)), 50, 5)
+        parts.append([(dataset.features[0].indices.tolist(), dataset.label_ids.tolist())
+                      for dataset, _ in reader.chunks()])
+    flat = lambda chunks: ([i for ids, _ in chunks for i in ids], [label for _, labels in chunks for label in labels])
+    assert flat([chunk for part in parts for chunk in part]) == flat(whole)
+    assert all(parts), "a shard of 300 rows got none"
+
+
+def test_files_are_dealt_to_shards_and_errors_name_the_files_line(tmp_path):
+    from boltc.diagnostics import DataError
+    from boltc.streaming import ChunkReader, Stream
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for k in range(3):
+        (folder / f"part-{k}.txt").write_text(f"1 10 3\n{k} {k}:1.0\n")
+    got = [[dataset.label_ids.tolist() for dataset, _ in ChunkReader(Stream(folder, shard=(i, 2)), 10, 3).chunks()]
+           for i in range(2)]
+    assert got == [[[0], [2]], [[1]]]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("4 10 3\n0 1:1\n1 2:1\n2 3:x\n0 4:1\n")
+    with pytest.raises(DataError) as caught:
+        for index in range(2):
+            list(ChunkReader(Stream(bad, shard=(index, 2)), 10, 3).chunks())
+    assert caught.value.line == 4
