@@ -297,3 +297,49 @@ def test_history_updates_only_where_allowed_and_as_predict_makes_them(tmp_path):
     np.testing.assert_array_equal(np.array([[p["score"] for p in row] for row in got], np.float32), want_scores)
     untouched = boltc.load_model(tmp_path / "next.boltm")  # and the answers differ from those without the update
     assert not np.array_equal(untouched.predict(boltc.Records(query), top_k=3)[1], want_scores)
+
+
+TWO_INPUT_SPEC = """\
+model two_inputs {
+    input  words: sparse[300]
+    input  price: dense[4]
+    target item:  classes[200]
+    w = dense(words, 16, activation=relu)
+    p = dense(price, 4, activation=relu)
+    h = concat(w, p)
+    scores = dense(h, 200, activation=softmax, sparsity=0.1)
+    loss cross_entropy(scores, item)
+    train { batch_size = 32, epochs = 3, seed = 9 }
+}
+"""
+
+
+def test_rows_of_several_inputs_are_objects_keyed_by_input_name(tmp_path):
+    from scipy import sparse as sp
+
+    rng = np.random.default_rng(4)
+    items = rng.integers(0, 200, size=800)
+    words = sp.csr_matrix((np.ones(800 * 3, np.float32), (np.repeat(np.arange(800), 3),
+                                                          (items[:, None] + np.arange(3)).ravel() % 300)),
+                          shape=(800, 300))
+    price = (rng.normal(size=(800, 4)) + items[:, None] / 50).astype(np.float32)
+    spec = tmp_path / "two.bolt"
+    spec.write_text(TWO_INPUT_SPEC)
+    model = boltc.load(spec, tune=False)
+    model.fit(({"words": words, "price": price}, items), learning_rate=0.01, validation=False)
+    model.save(tmp_path / "two.boltm")
+    asked = [{"words": sorted(int(i) for i in words[r].indices), "price": price[r].tolist()} for r in range(20)]
+    server = Server(tmp_path / "two.boltm")
+    try:
+        got = _answer(server.post({"rows": asked, "top_k": 3}))
+        missing = server.post({"rows": [{"words": [1]}]})
+        unknown = server.post({"rows": [{"words": [1], "price": [0, 0, 0, 0], "colour": 1}]})
+        short = server.post({"rows": [{"words": [1], "price": [0, 0]}]})
+    finally:
+        assert server.stop() == 0
+    want = model.predict({"words": words[:20], "price": price[:20]}, top_k=3, sparse=True)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert missing.json() == {"error": "missing input", "field": "rows[0].price"}
+    assert unknown.json() == {"error": "the model has no such input", "field": "rows[0].colour"}
+    assert short.json() == {"error": "expected a list of 4 numbers (a dense input)", "field": "rows[0].price"}
