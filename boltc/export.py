@@ -52,6 +52,7 @@ class _Buffer:
     offset_limit: int
     room_slot: int
     permutation: int
+    real_bytes: int
     comment: str
 
 
@@ -144,6 +145,7 @@ def _buffer_info(model: Model, spec, saved_slots: set[int]) -> _Buffer:
             raise UsageError(f"boltc cannot check the ids of array '{spec.name}' in C: it does not export this model")
     return _Buffer(int(np.prod(spec.shape, dtype=np.int64)) * itemsize if used else 0, int(spec.slot in saved_slots),
                    id_limit, offset_width, offset_limit, room_slot, int(spec.role == "lsh_order" and id_limit > 0),
+                   itemsize if spec.slot in saved_slots and model.arrays[spec.name].dtype.kind == "f" else 0,
                    c_comment(f"{spec.name} {list(spec.shape)}"))
 
 

@@ -182,7 +182,18 @@ def test_damaged_or_hostile_weights_are_refused_by_the_loader(xmc, tmp_path):
         at = 24 + 32 * [e[0] for e in entries].index(order_slot)
         struct.pack_into("<Q", data, at + 24, export.weighted_sum(np.zeros(order_size // 4, dtype="<i4")))
 
+    weights_spec = _ids_array(model, "weights")
+    (weights_slot, weights_size, weights_offset, _), = [e for e in _entries(lib) if e[0] == weights_spec.slot]
+
+    def not_finite(data, entries):  # a NaN parameter, with the checksum made to match
+        struct.pack_into("<f", data, weights_offset + 40, float("nan"))
+        array = np.frombuffer(bytes(data[weights_offset:weights_offset + weights_size]), dtype="<u8")
+        at = 24 + 32 * [e[0] for e in entries].index(weights_slot)
+        struct.pack_into("<Q", data, at + 24, export.weighted_sum(array))
+
     weights = str(tmp_path / "weights.bin")
+    assert _refused(lib, _rewritten_weights(lib, tmp_path, not_finite)) == \
+        f"array {weights_slot} holds a value that is not finite"
     assert _refused(lib, _rewritten_weights(lib, tmp_path, repeated_order)) == \
         f"array {order_slot} is not an order of its 900 ids"
     assert _refused(lib, _rewritten_weights(lib, tmp_path, flip)) == \

@@ -161,7 +161,7 @@ def test_shards_of_one_file_hold_every_row_once_in_order(tmp_path, shards):
     lines = [f"{r % 5} " + " ".join(f"{int(f)}:{r}" for f in sorted(set(rng.integers(0, 50, size=1 + r % 9))))
              for r in range(300)]
     path = tmp_path / "data.txt"
-    path.write_text(f"300 50 5\n" + "\n".join(lines) + "\n")
+    path.write_text("300 50 5\n" + "\n".join(lines) + "\n")
     whole = [(dataset.features[0].indices.tolist(), dataset.label_ids.tolist())
              for dataset, _ in ChunkReader(Stream(path, chunk_bytes=256), 50, 5).chunks()]
     parts = []
