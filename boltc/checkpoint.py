@@ -21,6 +21,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 
@@ -57,6 +58,21 @@ def write_model_file(path: str | Path, header: dict, arrays: dict[str, np.ndarra
     # blanks after the JSON put the arrays at a 64-byte boundary of the file, so that mapped ones are aligned
     header_bytes += b" " * (-(len(MAGIC) + 8 + len(header_bytes) + DIGEST_BYTES) % ALIGN)
     header_digest = hashlib.sha256(header_bytes).digest()
+
+    def write(out) -> None:
+        out.write(MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes + header_digest)
+        start = out.tell()
+        for entry, content in zip(table, contents):
+            out.write(b"\0" * (start + entry["offset"] - out.tell()))
+            out.write(content)
+
+    write_atomically(path, write)
+
+
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """What `write` writes to a binary handle, into `path`: through a temporary file in the same folder, fsynced and
+    renamed over it, so that a crash leaves the old file or the new one, never a mix."""
+    path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
@@ -64,11 +80,7 @@ def write_model_file(path: str | Path, header: dict, arrays: dict[str, np.ndarra
         raise ModelFileError(str(path), f"cannot write here ({exc.strerror})") from None
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes + header_digest)
-            start = out.tell()
-            for entry, content in zip(table, contents):
-                out.write(b"\0" * (start + entry["offset"] - out.tell()))
-                out.write(content)
+            write(out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)

@@ -12,17 +12,15 @@ Models with typed columns are refused: their featurizer (CSV/TSV parsing, label 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from boltc import __version__, model_file
+from boltc import __version__, checkpoint, model_file
 from boltc.abi import buffer_name
 from boltc.diagnostics import UsageError
 from boltc.emit import c_comment, emit, module_slug, render_template
@@ -100,7 +98,7 @@ def export_library(model: Model, out: str | Path) -> list[str]:
         f"{slug}.c": emit(plan).c_text,  # the text boltc compiled: emitting is deterministic
     }
     for name, text in files.items():
-        _write_atomically(out / name, text.encode())
+        checkpoint.write_atomically(out / name, lambda handle, data=text.encode(): handle.write(data))
     for header in headers:
         shutil.copyfile(runtime_dir() / header, out / header)
     _write_weights(out / WEIGHTS_FILE, model, saved)
@@ -218,22 +216,4 @@ def _write_weights(path: Path, model: Model, saved) -> None:
             handle.write(b"\0" * (at - handle.tell()))
             handle.write(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
 
-    _write_atomically(path, write)
-
-
-def _write_atomically(path: Path, content) -> None:
-    """`content` (bytes, or a function writing to a binary handle) into `path` through a temporary file renamed
-    over it: a failed export leaves the old file or the new one, never a half."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            if isinstance(content, bytes):
-                out.write(content)
-            else:
-                content(out)
-        os.replace(temporary, path)
-    except BaseException as exc:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise UsageError(f"{path}: cannot write ({exc.strerror})") from None
-        raise
+    checkpoint.write_atomically(path, write)

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 
 SCALING_PARTS = ("mean", "inverse_std")
 SAVED_KINDS = ("parameter", "optimizer", "hash")  # tables are rebuilt from these, scratch is scratch
-# a model for inference only: no optimizer state, and the LSH tables as they are, so that loading maps the file and
-# rebuilds nothing (frozen tables with labels inserted could not be rebuilt from the weights anyway)
-INFERENCE_KINDS = ("parameter", "hash", "table")
+# a model for inference only: no optimizer state, and the LSH tables as they are (SAVED_TABLE_ROLES), so that
+# loading maps the file and rebuilds nothing (frozen tables with labels inserted could not be rebuilt anyway)
+INFERENCE_KINDS = ("parameter", "hash")
 SAVED_TABLE_ROLES = ("table_offsets", "table_ids", "table_sizes")  # heavy_ids are found again from the weights
 
 
@@ -112,7 +112,7 @@ def _saves_tables(model: Model, inference_only: bool) -> bool:
 
 
 def saved_buffers(model: Model, inference_only: bool, tables: bool) -> list:
-    kinds = ("parameter", "hash") if inference_only else SAVED_KINDS
+    kinds = INFERENCE_KINDS if inference_only else SAVED_KINDS
     return [spec for spec in model.buffers if spec.kind in kinds or
             tables and spec.kind == "table" and spec.role in SAVED_TABLE_ROLES]
 
