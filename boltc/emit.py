@@ -29,6 +29,8 @@ int bolt_infer_batch(void *const *buffers, const bolt_batch *batch, int32_t top_
                      float *top_scores, double *loss_sum);
 int bolt_rebuild(void *const *buffers, int32_t threads);
 int bolt_find_heavy(void *const *buffers, int32_t threads);
+int bolt_apply_gradients(void *const *buffers, int32_t parameter, int64_t n, const int64_t *ids, const void *grads,
+                         const bolt_step *step, int32_t threads);
 """
 LOSS_TEMPLATES = {"cross_entropy": "loss_softmax_ce.c.j2", "binary_cross_entropy": "loss_sigmoid_bce.c.j2"}
 SPARSE_LOSS_TEMPLATES = {"cross_entropy": "loss_sparse_softmax_ce.c.j2",

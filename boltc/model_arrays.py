@@ -145,6 +145,17 @@ class ModelArrays:
         self.check(status)
         return loss
 
+    def apply_gradients(self, parameter: int, ids: np.ndarray | None, gradients: np.ndarray, threads: int) -> None:
+        """The optimiser step (settings in ``step_struct``) of exchanged parameter `parameter` on rows `ids` (None:
+        all) from their `gradients` [rows, width] (``boltc.exchange``)."""
+        ffi = self.library.ffi
+        rows = len(gradients) if ids is None else len(ids)
+        with self.lock:
+            status = self.library.lib.bolt_apply_gradients(
+                self._table, parameter, rows, ffi.NULL if ids is None else ffi.cast("int64_t *", ffi.from_buffer(ids)),
+                ffi.from_buffer(gradients), self.step_struct, max(1, int(threads)))
+        self.check(status)
+
     def rebuild(self, threads: int) -> None:
         with self.lock:
             self.library.lib.bolt_rebuild(self._table, max(1, int(threads)))

@@ -464,11 +464,9 @@ def run_epoch_parts(model: Model, parts: Iterable[tuple[Feed, np.ndarray]], rows
     batches once ``interrupted`` is set, never between a batch's update and its bookkeeping. ``schedule``: the
     batches of this fit before this epoch, and all it plans (0: a constant rate). ``rows_expected`` sizes the
     progress bar (a stream's estimate)."""
-    plan, step = model.plan, model.compiled.step_struct
-    step.learning_rate, step.beta1, step.beta2, step.eps = model.learning_rate, plan.beta1, plan.beta2, plan.eps
+    plan = model.plan
     scheduled = schedule[1] > 0 and (plan.warmup > 0 or plan.schedule != "constant")  # the race: constant
-    frozen = bool(model.sparse_layers) and tables_frozen(model)
-    step.insert_labels = int(frozen)
+    frozen = step_settings(model)
     bar = Progress(f"epoch {model.epochs_trained + 1}", rows_expected, enabled=progress)
     loss_total, started, n_rows, batch_number = 0.0, time.perf_counter(), 0, 0
     for feed, order in parts:
@@ -478,29 +476,53 @@ def run_epoch_parts(model: Model, parts: Iterable[tuple[Feed, np.ndarray]], rows
                 raise KeyboardInterrupt
             rows = order[start:start + batch_size]
             feed.select(rows)
-            step.step = model.step + 1
-            if scheduled:
-                step.learning_rate = rate_at(model, schedule[0] + batch_number, schedule[1])
+            next_step(model, rate_at(model, schedule[0] + batch_number, schedule[1]) if scheduled else None)
             status, batch_loss = model.compiled.train_batch(feed)
             if model.compiled.nonfinite_loss(status):
-                raise TrainingError(f"the loss became {batch_loss} at batch {batch_number + 1} of epoch "
-                                    f"{model.epochs_trained + 1}; training stopped before that batch's update "
-                                    "(try a lower learning rate)")
+                raise nonfinite_loss(model, batch_loss, batch_number)
             model.compiled.check(status)
-            model.step += 1
+            step_taken(model, frozen)
             batch_number += 1
             n_rows += len(rows)
             loss_total += batch_loss
             if batch_losses is not None:
                 batch_losses.append(batch_loss / len(rows))
-            if model.training_reads_tables and not frozen:
-                model.rebuild_schedule.batches_left -= 1
-                if model.rebuild_schedule.batches_left <= 0:
-                    scheduled_rebuild(model)
             bar.advance(len(rows), f"loss {loss_total / n_rows:.4f}")
     seconds = time.perf_counter() - started
     bar.close()
     return EpochRecord(model.epochs_trained + 1, loss_total / max(n_rows, 1), seconds, n_rows)
+
+
+def step_settings(model: Model) -> bool:
+    """The settings of an epoch's steps in ``compiled.step_struct`` (learning rate, Adam's constants, label
+    insertion); returns whether the tables are frozen."""
+    plan, step = model.plan, model.compiled.step_struct
+    step.learning_rate, step.beta1, step.beta2, step.eps = model.learning_rate, plan.beta1, plan.beta2, plan.eps
+    frozen = bool(model.sparse_layers) and tables_frozen(model)
+    step.insert_labels = int(frozen)
+    return frozen
+
+
+def next_step(model: Model, learning_rate: float | None) -> None:
+    """The next step's number (Adam's bias correction counts it) and, under a schedule, its learning rate."""
+    step = model.compiled.step_struct
+    step.step = model.step + 1
+    if learning_rate is not None:
+        step.learning_rate = learning_rate
+
+
+def nonfinite_loss(model: Model, loss: float, batch_number: int) -> TrainingError:
+    return TrainingError(f"the loss became {loss} at batch {batch_number + 1} of epoch {model.epochs_trained + 1}; "
+                         "training stopped before that batch's update (try a lower learning rate)")
+
+
+def step_taken(model: Model, frozen: bool) -> None:
+    """A step's update is in the parameters: it is counted, and the tables are rebuilt when the schedule says."""
+    model.step += 1
+    if model.training_reads_tables and not frozen:
+        model.rebuild_schedule.batches_left -= 1
+        if model.rebuild_schedule.batches_left <= 0:
+            scheduled_rebuild(model)
 
 
 class StreamedEpochs:

@@ -28,6 +28,8 @@ typedef struct bolt_batch {
     int32_t sparse;             /* inference: score only the neurons LSH selects in sparse layers */
     int32_t lsh_candidates;     /* sparse inference: LSH candidates per row besides the heavy rows (at most the
                                  * compiled count, which a negative value stands for) */
+    int32_t mean_rows;          /* training: rows the loss is averaged over, 0 for this batch's own (a worker's
+                                 * share of a distributed step gives the global batch's count) */
 } bolt_batch;
 
 /* Scratch for regrouping a batch's sparse entries by feature, so that weight rows are updated without races. */
@@ -48,6 +50,9 @@ typedef struct bolt_step {
     double eps;
     int64_t step;          /* 1-based count of updates so far, for Adam's bias correction */
     int32_t insert_labels; /* the hash tables are frozen: each row's labels join the buckets its input hashes to */
+    int32_t collect_gradients; /* distributed training: the backward writes each parameter's gradient rows into its
+                                * exchange buffers (and stamps the rows it wrote) instead of stepping; the workers'
+                                * summed rows are then stepped by bolt_apply_gradients */
 } bolt_step;
 /* What the entry points return (Python reads the values from the compiled library). */
 enum bolt_status {

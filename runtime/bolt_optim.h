@@ -2,6 +2,8 @@
  *
  * Updates are applied row by row right after the row's gradient is summed over the batch, so a layer's gradient is
  * never stored whole and rows a batch did not touch are never visited (lazy Adam: their moments stay as they are).
+ * In distributed training the same rows are instead copied out (bolt_update.collect), summed over the workers, and
+ * stepped by the same functions from the generated bolt_apply_gradients.
  */
 #ifndef BOLT_OPTIM_H
 #define BOLT_OPTIM_H
@@ -19,6 +21,8 @@ typedef struct bolt_update {
     real_t first_moment_scale;  /* 1 / (1 - beta1^t): Adam's bias correction */
     real_t second_moment_scale; /* 1 / (1 - beta2^t) */
     uint32_t salt;              /* differs from step to step: seeds stochastic rounding */
+    int32_t collect;            /* gradients go to the exchange buffers; nothing is stepped (bolt_step) */
+    int64_t step;               /* stamps the rows whose gradients were collected */
 } bolt_update;
 
 static inline bolt_update bolt_update_of(const bolt_step *step)
@@ -34,7 +38,16 @@ static inline bolt_update bolt_update_of(const bolt_step *step)
     u.first_moment_scale = (real_t)(1.0 / (1.0 - pow(step->beta1, t)));
     u.second_moment_scale = (real_t)(1.0 / (1.0 - pow(step->beta2, t)));
     u.salt = (uint32_t)step->step * 2654435761u;
+    u.collect = step->collect_gradients;
+    u.step = step->step;
     return u;
+}
+
+/* What a row's loss gradient is multiplied by: the loss is the mean over the batch, or over the global batch that
+ * this batch is one worker's share of. */
+static inline real_t bolt_gradient_scale(const bolt_batch *batch)
+{
+    return (real_t)1 / (real_t)(batch->mean_rows > 0 ? batch->mean_rows : batch->rows);
 }
 
 static inline void bolt_adam_row(int32_t n, const bolt_update *u, const real_t *restrict grad,

@@ -89,6 +89,7 @@ class Dense(LayerOp):
             slots = _hidden_buffers(plan, layer, buffers, base)
         else:
             slots = _dense_buffers(plan, layer, buffers, base)
+        _exchange_buffers(layer, buffers.add, slots)
         return _fc_context(plan, layer, slots, slots_of)
 
 
@@ -521,6 +522,27 @@ def _hidden_buffers(plan: Plan, layer: LayerPlan, buffers, context: dict) -> dic
     if layer.neuron_rows:
         context.update(_row_set_update_buffers(plan, layer, add))
     return context
+
+
+def _exchange_buffers(layer: LayerPlan, add, context: dict) -> None:
+    """What a distributed step's backward writes instead of stepping (templates/_macros.j2 exchange_pointers): each
+    parameter's gradient, and where the parameter is exchanged by rows (a sparse layer's neurons, the rows of the
+    features a gathering layer met), the step that last wrote each row. One process never writes them, and the
+    zeroed pages they are allocated as cost no memory until written."""
+    neuron_rows = layer.lsh is not None and layer.neuron_rows
+    by_feature = layer.kernel in ("gather", "sparse_gather")
+    rows, width = (layer.out_dim, layer.in_dim) if neuron_rows else (layer.in_dim, layer.out_dim)
+    exchanged = [("weights", rows, width, neuron_rows or by_feature)]
+    if layer.bias:
+        exchanged.append(("bias", layer.out_dim, 1, neuron_rows))
+    context["exchanged"] = []
+    for role, rows, width, by_rows in exchanged:
+        context[f"slot_{role}_g"] = add(layer, f"{role}_g", (rows, width) if width > 1 else (rows,), "exchange")
+        if by_rows:
+            context[f"slot_{role}_touched"] = add(layer, f"{role}_touched", (rows,), "exchange", "int64")
+        context["exchanged"].append({"role": role, "rows": rows, "width": width, "by_rows": by_rows,
+                                     "slot": context[f"slot_{role}"], "slot_m": context.get(f"slot_{role}_m"),
+                                     "slot_v": context.get(f"slot_{role}_v")})
 
 
 def _bf16_buffers(layer: LayerPlan, batch: int, add) -> dict:
