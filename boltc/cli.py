@@ -7,6 +7,7 @@ else is a bug in boltc and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -142,13 +143,21 @@ def _train_report(model, history, compile_seconds: float, test_metrics: dict, me
         "threads": model.plan.threads,
         "peak_rss_mb": peak_rss_mb(),
         "skipped_rows": skipped_rows,
+        **({"distributed": _distributed_report(history)} if hasattr(history, "exchanges") else {}),
     }
+
+
+def _distributed_report(history) -> dict:
+    return {"workers": history.workers, "threads_per_worker": history.threads_per_worker,
+            "restarts": history.restarts,
+            "exchanges": [{**dataclasses.asdict(record), "communication_share": record.communication_share}
+                          for record in history.exchanges]}
 
 
 def run_training(spec: str, train, test, *, epochs: int | str | None, batch_size: int | None,
                  learning_rate: float | None, save: str | None, as_json: bool, show_plan: bool = False,
                  skip_bad_rows: bool = False, validation: str | float | None = None, checkpoint: str | None = None,
-                 resume: bool = False) -> dict:
+                 resume: bool = False, distributed=None) -> dict:
     from boltc.data import Dataset
     from boltc.explain import render_plan
     from boltc.pipeline import load
@@ -159,7 +168,9 @@ def run_training(spec: str, train, test, *, epochs: int | str | None, batch_size
             _check_writable(path)
     started = time.perf_counter()
     model = _resumed(spec, checkpoint) if resume else load(spec)
-    if model.epochs_trained:
+    if distributed is not None:
+        distributed = _distributed_settings(distributed, model, epochs, validation, checkpoint, batch_size)
+    elif model.epochs_trained:
         epochs = _epochs_left(model, epochs)
         print(f"resuming from {checkpoint}: {model.epochs_trained} epochs trained, {epochs} to go",
               file=sys.stderr if as_json else sys.stdout)
@@ -172,15 +183,21 @@ def run_training(spec: str, train, test, *, epochs: int | str | None, batch_size
     state = f"compiled in {model.library.compile_seconds:.2f} s" if model.library.compiled else "cached library"
     print(f"model '{model.plan.model_name}': {state}; {model.plan.threads} threads", file=log)
     loaded = time.perf_counter()
-    train, test = model.data_source(train), model.data_source(test) if test else None
-    train_set = train if isinstance(train, Stream) else \
+    train, test = (train if distributed else model.data_source(train)), model.data_source(test) if test else None
+    train_set = train if isinstance(train, Stream) or distributed else \
         model.prepare_data(train, labelled=True, learn_labels=True, scaled=False)
     test_set = test if isinstance(test, Stream) or not test else model.prepare_data(test, labelled=True, scaled=False)
     print("data: " + ", ".join(f"{_rows_of(rows)} {what} rows" for rows, what in ((train_set, "training"),
                                                                                    (test_set, "test")) if rows)
           + f" read in {time.perf_counter() - loaded:.2f} s", file=log)
-    history = model.fit(train_set, epochs=epochs, validation=validation, batch_size=batch_size,
-                        learning_rate=learning_rate, test=test_set, checkpoint=checkpoint)
+    if distributed is not None:
+        model, history = _train_distributed(model, train, distributed, learning_rate, log)
+    else:
+        history = model.fit(train_set, epochs=epochs, validation=validation, batch_size=batch_size,
+                            learning_rate=learning_rate, test=test_set, checkpoint=checkpoint)
+    if test_set is not None and distributed is not None:
+        for record in history.epochs[-1:]:  # the workers evaluated validation rows; the driver the test rows
+            record.test = model.evaluate(test_set, progress=False)
     if model.tuning is not None:
         spent = "from the cache" if model.tuning.cached else f"measured in {model.tuning.seconds:.1f} s"
         for index, values in sorted(model.plan.measured.items()):
@@ -234,7 +251,43 @@ def _rows_of(data) -> str:
 
     if isinstance(data, Stream):
         return f"streamed ({data.chunk_bytes >> 20} MB chunks)"
+    if isinstance(data, (str, Path)):
+        return "sharded (each worker reads its own)"
     return f"{data.n_rows:,}"
+
+
+def _distributed_settings(args, model, epochs, validation, checkpoint: str | None, batch_size: int | None):
+    """--workers and its options as the settings of a distributed run, refusing what it does not do."""
+    from boltc import distributed
+    from boltc.diagnostics import UsageError
+
+    wanted = model.plan.epochs if epochs is None else epochs
+    if wanted is None or wanted == "auto":
+        raise UsageError("--workers trains a given number of epochs: give --epochs N (epochs=auto is not "
+                         "distributed yet)")
+    if validation is not None and not isinstance(validation, (str, Path)):
+        raise UsageError("--workers evaluates a validation file after every epoch: give --validation FILE, not a "
+                         "fraction")
+    return distributed.Settings(workers=args.workers, epochs=int(wanted), threads_per_worker=args.threads_per_worker,
+                                address=args.address, wire=args.wire, validation=validation, checkpoint=checkpoint,
+                                batch_size=batch_size)
+
+
+def _train_distributed(model, train, settings, learning_rate: float | None, log):
+    from boltc import distributed
+
+    if learning_rate is not None:
+        model.learning_rate = learning_rate
+    where = settings.address or "a local Ray instance"
+    print(f"training on {settings.workers} workers of {settings.threads_per_worker} threads ({where})", file=log)
+    trained, history = distributed.train(model, train, settings)
+    for record in history.exchanges:
+        print(f"epoch {record.epoch} exchange: {record.bytes_sent / 1e6:.2f} MB sent per worker and step, "
+              f"{record.touched_bytes / 1e6:.2f} MB of touched rows applied; "
+              f"{record.communication_share:.0%} of a step communicating", file=log)
+    if history.restarts:
+        print(f"{history.restarts} restart(s) from a checkpoint after a worker died", file=log)
+    return trained, history
 
 
 def _check_writable(path: str) -> None:
@@ -303,10 +356,14 @@ def _epochs_left(model, epochs: int | str | None) -> int | str:
 
 
 def cmd_train(args) -> int:
-    run_training(args.spec, _text_file(args, args.train), _text_file(args, args.test), epochs=args.epochs,
-                 batch_size=args.batch_size, learning_rate=args.learning_rate, save=args.save, as_json=args.json,
-                 skip_bad_rows=args.skip_bad_rows, checkpoint=args.checkpoint, resume=args.resume,
-                 validation=_text_file(args, args.validation) if isinstance(args.validation, str) else args.validation)
+    distributed = args if args.workers or args.address else None
+    if distributed is not None:
+        args.workers = args.workers or 1
+    run_training(args.spec, args.train if distributed else _text_file(args, args.train), _text_file(args, args.test),
+                 epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, save=args.save,
+                 as_json=args.json, skip_bad_rows=args.skip_bad_rows, checkpoint=args.checkpoint, resume=args.resume,
+                 validation=_text_file(args, args.validation) if isinstance(args.validation, str) else args.validation,
+                 distributed=distributed)
     return 0
 
 
@@ -466,6 +523,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="go on from the --checkpoint a stopped job left: the epochs it had left, as it would have")
     p.add_argument("--json", action="store_true", help="end with one JSON line of metrics and timings")
     p.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP)
+    p.add_argument("--workers", type=_positive, metavar="N",
+                   help="train data-parallel on N workers on Ray (pip install 'boltc[distributed]'), each reading its "
+                        "share of --train and exchanging only the rows a step touched")
+    p.add_argument("--address", metavar="auto|ray://HOST:PORT",
+                   help="the Ray cluster to run the workers on (default: a local instance started for the job)")
+    p.add_argument("--threads-per-worker", type=_positive, default=1, metavar="T")
+    p.add_argument("--wire", choices=("fp32", "bf16"), default="fp32",
+                   help="gradient rows on the wire between workers: fp32, or bf16 (half the bytes, rounded)")
     _add_text_format(p)
     _add_streaming(p)
 
