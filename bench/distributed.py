@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+from bench.common import find_boltc, machine_info  # noqa: E402 (the repository's bench package, run as a script)
+
 SPEC = REPO_ROOT / "specs" / "amazon670k.bolt"
 LEARNING_RATE = 0.001
 LINKS_GBPS = {"10 GbE": 10.0, "25 GbE": 25.0}
@@ -99,22 +102,21 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BOLTC_TUNE": "off", "OMP_NUM_THREADS": str(args.threads)}
-    boltc = [sys.executable, "-m", "boltc"]
+    boltc = find_boltc(None) or sys.exit("no boltc command: pip install the repository first")
     common = ["train", str(SPEC), "--train", args.train, "--test", args.test, "--epochs", str(args.epochs),
               "--learning-rate", str(LEARNING_RATE), "--json"]
     reports = {"one process": run(boltc + common, env),
                "1 worker (Ray)": run(boltc + common + ["--workers", "1", "--threads-per-worker", str(args.threads)],
                                      env)}
-    subprocess.run(["ray", "start", "--head", f"--num-cpus={args.threads}", "--include-dashboard=false"],
+    ray_command = str(Path(sys.executable).with_name("ray"))  # the ray installed beside this Python
+    subprocess.run([ray_command, "start", "--head", f"--num-cpus={args.threads}", "--include-dashboard=false"],
                    env=env, check=True, capture_output=True)
     try:
         split = ["--workers", str(args.threads), "--threads-per-worker", "1", "--address", "auto"]
         reports[f"{args.threads} workers (ray start --head)"] = run(boltc + common + split, env)
         reports[f"{args.threads} workers, bf16 wire"] = run(boltc + common + split + ["--wire", "bf16"], env)
     finally:
-        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True)
-    from bench.common import machine_info
-
+        subprocess.run([ray_command, "stop", "--force"], env=env, capture_output=True)
     plan = json.loads(subprocess.run(boltc + ["explain", str(SPEC), "--json"], env=env, capture_output=True,
                                      text=True, check=True, cwd=REPO_ROOT).stdout)
     rows = [summary(name, report) for name, report in reports.items()]

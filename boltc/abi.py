@@ -25,6 +25,7 @@ STATUS_MESSAGES = {
     "BOLT_ERROR_BAD_ARGUMENT": "top_k must be between 1 and the number of outputs, and sparse inputs must be given "
                                "as CSR rows",
     "BOLT_ERROR_NONFINITE_LOSS": "the loss is not finite",
+    "BOLT_ERROR_BAD_SHARES": "a worker's gradient share has row ids out of order or out of range, or rows missing",
 }
 
 # What a sparse layer's kernels count in its profile buffer (doubles, summed over training batches); the names are

@@ -147,15 +147,13 @@ class Worker:
     def apply(self, *shares: exchange.Share) -> tuple[float, int]:
         """The step of every worker's shares (in rank order): the batch's summed loss and its rows."""
         started = time.perf_counter()
-        total = exchange.summed(list(shares))
-        if not math.isfinite(total.loss):
-            raise nonfinite_loss(self.model, total.loss, self.model.step)
-        exchange.apply(self.model, total)
+        applied = exchange.apply_shares(self.model, list(shares))
+        if not math.isfinite(applied.loss):
+            raise nonfinite_loss(self.model, applied.loss, self.model.step)
         step_taken(self.model, self.frozen)
-        self.touched_bytes += sum(g.nbytes for g in total.gradients if g is not None) + \
-            sum(i.nbytes for i in total.ids if i is not None)
+        self.touched_bytes += applied.union_bytes
         self.apply_seconds += time.perf_counter() - started
-        return total.loss, total.rows
+        return applied.loss, applied.rows
 
     def end_epoch(self) -> tuple[float, float, int, int]:
         """The epoch is counted and its last weights hashed; returns this worker's compute and apply seconds,

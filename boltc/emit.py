@@ -29,8 +29,11 @@ int bolt_infer_batch(void *const *buffers, const bolt_batch *batch, int32_t top_
                      float *top_scores, double *loss_sum);
 int bolt_rebuild(void *const *buffers, int32_t threads);
 int bolt_find_heavy(void *const *buffers, int32_t threads);
-int bolt_apply_gradients(void *const *buffers, int32_t parameter, int64_t n, const int64_t *ids, const void *grads,
-                         const bolt_step *step, int32_t threads);
+int bolt_collect_share(void *const *buffers, int32_t parameter, int64_t step, int64_t *ids, void *grads,
+                       int32_t threads, int64_t *count);
+int bolt_step_shares(void *const *buffers, int32_t parameter, int32_t count, const int64_t *const *ids,
+                     const int64_t *counts, const void *const *grads, const bolt_step *step, int32_t threads,
+                     int64_t *applied);
 """
 LOSS_TEMPLATES = {"cross_entropy": "loss_softmax_ce.c.j2", "binary_cross_entropy": "loss_sigmoid_bce.c.j2"}
 SPARSE_LOSS_TEMPLATES = {"cross_entropy": "loss_sparse_softmax_ce.c.j2",

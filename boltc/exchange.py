@@ -8,6 +8,7 @@ How shares travel is not this module's business (``boltc.distributed`` sends the
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ class ExchangedParameter:
     width: int
 
 
+@functools.lru_cache(maxsize=16)
 def exchanged_parameters(buffers: tuple[BufferSpec, ...]) -> tuple[ExchangedParameter, ...]:
     """The parameters in the order of their exchange buffers' slots, which is the generated code's numbering."""
     names = {spec.name for spec in buffers}
@@ -76,7 +78,8 @@ def collect(model, feed: Feed, rows: np.ndarray, global_rows: int, wire: str = "
     """This worker's share of a step whose global batch has `global_rows` rows, of which `rows` (of the feed's
     data set) are this worker's; the step's settings (``model.compiled.step_struct``) must be set. The loss is
     averaged over the global batch, so that the workers' gradients add up to one process's. Nothing is stepped,
-    and a non-finite loss is returned as it is, with no gradients: every worker must then skip the step."""
+    and a non-finite loss is returned as it is, with no gradients: every worker must then skip the step. The rows of
+    parameters exchanged by rows are views of the model's buffers until its next collect."""
     parameters = exchanged_parameters(model.buffers)
     if len(rows) == 0:
         return Share(0, 0.0, [None] * len(parameters), [None] * len(parameters))
@@ -95,70 +98,50 @@ def collect(model, feed: Feed, rows: np.ndarray, global_rows: int, wire: str = "
     ids: list[np.ndarray | None] = []
     gradients: list[np.ndarray | None] = []
     for parameter in parameters:
-        written = model.arrays[parameter.gradient]
-        if parameter.touched is None:
+        if parameter.touched is None:  # a copy: the steps sum into the buffer it was written in
             ids.append(None)
-            gradients.append(written.copy())
+            gradients.append(model.arrays[parameter.gradient].copy())
         else:
-            touched = np.flatnonzero(model.arrays[parameter.touched] == step.step)
-            ids.append(touched.astype(np.int64))
-            gradients.append(written[touched])
+            touched, rows = compiled.collect_share(parameter.index, parameter.rows, parameter.width, step.step,
+                                                   model.threads)
+            ids.append(touched)
+            gradients.append(rows)
     if wire == "bf16":
         gradients = [to_bf16(g) if g is not None else None for g in gradients]
     return Share(len(rows), loss, ids, gradients)
 
 
 @dataclass
-class Summed:
-    """The workers' shares of a step added up: per exchanged parameter, the union of their rows (None: all) and
-    the summed gradients of those rows."""
+class Applied:
+    """A step made from the workers' shares: its rows and summed loss, and the rows of the union it stepped per
+    exchanged parameter (nothing is stepped where the loss is not finite)."""
 
     rows: int
     loss: float
-    ids: list[np.ndarray | None]
-    gradients: list[np.ndarray | None]  # None: no worker had rows in the step
+    union_rows: list[int]
+    union_bytes: int  # the gradient rows and ids of the union: what one process's step would have touched
 
 
-def summed(shares: list[Share]) -> Summed:
-    """The shares (in rank order) added up, in the same order on every worker: a row's gradients from the workers
-    that touched it, first rank first."""
-    parameters = len(shares[0].ids)
-    ids: list[np.ndarray | None] = []
-    gradients: list[np.ndarray | None] = []
-    for index in range(parameters):
-        parts = [(s.ids[index], _float32(s.gradients[index])) for s in shares if s.gradients[index] is not None]
-        if not parts:
-            ids.append(None)
-            gradients.append(None)
-        elif parts[0][0] is None:  # sent whole
-            total = parts[0][1].copy()
-            for _, part in parts[1:]:
-                total += part
-            ids.append(None)
-            gradients.append(total)
-        else:
-            every = np.concatenate([part_ids for part_ids, _ in parts])
-            rows = np.concatenate([part for _, part in parts])
-            order = np.argsort(every, kind="stable")  # ranks stay in order within a row id
-            every = every[order]
-            starts = np.flatnonzero(np.r_[True, every[1:] != every[:-1]]) if len(every) else np.zeros(0, np.int64)
-            ids.append(every[starts])
-            gradients.append(np.add.reduceat(rows[order], starts, axis=0) if len(every) else rows[:0])
-    return Summed(sum(s.rows for s in shares), sum(s.loss for s in shares), ids, gradients)
+def apply_shares(model, shares: list[Share]) -> Applied:
+    """The step of the workers' shares (in rank order) on this replica: each parameter's rows summed over the
+    shares, first rank first, and every row of their union stepped once (runtime/bolt_exchange.h); the step's
+    settings must be set. Every replica given the same shares makes the same bits."""
+    rows, loss = sum(s.rows for s in shares), sum(s.loss for s in shares)
+    applied = Applied(rows, loss, [], 0)
+    if not np.isfinite(loss):
+        return applied
+    compiled = model.compiled
+    for parameter in exchanged_parameters(model.buffers):
+        gradients = [_float32(s.gradients[parameter.index]) for s in shares]
+        union = compiled.step_shares(parameter.index, [s.ids[parameter.index] for s in shares], gradients,
+                                     model.threads)
+        applied.union_rows.append(union)
+        applied.union_bytes += union * parameter.width * compiled.real.itemsize + \
+            (union * 8 if parameter.touched is not None else 0)
+    return applied
 
 
 def _float32(gradients: np.ndarray | None) -> np.ndarray | None:
     if gradients is not None and gradients.dtype == np.uint16:
         return from_bf16(gradients)
     return gradients
-
-
-def apply(model, total: Summed) -> None:
-    """The optimiser step of every exchanged parameter on the summed rows (the step's settings must be set)."""
-    compiled = model.compiled
-    for parameter in exchanged_parameters(model.buffers):
-        gradients = total.gradients[parameter.index]
-        if gradients is None:
-            continue
-        compiled.apply_gradients(parameter.index, total.ids[parameter.index],
-                                 np.ascontiguousarray(gradients, dtype=compiled.real), model.threads)

@@ -79,6 +79,9 @@ class ModelArrays:
         self._workspace_arrays: dict[str, np.ndarray] = {}
         self._grow_workspace(self._least_workspace)
         self.lock = threading.Lock()  # the scratch buffers are shared: one C call at a time per model
+        # per exchanged parameter, the buffers a worker's share of a distributed step is collected into (their
+        # pages are taken as they are written)
+        self._shares: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def adopt(self, arrays: dict[str, np.ndarray]) -> None:
         """Take `arrays` (a mapped model file's) as the buffers of their names: the C code reads them where they
@@ -145,16 +148,51 @@ class ModelArrays:
         self.check(status)
         return loss
 
-    def apply_gradients(self, parameter: int, ids: np.ndarray | None, gradients: np.ndarray, threads: int) -> None:
-        """The optimiser step (settings in ``step_struct``) of exchanged parameter `parameter` on rows `ids` (None:
-        all) from their `gradients` [rows, width] (``boltc.exchange``)."""
+    def collect_share(self, parameter: int, rows: int, width: int, step: int, threads: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The ids (ascending) and gradients of the rows of exchanged parameter `parameter` [rows, width] that the
+        backward of step `step` collected: views of buffers of this model's, which its next collect overwrites."""
         ffi = self.library.ffi
-        rows = len(gradients) if ids is None else len(ids)
+        if parameter not in self._shares:
+            self._shares[parameter] = (np.empty(rows, np.int64), np.empty((rows, width), self.real))
+        ids, gradients = self._shares[parameter]
+        count = ffi.new("int64_t *")
         with self.lock:
-            status = self.library.lib.bolt_apply_gradients(
-                self._table, parameter, rows, ffi.NULL if ids is None else ffi.cast("int64_t *", ffi.from_buffer(ids)),
-                ffi.from_buffer(gradients), self.step_struct, max(1, int(threads)))
+            status = self.library.lib.bolt_collect_share(self._table, parameter, step,
+                                                         ffi.cast("int64_t *", ffi.from_buffer(ids)),
+                                                         ffi.from_buffer(gradients), max(1, int(threads)), count)
         self.check(status)
+        return ids[:count[0]], gradients[:count[0]].reshape(-1) if width == 1 else gradients[:count[0]]
+
+    def step_shares(self, parameter: int, ids: list[np.ndarray | None], gradients: list[np.ndarray | None],
+                    threads: int) -> int:
+        """The step (settings in ``step_struct``) of exchanged parameter `parameter` from the workers' shares in
+        rank order: each share's ascending row ids (None: sent whole) and gradients (None: no rows) (``boltc.exchange``).
+        Returns the rows stepped."""
+        ffi = self.library.ffi
+        count = len(gradients)
+        id_pointers, counts = ffi.new("int64_t *[]", count), ffi.new("int64_t[]", count)
+        gradient_pointers = ffi.new("void *[]", count)
+        kept = []
+        for s, (share_ids, share_gradients) in enumerate(zip(ids, gradients)):
+            if share_gradients is None:
+                continue
+            share_gradients = np.ascontiguousarray(share_gradients, dtype=self.real)
+            kept.append(share_gradients)
+            gradient_pointers[s] = ffi.cast("void *", ffi.from_buffer(share_gradients))
+            counts[s] = len(share_gradients)
+            if share_ids is not None:
+                share_ids = np.ascontiguousarray(share_ids, dtype=np.int64)
+                kept.append(share_ids)
+                id_pointers[s] = ffi.cast("int64_t *", ffi.from_buffer(share_ids))
+                counts[s] = len(share_ids)
+        applied = ffi.new("int64_t *")
+        with self.lock:
+            status = self.library.lib.bolt_step_shares(self._table, parameter, count, id_pointers, counts,
+                                                       gradient_pointers, self.step_struct, max(1, int(threads)),
+                                                       applied)
+        self.check(status)
+        return int(applied[0])
 
     def rebuild(self, threads: int) -> None:
         with self.lock:

@@ -540,9 +540,10 @@ def _exchange_buffers(layer: LayerPlan, add, context: dict) -> None:
         context[f"slot_{role}_g"] = add(layer, f"{role}_g", (rows, width) if width > 1 else (rows,), "exchange")
         if by_rows:
             context[f"slot_{role}_touched"] = add(layer, f"{role}_touched", (rows,), "exchange", "int64")
-        context["exchanged"].append({"role": role, "rows": rows, "width": width, "by_rows": by_rows,
-                                     "slot": context[f"slot_{role}"], "slot_m": context.get(f"slot_{role}_m"),
-                                     "slot_v": context.get(f"slot_{role}_v")})
+        context["exchanged"].append({"role": role, "rows": rows, "width": width, "slot": context[f"slot_{role}"],
+                                     "slot_m": context.get(f"slot_{role}_m"), "slot_v": context.get(f"slot_{role}_v"),
+                                     "slot_g": context[f"slot_{role}_g"],
+                                     "slot_touched": context.get(f"slot_{role}_touched")})
 
 
 def _bf16_buffers(layer: LayerPlan, batch: int, add) -> dict:

@@ -91,7 +91,8 @@ def test_generated_c_compiles_cleanly(tmp_path, variant, openmp, real_type):
         symbols = subprocess.run(["nm", "-g", "--defined-only", str(tmp_path / "m.o")], capture_output=True,
                                  text=True).stdout.split()
         exported = sorted(s for s in symbols if re.fullmatch(r"[A-Za-z_]\w*", s) and s.startswith("bolt"))
-        assert exported == ["bolt_apply_gradients", "bolt_find_heavy", "bolt_infer_batch", "bolt_rebuild", "bolt_train_batch"]
+        assert exported == ["bolt_collect_share", "bolt_find_heavy", "bolt_infer_batch", "bolt_rebuild", "bolt_step_shares",
+                            "bolt_train_batch"]
 
 
 HOSTILE = ["int", "main", "__attribute__", "bolt_train_batch", "SLOT_L0_WEIGHTS", "größe", "x" * 10000, "_Pragma"]

@@ -118,25 +118,68 @@ def test_sparse_outputs_on_workers_learn_as_one_process_does(write_spec):
     assert abs(trained.evaluate((features, topics))["accuracy"] - want) < 0.05
 
 
-def test_shares_sum_in_rank_order_over_the_union_of_their_rows():
-    width = 3
-    rng = np.random.default_rng(0)
-    shares, reference = [], np.zeros((20, width), np.float32)
-    touched = np.zeros(20, bool)
-    for rank, ids in enumerate(([1, 4, 7], [4, 5], [], [0, 7, 19])):
+def _shares_of_one_parameter(model, parameter, rows_by_rank, width, rng):
+    """Shares whose only gradients are `parameter`'s, rank r's at rows_by_rank[r]."""
+    count = len(exchange.exchanged_parameters(model.buffers))
+    shares = []
+    for rank, ids in enumerate(rows_by_rank):
         ids = np.array(ids, np.int64)
-        rows = rng.normal(size=(len(ids), width)).astype(np.float32)
-        np.add.at(reference, ids, rows)
-        touched[ids] = True
-        whole = rng.normal(size=(2, 2)).astype(np.float32)
-        shares.append(exchange.Share(len(ids), float(rank), [ids, None], [rows, whole]))
-    total = exchange.summed(shares)
-    np.testing.assert_array_equal(total.ids[0], np.flatnonzero(touched))
-    np.testing.assert_allclose(total.gradients[0], reference[touched], rtol=1e-6)
-    np.testing.assert_allclose(total.gradients[1], sum(s.gradients[1] for s in shares), rtol=1e-6)
-    assert total.loss == 6.0 and total.rows == 8
-    idle = exchange.Share(0, 0.0, [None, None], [None, None])
-    assert exchange.summed([idle, idle]).gradients == [None, None]
+        gradients = [None] * count
+        gradients[parameter.index] = rng.normal(size=(len(ids), width)).astype(np.float32) if len(ids) else None
+        share_ids = [None] * count
+        share_ids[parameter.index] = ids
+        shares.append(exchange.Share(len(ids), float(rank), share_ids, gradients))
+    return shares
+
+
+def test_shares_step_the_union_of_their_rows_as_numpy_adam_does(write_spec):
+    """The C step of the workers' shares against numpy: each row's gradients summed over the ranks that sent it,
+    Adam on the rows of the union, every other row and its moments left alone."""
+    from boltc.training import next_step, step_settings
+
+    path = write_spec(SPECS["per-row sets"])
+    model = boltc.load(path, tune=False)
+    model.learning_rate = 0.01
+    plan = model.plan
+    output = next(p for p in exchange.exchanged_parameters(model.buffers) if p.rows == 300 and p.width == 16)
+    rng = np.random.default_rng(0)
+    model.arrays[output.name + "_m"][...] = rng.normal(size=(300, 16)) * 0.01
+    model.arrays[output.name + "_v"][...] = rng.random(size=(300, 16)) * 0.01
+    before = {role: model.arrays[output.name + role].astype(np.float64) for role in ("", "_m", "_v")}
+    shares = _shares_of_one_parameter(model, output, ([1, 4, 7, 299], [4, 5], [], [0, 7, 299]), 16, rng)
+    step_settings(model)
+    next_step(model, None)
+    applied = exchange.apply_shares(model, shares)
+    assert applied.union_rows[output.index] == 6 and applied.rows == 9 and applied.loss == 6.0
+
+    gradient = np.zeros((300, 16))
+    touched = np.zeros(300, bool)
+    for share in shares:
+        if share.gradients[output.index] is not None:
+            np.add.at(gradient, share.ids[output.index], share.gradients[output.index])
+            touched[share.ids[output.index]] = True
+    m = plan.beta1 * before["_m"] + (1 - plan.beta1) * gradient
+    v = plan.beta2 * before["_v"] + (1 - plan.beta2) * gradient ** 2
+    weights = before[""] - 0.01 * (m / (1 - plan.beta1)) / (np.sqrt(v / (1 - plan.beta2)) + plan.eps)
+    for role, want in (("", weights), ("_m", m), ("_v", v)):
+        got = model.arrays[output.name + role]
+        np.testing.assert_allclose(got[touched], want[touched], rtol=2e-5, atol=1e-7, err_msg=role)
+        np.testing.assert_array_equal(got[~touched], before[role][~touched].astype(np.float32), err_msg=role)
+
+
+@pytest.mark.parametrize("rows", [[[3, 2]], [[5, 300]], [[-1]]], ids=["descending", "past the end", "negative"])
+def test_shares_with_rows_out_of_order_or_range_are_refused(rows, write_spec):
+    from boltc.training import next_step, step_settings
+
+    model = boltc.load(write_spec(SPECS["per-row sets"]), tune=False)
+    model.learning_rate = 0.01
+    output = next(p for p in exchange.exchanged_parameters(model.buffers) if p.rows == 300 and p.width == 16)
+    step_settings(model)
+    next_step(model, None)
+    weights = model.arrays[output.name].copy()
+    with pytest.raises(UsageError, match="out of order or out of range"):
+        exchange.apply_shares(model, _shares_of_one_parameter(model, output, rows, 16, np.random.default_rng(1)))
+    np.testing.assert_array_equal(model.arrays[output.name], weights)
 
 
 def test_bf16_wire_rounds_to_the_nearest_bf16():
