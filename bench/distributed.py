@@ -64,7 +64,8 @@ def summary(name: str, report: dict) -> dict:
     return row
 
 
-def modelled(measured: dict, workers: int, batch: int, parameter_bytes: int, label_scale: float) -> list[dict]:
+def modelled(measured: dict, one_process: dict, workers: int, threads: int, batch: int, parameter_bytes: int,
+             label_scale: float) -> list[dict]:
     """Step time and bytes per step on `MACHINES` machines of CORES_PER_MACHINE cores, from one N-worker run here
     (one thread each). Assumptions, stated where they are used: compute per row scales with cores (it did on this
     machine's two: see bench/README); a worker's share of touched rows shrinks as 1/M (it holds B/M rows of the
@@ -72,16 +73,19 @@ def modelled(measured: dict, workers: int, batch: int, parameter_bytes: int, lab
     applied each step is the global batch's, the same at any M; shares travel once to every other machine at the
     link's rate (an all-gather through the object store), full gradients in a ring all-reduce, 2 (M-1)/M of them."""
     compute_per_row = measured["compute_seconds_per_step"] / (batch / workers)  # one thread
+    # the reference: one machine of CORES_PER_MACHINE cores in one process, no exchange (this machine's one-process
+    # rate scaled by its cores: an assumption, as the workers' compute is)
+    one_machine = one_process["samples_per_second"] / threads * CORES_PER_MACHINE / label_scale
     share = measured["bytes_sent_per_step"] / max(workers - 1, 1)  # what one worker's rows touch, B/N rows
     rows = []
     for machines in MACHINES:
-        compute = compute_per_row * batch / machines / CORES_PER_MACHINE
+        compute = compute_per_row * batch / machines / CORES_PER_MACHINE * label_scale
         apply = measured["apply_seconds_per_step"] * label_scale / CORES_PER_MACHINE
         share_m = share * workers / machines * label_scale
         sent = share_m * (machines - 1)
         full = 2 * (machines - 1) / machines * parameter_bytes
         row = {"machines": machines, "compute_s": compute, "apply_s": apply, "sparse_bytes_sent": sent,
-               "full_allreduce_bytes": full}
+               "full_allreduce_bytes": full, "one_machine_samples_per_s": one_machine}
         for link, gbps in LINKS_GBPS.items():
             seconds = sent * 8 / (gbps * 1e9)
             row[f"sparse_comm_s_{link}"] = seconds
@@ -98,11 +102,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--out", default=str(REPO_ROOT / "bench" / "results" / "distributed"))
+    parser.add_argument("--model-only", action="store_true", help="model again from the runs saved in --out")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BOLTC_TUNE": "off", "OMP_NUM_THREADS": str(args.threads)}
     boltc = find_boltc(None) or sys.exit("no boltc command: pip install the repository first")
+    if args.model_only:
+        result = json.loads((out / "distributed.json").read_text())
+        write_model(result, boltc, env, out)
+        return
     common = ["train", str(SPEC), "--train", args.train, "--test", args.test, "--epochs", str(args.epochs),
               "--learning-rate", str(LEARNING_RATE), "--json"]
     reports = {"one process": run(boltc + common, env),
@@ -117,28 +126,35 @@ def main() -> None:
         reports[f"{args.threads} workers, bf16 wire"] = run(boltc + common + split + ["--wire", "bf16"], env)
     finally:
         subprocess.run([ray_command, "stop", "--force"], env=env, capture_output=True)
-    plan = json.loads(subprocess.run(boltc + ["explain", str(SPEC), "--json"], env=env, capture_output=True,
-                                     text=True, check=True, cwd=REPO_ROOT).stdout)
-    rows = [summary(name, report) for name, report in reports.items()]
-    measured = rows[2]
-    output = plan["layers"][plan["output_layer"]]
-    # the 10M-label shape: the same network with 10M outputs; the rows a step touches grow with the output's
-    # active count (0.5% of the outputs, as this spec asks), the full gradient with its parameters
-    large_scale = (LARGE_LABELS * 0.005) / (output["out_dim"] * 0.005)
-    large_parameters = plan["totals"]["parameter_bytes"] + \
-        (LARGE_LABELS - output["out_dim"]) * (output["in_dim"] + 1) * 4
     result = {
         "machine": machine_info(args.threads),
         "train": args.train, "test": args.test, "epochs": args.epochs, "learning_rate": LEARNING_RATE,
-        "runs": rows,
-        "model": {"amazon670k": modelled(measured, args.threads, plan["batch_size"], plan["totals"]["parameter_bytes"],
-                                         1.0),
-                  "10M labels": modelled(measured, args.threads, plan["batch_size"], large_parameters, large_scale)},
+        "threads": args.threads, "runs": [summary(name, report) for name, report in reports.items()],
         "reports": reports,
     }
-    (out / "distributed.json").write_text(json.dumps(result, indent=1) + "\n")
-    for row in rows:
+    for row in result["runs"]:
         print(json.dumps(row))
+    write_model(result, boltc, env, out)
+
+
+def write_model(result: dict, boltc: list[str], env: dict, out: Path) -> None:
+    """The model of machines this bench does not have, from the runs in `result`, into distributed.json."""
+    plan = json.loads(subprocess.run(boltc + ["explain", str(SPEC), "--json"], env=env, capture_output=True,
+                                     text=True, check=True, cwd=REPO_ROOT).stdout)
+    threads, runs = result["threads"], result["runs"]
+    one_process, measured = runs[0], runs[2]
+    output = plan["layers"][plan["output_layer"]]
+    # the 10M-label shape: the same network with 10M outputs; the rows a step touches grow with the output's
+    # active count (0.5% of the outputs, as this spec asks), the full gradient with its parameters; scaling every
+    # byte of the exchange so overstates it (the input layer's rows do not grow)
+    large_scale = LARGE_LABELS / output["out_dim"]
+    large_parameters = plan["totals"]["parameter_bytes"] + \
+        (LARGE_LABELS - output["out_dim"]) * (output["in_dim"] + 1) * 4
+    batch = plan["batch_size"]
+    result["model"] = {
+        "amazon670k": modelled(measured, one_process, threads, threads, batch, plan["totals"]["parameter_bytes"], 1.0),
+        "10M labels": modelled(measured, one_process, threads, threads, batch, large_parameters, large_scale)}
+    (out / "distributed.json").write_text(json.dumps(result, indent=1) + "\n")
     for shape, table in result["model"].items():
         print(shape)
         for row in table:

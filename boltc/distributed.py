@@ -299,6 +299,9 @@ def train(model, train_data, settings: Settings, on_group: Callable | None = Non
         raise UsageError(f"model '{model.plan.model_name}' freezes its tables (freeze_tables_after): each worker "
                          "would insert only its own rows' labels, and the replicas would part; train it in one "
                          "process")
+    if model.plan.warmup or model.plan.schedule != "constant":
+        raise UsageError(f"model '{model.plan.model_name}' has a learning-rate warmup or schedule, which distributed "
+                         "training does not follow yet: train it in one process, or with a constant rate")
     if settings.wire not in exchange.WIRE_PRECISIONS:
         raise UsageError(f"the wire precision must be one of {', '.join(exchange.WIRE_PRECISIONS)}, got "
                          f"{settings.wire!r}")
@@ -307,6 +310,9 @@ def train(model, train_data, settings: Settings, on_group: Callable | None = Non
     data = TrainingData(path=str(train_data)) if isinstance(train_data, (str, Path)) else \
         TrainingData(dataset=model.prepare_data(train_data, labelled=True, scaled=False))
     batch_size = settings.batch_size or model.plan.batch_size
+    if not 1 <= batch_size <= model.plan.batch_size:
+        raise UsageError(f"batch_size must be between 1 and {model.plan.batch_size}, the size the model was compiled "
+                         "for: the global batch, which the workers share")
     started_ray = ray is not None and not ray.is_initialized()
     if started_ray:
         ray.init(address=settings.address, include_dashboard=False, log_to_driver=False,

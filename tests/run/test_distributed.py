@@ -182,6 +182,12 @@ def test_shares_with_rows_out_of_order_or_range_are_refused(rows, write_spec):
     np.testing.assert_array_equal(model.arrays[output.name], weights)
 
 
+def test_a_global_batch_beyond_the_compiled_size_is_refused(write_spec):
+    path = write_spec(SPECS["dense layers"])
+    with pytest.raises(UsageError, match="between 1 and 32, the size the model was compiled for"):
+        _in_process(path, _data(SPECS["dense layers"]), 2, batch_size=64)
+
+
 def test_bf16_wire_rounds_to_the_nearest_bf16():
     values = np.array([1.0, -2.5, 1 + 2 ** -8, 1 + 3 * 2 ** -9, 3.0e38, 1e-30, 0.0], np.float32)
     halves = exchange.to_bf16(values)
@@ -202,9 +208,12 @@ def test_bf16_wire_halves_the_bytes_and_still_learns(write_spec):
     assert bf16_history.epochs[-1].loss == pytest.approx(fp32_history.epochs[-1].loss, rel=0.01)
 
 
-def test_frozen_tables_are_refused(write_spec):
-    path = write_spec(SPECS["per-row sets"].replace("seed = 5", "seed = 5, freeze_tables_after = 1"))
-    with pytest.raises(UsageError, match="freezes its tables"):
+@pytest.mark.parametrize("setting, message", [("freeze_tables_after = 1", "freezes its tables"),
+                                              ("warmup = 10", "warmup or schedule"),
+                                              ("schedule = cosine", "warmup or schedule")])
+def test_what_workers_do_not_follow_is_refused(setting, message, write_spec):
+    path = write_spec(SPECS["per-row sets"].replace("seed = 5", f"seed = 5, {setting}"))
+    with pytest.raises(UsageError, match=message):
         _in_process(path, _data(SPECS["per-row sets"]), 2)
 
 
