@@ -17,6 +17,7 @@ history inputs (``"update_history": true``) only when the server was started wit
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import math
@@ -221,17 +222,17 @@ class _Pending:
 class MicroBatcher:
     """Answers concurrent requests with one predict call. The first request waiting starts a batch; requests of the
     same ``top_k`` join it until it holds ``max_batch`` rows, ``max_wait`` seconds have passed, or no other request
-    has arrived (waiting could not fill it). Requests of another ``top_k`` wait for the next batch: sparse
-    inference tops a row's candidates up to its ``top_k``, so a batch of mixed ones would answer a request
-    differently than alone. Requests that add to history state are scored alone, in arrival order, since each
-    one's rows change what the next sees."""
+    has arrived (waiting could not fill it). Requests of another ``top_k`` are set aside for the batches after it,
+    in arrival order: sparse inference tops a row's candidates up to its ``top_k``, so a batch of mixed ones would
+    answer a request differently than alone. Requests that add to history state are scored alone, in arrival
+    order, since each one's rows change what the next sees: nothing that arrived after one is scored before it."""
 
     def __init__(self, model: Model, reader: RowReader, sparse: bool, max_batch: int, max_wait: float,
                  metrics: ServerMetrics):
         self.model, self.reader, self.sparse = model, reader, sparse
         self.max_batch, self.max_wait, self.metrics = max_batch, max_wait, metrics
         self.queue: asyncio.Queue[_Pending] | None = None
-        self.held: _Pending | None = None  # taken from the queue, and the first of the next batch
+        self.held: collections.deque[_Pending] = collections.deque()  # taken from the queue, set aside, in order
         # requests that have arrived (counted by the handler, before their body is read) and are not answered yet
         self.in_flight = 0
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="boltc-predict")  # one C call at a time anyway
@@ -257,37 +258,62 @@ class MicroBatcher:
         return await done
 
     async def _take(self, timeout: float | None = None) -> _Pending:
-        """The next request whose client still waits (raises TimeoutError where none comes in `timeout`)."""
+        """The next queued request whose client still waits (raises TimeoutError where none comes in `timeout`)."""
         while True:
-            if self.held is not None:
-                pending, self.held = self.held, None
-            elif not self.queue.empty() or timeout is None:
+            if not self.queue.empty() or timeout is None:
                 pending = await self.queue.get()
             else:
                 pending = await asyncio.wait_for(self.queue.get(), timeout)
-            if not pending.done.cancelled():
+            if not self._gone(pending):
                 return pending
-            self.in_flight -= 1  # its client went away: nothing to score
+
+    def _gone(self, pending: _Pending) -> bool:
+        """Whether the request's client went away (it is then answered: there is nothing to score)."""
+        if pending.done.cancelled():
+            self.in_flight -= 1
+            return True
+        return False
+
+    def _first(self) -> _Pending | None:
+        """The earliest request set aside whose client still waits."""
+        while self.held:
+            pending = self.held.popleft()
+            if not self._gone(pending):
+                return pending
+        return None
+
+    def _joiner(self, first: _Pending, room: int) -> _Pending | None:
+        """A request set aside that can join `first`'s batch: none beyond a history update, which goes first."""
+        for index, pending in enumerate(self.held):
+            if pending.update_history:
+                return None
+            if pending.top_k == first.top_k and len(pending.rows) <= room and not self._gone(pending):
+                del self.held[index]
+                return pending
+        return None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._take()
+            first = self._first() or await self._take()
             batch, rows = [first], len(first.rows)
             deadline = loop.time() + self.max_wait
             while not first.update_history and rows < self.max_batch:
-                if self.queue.empty() and self.in_flight <= len(batch):
-                    break  # no other request has arrived: waiting would only delay this batch
-                try:
-                    pending = await self._take(max(0.0, deadline - loop.time()))
-                except asyncio.TimeoutError:
-                    break
-                if pending.update_history or pending.top_k != first.top_k or \
-                        rows + len(pending.rows) > self.max_batch:
-                    self.held = pending
-                    break
-                batch.append(pending)
-                rows += len(pending.rows)
+                joiner = self._joiner(first, self.max_batch - rows)
+                if joiner is None:
+                    if (self.queue.empty() and self.in_flight <= len(batch) + len(self.held)) or \
+                            any(pending.update_history for pending in self.held):
+                        break  # no other request has arrived, or what arrives now must wait for a history update
+                    try:
+                        joiner = await self._take(max(0.0, deadline - loop.time()))
+                    except asyncio.TimeoutError:
+                        break
+                    if joiner.update_history or joiner.top_k != first.top_k or \
+                            rows + len(joiner.rows) > self.max_batch:
+                        self.held.append(joiner)
+                        continue
+                batch.append(joiner)
+                rows += len(joiner.rows)
             await self._score(loop, batch)
 
     async def _score(self, loop, batch: list[_Pending]) -> None:

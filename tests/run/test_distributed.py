@@ -219,9 +219,9 @@ def test_what_workers_do_not_follow_is_refused(setting, message, write_spec):
 
 # -- on Ray ---------------------------------------------------------------------------------------------------------
 
-# one pytest process runs every test that starts Ray (--dist loadgroup): two Ray instances on CI's two cores would
-# starve each other's workers
-RAY_TESTS = pytest.mark.xdist_group("ray")
+# one pytest process runs every test that starts Ray (--dist loadgroup), and tests of the server's batching under
+# load (tests/run/test_serve.py) with them: on CI's two cores, Ray's workers beside either starve them
+RAY_TESTS = pytest.mark.xdist_group("cores")
 
 
 @pytest.fixture(scope="module")

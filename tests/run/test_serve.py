@@ -146,6 +146,7 @@ def test_answers_equal_predict_for_an_xmc_model(xmc_server, as_objects):
     np.testing.assert_array_equal(scores, want_scores)
 
 
+@pytest.mark.xdist_group("cores")  # not beside Ray's workers (tests/run/test_distributed.py): they take the cores
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(xmc_server):
     """Each answer is the row's prediction alone, whatever shares its batch: sparse inference's top-ups follow a row's
     keys, not its place in a batch, and requests of different top_k are not batched together."""
