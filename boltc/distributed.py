@@ -33,7 +33,8 @@ from boltc import checkpoint, exchange
 from boltc.data import Dataset, concatenated, take_rows
 from boltc.diagnostics import UsageError
 from boltc.streaming import ChunkReader, Stream
-from boltc.training import EpochRecord, History, next_step, nonfinite_loss, step_settings, step_taken
+from boltc.training import (EpochRecord, History, epoch_end_rebuild, next_step, nonfinite_loss,
+                             step_settings, step_taken, tables_for_inference)
 
 STEPS_AHEAD = 4  # steps the driver submits before waiting for the oldest one's end
 RAY_MISSING = ("training on several workers needs Ray: pip install 'boltc[distributed]' (installs ray); "
@@ -158,10 +159,8 @@ class Worker:
     def end_epoch(self) -> tuple[float, float, int, int]:
         """The epoch is counted and its last weights hashed; returns this worker's compute and apply seconds,
         bytes sent and touched bytes over it."""
-        from boltc.training import _epoch_end_rebuild
-
         self.model.epochs_trained += 1
-        _epoch_end_rebuild(self.model)
+        epoch_end_rebuild(self.model)
         return self.compute_seconds, self.apply_seconds, self.bytes_sent, self.touched_bytes
 
     def evaluate(self, data) -> dict[str, float]:
@@ -177,10 +176,8 @@ class Worker:
     def finish(self, validation) -> bytes:
         """The model as fit() leaves it (final tables; sparse inference's candidate count chosen on the
         validation rows), saved."""
-        from boltc.training import _final_rebuild
-
         model = self.model
-        _final_rebuild(model, restored=False)
+        tables_for_inference(model, restored=False)
         if validation is not None and model.sparse_output:
             model.forget_sparse_check()
             model.choose_lsh_candidates(model.prepare_data(validation, labelled=True))
@@ -307,7 +304,8 @@ def train(model, train_data, settings: Settings, on_group: Callable | None = Non
                          f"{settings.wire!r}")
     ray = None if settings.in_process else _ray()
     prepare(model, train_data)
-    data = TrainingData(path=str(train_data)) if isinstance(train_data, (str, Path)) else \
+    data = TrainingData(path=str(train_data), skip_bad_rows=model.skip_bad_rows) \
+        if isinstance(train_data, (str, Path)) else \
         TrainingData(dataset=model.prepare_data(train_data, labelled=True, scaled=False))
     batch_size = settings.batch_size or model.plan.batch_size
     if not 1 <= batch_size <= model.plan.batch_size:

@@ -180,7 +180,7 @@ def fit(model: Model, train, epochs: int | str | None = None, validation=None, b
         return_to(model, best_parameters, rebuild=False)  # the final rebuild below follows them
         history.restored_epoch = history.best_epoch
     if final_rebuild and history.epochs:
-        _final_rebuild(model, restored)
+        tables_for_inference(model, restored)
     history.wall_seconds = time.perf_counter() - started - validation_seconds
     if final_rebuild and history.epochs and model.sparse_output:
         # measured for these weights, or not at all: an earlier fit's choice would no longer hold
@@ -241,7 +241,7 @@ def _epochs(model: Model, run: _Run, parts: Callable[[int], Iterable[tuple[Feed,
                                          progress, interrupted, schedule=(len(history.epochs) * batches_per_epoch,
                                                                           run.budget * batches_per_epoch))
                 model.epochs_trained += 1
-                _epoch_end_rebuild(model)
+                epoch_end_rebuild(model)
                 before = time.perf_counter()
                 if run.validation is not None:
                     record.validation = model.evaluate(run.validation, progress=False)
@@ -271,7 +271,7 @@ def _epochs(model: Model, run: _Run, parts: Callable[[int], Iterable[tuple[Feed,
     return best_parameters, validation_seconds
 
 
-def _epoch_end_rebuild(model: Model) -> None:
+def epoch_end_rebuild(model: Model) -> None:
     """Tables of the epoch's last weights, whether or not training goes on (the schedule's countdown goes on
     where it was): what the end of fit() leaves for inference and a saved model, and the same tables at the same
     step in a run that goes on, so that training resumed from here (another fit, a loaded model) follows it."""
@@ -279,7 +279,7 @@ def _epoch_end_rebuild(model: Model) -> None:
         model.rebuild()
 
 
-def _final_rebuild(model: Model, restored: bool) -> None:
+def tables_for_inference(model: Model, restored: bool) -> None:
     """Tables of the final weights for inference, where the last epoch's end did not leave them (tables training
     never reads, the best epoch's weights restored). Frozen tables keep their inserted labels (sparse inference
     finds the heavy rows of the final weights)."""
