@@ -366,3 +366,29 @@ def test_workers_on_two_simulated_nodes_train_as_in_process(xmc_job):
     assert history.epochs[0].samples == 1001
     for name, want in _state(in_process).items():
         np.testing.assert_array_equal(_state(trained)[name], want, err_msg=name)
+
+
+def test_workers_on_a_typed_column_file_learn_its_labels_once_and_train_as_one_process(tmp_path):
+    """A CSV of typed columns is read whole by every worker, which keeps its share of the rows; the label names
+    are the driver's, learned once: the workers' dense layers end as one process's, to rounding."""
+    from test_columns import SPEC as COLUMNS_SPEC  # tests/run is on the path
+
+    spec = tmp_path / "shop.bolt"
+    spec.write_text(COLUMNS_SPEC.replace("epochs = 30", "epochs = 3"))
+    rng = np.random.default_rng(2)
+    sections = ["shoes", "clothes", "kitchen", "sale", "garden", "toys"]
+    lines = ["title,Brand,price,added,recent,section"]
+    for r in range(90):
+        picked = rng.choice(len(sections), size=1 + r % 2, replace=False)
+        lines.append(f"item {r} {sections[picked[0]]} thing,Brand{r % 7},{rng.uniform(0, 200):.2f},"
+                     f"2024-0{1 + r % 9}-1{r % 10},a{r % 5} b{r % 3},{';'.join(sections[p] for p in picked)}")
+    data = tmp_path / "shop.csv"
+    data.write_text("\n".join(lines) + "\n")
+    alone = boltc.load(spec, tune=False)
+    alone.fit(str(data), epochs=3, learning_rate=0.01, validation=False)
+    model = boltc.load(spec, tune=False)
+    model.learning_rate = 0.01
+    trained, history = distributed.train(model, str(data), distributed.Settings(workers=2, epochs=3, in_process=True))
+    assert trained.label_names == alone.label_names and [r.samples for r in history.epochs] == [90] * 3
+    for name, want in _state(alone).items():
+        np.testing.assert_allclose(_state(trained)[name], want, rtol=2e-5, atol=2e-6, err_msg=name)
