@@ -270,7 +270,7 @@ def _distributed_settings(args, model, epochs, validation, checkpoint: str | Non
                          "fraction")
     return distributed.Settings(workers=args.workers, epochs=int(wanted), threads_per_worker=args.threads_per_worker,
                                 address=args.address, wire=args.wire, validation=validation, checkpoint=checkpoint,
-                                batch_size=batch_size)
+                                batch_size=batch_size, batches_per_step=args.exchange_every)
 
 
 def _train_distributed(model, train, settings, learning_rate: float | None, log):
@@ -531,6 +531,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads-per-worker", type=_positive, default=1, metavar="T")
     p.add_argument("--wire", choices=("fp32", "bf16"), default="fp32",
                    help="gradient rows on the wire between workers: fp32, or bf16 (half the bytes, rounded)")
+    p.add_argument("--exchange-every", type=_positive, default=1, metavar="K",
+                   help="with --workers: accumulate the gradients of K batches per exchange and update once for "
+                        "them (K times fewer exchanges; an update of K batches' rows)")
     _add_text_format(p)
     _add_streaming(p)
 

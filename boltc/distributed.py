@@ -121,17 +121,19 @@ class Worker:
         """This worker's rows are rows offset .. offset + rows() - 1 of the `total` rows of all workers."""
         self.offset, self.total = offset, total
 
-    def begin_epoch(self, batch_size: int) -> int:
-        """The epoch's steps: its order over all rows cut into global batches, and the rows of each that this
-        worker holds; returns the number of steps."""
+    def begin_epoch(self, batch_size: int, batches_per_step: int = 1) -> int:
+        """The epoch's steps: its order over all rows cut into global batches, `batches_per_step` of them a step
+        (their gradients accumulated), and the rows of each that this worker holds; returns the number of steps."""
         model = self.model
         order = model.epoch_order(model.epochs_trained, self.total)
         positions = np.flatnonzero((order >= self.offset) & (order < self.offset + self.dataset.n_rows))
         mine = order[positions] - self.offset
-        steps = -(-self.total // batch_size)
-        cuts = np.searchsorted(positions // batch_size, np.arange(steps + 1))
-        self.steps = [mine[cuts[s]:cuts[s + 1]] for s in range(steps)]
-        self.global_rows = [min(batch_size, self.total - s * batch_size) for s in range(steps)]
+        batches = -(-self.total // batch_size)
+        cuts = np.searchsorted(positions // batch_size, np.arange(batches + 1))
+        steps = -(-batches // batches_per_step)
+        groups = [range(s * batches_per_step, min(batches, (s + 1) * batches_per_step)) for s in range(steps)]
+        self.steps = [[mine[cuts[b]:cuts[b + 1]] for b in group] for group in groups]
+        self.global_rows = [sum(min(batch_size, self.total - b * batch_size) for b in group) for group in groups]
         self.frozen = step_settings(model)
         self.compute_seconds = self.apply_seconds = 0.0
         self.bytes_sent = self.touched_bytes = 0
@@ -203,6 +205,7 @@ class Settings:
     threads_per_worker: int = 1
     address: str | None = None  # a Ray cluster's address ("auto", "ray://host:port"); None: a local instance
     wire: str = "fp32"  # gradient rows on the wire: fp32, or bf16 (half the bytes, rounded)
+    batches_per_step: int = 1  # global batches whose gradients one exchange carries (one update for all of them)
     max_failures: int = 3
     validation: str | None = None  # a file evaluated after every epoch (by the first worker)
     checkpoint: str | None = None  # a model file written after every epoch
@@ -299,6 +302,8 @@ def train(model, train_data, settings: Settings, on_group: Callable | None = Non
     if model.plan.warmup or model.plan.schedule != "constant":
         raise UsageError(f"model '{model.plan.model_name}' has a learning-rate warmup or schedule, which distributed "
                          "training does not follow yet: train it in one process, or with a constant rate")
+    if settings.batches_per_step < 1:
+        raise UsageError(f"batches per exchange must be 1 or more, got {settings.batches_per_step}")
     if settings.wire not in exchange.WIRE_PRECISIONS:
         raise UsageError(f"the wire precision must be one of {', '.join(exchange.WIRE_PRECISIONS)}, got "
                          f"{settings.wire!r}")
@@ -364,7 +369,7 @@ def _epochs(group, done: int, settings: Settings, batch_size: int, history: Dist
     for rank, first_row in enumerate(offsets[:-1]):
         group.at(rank, "place", int(first_row), total)
     for epoch in range(done, settings.epochs):
-        steps = group.each("begin_epoch", batch_size)[0]
+        steps = group.each("begin_epoch", batch_size, settings.batches_per_step)[0]
         started = time.perf_counter()
         results = group.steps(steps)
         wall = time.perf_counter() - started

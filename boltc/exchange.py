@@ -74,27 +74,33 @@ def from_bf16(halves: np.ndarray) -> np.ndarray:
     return (halves.astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
-def collect(model, feed: Feed, rows: np.ndarray, global_rows: int, wire: str = "fp32") -> Share:
-    """This worker's share of a step whose global batch has `global_rows` rows, of which `rows` (of the feed's
-    data set) are this worker's; the step's settings (``model.compiled.step_struct``) must be set. The loss is
-    averaged over the global batch, so that the workers' gradients add up to one process's. Nothing is stepped,
-    and a non-finite loss is returned as it is, with no gradients: every worker must then skip the step. The rows of
-    parameters exchanged by rows are views of the model's buffers until its next collect."""
+def collect(model, feed: Feed, batches: list[np.ndarray], mean_rows: int, wire: str = "fp32") -> Share:
+    """This worker's share of a step: its rows (of the feed's data set) of one global batch, or of several whose
+    gradients the step accumulates, which hold `mean_rows` rows in all; the step's settings
+    (``model.compiled.step_struct``) must be set. The loss is averaged over all of the step's rows, so that the
+    workers' gradients add up to one process's. Nothing is stepped, and a non-finite loss is returned as it is,
+    with no gradients: every worker must then skip the step. The rows of parameters exchanged by rows are views of
+    the model's buffers until its next collect."""
     parameters = exchanged_parameters(model.buffers)
-    if len(rows) == 0:
-        return Share(0, 0.0, [None] * len(parameters), [None] * len(parameters))
     compiled, step = model.compiled, model.compiled.step_struct
-    feed.select(rows)
-    feed.batch.mean_rows = global_rows
-    step.collect_gradients = 1
-    try:
-        status, loss = compiled.train_batch(feed)
-    finally:
-        step.collect_gradients = 0
-        feed.batch.mean_rows = 0
-    if compiled.nonfinite_loss(status):
-        return Share(len(rows), loss, [None] * len(parameters), [None] * len(parameters))
-    compiled.check(status)
+    rows = loss = 0
+    for batch in batches:
+        if len(batch) == 0:
+            continue
+        feed.select(batch)
+        feed.batch.mean_rows = mean_rows
+        step.collect_gradients = 2 if rows else 1  # later batches add to what the first wrote
+        try:
+            status, batch_loss = compiled.train_batch(feed)
+        finally:
+            step.collect_gradients = 0
+            feed.batch.mean_rows = 0
+        rows, loss = rows + len(batch), loss + batch_loss
+        if compiled.nonfinite_loss(status):
+            return Share(rows, loss, [None] * len(parameters), [None] * len(parameters))
+        compiled.check(status)
+    if rows == 0:
+        return Share(0, 0.0, [None] * len(parameters), [None] * len(parameters))
     ids: list[np.ndarray | None] = []
     gradients: list[np.ndarray | None] = []
     for parameter in parameters:
@@ -102,13 +108,13 @@ def collect(model, feed: Feed, rows: np.ndarray, global_rows: int, wire: str = "
             ids.append(None)
             gradients.append(model.arrays[parameter.gradient].copy())
         else:
-            touched, rows = compiled.collect_share(parameter.index, parameter.rows, parameter.width, step.step,
-                                                   model.threads)
+            touched, touched_rows = compiled.collect_share(parameter.index, parameter.rows, parameter.width,
+                                                           step.step, model.threads)
             ids.append(touched)
-            gradients.append(rows)
+            gradients.append(touched_rows)
     if wire == "bf16":
         gradients = [to_bf16(g) if g is not None else None for g in gradients]
-    return Share(len(rows), loss, ids, gradients)
+    return Share(rows, loss, ids, gradients)
 
 
 @dataclass

@@ -50,9 +50,10 @@ typedef struct bolt_step {
     double eps;
     int64_t step;          /* 1-based count of updates so far, for Adam's bias correction */
     int32_t insert_labels; /* the hash tables are frozen: each row's labels join the buckets its input hashes to */
-    int32_t collect_gradients; /* distributed training: the backward writes each parameter's gradient rows into its
-                                * exchange buffers (and stamps the rows it wrote) instead of stepping; the workers'
-                                * summed rows are then stepped by bolt_apply_gradients */
+    int32_t collect_gradients; /* distributed training: 1, the backward writes each parameter's gradient rows into
+                                * its exchange buffers (and stamps the rows it wrote) instead of stepping; 2, it adds
+                                * them to what earlier batches of the same step wrote (gradient accumulation); the
+                                * workers' shares are then stepped by bolt_step_shares */
 } bolt_step;
 /* What the entry points return (Python reads the values from the compiled library). */
 enum bolt_status {

@@ -90,10 +90,14 @@ def test_a_damaged_cached_library_is_rebuilt(write_spec, own_cache, damage):
     spec = write_spec(SPEC, "shared.bolt")
     so_path = boltc.load(spec).library.so_path
     good = so_path.read_bytes()
+    # a new file renamed over the library, not the library rewritten: this process has it mapped, and its pages
+    # cut short under it would end this process (SIGBUS) at its next touch of them
+    damaged = so_path.with_name(so_path.name + ".damaged")
     if damage == "garbage":
-        so_path.write_bytes(b"\x7fELF not really")
+        damaged.write_bytes(b"\x7fELF not really")
     else:  # still a loadable library, but not the one that was built
-        so_path.write_bytes(good[:-100] + bytes([good[-100] ^ 0xFF]) + good[-99:])
+        damaged.write_bytes(good[:-100] + bytes([good[-100] ^ 0xFF]) + good[-99:])
+    os.replace(damaged, so_path)
     # new processes: this one has the module imported already
     load = [sys.executable, "-c", f"import boltc; boltc.load({str(spec)!r})"]
     result = subprocess.run(load, capture_output=True, text=True, timeout=300)

@@ -102,6 +102,59 @@ def test_workers_gradients_add_up_to_the_global_batch(workers, write_spec):
     assert not all(np.array_equal(got[n], w) for n, w in _state(alone).items())  # summed in another order
 
 
+def test_batches_accumulated_per_exchange_step_as_one_process_steps_their_rows_in_one_batch(write_spec):
+    """Two global batches of 32 a step (their gradients accumulated, one update), on one worker and on two: the
+    update one process makes on the batch of 64 they make up, to rounding."""
+    spec = SPECS["dense layers"].replace("batch_size = 32", "batch_size = 64")
+    path = write_spec(spec)
+    data = _data(spec)
+    alone = boltc.load(path, tune=False)
+    alone.fit(data, epochs=3, learning_rate=0.01, validation=False)
+    for workers in (1, 2):
+        trained, history = _in_process(path, data, workers, batch_size=32, batches_per_step=2)
+        assert trained.step == alone.step == 30 and history.exchanges[0].steps == 10
+        for name, want in _state(alone).items():
+            np.testing.assert_allclose(_state(trained)[name], want, rtol=2e-5, atol=2e-6, err_msg=f"{workers} {name}")
+
+
+def test_accumulated_batches_collect_the_sum_of_their_gradients(write_spec):
+    """A share of two batches holds, row by row, the sum of the shares of each alone (the same weights, the same
+    step), for LSH-sparse rows and dense ones alike, bit for bit."""
+    from boltc.training import next_step, step_settings
+
+    spec = SPECS["per-row sets"].replace("top = dense(x, 16, activation=relu)",
+                                         "top = dense(x, 16, activation=relu, sparsity=0.25)")
+    model = boltc.load(write_spec(spec), tune=False)
+    model.learning_rate = 0.01
+    feed = model.compiled.feed(model.prepare_data(_data(spec), labelled=True), 1)
+    step_settings(model)
+    next_step(model, None)
+    first, second = np.arange(0, 32), np.arange(32, 64)
+
+    def copied(share):
+        return [None if i is None else i.copy() for i in share.ids], [g.copy() for g in share.gradients]
+
+    def alone(batches):
+        """The share of `batches` as the step's only ones (the stamps of rows an earlier collect wrote cleared)."""
+        for parameter in exchange.exchanged_parameters(model.buffers):
+            if parameter.touched is not None:
+                model.arrays[parameter.touched].fill(0)
+        return copied(exchange.collect(model, feed, batches, 64))
+
+    both_ids, both = alone([first, second])
+    parts = [alone([rows]) for rows in (first, second)]
+    for parameter in exchange.exchanged_parameters(model.buffers):
+        index = parameter.index
+        if parameter.touched is None:
+            np.testing.assert_array_equal(both[index], parts[0][1][index] + parts[1][1][index], err_msg=parameter.name)
+            continue
+        summed = np.zeros((parameter.rows,) + both[index].shape[1:], np.float32)
+        for part_ids, part in parts:
+            summed[part_ids[index]] += part[index]
+        np.testing.assert_array_equal(both_ids[index], np.union1d(parts[0][0][index], parts[1][0][index]))
+        np.testing.assert_array_equal(both[index], summed[both_ids[index]], err_msg=parameter.name)
+
+
 def test_sparse_outputs_on_workers_learn_as_one_process_does(write_spec):
     """Active sets (top-ups, batch negatives) depend on which rows share a batch, so several workers are not
     bit-equal to one process; they learn as well."""
