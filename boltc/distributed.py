@@ -94,6 +94,7 @@ class Worker:
         self.steps: list[np.ndarray] = []
         self.global_rows: list[int] = []
         self.frozen = False
+        self.step_in_epoch = 0
         self.compute_seconds = self.apply_seconds = 0.0
         self.bytes_sent = self.touched_bytes = 0
 
@@ -141,6 +142,7 @@ class Worker:
 
     def compute(self, step: int) -> exchange.Share:
         started = time.perf_counter()
+        self.step_in_epoch = step  # named by a non-finite loss's message
         next_step(self.model, None)
         share = exchange.collect(self.model, self.feed, self.steps[step], self.global_rows[step], self.wire)
         self.bytes_sent += share.nbytes * (self.world - 1)
@@ -152,7 +154,7 @@ class Worker:
         started = time.perf_counter()
         applied = exchange.apply_shares(self.model, list(shares))
         if not math.isfinite(applied.loss):
-            raise nonfinite_loss(self.model, applied.loss, self.model.step)
+            raise nonfinite_loss(self.model, applied.loss, self.step_in_epoch)
         step_taken(self.model, self.frozen)
         self.touched_bytes += applied.union_bytes
         self.apply_seconds += time.perf_counter() - started
